@@ -1,0 +1,3 @@
+"""synod: a threshold-signing custody engine."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m synod.bench --help`. Results go to docs/BENCHMARKS.md."""

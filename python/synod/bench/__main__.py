@@ -1,0 +1,112 @@
+"""`python -m synod.bench`: crypto-core benchmarks, optionally beside the raw Rust crates.
+
+python -m synod.bench                      # FROST + CGGMP, default sizes
+python -m synod.bench --with-rust          # also run the Rust examples; adds a ratio column
+python -m synod.bench --frost-sizes 3/5 --no-ecdsa
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from synod.bench.table import Row, format_seconds, render
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    out = []
+    for part in text.split(","):
+        t, _, n = part.partition("/")
+        out.append((int(t), int(n)))
+    return out
+
+
+def _parse_seconds(text: str) -> float:
+    value, unit = text.split()
+    scale = {"µs": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+    return float(value) * scale
+
+
+def rust_rows(example: str, args: list[str]) -> dict[tuple[str, str, str], float]:
+    """Run a Rust example (release) that prints `| suite | operation | t/n | median | repeats |`."""
+    cmd = ["cargo", "run", "--quiet", "--release", "--example", example, "--", *args]
+    out = subprocess.run(cmd, cwd=ROOT / "rust", check=True, capture_output=True, text=True).stdout
+    result = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and cells[0] not in ("suite",) and not cells[0].startswith("-"):
+            result[(cells[0], cells[1], cells[2])] = _parse_seconds(cells[3])
+    return result
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m synod.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--frost-sizes", default="3/5,11/15,67/100", help="t/n list for FROST")
+    p.add_argument("--ecdsa-sizes", default="2/3,3/5", help="t/n list for CGGMP")
+    p.add_argument("--no-frost", action="store_true")
+    p.add_argument("--no-ecdsa", action="store_true")
+    p.add_argument("--with-rust", action="store_true", help="also time the crates directly in Rust")
+    args = p.parse_args(argv)
+
+    def progress(msg: str) -> None:
+        print(f"  … {msg}", file=sys.stderr, flush=True)
+
+    print(f"machine: {machine()}", file=sys.stderr)
+    rows: list[Row] = []
+    raw: dict[tuple[str, str, str], float] = {}
+    if not args.no_frost:
+        from synod.bench.frost import frost_rows
+
+        rows += frost_rows(_sizes(args.frost_sizes), progress)
+        if args.with_rust:
+            progress("Rust baseline: bench_frost")
+            raw.update(rust_rows("bench_frost", [args.frost_sizes]))
+    if not args.no_ecdsa:
+        from synod.bench.ecdsa import ECDSA_PRIMES, ecdsa_rows
+
+        rows += ecdsa_rows(_sizes(args.ecdsa_sizes), progress)
+        if args.with_rust:
+            progress("Rust baseline: bench_ecdsa")
+            raw.update(rust_rows("bench_ecdsa", [str(ECDSA_PRIMES), args.ecdsa_sizes]))
+    if raw:
+        rows = [
+            Row(
+                r.suite,
+                r.operation,
+                r.params,
+                r.seconds,
+                r.repeats,
+                _ratio_note(r, raw.get((r.suite, r.operation, r.params))),
+            )
+            for r in rows
+        ]
+    print(render(rows))
+    return 0
+
+
+def _ratio_note(row: Row, rust: float | None) -> str:
+    if rust is None:
+        return row.note
+    return f"rust {format_seconds(rust)}, python/rust {row.seconds / rust:.2f}x"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Bitcoin: Taproot (P2TR) addresses and, later, templates, sighashes and broadcast."""

@@ -1,0 +1,1 @@
+"""EVM chains (Ethereum, BNB Chain): addresses from the threshold-ECDSA group key."""

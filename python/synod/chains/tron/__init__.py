@@ -1,0 +1,1 @@
+"""TRON: base58check addresses from the threshold-ECDSA group key."""

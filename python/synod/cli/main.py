@@ -1,0 +1,44 @@
+"""Entry point of the `synod` command: one sub-command per job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from synod.crypto.errors import CryptoError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from synod.cli import keygen
+
+    parser = _Parser(prog="synod", description="Threshold-signing custody engine.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    keygen.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except CryptoError as err:
+        print(f"synod: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("synod: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

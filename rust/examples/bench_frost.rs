@@ -1,0 +1,122 @@
+//! Raw cost of the FROST crates, without Python: the baseline for `python -m synod.bench`.
+//!
+//! Runs the same operations as the Python benchmark (a whole in-process DKG, and one
+//! signature = round 1 + round 2 + aggregate + verify) and prints a Markdown table.
+//! Usage: cargo run --release --example bench_frost [-- SIZES], SIZES like "3/5,11/15,67/100".
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use frost_core::keys::{dkg, KeyPackage, PublicKeyPackage};
+use frost_core::{Ciphersuite, Identifier, SigningPackage};
+use rand_core::OsRng;
+
+fn dkg_all<C: Ciphersuite>(t: u16, n: u16) -> (BTreeMap<Identifier<C>, KeyPackage<C>>, PublicKeyPackage<C>) {
+    let ids: Vec<Identifier<C>> = (1..=n).map(|i| Identifier::try_from(i).unwrap()).collect();
+    let mut s1 = BTreeMap::new();
+    let mut p1 = BTreeMap::new();
+    for id in &ids {
+        let (s, p) = dkg::part1::<C, _>(*id, n, t, OsRng).unwrap();
+        s1.insert(*id, s);
+        p1.insert(*id, p);
+    }
+    let mut s2 = BTreeMap::new();
+    let mut p2: BTreeMap<Identifier<C>, BTreeMap<Identifier<C>, dkg::round2::Package<C>>> = BTreeMap::new();
+    for id in &ids {
+        let others: BTreeMap<_, _> = p1.iter().filter(|(k, _)| *k != id).map(|(k, v)| (*k, v.clone())).collect();
+        let (s, out) = dkg::part2(s1.remove(id).unwrap(), &others).unwrap();
+        s2.insert(*id, s);
+        for (to, pkg) in out {
+            p2.entry(to).or_default().insert(*id, pkg);
+        }
+    }
+    let mut keys = BTreeMap::new();
+    let mut public = None;
+    for id in &ids {
+        let others: BTreeMap<_, _> = p1.iter().filter(|(k, _)| *k != id).map(|(k, v)| (*k, v.clone())).collect();
+        let (kp, pkp) = dkg::part3(&s2[id], &others, &p2[id]).unwrap();
+        keys.insert(*id, kp);
+        public = Some(pkp);
+    }
+    (keys, public.unwrap())
+}
+
+fn sign_once<C: Ciphersuite>(
+    keys: &BTreeMap<Identifier<C>, KeyPackage<C>>,
+    public: &PublicKeyPackage<C>,
+    t: u16,
+) {
+    let msg = [7u8; 32];
+    let signers: Vec<_> = keys.keys().take(t as usize).copied().collect();
+    let mut nonces = BTreeMap::new();
+    let mut commitments = BTreeMap::new();
+    for id in &signers {
+        let (n, c) = frost_core::round1::commit(keys[id].signing_share(), &mut OsRng);
+        nonces.insert(*id, n);
+        commitments.insert(*id, c);
+    }
+    let package = SigningPackage::new(commitments, &msg);
+    let mut shares = BTreeMap::new();
+    for id in &signers {
+        shares.insert(*id, frost_core::round2::sign(&package, &nonces[id], &keys[id]).unwrap());
+    }
+    let sig = frost_core::aggregate(&package, &shares, public).unwrap();
+    public.verifying_key().verify(&msg, &sig).unwrap();
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn fmt(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 1e-3 {
+        format!("{:.0} µs", s * 1e6)
+    } else if s < 1.0 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
+fn bench<C: Ciphersuite>(name: &str, t: u16, n: u16) {
+    let repeats = if n > 50 { 1 } else { 5 };
+    let mut dkg_times = Vec::new();
+    let mut last = None;
+    for _ in 0..repeats {
+        let start = Instant::now();
+        last = Some(dkg_all::<C>(t, n));
+        dkg_times.push(start.elapsed());
+    }
+    let (keys, public) = last.unwrap();
+    let sign_repeats = if n > 50 { 3 } else { 10 };
+    let mut sign_times = Vec::new();
+    for _ in 0..sign_repeats {
+        let start = Instant::now();
+        sign_once(&keys, &public, t);
+        sign_times.push(start.elapsed());
+    }
+    println!("| {name} | dkg (all parties) | {t}/{n} | {} | {repeats} |", fmt(median(dkg_times)));
+    println!("| {name} | sign+aggregate+verify | {t}/{n} | {} | {sign_repeats} |", fmt(median(sign_times)));
+}
+
+fn main() {
+    let sizes: Vec<(u16, u16)> = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "3/5,11/15,67/100".into())
+        .split(',')
+        .map(|p| {
+            let (t, n) = p.split_once('/').expect("SIZES like 3/5,11/15");
+            (t.parse().unwrap(), n.parse().unwrap())
+        })
+        .collect();
+    println!("| suite | operation | t/n | median | repeats |");
+    println!("|---|---|---|---|---|");
+    for (t, n) in &sizes {
+        bench::<frost_secp256k1_tr::Secp256K1Sha256TR>("frost-secp256k1-tr", *t, *n);
+    }
+    for (t, n) in &sizes {
+        bench::<frost_ed25519::Ed25519Sha512>("frost-ed25519", *t, *n);
+    }
+}
