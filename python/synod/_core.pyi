@@ -34,7 +34,17 @@ def frost_aggregate(
 def frost_verifying_key(
     suite: str, public_package: bytes, taproot: bool = False, merkle_root: bytes | None = None
 ) -> bytes: ...
+def frost_verify_share(
+    suite: str,
+    id: int,
+    signing_package: bytes,
+    share: bytes,
+    public_package: bytes,
+    taproot: bool = False,
+    merkle_root: bytes | None = None,
+) -> None: ...
 def frost_verify(suite: str, verifying_key: bytes, message: bytes, signature: bytes) -> None: ...
+def frost_signing_package_info(suite: str, signing_package: bytes) -> tuple[bytes, dict[int, bytes]]: ...
 def frost_key_package_info(suite: str, key_package: bytes) -> tuple[int, int, bytes, bytes]: ...
 def frost_public_package_info(
     suite: str, public_package: bytes

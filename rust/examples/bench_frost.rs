@@ -11,7 +11,10 @@ use frost_core::keys::{dkg, KeyPackage, PublicKeyPackage};
 use frost_core::{Ciphersuite, Identifier, SigningPackage};
 use rand_core::OsRng;
 
-fn dkg_all<C: Ciphersuite>(t: u16, n: u16) -> (BTreeMap<Identifier<C>, KeyPackage<C>>, PublicKeyPackage<C>) {
+fn dkg_all<C: Ciphersuite>(
+    t: u16,
+    n: u16,
+) -> (BTreeMap<Identifier<C>, KeyPackage<C>>, PublicKeyPackage<C>) {
     let ids: Vec<Identifier<C>> = (1..=n).map(|i| Identifier::try_from(i).unwrap()).collect();
     let mut s1 = BTreeMap::new();
     let mut p1 = BTreeMap::new();
@@ -21,9 +24,14 @@ fn dkg_all<C: Ciphersuite>(t: u16, n: u16) -> (BTreeMap<Identifier<C>, KeyPackag
         p1.insert(*id, p);
     }
     let mut s2 = BTreeMap::new();
-    let mut p2: BTreeMap<Identifier<C>, BTreeMap<Identifier<C>, dkg::round2::Package<C>>> = BTreeMap::new();
+    let mut p2: BTreeMap<Identifier<C>, BTreeMap<Identifier<C>, dkg::round2::Package<C>>> =
+        BTreeMap::new();
     for id in &ids {
-        let others: BTreeMap<_, _> = p1.iter().filter(|(k, _)| *k != id).map(|(k, v)| (*k, v.clone())).collect();
+        let others: BTreeMap<_, _> = p1
+            .iter()
+            .filter(|(k, _)| *k != id)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
         let (s, out) = dkg::part2(s1.remove(id).unwrap(), &others).unwrap();
         s2.insert(*id, s);
         for (to, pkg) in out {
@@ -33,7 +41,11 @@ fn dkg_all<C: Ciphersuite>(t: u16, n: u16) -> (BTreeMap<Identifier<C>, KeyPackag
     let mut keys = BTreeMap::new();
     let mut public = None;
     for id in &ids {
-        let others: BTreeMap<_, _> = p1.iter().filter(|(k, _)| *k != id).map(|(k, v)| (*k, v.clone())).collect();
+        let others: BTreeMap<_, _> = p1
+            .iter()
+            .filter(|(k, _)| *k != id)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
         let (kp, pkp) = dkg::part3(&s2[id], &others, &p2[id]).unwrap();
         keys.insert(*id, kp);
         public = Some(pkp);
@@ -58,7 +70,10 @@ fn sign_once<C: Ciphersuite>(
     let package = SigningPackage::new(commitments, &msg);
     let mut shares = BTreeMap::new();
     for id in &signers {
-        shares.insert(*id, frost_core::round2::sign(&package, &nonces[id], &keys[id]).unwrap());
+        shares.insert(
+            *id,
+            frost_core::round2::sign(&package, &nonces[id], &keys[id]).unwrap(),
+        );
     }
     let sig = frost_core::aggregate(&package, &shares, public).unwrap();
     public.verifying_key().verify(&msg, &sig).unwrap();
@@ -97,8 +112,14 @@ fn bench<C: Ciphersuite>(name: &str, t: u16, n: u16) {
         sign_once(&keys, &public, t);
         sign_times.push(start.elapsed());
     }
-    println!("| {name} | dkg (all parties) | {t}/{n} | {} | {repeats} |", fmt(median(dkg_times)));
-    println!("| {name} | sign+aggregate+verify | {t}/{n} | {} | {sign_repeats} |", fmt(median(sign_times)));
+    println!(
+        "| {name} | dkg (all parties) | {t}/{n} | {} | {repeats} |",
+        fmt(median(dkg_times))
+    );
+    println!(
+        "| {name} | sign+aggregate+verify | {t}/{n} | {} | {sign_repeats} |",
+        fmt(median(sign_times))
+    );
 }
 
 fn main() {

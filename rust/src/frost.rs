@@ -14,14 +14,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use frost_core::keys::{
-    self, dkg, refresh, repairable, IdentifierList, KeyPackage,
-    PublicKeyPackage, SecretShare, SigningShare, VerifiableSecretSharingCommitment,
-    VerifyingShare,
+    self, dkg, refresh, repairable, IdentifierList, KeyPackage, PublicKeyPackage, SecretShare,
+    SigningShare, VerifiableSecretSharingCommitment, VerifyingShare,
 };
 use frost_core::round1::{NonceCommitment, SigningCommitments, SigningNonces};
 use frost_core::round2::SignatureShare;
 use frost_core::{
-    Ciphersuite, CheaterDetection, Error, Field, Group, Identifier, Signature, SigningKey,
+    CheaterDetection, Ciphersuite, Error, Field, Group, Identifier, Signature, SigningKey,
     SigningPackage, VerifyingKey,
 };
 use frost_secp256k1_tr::keys::Tweak;
@@ -39,7 +38,10 @@ type IdMap = BTreeMap<u16, Bytes>;
 
 /// What differs between the two ciphersuites: only the BIP341 tweak.
 trait Suite: Ciphersuite {
-    fn tweak_key_package(kp: KeyPackage<Self>, merkle_root: Option<&[u8]>) -> PyResult<KeyPackage<Self>>;
+    fn tweak_key_package(
+        kp: KeyPackage<Self>,
+        merkle_root: Option<&[u8]>,
+    ) -> PyResult<KeyPackage<Self>>;
     fn tweak_public_package(
         pkp: PublicKeyPackage<Self>,
         merkle_root: Option<&[u8]>,
@@ -47,7 +49,10 @@ trait Suite: Ciphersuite {
 }
 
 impl Suite for Tr {
-    fn tweak_key_package(kp: KeyPackage<Self>, merkle_root: Option<&[u8]>) -> PyResult<KeyPackage<Self>> {
+    fn tweak_key_package(
+        kp: KeyPackage<Self>,
+        merkle_root: Option<&[u8]>,
+    ) -> PyResult<KeyPackage<Self>> {
         Ok(kp.tweak(merkle_root))
     }
     fn tweak_public_package(
@@ -71,7 +76,11 @@ impl Suite for Ed {
 }
 
 fn no_tweak() -> PyErr {
-    core_err("invalid_parameters", vec![], "the Taproot tweak applies only to secp256k1-tr")
+    core_err(
+        "invalid_parameters",
+        vec![],
+        "the Taproot tweak applies only to secp256k1-tr",
+    )
 }
 
 macro_rules! dispatch {
@@ -93,8 +102,13 @@ macro_rules! dispatch {
 // ---------------------------------------------------------------------------
 
 fn ident<C: Ciphersuite>(id: u16) -> PyResult<Identifier<C>> {
-    Identifier::<C>::try_from(id)
-        .map_err(|_| core_err("invalid_parameters", vec![], format!("invalid identifier {id}")))
+    Identifier::<C>::try_from(id).map_err(|_| {
+        core_err(
+            "invalid_parameters",
+            vec![],
+            format!("invalid identifier {id}"),
+        )
+    })
 }
 
 /// Map a crate identifier back to its `u16`, searching the known ones first.
@@ -103,7 +117,11 @@ fn ident_back<C: Ciphersuite>(id: &Identifier<C>, known: &[u16]) -> u16 {
         .iter()
         .copied()
         .chain(1..=u16::MAX)
-        .find(|k| Identifier::<C>::try_from(*k).map(|x| x == *id).unwrap_or(false))
+        .find(|k| {
+            Identifier::<C>::try_from(*k)
+                .map(|x| x == *id)
+                .unwrap_or(false)
+        })
         .unwrap_or(0)
 }
 
@@ -111,7 +129,9 @@ fn ident_back<C: Ciphersuite>(id: &Identifier<C>, known: &[u16]) -> u16 {
 fn frost_err<C: Ciphersuite>(e: Error<C>, known: &[u16]) -> PyErr {
     let culprits: Vec<u16> = e.culprits().iter().map(|c| ident_back(c, known)).collect();
     let kind = match &e {
-        Error::InvalidProofOfKnowledge { .. } | Error::InvalidSecretShare { .. } => "invalid_package",
+        Error::InvalidProofOfKnowledge { .. } | Error::InvalidSecretShare { .. } => {
+            "invalid_package"
+        }
         Error::InvalidSignatureShare { .. } => "invalid_share",
         Error::InvalidSignature => "invalid_signature",
         Error::MalformedSigningKey
@@ -140,7 +160,8 @@ fn decode_map<C: Ciphersuite, T>(
 ) -> PyResult<BTreeMap<Identifier<C>, T>> {
     let mut out = BTreeMap::new();
     for (id, bytes) in m {
-        let v = de(bytes).map_err(|e| core_err("decode", vec![*id], format!("{what} from {id}: {e}")))?;
+        let v = de(bytes)
+            .map_err(|e| core_err("decode", vec![*id], format!("{what} from {id}: {e}")))?;
         out.insert(ident::<C>(*id)?, v);
     }
     Ok(out)
@@ -153,12 +174,19 @@ fn encode_map<C: Ciphersuite, T>(
 ) -> PyResult<IdMap> {
     let mut out = BTreeMap::new();
     for (id, v) in m {
-        out.insert(ident_back(id, known), ser(v).map_err(|e| frost_err(e, known))?);
+        out.insert(
+            ident_back(id, known),
+            ser(v).map_err(|e| frost_err(e, known))?,
+        );
     }
     Ok(out)
 }
 
-fn de<T, C: Ciphersuite>(bytes: &[u8], what: &str, f: impl Fn(&[u8]) -> Result<T, Error<C>>) -> PyResult<T> {
+fn de<T, C: Ciphersuite>(
+    bytes: &[u8],
+    what: &str,
+    f: impl Fn(&[u8]) -> Result<T, Error<C>>,
+) -> PyResult<T> {
     f(bytes).map_err(|e| core_err("decode", vec![], format!("{what}: {e}")))
 }
 
@@ -179,15 +207,23 @@ fn scalar_bytes<C: Ciphersuite>(s: &SigningShare<C>) -> Bytes {
 // ---------------------------------------------------------------------------
 
 fn dkg_part1_g<C: Suite>(id: u16, max_signers: u16, min_signers: u16) -> PyResult<(Bytes, Bytes)> {
-    let (secret, package) =
-        dkg::part1::<C, _>(ident::<C>(id)?, max_signers, min_signers, OsRng).map_err(|e| frost_err(e, &[id]))?;
+    let (secret, package) = dkg::part1::<C, _>(ident::<C>(id)?, max_signers, min_signers, OsRng)
+        .map_err(|e| frost_err(e, &[id]))?;
     Ok((ser(secret.serialize())?, ser(package.serialize())?))
 }
 
 fn dkg_part2_g<C: Suite>(secret: Bytes, round1: IdMap) -> PyResult<(Bytes, IdMap)> {
     let known = known_of(&[&round1]);
-    let secret = de(&secret, "DKG round-1 secret package", dkg::round1::SecretPackage::<C>::deserialize)?;
-    let r1 = decode_map(&round1, "DKG round-1 package", dkg::round1::Package::<C>::deserialize)?;
+    let secret = de(
+        &secret,
+        "DKG round-1 secret package",
+        dkg::round1::SecretPackage::<C>::deserialize,
+    )?;
+    let r1 = decode_map(
+        &round1,
+        "DKG round-1 package",
+        dkg::round1::Package::<C>::deserialize,
+    )?;
     let (secret2, out) = dkg::part2(secret, &r1).map_err(|e| frost_err(e, &known))?;
     let out = encode_map(&out, &known, |p| p.serialize())?;
     Ok((ser(secret2.serialize())?, out))
@@ -195,27 +231,56 @@ fn dkg_part2_g<C: Suite>(secret: Bytes, round1: IdMap) -> PyResult<(Bytes, IdMap
 
 fn dkg_part3_g<C: Suite>(secret: Bytes, round1: IdMap, round2: IdMap) -> PyResult<(Bytes, Bytes)> {
     let known = known_of(&[&round1, &round2]);
-    let secret = de(&secret, "DKG round-2 secret package", dkg::round2::SecretPackage::<C>::deserialize)?;
-    let r1 = decode_map(&round1, "DKG round-1 package", dkg::round1::Package::<C>::deserialize)?;
-    let r2 = decode_map(&round2, "DKG round-2 package", dkg::round2::Package::<C>::deserialize)?;
+    let secret = de(
+        &secret,
+        "DKG round-2 secret package",
+        dkg::round2::SecretPackage::<C>::deserialize,
+    )?;
+    let r1 = decode_map(
+        &round1,
+        "DKG round-1 package",
+        dkg::round1::Package::<C>::deserialize,
+    )?;
+    let r2 = decode_map(
+        &round2,
+        "DKG round-2 package",
+        dkg::round2::Package::<C>::deserialize,
+    )?;
     let (kp, pkp) = dkg::part3(&secret, &r1, &r2).map_err(|e| frost_err(e, &known))?;
     Ok((ser(kp.serialize())?, ser(pkp.serialize())?))
 }
 
 #[pyfunction]
-fn frost_dkg_part1(py: Python<'_>, suite: &str, id: u16, max_signers: u16, min_signers: u16) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
+fn frost_dkg_part1(
+    py: Python<'_>,
+    suite: &str,
+    id: u16,
+    max_signers: u16,
+    min_signers: u16,
+) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
     let (s, p) = dispatch!(suite, dkg_part1_g(id, max_signers, min_signers))?;
     Ok((py_bytes(py, s), py_bytes(py, p)))
 }
 
 #[pyfunction]
-fn frost_dkg_part2(py: Python<'_>, suite: &str, secret: Bytes, round1: IdMap) -> PyResult<(Py<PyBytes>, IdMap)> {
+fn frost_dkg_part2(
+    py: Python<'_>,
+    suite: &str,
+    secret: Bytes,
+    round1: IdMap,
+) -> PyResult<(Py<PyBytes>, IdMap)> {
     let (s, out) = dispatch!(suite, dkg_part2_g(secret, round1))?;
     Ok((py_bytes(py, s), out))
 }
 
 #[pyfunction]
-fn frost_dkg_part3(py: Python<'_>, suite: &str, secret: Bytes, round1: IdMap, round2: IdMap) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
+fn frost_dkg_part3(
+    py: Python<'_>,
+    suite: &str,
+    secret: Bytes,
+    round1: IdMap,
+    round2: IdMap,
+) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
     let (k, p) = dispatch!(suite, dkg_part3_g(secret, round1, round2))?;
     Ok((py_bytes(py, k), py_bytes(py, p)))
 }
@@ -231,14 +296,22 @@ fn round1_g<C: Suite>(key_package: Bytes) -> PyResult<(Bytes, Bytes)> {
 }
 
 fn signing_package_g<C: Suite>(commitments: IdMap, message: Bytes) -> PyResult<Bytes> {
-    let c = decode_map(&commitments, "signing commitments", SigningCommitments::<C>::deserialize)?;
+    let c = decode_map(
+        &commitments,
+        "signing commitments",
+        SigningCommitments::<C>::deserialize,
+    )?;
     ser(SigningPackage::new(c, &message).serialize())
 }
 
 fn tweak_root(taproot: bool, merkle_root: &Option<Bytes>) -> PyResult<Option<Option<&[u8]>>> {
     match (taproot, merkle_root) {
         (false, None) => Ok(None),
-        (false, Some(_)) => Err(core_err("invalid_parameters", vec![], "merkle_root given without taproot")),
+        (false, Some(_)) => Err(core_err(
+            "invalid_parameters",
+            vec![],
+            "merkle_root given without taproot",
+        )),
         (true, root) => Ok(Some(root.as_deref())),
     }
 }
@@ -250,7 +323,11 @@ fn round2_g<C: Suite>(
     taproot: bool,
     merkle_root: Option<Bytes>,
 ) -> PyResult<Bytes> {
-    let sp = de(&signing_package, "signing package", SigningPackage::<C>::deserialize)?;
+    let sp = de(
+        &signing_package,
+        "signing package",
+        SigningPackage::<C>::deserialize,
+    )?;
     let n = de(&nonces, "signing nonces", SigningNonces::<C>::deserialize)?;
     let mut kp = de(&key_package, "key package", KeyPackage::<C>::deserialize)?;
     if let Some(root) = tweak_root(taproot, &merkle_root)? {
@@ -268,9 +345,17 @@ fn aggregate_g<C: Suite>(
     merkle_root: Option<Bytes>,
 ) -> PyResult<Bytes> {
     let known = known_of(&[&shares]);
-    let sp = de(&signing_package, "signing package", SigningPackage::<C>::deserialize)?;
+    let sp = de(
+        &signing_package,
+        "signing package",
+        SigningPackage::<C>::deserialize,
+    )?;
     let sh = decode_map(&shares, "signature share", SignatureShare::<C>::deserialize)?;
-    let mut pkp = de(&public_package, "public key package", PublicKeyPackage::<C>::deserialize)?;
+    let mut pkp = de(
+        &public_package,
+        "public key package",
+        PublicKeyPackage::<C>::deserialize,
+    )?;
     if let Some(root) = tweak_root(taproot, &merkle_root)? {
         pkp = C::tweak_public_package(pkp, root)?;
     }
@@ -279,8 +364,57 @@ fn aggregate_g<C: Suite>(
     ser(sig.serialize())
 }
 
-fn verifying_key_g<C: Suite>(public_package: Bytes, taproot: bool, merkle_root: Option<Bytes>) -> PyResult<Bytes> {
-    let mut pkp = de(&public_package, "public key package", PublicKeyPackage::<C>::deserialize)?;
+/// Check one signature share as it arrives (ROAST excludes a signer on its first bad share).
+fn verify_share_g<C: Suite>(
+    id: u16,
+    signing_package: Bytes,
+    share: Bytes,
+    public_package: Bytes,
+    taproot: bool,
+    merkle_root: Option<Bytes>,
+) -> PyResult<()> {
+    let sp = de(
+        &signing_package,
+        "signing package",
+        SigningPackage::<C>::deserialize,
+    )?;
+    let sh = SignatureShare::<C>::deserialize(&share).map_err(|e| {
+        core_err(
+            "invalid_share",
+            vec![id],
+            format!("share does not parse: {e}"),
+        )
+    })?;
+    let mut pkp = de(
+        &public_package,
+        "public key package",
+        PublicKeyPackage::<C>::deserialize,
+    )?;
+    if let Some(root) = tweak_root(taproot, &merkle_root)? {
+        pkp = C::tweak_public_package(pkp, root)?;
+    }
+    let ident = ident::<C>(id)?;
+    let vs = pkp.verifying_shares().get(&ident).ok_or_else(|| {
+        core_err(
+            "invalid_parameters",
+            vec![id],
+            "signer is not in the public key package",
+        )
+    })?;
+    frost_core::verify_signature_share(ident, vs, &sh, &sp, pkp.verifying_key())
+        .map_err(|e| core_err("invalid_share", vec![id], e.to_string()))
+}
+
+fn verifying_key_g<C: Suite>(
+    public_package: Bytes,
+    taproot: bool,
+    merkle_root: Option<Bytes>,
+) -> PyResult<Bytes> {
+    let mut pkp = de(
+        &public_package,
+        "public key package",
+        PublicKeyPackage::<C>::deserialize,
+    )?;
     if let Some(root) = tweak_root(taproot, &merkle_root)? {
         pkp = C::tweak_public_package(pkp, root)?;
     }
@@ -288,21 +422,42 @@ fn verifying_key_g<C: Suite>(public_package: Bytes, taproot: bool, merkle_root: 
 }
 
 fn verify_g<C: Suite>(verifying_key: Bytes, message: Bytes, signature: Bytes) -> PyResult<()> {
-    let vk = de(&verifying_key, "verifying key", VerifyingKey::<C>::deserialize)?;
-    let sig = Signature::<C>::deserialize(&signature)
-        .map_err(|e| core_err("invalid_signature", vec![], format!("signature does not parse: {e}")))?;
+    let vk = de(
+        &verifying_key,
+        "verifying key",
+        VerifyingKey::<C>::deserialize,
+    )?;
+    let sig = Signature::<C>::deserialize(&signature).map_err(|e| {
+        core_err(
+            "invalid_signature",
+            vec![],
+            format!("signature does not parse: {e}"),
+        )
+    })?;
     vk.verify(&message, &sig).map_err(|e| frost_err(e, &[]))
 }
 
 #[pyfunction]
-fn frost_round1(py: Python<'_>, suite: &str, key_package: Bytes) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
+fn frost_round1(
+    py: Python<'_>,
+    suite: &str,
+    key_package: Bytes,
+) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
     let (n, c) = dispatch!(suite, round1_g(key_package))?;
     Ok((py_bytes(py, n), py_bytes(py, c)))
 }
 
 #[pyfunction]
-fn frost_signing_package(py: Python<'_>, suite: &str, commitments: IdMap, message: Bytes) -> PyResult<Py<PyBytes>> {
-    Ok(py_bytes(py, dispatch!(suite, signing_package_g(commitments, message))?))
+fn frost_signing_package(
+    py: Python<'_>,
+    suite: &str,
+    commitments: IdMap,
+    message: Bytes,
+) -> PyResult<Py<PyBytes>> {
+    Ok(py_bytes(
+        py,
+        dispatch!(suite, signing_package_g(commitments, message))?,
+    ))
 }
 
 #[pyfunction]
@@ -316,7 +471,13 @@ fn frost_round2(
     taproot: bool,
     merkle_root: Option<Bytes>,
 ) -> PyResult<Py<PyBytes>> {
-    Ok(py_bytes(py, dispatch!(suite, round2_g(signing_package, nonces, key_package, taproot, merkle_root))?))
+    Ok(py_bytes(
+        py,
+        dispatch!(
+            suite,
+            round2_g(signing_package, nonces, key_package, taproot, merkle_root)
+        )?,
+    ))
 }
 
 #[pyfunction]
@@ -330,7 +491,43 @@ fn frost_aggregate(
     taproot: bool,
     merkle_root: Option<Bytes>,
 ) -> PyResult<Py<PyBytes>> {
-    Ok(py_bytes(py, dispatch!(suite, aggregate_g(signing_package, shares, public_package, taproot, merkle_root))?))
+    Ok(py_bytes(
+        py,
+        dispatch!(
+            suite,
+            aggregate_g(
+                signing_package,
+                shares,
+                public_package,
+                taproot,
+                merkle_root
+            )
+        )?,
+    ))
+}
+
+#[pyfunction]
+#[pyo3(signature = (suite, id, signing_package, share, public_package, taproot=false, merkle_root=None))]
+fn frost_verify_share(
+    suite: &str,
+    id: u16,
+    signing_package: Bytes,
+    share: Bytes,
+    public_package: Bytes,
+    taproot: bool,
+    merkle_root: Option<Bytes>,
+) -> PyResult<()> {
+    dispatch!(
+        suite,
+        verify_share_g(
+            id,
+            signing_package,
+            share,
+            public_package,
+            taproot,
+            merkle_root
+        )
+    )
 }
 
 #[pyfunction]
@@ -342,12 +539,20 @@ fn frost_verifying_key(
     taproot: bool,
     merkle_root: Option<Bytes>,
 ) -> PyResult<Py<PyBytes>> {
-    Ok(py_bytes(py, dispatch!(suite, verifying_key_g(public_package, taproot, merkle_root))?))
+    Ok(py_bytes(
+        py,
+        dispatch!(suite, verifying_key_g(public_package, taproot, merkle_root))?,
+    ))
 }
 
 /// Verify a signature with the crate's verifier (BIP340 for secp256k1-tr, RFC 8032 for ed25519).
 #[pyfunction]
-fn frost_verify(suite: &str, verifying_key: Bytes, message: Bytes, signature: Bytes) -> PyResult<()> {
+fn frost_verify(
+    suite: &str,
+    verifying_key: Bytes,
+    message: Bytes,
+    signature: Bytes,
+) -> PyResult<()> {
     dispatch!(suite, verify_g(verifying_key, message, signature))
 }
 
@@ -358,28 +563,69 @@ fn frost_verify(suite: &str, verifying_key: Bytes, message: Bytes, signature: By
 fn key_package_info_g<C: Suite>(key_package: Bytes) -> PyResult<(u16, u16, Bytes, Bytes)> {
     let kp = de(&key_package, "key package", KeyPackage::<C>::deserialize)?;
     let id = ident_back(kp.identifier(), &[]);
-    Ok((id, *kp.min_signers(), ser(kp.verifying_share().serialize())?, ser(kp.verifying_key().serialize())?))
+    Ok((
+        id,
+        *kp.min_signers(),
+        ser(kp.verifying_share().serialize())?,
+        ser(kp.verifying_key().serialize())?,
+    ))
 }
 
 fn public_package_info_g<C: Suite>(public_package: Bytes) -> PyResult<(Option<u16>, IdMap, Bytes)> {
-    let pkp = de(&public_package, "public key package", PublicKeyPackage::<C>::deserialize)?;
+    let pkp = de(
+        &public_package,
+        "public key package",
+        PublicKeyPackage::<C>::deserialize,
+    )?;
     let mut shares = BTreeMap::new();
     for (id, vs) in pkp.verifying_shares() {
         shares.insert(ident_back(id, &[]), ser(vs.serialize())?);
     }
-    Ok((pkp.min_signers(), shares, ser(pkp.verifying_key().serialize())?))
+    Ok((
+        pkp.min_signers(),
+        shares,
+        ser(pkp.verifying_key().serialize())?,
+    ))
+}
+
+fn signing_package_info_g<C: Suite>(signing_package: Bytes) -> PyResult<(Bytes, IdMap)> {
+    let sp = de(&signing_package, "signing package", SigningPackage::<C>::deserialize)?;
+    let mut commitments = BTreeMap::new();
+    for (id, c) in sp.signing_commitments() {
+        commitments.insert(ident_back(id, &[]), ser(c.serialize())?);
+    }
+    Ok((sp.message().clone(), commitments))
+}
+
+/// (message, {id: commitments}) of a signing package: what a signer checks before signing.
+#[pyfunction]
+fn frost_signing_package_info(
+    py: Python<'_>,
+    suite: &str,
+    signing_package: Bytes,
+) -> PyResult<(Py<PyBytes>, IdMap)> {
+    let (m, c) = dispatch!(suite, signing_package_info_g(signing_package))?;
+    Ok((py_bytes(py, m), c))
 }
 
 /// (identifier, min_signers, verifying_share, verifying_key) of a key package.
 #[pyfunction]
-fn frost_key_package_info(py: Python<'_>, suite: &str, key_package: Bytes) -> PyResult<(u16, u16, Py<PyBytes>, Py<PyBytes>)> {
+fn frost_key_package_info(
+    py: Python<'_>,
+    suite: &str,
+    key_package: Bytes,
+) -> PyResult<(u16, u16, Py<PyBytes>, Py<PyBytes>)> {
     let (id, t, vs, vk) = dispatch!(suite, key_package_info_g(key_package))?;
     Ok((id, t, py_bytes(py, vs), py_bytes(py, vk)))
 }
 
 /// (min_signers, {id: verifying_share}, verifying_key) of a public key package.
 #[pyfunction]
-fn frost_public_package_info(py: Python<'_>, suite: &str, public_package: Bytes) -> PyResult<(Option<u16>, IdMap, Py<PyBytes>)> {
+fn frost_public_package_info(
+    py: Python<'_>,
+    suite: &str,
+    public_package: Bytes,
+) -> PyResult<(Option<u16>, IdMap, Py<PyBytes>)> {
     let (t, shares, vk) = dispatch!(suite, public_package_info_g(public_package))?;
     Ok((t, shares, py_bytes(py, vk)))
 }
@@ -400,9 +646,17 @@ fn check_g<C: Suite>(kind: &str, bytes: Bytes) -> PyResult<()> {
         "dkg_round2_secret" => dkg::round2::SecretPackage::<C>::deserialize(&bytes).map(drop),
         "repair_delta" => repairable::Delta::<C>::deserialize(&bytes).map(drop),
         "repair_sigma" => repairable::Sigma::<C>::deserialize(&bytes).map(drop),
-        "reshare_commitment" => VerifiableSecretSharingCommitment::<C>::deserialize_whole(&bytes).map(drop),
+        "reshare_commitment" => {
+            VerifiableSecretSharingCommitment::<C>::deserialize_whole(&bytes).map(drop)
+        }
         "reshare_share" => SigningShare::<C>::deserialize(&bytes).map(drop),
-        other => return Err(core_err("invalid_parameters", vec![], format!("unknown object kind {other:?}"))),
+        other => {
+            return Err(core_err(
+                "invalid_parameters",
+                vec![],
+                format!("unknown object kind {other:?}"),
+            ))
+        }
     };
     r.map_err(|e| core_err("decode", vec![], format!("{kind}: {e}")))
 }
@@ -416,18 +670,35 @@ fn frost_check(suite: &str, kind: &str, bytes: Bytes) -> PyResult<()> {
 // Proactive refresh (distributed; the crate's refresh-DKG)
 // ---------------------------------------------------------------------------
 
-fn refresh_part1_g<C: Suite>(id: u16, max_signers: u16, min_signers: u16) -> PyResult<(Bytes, Bytes)> {
-    let (secret, package) = refresh::refresh_dkg_part1::<C, _>(ident::<C>(id)?, max_signers, min_signers, OsRng)
-        .map_err(|e| frost_err(e, &[id]))?;
+fn refresh_part1_g<C: Suite>(
+    id: u16,
+    max_signers: u16,
+    min_signers: u16,
+) -> PyResult<(Bytes, Bytes)> {
+    let (secret, package) =
+        refresh::refresh_dkg_part1::<C, _>(ident::<C>(id)?, max_signers, min_signers, OsRng)
+            .map_err(|e| frost_err(e, &[id]))?;
     Ok((ser(secret.serialize())?, ser(package.serialize())?))
 }
 
 fn refresh_part2_g<C: Suite>(secret: Bytes, round1: IdMap) -> PyResult<(Bytes, IdMap)> {
     let known = known_of(&[&round1]);
-    let secret = de(&secret, "refresh round-1 secret package", dkg::round1::SecretPackage::<C>::deserialize)?;
-    let r1 = decode_map(&round1, "refresh round-1 package", dkg::round1::Package::<C>::deserialize)?;
-    let (secret2, out) = refresh::refresh_dkg_part2(secret, &r1).map_err(|e| frost_err(e, &known))?;
-    Ok((ser(secret2.serialize())?, encode_map(&out, &known, |p| p.serialize())?))
+    let secret = de(
+        &secret,
+        "refresh round-1 secret package",
+        dkg::round1::SecretPackage::<C>::deserialize,
+    )?;
+    let r1 = decode_map(
+        &round1,
+        "refresh round-1 package",
+        dkg::round1::Package::<C>::deserialize,
+    )?;
+    let (secret2, out) =
+        refresh::refresh_dkg_part2(secret, &r1).map_err(|e| frost_err(e, &known))?;
+    Ok((
+        ser(secret2.serialize())?,
+        encode_map(&out, &known, |p| p.serialize())?,
+    ))
 }
 
 fn refresh_part3_g<C: Suite>(
@@ -438,27 +709,59 @@ fn refresh_part3_g<C: Suite>(
     key_package: Bytes,
 ) -> PyResult<(Bytes, Bytes)> {
     let known = known_of(&[&round1, &round2]);
-    let secret = de(&secret, "refresh round-2 secret package", dkg::round2::SecretPackage::<C>::deserialize)?;
-    let r1 = decode_map(&round1, "refresh round-1 package", dkg::round1::Package::<C>::deserialize)?;
-    let r2 = decode_map(&round2, "refresh round-2 package", dkg::round2::Package::<C>::deserialize)?;
-    let pkp = de(&public_package, "public key package", PublicKeyPackage::<C>::deserialize)?;
+    let secret = de(
+        &secret,
+        "refresh round-2 secret package",
+        dkg::round2::SecretPackage::<C>::deserialize,
+    )?;
+    let r1 = decode_map(
+        &round1,
+        "refresh round-1 package",
+        dkg::round1::Package::<C>::deserialize,
+    )?;
+    let r2 = decode_map(
+        &round2,
+        "refresh round-2 package",
+        dkg::round2::Package::<C>::deserialize,
+    )?;
+    let pkp = de(
+        &public_package,
+        "public key package",
+        PublicKeyPackage::<C>::deserialize,
+    )?;
     let kp = de(&key_package, "key package", KeyPackage::<C>::deserialize)?;
     let group = *pkp.verifying_key();
-    let (kp, pkp) = refresh::refresh_dkg_shares(&secret, &r1, &r2, pkp, kp).map_err(|e| frost_err(e, &known))?;
+    let (kp, pkp) = refresh::refresh_dkg_shares(&secret, &r1, &r2, pkp, kp)
+        .map_err(|e| frost_err(e, &known))?;
     if *pkp.verifying_key() != group {
-        return Err(core_err("protocol", vec![], "refresh changed the group key"));
+        return Err(core_err(
+            "protocol",
+            vec![],
+            "refresh changed the group key",
+        ));
     }
     Ok((ser(kp.serialize())?, ser(pkp.serialize())?))
 }
 
 #[pyfunction]
-fn frost_refresh_part1(py: Python<'_>, suite: &str, id: u16, max_signers: u16, min_signers: u16) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
+fn frost_refresh_part1(
+    py: Python<'_>,
+    suite: &str,
+    id: u16,
+    max_signers: u16,
+    min_signers: u16,
+) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
     let (s, p) = dispatch!(suite, refresh_part1_g(id, max_signers, min_signers))?;
     Ok((py_bytes(py, s), py_bytes(py, p)))
 }
 
 #[pyfunction]
-fn frost_refresh_part2(py: Python<'_>, suite: &str, secret: Bytes, round1: IdMap) -> PyResult<(Py<PyBytes>, IdMap)> {
+fn frost_refresh_part2(
+    py: Python<'_>,
+    suite: &str,
+    secret: Bytes,
+    round1: IdMap,
+) -> PyResult<(Py<PyBytes>, IdMap)> {
     let (s, out) = dispatch!(suite, refresh_part2_g(secret, round1))?;
     Ok((py_bytes(py, s), out))
 }
@@ -473,7 +776,10 @@ fn frost_refresh_part3(
     public_package: Bytes,
     key_package: Bytes,
 ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
-    let (k, p) = dispatch!(suite, refresh_part3_g(secret, round1, round2, public_package, key_package))?;
+    let (k, p) = dispatch!(
+        suite,
+        refresh_part3_g(secret, round1, round2, public_package, key_package)
+    )?;
     Ok((py_bytes(py, k), py_bytes(py, p)))
 }
 
@@ -481,9 +787,16 @@ fn frost_refresh_part3(
 // Repair of a lost share from t helpers (the crate's RTS)
 // ---------------------------------------------------------------------------
 
-fn repair_part1_g<C: Suite>(helpers: Vec<u16>, key_package: Bytes, participant: u16) -> PyResult<IdMap> {
+fn repair_part1_g<C: Suite>(
+    helpers: Vec<u16>,
+    key_package: Bytes,
+    participant: u16,
+) -> PyResult<IdMap> {
     let kp = de(&key_package, "key package", KeyPackage::<C>::deserialize)?;
-    let hs = helpers.iter().map(|h| ident::<C>(*h)).collect::<PyResult<Vec<_>>>()?;
+    let hs = helpers
+        .iter()
+        .map(|h| ident::<C>(*h))
+        .collect::<PyResult<Vec<_>>>()?;
     let deltas = repairable::repair_share_part1(&hs, &kp, &mut OsRng, ident::<C>(participant)?)
         .map_err(|e| frost_err(e, &helpers))?;
     encode_map(&deltas, &helpers, |d| Ok(d.serialize()))
@@ -495,12 +808,21 @@ fn repair_part2_g<C: Suite>(deltas: IdMap) -> PyResult<Bytes> {
     Ok(repairable::repair_share_part2(&ds).serialize())
 }
 
-fn repair_part3_g<C: Suite>(sigmas: IdMap, participant: u16, public_package: Bytes) -> PyResult<Bytes> {
+fn repair_part3_g<C: Suite>(
+    sigmas: IdMap,
+    participant: u16,
+    public_package: Bytes,
+) -> PyResult<Bytes> {
     let ss = decode_map(&sigmas, "repair sigma", repairable::Sigma::<C>::deserialize)?;
     let ss: Vec<_> = ss.into_values().collect();
-    let pkp = de(&public_package, "public key package", PublicKeyPackage::<C>::deserialize)?;
+    let pkp = de(
+        &public_package,
+        "public key package",
+        PublicKeyPackage::<C>::deserialize,
+    )?;
     let id = ident::<C>(participant)?;
-    let kp = repairable::repair_share_part3(&ss, id, &pkp).map_err(|e| frost_err(e, &[participant]))?;
+    let kp =
+        repairable::repair_share_part3(&ss, id, &pkp).map_err(|e| frost_err(e, &[participant]))?;
     // The crate does not check the result; a wrong sigma would silently give a useless share.
     match pkp.verifying_shares().get(&id) {
         Some(expected) if expected == kp.verifying_share() => ser(kp.serialize()),
@@ -514,7 +836,12 @@ fn repair_part3_g<C: Suite>(sigmas: IdMap, participant: u16, public_package: Byt
 }
 
 #[pyfunction]
-fn frost_repair_part1(suite: &str, helpers: Vec<u16>, key_package: Bytes, participant: u16) -> PyResult<IdMap> {
+fn frost_repair_part1(
+    suite: &str,
+    helpers: Vec<u16>,
+    key_package: Bytes,
+    participant: u16,
+) -> PyResult<IdMap> {
     dispatch!(suite, repair_part1_g(helpers, key_package, participant))
 }
 
@@ -524,8 +851,17 @@ fn frost_repair_part2(py: Python<'_>, suite: &str, deltas: IdMap) -> PyResult<Py
 }
 
 #[pyfunction]
-fn frost_repair_part3(py: Python<'_>, suite: &str, sigmas: IdMap, participant: u16, public_package: Bytes) -> PyResult<Py<PyBytes>> {
-    Ok(py_bytes(py, dispatch!(suite, repair_part3_g(sigmas, participant, public_package))?))
+fn frost_repair_part3(
+    py: Python<'_>,
+    suite: &str,
+    sigmas: IdMap,
+    participant: u16,
+    public_package: Bytes,
+) -> PyResult<Py<PyBytes>> {
+    Ok(py_bytes(
+        py,
+        dispatch!(suite, repair_part3_g(sigmas, participant, public_package))?,
+    ))
 }
 
 // ---------------------------------------------------------------------------
@@ -541,21 +877,42 @@ fn reshare_part1_g<C: Suite>(
     new_min: u16,
 ) -> PyResult<(Bytes, IdMap)> {
     let kp = de(&key_package, "key package", KeyPackage::<C>::deserialize)?;
-    let old_set = old_signers.iter().map(|i| ident::<C>(*i)).collect::<PyResult<BTreeSet<_>>>()?;
+    let old_set = old_signers
+        .iter()
+        .map(|i| ident::<C>(*i))
+        .collect::<PyResult<BTreeSet<_>>>()?;
     if old_set.len() < *kp.min_signers() as usize {
-        return Err(core_err("invalid_parameters", vec![], "fewer old signers than the old threshold"));
+        return Err(core_err(
+            "invalid_parameters",
+            vec![],
+            "fewer old signers than the old threshold",
+        ));
     }
     if !old_set.contains(kp.identifier()) {
-        return Err(core_err("invalid_parameters", vec![], "this key package is not among the old signers"));
+        return Err(core_err(
+            "invalid_parameters",
+            vec![],
+            "this key package is not among the old signers",
+        ));
     }
-    let new = new_ids.iter().map(|i| ident::<C>(*i)).collect::<PyResult<Vec<_>>>()?;
+    let new = new_ids
+        .iter()
+        .map(|i| ident::<C>(*i))
+        .collect::<PyResult<Vec<_>>>()?;
     let lambda = frost_core::compute_lagrange_coefficient(&old_set, None, *kp.identifier())
         .map_err(|e| frost_err(e, &old_signers))?;
     let weighted = SigningKey::<C>::from_scalar(kp.signing_share().to_scalar() * lambda)
         .map_err(|e| frost_err(e, &[]))?;
-    let max = u16::try_from(new.len()).map_err(|_| core_err("invalid_parameters", vec![], "too many new signers"))?;
-    let (shares, _) = keys::split(&weighted, max, new_min, IdentifierList::Custom(&new), &mut OsRng)
-        .map_err(|e| frost_err(e, &new_ids))?;
+    let max = u16::try_from(new.len())
+        .map_err(|_| core_err("invalid_parameters", vec![], "too many new signers"))?;
+    let (shares, _) = keys::split(
+        &weighted,
+        max,
+        new_min,
+        IdentifierList::Custom(&new),
+        &mut OsRng,
+    )
+    .map_err(|e| frost_err(e, &new_ids))?;
     let commitment = shares
         .values()
         .next()
@@ -578,29 +935,45 @@ fn reshare_part2_g<C: Suite>(
     commitments: IdMap,
     shares: IdMap,
 ) -> PyResult<(Bytes, Bytes)> {
-    let old = de(&old_public_package, "old public key package", PublicKeyPackage::<C>::deserialize)?;
+    let old = de(
+        &old_public_package,
+        "old public key package",
+        PublicKeyPackage::<C>::deserialize,
+    )?;
     let old_ids: Vec<u16> = commitments.keys().copied().collect();
     if shares.keys().copied().collect::<Vec<_>>() != old_ids {
-        return Err(core_err("invalid_parameters", vec![], "commitments and shares come from different old signers"));
+        return Err(core_err(
+            "invalid_parameters",
+            vec![],
+            "commitments and shares come from different old signers",
+        ));
     }
     let old_min = old.min_signers().unwrap_or(0) as usize;
     if old_ids.len() < old_min {
-        return Err(core_err("invalid_parameters", vec![], "fewer old signers than the old threshold"));
+        return Err(core_err(
+            "invalid_parameters",
+            vec![],
+            "fewer old signers than the old threshold",
+        ));
     }
-    let old_set = old_ids.iter().map(|i| ident::<C>(*i)).collect::<PyResult<BTreeSet<_>>>()?;
+    let old_set = old_ids
+        .iter()
+        .map(|i| ident::<C>(*i))
+        .collect::<PyResult<BTreeSet<_>>>()?;
     let me = ident::<C>(id)?;
     let mut culprits = Vec::new();
     let mut accepted = Vec::new();
     let mut sum = <<C::Group as Group>::Field>::zero();
     for old_id in &old_ids {
         let oid = ident::<C>(*old_id)?;
-        let commitment = match VerifiableSecretSharingCommitment::<C>::deserialize_whole(&commitments[old_id]) {
-            Ok(c) => c,
-            Err(_) => {
-                culprits.push(*old_id);
-                continue;
-            }
-        };
+        let commitment =
+            match VerifiableSecretSharingCommitment::<C>::deserialize_whole(&commitments[old_id]) {
+                Ok(c) => c,
+                Err(_) => {
+                    culprits.push(*old_id);
+                    continue;
+                }
+            };
         let share = match SigningShare::<C>::deserialize(&shares[old_id]) {
             Ok(s) => s,
             Err(_) => {
@@ -613,9 +986,14 @@ fn reshare_part2_g<C: Suite>(
             continue;
         }
         // Constant term must be λ_i · Y_i, binding the sub-sharing to the old share.
-        let lambda = frost_core::compute_lagrange_coefficient(&old_set, None, oid).map_err(|e| frost_err(e, &old_ids))?;
+        let lambda = frost_core::compute_lagrange_coefficient(&old_set, None, oid)
+            .map_err(|e| frost_err(e, &old_ids))?;
         let Some(old_vs) = old.verifying_shares().get(&oid) else {
-            return Err(core_err("invalid_parameters", vec![*old_id], "old signer is not in the old public key package"));
+            return Err(core_err(
+                "invalid_parameters",
+                vec![*old_id],
+                "old signer is not in the old public key package",
+            ));
         };
         let expected = old_vs.to_element() * lambda;
         if commitment.coefficients()[0].value() != expected {
@@ -623,7 +1001,10 @@ fn reshare_part2_g<C: Suite>(
             continue;
         }
         // The crate's own Feldman check of f_i(id) against the commitment.
-        if SecretShare::new(me, share, commitment.clone()).verify().is_err() {
+        if SecretShare::new(me, share, commitment.clone())
+            .verify()
+            .is_err()
+        {
             culprits.push(*old_id);
             continue;
         }
@@ -631,25 +1012,55 @@ fn reshare_part2_g<C: Suite>(
         accepted.push(commitment);
     }
     if !culprits.is_empty() {
-        return Err(core_err("invalid_package", culprits, "invalid reshare commitment or sub-share"));
+        return Err(core_err(
+            "invalid_package",
+            culprits,
+            "invalid reshare commitment or sub-share",
+        ));
     }
     let refs: Vec<&VerifiableSecretSharingCommitment<C>> = accepted.iter().collect();
     let group_commitment = keys::sum_commitments(&refs).map_err(|e| frost_err(e, &old_ids))?;
-    let new_set = new_ids.iter().map(|i| ident::<C>(*i)).collect::<PyResult<BTreeSet<_>>>()?;
+    let new_set = new_ids
+        .iter()
+        .map(|i| ident::<C>(*i))
+        .collect::<PyResult<BTreeSet<_>>>()?;
     if !new_set.contains(&me) {
-        return Err(core_err("invalid_parameters", vec![], "this identifier is not in the new committee"));
+        return Err(core_err(
+            "invalid_parameters",
+            vec![],
+            "this identifier is not in the new committee",
+        ));
     }
-    let from_commitment = PublicKeyPackage::from_commitment(&new_set, &group_commitment).map_err(|e| frost_err(e, &new_ids))?;
+    let from_commitment = PublicKeyPackage::from_commitment(&new_set, &group_commitment)
+        .map_err(|e| frost_err(e, &new_ids))?;
     if from_commitment.verifying_key() != old.verifying_key() {
-        return Err(core_err("protocol", vec![], "reshared commitments do not add up to the old group key"));
+        return Err(core_err(
+            "protocol",
+            vec![],
+            "reshared commitments do not add up to the old group key",
+        ));
     }
-    let pkp = PublicKeyPackage::new(from_commitment.verifying_shares().clone(), *old.verifying_key(), Some(new_min));
+    let pkp = PublicKeyPackage::new(
+        from_commitment.verifying_shares().clone(),
+        *old.verifying_key(),
+        Some(new_min),
+    );
     let signing_share = SigningShare::new(sum);
     let verifying_share = VerifyingShare::from(signing_share);
     if pkp.verifying_shares().get(&me) != Some(&verifying_share) {
-        return Err(core_err("protocol", vec![], "new share does not match its verifying share"));
+        return Err(core_err(
+            "protocol",
+            vec![],
+            "new share does not match its verifying share",
+        ));
     }
-    let kp = KeyPackage::new(me, signing_share, verifying_share, *old.verifying_key(), new_min);
+    let kp = KeyPackage::new(
+        me,
+        signing_share,
+        verifying_share,
+        *old.verifying_key(),
+        new_min,
+    );
     Ok((ser(kp.serialize())?, ser(pkp.serialize())?))
 }
 
@@ -662,7 +1073,10 @@ fn frost_reshare_part1(
     new_ids: Vec<u16>,
     new_min: u16,
 ) -> PyResult<(Py<PyBytes>, IdMap)> {
-    let (c, shares) = dispatch!(suite, reshare_part1_g(key_package, old_signers, new_ids, new_min))?;
+    let (c, shares) = dispatch!(
+        suite,
+        reshare_part1_g(key_package, old_signers, new_ids, new_min)
+    )?;
     Ok((py_bytes(py, c), shares))
 }
 
@@ -678,7 +1092,17 @@ fn frost_reshare_part2(
     commitments: IdMap,
     shares: IdMap,
 ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
-    let (k, p) = dispatch!(suite, reshare_part2_g(id, new_ids, new_min, old_public_package, commitments, shares))?;
+    let (k, p) = dispatch!(
+        suite,
+        reshare_part2_g(
+            id,
+            new_ids,
+            new_min,
+            old_public_package,
+            commitments,
+            shares
+        )
+    )?;
     Ok((py_bytes(py, k), py_bytes(py, p)))
 }
 
@@ -686,13 +1110,23 @@ fn frost_reshare_part2(
 // Import / export (single point of failure: documented as such in Python)
 // ---------------------------------------------------------------------------
 
-fn split_g<C: Suite>(secret: Option<Bytes>, max_signers: u16, min_signers: u16) -> PyResult<(IdMap, Bytes)> {
+fn split_g<C: Suite>(
+    secret: Option<Bytes>,
+    max_signers: u16,
+    min_signers: u16,
+) -> PyResult<(IdMap, Bytes)> {
     let key = match secret {
         Some(s) => de(&s, "signing key", SigningKey::<C>::deserialize)?,
         None => SigningKey::<C>::new(&mut OsRng),
     };
-    let (shares, pkp) =
-        keys::split(&key, max_signers, min_signers, IdentifierList::Default, &mut OsRng).map_err(|e| frost_err(e, &[]))?;
+    let (shares, pkp) = keys::split(
+        &key,
+        max_signers,
+        min_signers,
+        IdentifierList::Default,
+        &mut OsRng,
+    )
+    .map_err(|e| frost_err(e, &[]))?;
     let known: Vec<u16> = (1..=max_signers).collect();
     let mut out = BTreeMap::new();
     for (id, share) in shares {
@@ -717,7 +1151,8 @@ fn import_shares_g<C: Suite>(shares: IdMap, min_signers: u16) -> PyResult<(IdMap
     let mut verifying_shares = BTreeMap::new();
     let mut signing = BTreeMap::new();
     for (id, raw) in &shares {
-        let s = SigningShare::<C>::deserialize(raw).map_err(|e| core_err("decode", vec![*id], e.to_string()))?;
+        let s = SigningShare::<C>::deserialize(raw)
+            .map_err(|e| core_err("decode", vec![*id], e.to_string()))?;
         verifying_shares.insert(ident::<C>(*id)?, VerifyingShare::from(s));
         signing.insert(*id, s);
     }
@@ -725,7 +1160,8 @@ fn import_shares_g<C: Suite>(shares: IdMap, min_signers: u16) -> PyResult<(IdMap
     let set: BTreeSet<_> = verifying_shares.keys().copied().collect();
     let mut group = <C::Group as Group>::identity();
     for (id, vs) in &verifying_shares {
-        let l = frost_core::compute_lagrange_coefficient(&set, None, *id).map_err(|e| frost_err(e, &known))?;
+        let l = frost_core::compute_lagrange_coefficient(&set, None, *id)
+            .map_err(|e| frost_err(e, &known))?;
         group = group + vs.to_element() * l;
     }
     let vk = VerifyingKey::<C>::new(group);
@@ -733,15 +1169,26 @@ fn import_shares_g<C: Suite>(shares: IdMap, min_signers: u16) -> PyResult<(IdMap
     let mut out = BTreeMap::new();
     for (id, s) in signing {
         let i = ident::<C>(id)?;
-        out.insert(id, ser(KeyPackage::new(i, s, verifying_shares[&i], vk, min_signers).serialize())?);
+        out.insert(
+            id,
+            ser(KeyPackage::new(i, s, verifying_shares[&i], vk, min_signers).serialize())?,
+        );
     }
     Ok((out, ser(pkp.serialize())?))
 }
 
 /// Wrap raw (hiding, binding) commitment points, or a raw share scalar, as crate objects.
 fn raw_commitments_g<C: Suite>(hiding: Bytes, binding: Bytes) -> PyResult<Bytes> {
-    let h = de(&hiding, "hiding commitment", NonceCommitment::<C>::deserialize)?;
-    let b = de(&binding, "binding commitment", NonceCommitment::<C>::deserialize)?;
+    let h = de(
+        &hiding,
+        "hiding commitment",
+        NonceCommitment::<C>::deserialize,
+    )?;
+    let b = de(
+        &binding,
+        "binding commitment",
+        NonceCommitment::<C>::deserialize,
+    )?;
     ser(SigningCommitments::new(h, b).serialize())
 }
 
@@ -752,25 +1199,48 @@ fn raw_share_g<C: Suite>(scalar: Bytes) -> PyResult<Bytes> {
 
 #[pyfunction]
 #[pyo3(signature = (suite, max_signers, min_signers, secret=None))]
-fn frost_split(py: Python<'_>, suite: &str, max_signers: u16, min_signers: u16, secret: Option<Bytes>) -> PyResult<(IdMap, Py<PyBytes>)> {
+fn frost_split(
+    py: Python<'_>,
+    suite: &str,
+    max_signers: u16,
+    min_signers: u16,
+    secret: Option<Bytes>,
+) -> PyResult<(IdMap, Py<PyBytes>)> {
     let (kps, pkp) = dispatch!(suite, split_g(secret, max_signers, min_signers))?;
     Ok((kps, py_bytes(py, pkp)))
 }
 
 #[pyfunction]
-fn frost_reconstruct(py: Python<'_>, suite: &str, key_packages: Vec<Bytes>) -> PyResult<Py<PyBytes>> {
+fn frost_reconstruct(
+    py: Python<'_>,
+    suite: &str,
+    key_packages: Vec<Bytes>,
+) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(py, dispatch!(suite, reconstruct_g(key_packages))?))
 }
 
 #[pyfunction]
-fn frost_import_shares(py: Python<'_>, suite: &str, shares: IdMap, min_signers: u16) -> PyResult<(IdMap, Py<PyBytes>)> {
+fn frost_import_shares(
+    py: Python<'_>,
+    suite: &str,
+    shares: IdMap,
+    min_signers: u16,
+) -> PyResult<(IdMap, Py<PyBytes>)> {
     let (kps, pkp) = dispatch!(suite, import_shares_g(shares, min_signers))?;
     Ok((kps, py_bytes(py, pkp)))
 }
 
 #[pyfunction]
-fn frost_raw_commitments(py: Python<'_>, suite: &str, hiding: Bytes, binding: Bytes) -> PyResult<Py<PyBytes>> {
-    Ok(py_bytes(py, dispatch!(suite, raw_commitments_g(hiding, binding))?))
+fn frost_raw_commitments(
+    py: Python<'_>,
+    suite: &str,
+    hiding: Bytes,
+    binding: Bytes,
+) -> PyResult<Py<PyBytes>> {
+    Ok(py_bytes(
+        py,
+        dispatch!(suite, raw_commitments_g(hiding, binding))?,
+    ))
 }
 
 #[pyfunction]
@@ -788,7 +1258,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(frost_aggregate, m)?)?;
     m.add_function(wrap_pyfunction!(frost_verifying_key, m)?)?;
     m.add_function(wrap_pyfunction!(frost_verify, m)?)?;
+    m.add_function(wrap_pyfunction!(frost_verify_share, m)?)?;
     m.add_function(wrap_pyfunction!(frost_key_package_info, m)?)?;
+    m.add_function(wrap_pyfunction!(frost_signing_package_info, m)?)?;
     m.add_function(wrap_pyfunction!(frost_public_package_info, m)?)?;
     m.add_function(wrap_pyfunction!(frost_check, m)?)?;
     m.add_function(wrap_pyfunction!(frost_refresh_part1, m)?)?;

@@ -95,6 +95,13 @@ def test_taproot_tweak_verifies_under_output_key(merkle_root: bytes | None) -> N
     assert output == tweaked_key_independently(internal, merkle_root)
     assert independent_verify(TR, output, msg, sig.raw)
     assert not independent_verify(TR, internal, msg, sig.raw)
+    # Per-share verification under the same tweak.
+    r1 = {i: frost.commit(keys[i]) for i in (1, 2, 3)}
+    package = frost.signing_package({i: c for i, (_, c) in r1.items()}, msg)
+    share = frost.sign(package, r1[1][0], keys[1], tweak)
+    frost.verify_share(1, package, share, public, tweak)
+    with pytest.raises(InvalidShareError):
+        frost.verify_share(1, package, share, public)
     # An untweaked signature does not verify under the output key.
     plain = frost.local_sign(keys, public, msg, [1, 2, 3])
     assert not independent_verify(TR, output, msg, plain.raw)
@@ -209,6 +216,14 @@ def test_aggregate_names_every_bad_share(suite: Ciphersuite) -> None:
     with pytest.raises(InvalidShareError) as err:
         frost.aggregate(package, shares, public)
     assert err.value.culprits == (2, 5)
+    # The same verdicts one share at a time, as a ROAST coordinator checks them on arrival.
+    for i in chosen:
+        if i in (2, 5):
+            with pytest.raises(InvalidShareError) as one:
+                frost.verify_share(i, package, shares[i], public)
+            assert one.value.culprits == (i,)
+        else:
+            frost.verify_share(i, package, shares[i], public)
 
 
 @pytest.mark.parametrize("suite", [TR, ED])

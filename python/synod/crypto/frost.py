@@ -200,6 +200,21 @@ class SigningPackage(FrostObject):
 
     KIND = "signing_package"
 
+    def _info(self) -> tuple[bytes, dict[int, bytes]]:
+        with core_errors():
+            return _core.frost_signing_package_info(self.suite.value, self.raw)
+
+    @property
+    def message(self) -> bytes:
+        return self._info()[0]
+
+    @property
+    def signers(self) -> tuple[int, ...]:
+        return tuple(sorted(self._info()[1]))
+
+    def commitments(self) -> dict[int, SigningCommitments]:
+        return {i: SigningCommitments(self.suite, c) for i, c in self._info()[1].items()}
+
 
 class SignatureShare(FrostObject):
     KIND = "signature_share"
@@ -360,6 +375,26 @@ def aggregate(
             suite.value, package.raw, _raw_map(shares), public_key_package.raw, *_tweak_args(tweak)
         )
     return Signature(suite, raw)
+
+
+def verify_share(
+    identifier: int,
+    package: SigningPackage,
+    share: SignatureShare,
+    public_key_package: PublicKeyPackage,
+    tweak: TaprootTweak | None = None,
+) -> None:
+    """Check one signer's share on arrival; `InvalidShareError` names the signer."""
+    suite = _same_suite([package, share, public_key_package])
+    with core_errors():
+        _core.frost_verify_share(
+            suite.value,
+            identifier,
+            package.raw,
+            share.raw,
+            public_key_package.raw,
+            *_tweak_args(tweak),
+        )
 
 
 def verify(

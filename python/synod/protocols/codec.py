@@ -1,0 +1,84 @@
+"""A tiny length-prefixed binary codec for protocol payloads.
+
+Payloads are tuples of byte strings and unsigned integers. Anything that does
+not decode to exactly the expected shape raises `CodecError`, which sessions
+treat as a malformed message from its sender.
+"""
+
+from __future__ import annotations
+
+import struct
+
+Field = bytes | int
+
+
+class CodecError(ValueError):
+    """Payload bytes that do not have the expected shape."""
+
+
+def pack(*fields: Field) -> bytes:
+    out = bytearray(struct.pack(">H", len(fields)))
+    for f in fields:
+        if isinstance(f, int):
+            if f < 0:
+                raise ValueError("only unsigned integers")
+            out += b"i" + struct.pack(">Q", f)
+        else:
+            out += b"b" + struct.pack(">I", len(f)) + f
+    return bytes(out)
+
+
+def unpack(data: bytes, shape: str) -> list[Field]:
+    """Decode `data`; `shape` is one letter per field: 'b' bytes, 'i' integer."""
+    try:
+        (count,) = struct.unpack_from(">H", data, 0)
+        if count != len(shape):
+            raise CodecError(f"expected {len(shape)} fields, got {count}")
+        off = 2
+        out: list[Field] = []
+        for want in shape:
+            tag = data[off : off + 1]
+            off += 1
+            if tag != want.encode():
+                raise CodecError(f"field type {tag!r}, expected {want!r}")
+            if want == "i":
+                (v,) = struct.unpack_from(">Q", data, off)
+                off += 8
+                out.append(v)
+            else:
+                (n,) = struct.unpack_from(">I", data, off)
+                off += 4
+                if off + n > len(data):
+                    raise CodecError("truncated field")
+                out.append(bytes(data[off : off + n]))
+                off += n
+        if off != len(data):
+            raise CodecError("trailing bytes")
+        return out
+    except struct.error as err:
+        raise CodecError(f"malformed payload: {err}") from None
+
+
+def pack_map(m: dict[int, bytes]) -> bytes:
+    """An identifier-keyed map of byte strings."""
+    fields: list[Field] = []
+    for k in sorted(m):
+        fields += [k, m[k]]
+    return pack(*fields)
+
+
+def unpack_map(data: bytes) -> dict[int, bytes]:
+    try:
+        (count,) = struct.unpack_from(">H", data, 0)
+    except struct.error as err:
+        raise CodecError(f"malformed map: {err}") from None
+    if count % 2:
+        raise CodecError("odd field count in map")
+    fields = unpack(data, "ib" * (count // 2))
+    out: dict[int, bytes] = {}
+    for k, v in zip(fields[::2], fields[1::2], strict=True):
+        assert isinstance(k, int) and isinstance(v, bytes)
+        if k in out:
+            raise CodecError(f"duplicate key {k}")
+        out[k] = v
+    return out

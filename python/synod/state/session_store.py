@@ -1,0 +1,146 @@
+"""A node's local session store: encrypted secrets and one-time nonces, on SQLite.
+
+Rules it enforces (seed 000 §7, §12):
+
+- a nonce is written (encrypted) and committed to disk *before* its commitment
+  may leave the node — `put_nonce` returns only after the commit;
+- a nonce is consumed at most once — `take_nonce` marks it used and erases the
+  ciphertext in one transaction before returning it, so a crash after the take
+  loses the nonce instead of offering it again;
+- every take is logged, so tests can prove that no nonce was ever used twice.
+
+Secrets (key shares, nonces) are sealed with ChaCha20-Poly1305 under a key
+derived from the node's storage key; the row id is the associated data, so a
+ciphertext cannot be moved to another row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+import os
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS nonces (
+    id TEXT PRIMARY KEY,
+    session_id BLOB NOT NULL,
+    sealed BLOB,
+    state TEXT NOT NULL CHECK (state IN ('fresh', 'used', 'discarded')),
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS nonce_uses (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    sealed BLOB NOT NULL
+);
+"""
+
+
+class StoreError(RuntimeError):
+    """The store cannot honour a request (tampered ciphertext, wrong key)."""
+
+
+class SessionStore:
+    """Per-node durable store. Open one per node; `path=":memory:"` only for unit tests."""
+
+    def __init__(self, path: str | Path, storage_key: bytes) -> None:
+        if len(storage_key) < 32:
+            raise ValueError("storage key must be at least 32 bytes")
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        key = HKDF(hashes.SHA256(), 32, salt=None, info=b"synod/session-store/v1").derive(
+            storage_key
+        )
+        self._aead = ChaCha20Poly1305(key)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- sealing -----------------------------------------------------------
+    def _seal(self, label: str, data: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, data, label.encode())
+
+    def _open(self, label: str, sealed: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(sealed[:12], sealed[12:], label.encode())
+        except InvalidTag:
+            raise StoreError(f"sealed value {label!r} failed authentication") from None
+
+    # -- nonces ------------------------------------------------------------
+    def put_nonce(self, nonce_id: str, session_id: bytes, nonces: bytes) -> None:
+        """Persist fresh nonces; returns after the transaction is durable."""
+        self._db.execute(
+            "INSERT INTO nonces (id, session_id, sealed, state, created) VALUES (?, ?, ?, 'fresh', ?)",
+            (nonce_id, session_id, self._seal("nonce:" + nonce_id, nonces), time.time()),
+        )
+
+    def take_nonce(self, nonce_id: str) -> bytes | None:
+        """Consume a fresh nonce exactly once; None if unknown, used or discarded."""
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            row = cur.execute(
+                "SELECT sealed FROM nonces WHERE id = ? AND state = 'fresh'", (nonce_id,)
+            ).fetchone()
+            if row is None:
+                cur.execute("COMMIT")
+                return None
+            cur.execute("UPDATE nonces SET state = 'used', sealed = NULL WHERE id = ?", (nonce_id,))
+            cur.execute("INSERT INTO nonce_uses (id, at) VALUES (?, ?)", (nonce_id, time.time()))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return self._open("nonce:" + nonce_id, row[0])
+
+    def discard_session(self, session_id: bytes) -> int:
+        """Retire every fresh nonce of a session (it ended or its aggregator changed)."""
+        cur = self._db.execute(
+            "UPDATE nonces SET state = 'discarded', sealed = NULL WHERE session_id = ? AND state = 'fresh'",
+            (session_id,),
+        )
+        return cur.rowcount
+
+    def fresh_nonce_ids(self, session_id: bytes) -> list[str]:
+        rows = self._db.execute(
+            "SELECT id FROM nonces WHERE session_id = ? AND state = 'fresh' ORDER BY created",
+            (session_id,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def nonce_uses(self) -> list[str]:
+        """Every take ever made, in order (for audits and tests)."""
+        return [r[0] for r in self._db.execute("SELECT id FROM nonce_uses ORDER BY seq").fetchall()]
+
+    def raw_nonce_rows(self) -> list[tuple[str, bytes | None]]:
+        """The stored rows as they sit on disk (to check nothing is kept in clear)."""
+        return [(r[0], r[1]) for r in self._db.execute("SELECT id, sealed FROM nonces").fetchall()]
+
+    # -- secrets -----------------------------------------------------------
+    def put_secret(self, name: str, value: bytes) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO secrets (name, sealed) VALUES (?, ?)",
+            (name, self._seal("secret:" + name, value)),
+        )
+
+    def get_secret(self, name: str) -> bytes | None:
+        row = self._db.execute("SELECT sealed FROM secrets WHERE name = ?", (name,)).fetchone()
+        return None if row is None else self._open("secret:" + name, row[0])
+
+    def delete_secret(self, name: str) -> None:
+        self._db.execute("DELETE FROM secrets WHERE name = ?", (name,))
