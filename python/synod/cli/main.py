@@ -18,11 +18,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from synod.cli import keygen
+    from synod.cli import keygen, sim
 
     parser = _Parser(prog="synod", description="Threshold-signing custody engine.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     keygen.add_parser(sub)
+    sim.add_parser(sub)
     return parser
 
 

@@ -156,7 +156,24 @@ class FrostDkgSession(Session):
         return self._abort("timeout", missing, f"no answer in round {self.round}")
 
     def _abort(self, reason: str, culprits: list[int], detail: str) -> list[Send]:
+        """Stop, wipe secrets, and tell the others whom we blame (they cannot check a private
+        share, so they abort too and record who made the accusation)."""
         self.done = True
         self._secret1 = self._secret2 = None
-        self._emit("aborted", reason=reason, culprits=sorted(set(culprits)), detail=detail)
-        return []
+        blamed = sorted(set(culprits))
+        self._emit("aborted", reason=reason, culprits=blamed, detail=detail)
+        if reason == "peer_abort":
+            return []
+        return [self._broadcast("dkg/abort", pack_map({c: b"" for c in blamed}), 0)]
+
+    def receive(self, msg: Incoming, now: float) -> list[Send]:
+        if msg.kind == "dkg/abort" and not self.done and msg.sender in self.participants:
+            try:
+                accused = sorted(unpack_map(msg.payload))
+            except CodecError:
+                accused = [msg.sender]
+            self.done = True
+            self._secret1 = self._secret2 = None
+            self._emit("aborted", reason="peer_abort", culprits=accused, reported_by=msg.sender)
+            return []
+        return super().receive(msg, now)

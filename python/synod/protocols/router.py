@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from synod.protocols.base import Event, Incoming, Send, Session
@@ -60,6 +60,7 @@ class Router:
         self._early: dict[bytes, list[Envelope]] = {}
         self._seen: set[bytes] = set()
         self.events: list[tuple[bytes, Event]] = []
+        self.on_event: Callable[[bytes, Event], None] | None = None
 
     # -- sessions ------------------------------------------------------------
     def register(
@@ -73,10 +74,11 @@ class Router:
         """Add a session, run its `start` (unless told not to) and hand it buffered messages."""
         reg = _Registered(session, frozenset(kinds), frozenset(private_kinds))
         self._sessions.setdefault(session.session_id, []).append(reg)
-        out = self._outbound(session, session.start(now), now) if start else []
+        sends = session.start(now) if start else []
+        self._collect(session)
+        out = self._outbound(session, sends, now)
         for env in self._early.pop(session.session_id, []):
             out += self._deliver(env, now)
-        self._collect(session)
         return out
 
     def send(self, session: Session, sends: list[Send], now: float) -> list[Outbound]:
@@ -95,8 +97,9 @@ class Router:
         out: list[Outbound] = []
         for regs in list(self._sessions.values()):
             for reg in list(regs):
-                out += self._outbound(reg.session, reg.session.tick(now), now)
+                sends = reg.session.tick(now)
                 self._collect(reg.session)
+                out += self._outbound(reg.session, sends, now)
         return out
 
     # -- inbound -------------------------------------------------------------
@@ -160,8 +163,8 @@ class Router:
             started = time.process_time()
             sends = reg.session.receive(msg, now)
             self.cpu[type(reg.session).__name__] += time.process_time() - started
-            out += self._outbound(reg.session, sends, now)
             self._collect(reg.session)
+            out += self._outbound(reg.session, sends, now)
         return out
 
     # -- outbound ------------------------------------------------------------
@@ -192,5 +195,9 @@ class Router:
         return [Outbound(to, env.to_bytes(), env.kind)]
 
     def _collect(self, session: Session) -> None:
+        """Hand a session's events to the observer at once, before its messages go out."""
         for ev in session.events():
-            self.events.append((session.session_id, ev))
+            if self.on_event is not None:
+                self.on_event(session.session_id, ev)
+            else:
+                self.events.append((session.session_id, ev))

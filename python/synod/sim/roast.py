@@ -104,12 +104,16 @@ class RoastNode:
     coordinators: dict[int, RoastCoordinator] = field(default_factory=dict)
     seen: list[bytes] = field(default_factory=list)
     held: Wire = field(default_factory=list)
+    steps: int = 0
+    crash_at_step: int | None = None
+    restart_after: float | None = None
 
     # -- lifecycle -----------------------------------------------------------
     def boot(self, now: float) -> Wire:
         self.up = True
         self.coordinators = {}
         self.router = Router(self.identity, self.directory, self.schedule.epoch)
+        self.router.on_event = lambda _sid, ev: self.run.observe(self.node_id, ev.name, ev.data)
         signer = ByzantineSigner(
             self.schedule,
             self.node_id,
@@ -135,7 +139,19 @@ class RoastNode:
         if self.adversary.behaviour_of(self.node_id) == "replay":
             self.seen.append(data)
         out = self.router.receive(data, now)
+        self.steps += 1
+        if self.crash_at_step == self.steps:
+            # The message was handled (store writes are durable) but the node dies
+            # before anything it wanted to send leaves: the worst moment for nonces.
+            self.crash()
+            if self.restart_after is not None:
+                self.net.at(now + self.restart_after, self._restart)
+            return []
         return self._after(out)
+
+    def _restart(self) -> None:
+        for to, data, kind in self.boot(self.net.now):
+            self.net.send(self.node_id, to, data, kind)
 
     def on_tick(self, now: float) -> Wire:
         if self.router is None:
@@ -178,10 +194,6 @@ class RoastNode:
         return self.router.register(coord, {COMMIT, SHARE}, now)
 
     def _after(self, out: list[Outbound]) -> Wire:
-        assert self.router is not None
-        for session_id, ev in self.router.events:
-            self.run.observe(self.node_id, ev.name, ev.data)
-        self.router.events.clear()
         return self._wire(out)
 
     def _wire(self, out: list[Outbound]) -> Wire:
@@ -351,15 +363,24 @@ class RoastRun:
             self.signed = {**data, "at": self.net.now, "aggregator": node}
 
     def crash(self, node: int, at: float, restart_after: float | None = None) -> None:
-        """Schedule a crash (and optionally a restart) of one node."""
+        """Schedule a crash of one node at a virtual time (and optionally its restart)."""
         self.net.at(at, lambda: self.nodes[node].crash())
         if restart_after is not None:
+            self.net.at(at + restart_after, self.nodes[node]._restart)
 
-            def restart() -> None:
-                for to, data, kind in self.nodes[node].boot(self.net.now):
-                    self.net.send(node, to, data, kind)
+    def crash_at_step(self, node: int, step: int, restart_after: float | None = 1.0) -> None:
+        """Crash `node` right after it handles its `step`-th message, before it sends anything."""
+        self.nodes[node].crash_at_step = step
+        self.nodes[node].restart_after = restart_after
 
-            self.net.at(at + restart_after, restart)
+    def share_commitments(self) -> list[tuple[int, bytes]]:
+        """(signer, commitment) of every share an aggregator accepted, across all turns."""
+        out = []
+        for coord in self.coordinators:
+            for sub in coord.subs.values():
+                commitments = sub.package.commitments()
+                out += [(i, commitments[i].raw) for i in sub.shares]
+        return out
 
     def execute(self) -> RoastResult:
         cpu_start = time.process_time()
@@ -391,6 +412,7 @@ class RoastRun:
                 f"{len(culprits)} signers excluded, {self.malicious} corrupted of {self.n}, "
                 f"threshold {self.t}"
             )
+        self.nonce_uses = {i: node.store.nonce_uses() for i, node in self.nodes.items()}
         for node in self.nodes.values():
             node.store.close()
         return RoastResult(

@@ -1,0 +1,61 @@
+"""The session store keeps nonces encrypted, hands each out once, and survives reopening."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from synod.state.session_store import SessionStore, StoreError
+
+KEY = bytes(range(32))
+
+
+def test_nonce_taken_once_and_encrypted_at_rest(tmp_path: Path) -> None:
+    db = tmp_path / "node.db"
+    store = SessionStore(db, KEY)
+    secret = b"NONCE-SECRET-BYTES" * 4
+    store.put_nonce("n1", b"sid", secret)
+    store.close()
+    for f in tmp_path.iterdir():  # the database and any WAL/journal beside it
+        assert secret not in f.read_bytes()
+    store = SessionStore(db, KEY)  # a restart
+    assert store.take_nonce("n1") == secret
+    assert store.take_nonce("n1") is None
+    store.close()
+    store = SessionStore(db, KEY)
+    assert store.take_nonce("n1") is None
+    assert store.nonce_uses() == ["n1"]
+
+
+def test_discard_retires_fresh_nonces(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path / "s.db", KEY)
+    store.put_nonce("a", b"s1", b"x")
+    store.put_nonce("b", b"s1", b"y")
+    store.put_nonce("c", b"s2", b"z")
+    assert store.discard_session(b"s1") == 2
+    assert store.take_nonce("a") is None
+    assert store.fresh_nonce_ids(b"s2") == ["c"]
+    assert all(sealed is None for nid, sealed in store.raw_nonce_rows() if nid in "ab")
+
+
+def test_wrong_key_or_tampering_is_detected(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    store = SessionStore(db, KEY)
+    store.put_secret("share", b"key share")
+    store.put_nonce("n", b"s", b"nonce")
+    store.close()
+    other = SessionStore(db, bytes(32) + b"x")
+    with pytest.raises(StoreError):
+        other.get_secret("share")
+    with pytest.raises(StoreError):
+        other.take_nonce("n")
+    with pytest.raises(ValueError):
+        SessionStore(db, b"short")
+
+
+def test_duplicate_nonce_id_refused(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path / "s.db", KEY)
+    store.put_nonce("n", b"s", b"1")
+    with pytest.raises(Exception):  # noqa: B017 - sqlite IntegrityError
+        store.put_nonce("n", b"s", b"2")
