@@ -2,7 +2,7 @@
 //! every party is simulated in this one thread by `round_based::sim`, so a figure is the
 //! sum of all parties' work (what `synod.bench.ecdsa` measures through the bindings too).
 //!
-//! Usage: `cargo run --release --example bench_ecdsa -- tests/data/cggmp_primes.json`
+//! Usage: `cargo run --release --example bench_ecdsa -- ../tests/data/cggmp_primes.json [2/3,3/5]`
 //! (the TEST-ONLY primes pool: hex of synod-encoded `PregeneratedPrimes`).
 
 use std::time::{Duration, Instant};
@@ -18,7 +18,10 @@ type L = SecurityLevel128;
 
 /// Strip the synod header `b"SY" | version | kind len | kind` and return the payload.
 fn unwrap_synod(data: &[u8]) -> &[u8] {
-    assert!(data.len() > 4 && &data[..2] == b"SY", "not a synod encoding");
+    assert!(
+        data.len() > 4 && &data[..2] == b"SY",
+        "not a synod encoding"
+    );
     &data[4 + usize::from(data[3])..]
 }
 
@@ -30,12 +33,16 @@ fn hex_decode(s: &str) -> Vec<u8> {
 }
 
 fn load_primes(path: &str) -> Vec<PregeneratedPrimes<L>> {
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).expect("read primes file")).expect("json");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).expect("read primes file")).expect("json");
     doc["primes"]
         .as_array()
         .expect("primes array")
         .iter()
-        .map(|h| serde_json::from_slice(unwrap_synod(&hex_decode(h.as_str().expect("hex string")))).expect("primes"))
+        .map(|h| {
+            serde_json::from_slice(unwrap_synod(&hex_decode(h.as_str().expect("hex string"))))
+                .expect("primes")
+        })
         .collect()
 }
 
@@ -63,7 +70,11 @@ fn aux_info(n: u16, primes: &[PregeneratedPrimes<L>]) -> Vec<AuxInfo<L>> {
     let setups = primes[..usize::from(n)].iter().cloned();
     round_based::sim::run_with_setup(setups, |i, party, primes| {
         let e = e;
-        async move { cggmp21::aux_info_gen(ExecutionId::new(&e), i, n, primes).start(&mut OsRng, party).await }
+        async move {
+            cggmp21::aux_info_gen(ExecutionId::new(&e), i, n, primes)
+                .start(&mut OsRng, party)
+                .await
+        }
     })
     .expect("simulation")
     .expect_ok()
@@ -108,7 +119,11 @@ fn sign(shares: &[KeyShare<E, L>], signers: &[u16], data: DataToSign<E>) -> cggm
     round_based::sim::run(signers.len() as u16, |i, party| {
         let e = e;
         let share = &shares[usize::from(signers[usize::from(i)])];
-        async move { cggmp21::signing(ExecutionId::new(&e), i, signers, share).sign(&mut OsRng, party, data).await }
+        async move {
+            cggmp21::signing(ExecutionId::new(&e), i, signers, share)
+                .sign(&mut OsRng, party, data)
+                .await
+        }
     })
     .expect("simulation")
     .expect_ok()
@@ -126,17 +141,39 @@ fn fmt(d: Duration) -> String {
     }
 }
 
-fn main() {
-    let path = std::env::args().nth(1).expect("usage: bench_ecdsa <primes.json>");
-    let primes = load_primes(&path);
-    println!("| operation (all parties, one thread) | params | median | repeats |");
-    println!("|---|---|---|---|");
-    let row = |op: &str, t: u16, n: u16, d: Duration, r: usize| println!("| {op} | t={t} n={n} | {} | {r} |", fmt(d));
+/// `"2/3,3/5"` -> `[(2, 3), (3, 5)]`
+fn parse_sizes(text: &str) -> Vec<(u16, u16)> {
+    text.split(',')
+        .map(|part| {
+            let (t, n) = part.split_once('/').expect("sizes look like t/n,t/n");
+            (t.trim().parse().expect("t"), n.trim().parse().expect("n"))
+        })
+        .collect()
+}
 
-    for (t, n) in [(2u16, 3u16), (3, 5)] {
-        assert!(primes.len() >= usize::from(n), "need {n} primes in the pool");
-        let (d, aux) = timed(3, || aux_info(n, &primes));
-        row("aux info (pregenerated primes)", t, n, d, 3);
+const SUITE: &str = "cggmp21-secp256k1";
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let path = args
+        .next()
+        .expect("usage: bench_ecdsa <primes.json> [t/n,t/n]");
+    let sizes = parse_sizes(&args.next().unwrap_or_else(|| "2/3,3/5".into()));
+    let primes = load_primes(&path);
+    // Same labels as `synod.bench.ecdsa`, so the two tables can be joined.
+    println!("| suite | operation | t/n | median | repeats |");
+    println!("|---|---|---|---|---|");
+    let row = |op: &str, t: u16, n: u16, d: Duration, r: usize| {
+        println!("| {SUITE} | {op} | {t}/{n} | {} | {r} |", fmt(d))
+    };
+
+    for (t, n) in sizes {
+        assert!(
+            primes.len() >= usize::from(n),
+            "need {n} primes in the pool"
+        );
+        let (d, aux) = timed(1, || aux_info(n, &primes));
+        row("aux info (pregenerated primes)", t, n, d, 1);
 
         let (d, incomplete) = timed(5, || keygen(t, n));
         row("keygen", t, n, d, 5);
@@ -150,21 +187,32 @@ fn main() {
         let public_key = shares[0].core.shared_public_key;
         let data = DataToSign::digest::<sha2::Sha256>(b"synod bench");
 
-        let (d, _) = timed(5, || presign(&shares, &signers));
-        row("presignature", t, n, d, 5);
+        let (d, presigs) = timed(3, || presign(&shares, &signers));
+        row("presignature", t, n, d, 3);
 
-        let repeats = 50;
-        let mut pool: Vec<_> = (0..repeats).map(|_| presign(&shares, &signers)).collect();
+        // Copies of one presignature run, each signing the same message (nothing leaks),
+        // so the loop times only the non-interactive step.
+        let repeats = 20;
+        let mut pool: Vec<_> = (0..repeats).map(|_| presigs.clone()).collect();
         let (d, _) = timed(repeats, || {
             let presigs = pool.pop().expect("one per repeat");
-            let partials: Vec<PartialSignature<E>> = presigs.into_iter().map(|p| p.issue_partial_signature(data)).collect();
+            let partials: Vec<PartialSignature<E>> = presigs
+                .into_iter()
+                .map(|p| p.issue_partial_signature(data))
+                .collect();
             let sig = PartialSignature::combine(&partials).expect("combine");
             sig.verify(&public_key, &data).expect("valid signature");
         });
-        row("sign from presignature (partials + combine + verify)", t, n, d, repeats);
+        row(
+            "sign from presignatures (partials+combine+verify)",
+            t,
+            n,
+            d,
+            repeats,
+        );
 
-        let (d, sig) = timed(5, || sign(&shares, &signers, data));
+        let (d, sig) = timed(3, || sign(&shares, &signers, data));
         sig.verify(&public_key, &data).expect("valid signature");
-        row("interactive sign", t, n, d, 5);
+        row("interactive sign", t, n, d, 3);
     }
 }

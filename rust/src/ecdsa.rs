@@ -25,7 +25,9 @@ use cggmp21::round_based::state_machine::{ProceedResult, StateMachine};
 use cggmp21::round_based::{Incoming, MessageDestination, MessageType, MsgId};
 use cggmp21::security_level::SecurityLevel128;
 use cggmp21::supported_curves::Secp256k1;
-use cggmp21::{DataToSign, ExecutionId, PartialSignature, PregeneratedPrimes, Presignature, Signature};
+use cggmp21::{
+    DataToSign, ExecutionId, PartialSignature, PregeneratedPrimes, Presignature, Signature,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use rand_core::OsRng;
@@ -53,8 +55,7 @@ const MAX_PARTIES: u16 = 1000;
 // ---------------------------------------------------------------------------
 
 fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> PyResult<T> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| core_err("decode", vec![], format!("{what}: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| core_err("decode", vec![], format!("{what}: {e}")))
 }
 
 fn encode<T: Serialize>(what: &str, value: &T) -> PyResult<Vec<u8>> {
@@ -63,12 +64,22 @@ fn encode<T: Serialize>(what: &str, value: &T) -> PyResult<Vec<u8>> {
 
 fn point_from_sec1(what: &str, bytes: &[u8]) -> PyResult<NonZero<Point<E>>> {
     if bytes.len() != 33 {
-        return Err(core_err("decode", vec![], format!("{what}: expected 33-byte compressed SEC1 point")));
+        return Err(core_err(
+            "decode",
+            vec![],
+            format!("{what}: expected 33-byte compressed SEC1 point"),
+        ));
     }
     Point::<E>::from_bytes(bytes)
         .ok()
         .and_then(NonZero::from_point)
-        .ok_or_else(|| core_err("decode", vec![], format!("{what}: not a valid non-identity point")))
+        .ok_or_else(|| {
+            core_err(
+                "decode",
+                vec![],
+                format!("{what}: not a valid non-identity point"),
+            )
+        })
 }
 
 fn point_to_sec1(p: &Point<E>) -> Vec<u8> {
@@ -76,22 +87,37 @@ fn point_to_sec1(p: &Point<E>) -> Vec<u8> {
 }
 
 fn chain_code(what: &str, bytes: &[u8]) -> PyResult<hd_wallet::ChainCode> {
-    bytes
-        .try_into()
-        .map_err(|_| core_err("decode", vec![], format!("{what}: chain code must be 32 bytes")))
+    bytes.try_into().map_err(|_| {
+        core_err(
+            "decode",
+            vec![],
+            format!("{what}: chain code must be 32 bytes"),
+        )
+    })
 }
 
 /// The message to sign is a 32-byte prehash (SHA-256, keccak256, ... chosen by the caller).
 fn data_to_sign(digest: &[u8]) -> PyResult<DataToSign<E>> {
     if digest.len() != 32 {
-        return Err(core_err("invalid_parameters", vec![], "digest must be exactly 32 bytes"));
+        return Err(core_err(
+            "invalid_parameters",
+            vec![],
+            "digest must be exactly 32 bytes",
+        ));
     }
-    Ok(DataToSign::from_scalar(Scalar::from_be_bytes_mod_order(digest)))
+    Ok(DataToSign::from_scalar(Scalar::from_be_bytes_mod_order(
+        digest,
+    )))
 }
 
 fn signature_from_bytes(bytes: &[u8]) -> PyResult<Signature<E>> {
-    Signature::read_from_slice(bytes)
-        .ok_or_else(|| core_err("decode", vec![], "signature: expected 64 bytes r || s with 0 < r, s < n"))
+    Signature::read_from_slice(bytes).ok_or_else(|| {
+        core_err(
+            "decode",
+            vec![],
+            "signature: expected 64 bytes r || s with 0 < r, s < n",
+        )
+    })
 }
 
 fn signature_to_bytes(sig: &Signature<E>) -> Vec<u8> {
@@ -105,14 +131,21 @@ fn derivation_path(path: &[u32]) -> PyResult<Vec<NonHardenedIndex>> {
     path.iter()
         .map(|&i| {
             NonHardenedIndex::try_from(i).map_err(|_| {
-                core_err("invalid_parameters", vec![], format!("path index {i} is hardened; only non-hardened derivation is possible"))
+                core_err(
+                    "invalid_parameters",
+                    vec![],
+                    format!("path index {i} is hardened; only non-hardened derivation is possible"),
+                )
             })
         })
         .collect()
 }
 
 fn extended_public_key(public_key: &[u8], chain: &[u8]) -> PyResult<ExtendedPublicKey<E>> {
-    Ok(ExtendedPublicKey { public_key: *point_from_sec1("public key", public_key)?, chain_code: chain_code("chain code", chain)? })
+    Ok(ExtendedPublicKey {
+        public_key: *point_from_sec1("public key", public_key)?,
+        chain_code: chain_code("chain code", chain)?,
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -143,10 +176,19 @@ fn blame_from_debug(debug: &str, msg_senders: &HashMap<MsgId, u16>) -> Vec<u16> 
     for (pos, _) in debug.match_indices("parties: [") {
         let rest = &debug[pos + "parties: [".len()..];
         let list = &rest[..rest.find(']').unwrap_or(0)];
-        out.extend(list.split(", ").filter_map(|x| x.trim().parse::<u16>().ok()));
+        out.extend(
+            list.split(", ")
+                .filter_map(|x| x.trim().parse::<u16>().ok()),
+        );
     }
     // Variants holding `Vec<(PartyIndex, MsgId, ..)>`: the first tuple field is the party.
-    for variant in ["EncProofOfK([", "InvalidPsi([", "InvalidPsiPrimePrime([", "Round1aNotReliable([", "Round1NotReliable(["] {
+    for variant in [
+        "EncProofOfK([",
+        "InvalidPsi([",
+        "InvalidPsiPrimePrime([",
+        "Round1aNotReliable([",
+        "Round1NotReliable([",
+    ] {
         for (pos, _) in debug.match_indices(variant) {
             let rest = &debug[pos + variant.len()..];
             let mut depth = 0i32;
@@ -202,7 +244,10 @@ impl Failure {
             message.push_str(&s.to_string());
             source = s.source();
         }
-        Failure { message, debug: format!("{err:?}") }
+        Failure {
+            message,
+            debug: format!("{err:?}"),
+        }
     }
 }
 
@@ -274,9 +319,14 @@ impl<M: Serialize + DeserializeOwned + 'static> Driver<M> {
     fn pump(&mut self) {
         while matches!(self.state, State::Running) {
             if self.waiting_for_msg {
-                let Some(msg) = self.inbox.pop_front() else { return };
+                let Some(msg) = self.inbox.pop_front() else {
+                    return;
+                };
                 if self.machine.received_msg(msg).is_err() {
-                    self.fail(vec![], "state machine refused a message it asked for".into());
+                    self.fail(
+                        vec![],
+                        "state machine refused a message it asked for".into(),
+                    );
                     return;
                 }
                 self.waiting_for_msg = false;
@@ -289,7 +339,9 @@ impl<M: Serialize + DeserializeOwned + 'static> Driver<M> {
                     };
                     match serde_json::to_vec(&out.msg) {
                         Ok(bytes) => self.outbox.push((recipient, bytes)),
-                        Err(e) => self.fail(vec![], format!("cannot serialize outgoing message: {e}")),
+                        Err(e) => {
+                            self.fail(vec![], format!("cannot serialize outgoing message: {e}"))
+                        }
                     }
                 }
                 ProceedResult::NeedsOneMoreMessage => self.waiting_for_msg = true,
@@ -306,7 +358,9 @@ impl<M: Serialize + DeserializeOwned + 'static> Driver<M> {
 
     fn failure_err(&self) -> Option<PyErr> {
         match &self.state {
-            State::Failed { culprits, message } => Some(core_err("protocol", culprits.clone(), message.clone())),
+            State::Failed { culprits, message } => {
+                Some(core_err("protocol", culprits.clone(), message.clone()))
+            }
             _ => None,
         }
     }
@@ -318,18 +372,38 @@ impl<M: Serialize + DeserializeOwned + 'static> Session for Driver<M> {
             return Err(err);
         }
         if matches!(self.state, State::Done(_)) {
-            return Err(core_err("invalid_parameters", vec![], "protocol already finished"));
+            return Err(core_err(
+                "invalid_parameters",
+                vec![],
+                "protocol already finished",
+            ));
         }
-        let local = self.parties.iter().position(|&p| p == sender).ok_or_else(|| {
-            core_err("invalid_parameters", vec![], format!("party {sender} does not take part in this protocol"))
-        })?;
+        let local = self
+            .parties
+            .iter()
+            .position(|&p| p == sender)
+            .ok_or_else(|| {
+                core_err(
+                    "invalid_parameters",
+                    vec![],
+                    format!("party {sender} does not take part in this protocol"),
+                )
+            })?;
         let local = u16::try_from(local).expect("parties fit in u16");
         if local == self.me {
-            return Err(core_err("invalid_parameters", vec![], "a party cannot receive its own message"));
+            return Err(core_err(
+                "invalid_parameters",
+                vec![],
+                "a party cannot receive its own message",
+            ));
         }
         // An undecodable message is dropped (the session is unchanged) and its sender named.
         let decoded: M = serde_json::from_slice(msg).map_err(|e| {
-            core_err("protocol", vec![sender], format!("undecodable message from party {sender}: {e}"))
+            core_err(
+                "protocol",
+                vec![sender],
+                format!("undecodable message from party {sender}: {e}"),
+            )
         })?;
         let id = self.next_msg_id;
         self.next_msg_id += 1;
@@ -337,7 +411,11 @@ impl<M: Serialize + DeserializeOwned + 'static> Session for Driver<M> {
         self.inbox.push_back(Incoming {
             id,
             sender: local,
-            msg_type: if broadcast { MessageType::Broadcast } else { MessageType::P2P },
+            msg_type: if broadcast {
+                MessageType::Broadcast
+            } else {
+                MessageType::P2P
+            },
             msg: decoded,
         });
         self.pump();
@@ -362,7 +440,9 @@ impl<M: Serialize + DeserializeOwned + 'static> Session for Driver<M> {
         // A presignature becomes one Python object, created once: every call returns the
         // same single-use object rather than fresh copies.
         if matches!(self.state, State::Done(Output::Presignature(_))) {
-            let State::Done(Output::Presignature(blob)) = std::mem::replace(&mut self.state, State::Running) else {
+            let State::Done(Output::Presignature(blob)) =
+                std::mem::replace(&mut self.state, State::Running)
+            else {
                 unreachable!("matched above")
             };
             let obj = Py::new(py, EcdsaPresignature { inner: Some(*blob) })?;
@@ -371,7 +451,11 @@ impl<M: Serialize + DeserializeOwned + 'static> Session for Driver<M> {
         match &self.state {
             State::Done(Output::Bytes(b)) => Ok(PyBytes::new(py, b).into_any().unbind()),
             State::Done(Output::Object(o)) => Ok(o.clone_ref(py)),
-            _ => Err(core_err("invalid_parameters", vec![], "protocol not finished")),
+            _ => Err(core_err(
+                "invalid_parameters",
+                vec![],
+                "protocol not finished",
+            )),
         }
     }
 
@@ -436,10 +520,18 @@ fn all_parties(n: u16) -> Vec<u16> {
 
 fn check_n(i: u16, n: u16) -> PyResult<()> {
     if !(2..=MAX_PARTIES).contains(&n) {
-        return Err(core_err("invalid_parameters", vec![], format!("n must be in 2..={MAX_PARTIES}")));
+        return Err(core_err(
+            "invalid_parameters",
+            vec![],
+            format!("n must be in 2..={MAX_PARTIES}"),
+        ));
     }
     if i >= n {
-        return Err(core_err("invalid_parameters", vec![], format!("index {i} out of range for n = {n}")));
+        return Err(core_err(
+            "invalid_parameters",
+            vec![],
+            format!("index {i} out of range for n = {n}"),
+        ));
     }
     Ok(())
 }
@@ -459,11 +551,16 @@ fn ecdsa_aux_info_session(eid: Vec<u8>, i: u16, n: u16, primes: &[u8]) -> PyResu
                 .and_then(|aux: AuxInfo<L>| {
                     serde_json::to_vec(&aux)
                         .map(Output::Bytes)
-                        .map_err(|e| Failure { message: e.to_string(), debug: String::new() })
+                        .map_err(|e| Failure {
+                            message: e.to_string(),
+                            debug: String::new(),
+                        })
                 })
         },
     ));
-    Ok(EcdsaSession { inner: Box::new(Driver::start(machine, all_parties(n), i)) })
+    Ok(EcdsaSession {
+        inner: Box::new(Driver::start(machine, all_parties(n), i)),
+    })
 }
 
 /// Start threshold DKG (`t`-of-`n`, HD-enabled so non-hardened BIP32 derivation works).
@@ -471,7 +568,11 @@ fn ecdsa_aux_info_session(eid: Vec<u8>, i: u16, n: u16, primes: &[u8]) -> PyResu
 fn ecdsa_keygen_session(eid: Vec<u8>, i: u16, n: u16, t: u16) -> PyResult<EcdsaSession> {
     check_n(i, n)?;
     if !(2..=n).contains(&t) {
-        return Err(core_err("invalid_parameters", vec![], format!("threshold must satisfy 2 <= t <= n, got t = {t}, n = {n}")));
+        return Err(core_err(
+            "invalid_parameters",
+            vec![],
+            format!("threshold must satisfy 2 <= t <= n, got t = {t}, n = {n}"),
+        ));
     }
     let machine: Machine<KeygenMsg> = Box::new(cggmp21::round_based::state_machine::wrap_protocol(
         move |party| async move {
@@ -485,33 +586,58 @@ fn ecdsa_keygen_session(eid: Vec<u8>, i: u16, n: u16, t: u16) -> PyResult<EcdsaS
                 .and_then(|share: IncompleteKeyShare<E>| {
                     serde_json::to_vec(&share)
                         .map(Output::Bytes)
-                        .map_err(|e| Failure { message: e.to_string(), debug: String::new() })
+                        .map_err(|e| Failure {
+                            message: e.to_string(),
+                            debug: String::new(),
+                        })
                 })
         },
     ));
-    Ok(EcdsaSession { inner: Box::new(Driver::start(machine, all_parties(n), i)) })
+    Ok(EcdsaSession {
+        inner: Box::new(Driver::start(machine, all_parties(n), i)),
+    })
 }
 
-/// Check a signer set against a key share; return this party's position in it.
-fn check_signers(share: &KeyShare<E, L>, signers: &[u16]) -> PyResult<u16> {
+/// Check a signer set against a key share; return it sorted (so every signer numbers the
+/// others alike whatever order it was given in) and this party's position in it.
+fn check_signers(share: &KeyShare<E, L>, signers: &[u16]) -> PyResult<(Vec<u16>, u16)> {
     let t = share.min_signers();
     let n = share.n();
     if signers.len() != usize::from(t) {
-        return Err(core_err("invalid_parameters", vec![], format!("exactly t = {t} signers are needed, got {}", signers.len())));
+        return Err(core_err(
+            "invalid_parameters",
+            vec![],
+            format!("exactly t = {t} signers are needed, got {}", signers.len()),
+        ));
     }
     let mut sorted = signers.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
     if sorted.len() != signers.len() {
-        return Err(core_err("invalid_parameters", vec![], "signer indices must be distinct"));
+        return Err(core_err(
+            "invalid_parameters",
+            vec![],
+            "signer indices must be distinct",
+        ));
     }
     if let Some(bad) = signers.iter().find(|&&s| s >= n) {
-        return Err(core_err("invalid_parameters", vec![], format!("signer {bad} out of range for n = {n}")));
+        return Err(core_err(
+            "invalid_parameters",
+            vec![],
+            format!("signer {bad} out of range for n = {n}"),
+        ));
     }
-    let me = signers.iter().position(|&s| s == share.core.i).ok_or_else(|| {
-        core_err("invalid_parameters", vec![], format!("key share {} is not among the signers", share.core.i))
-    })?;
-    Ok(u16::try_from(me).expect("t fits in u16"))
+    let me = sorted
+        .iter()
+        .position(|&s| s == share.core.i)
+        .ok_or_else(|| {
+            core_err(
+                "invalid_parameters",
+                vec![],
+                format!("key share {} is not among the signers", share.core.i),
+            )
+        })?;
+    Ok((sorted, u16::try_from(me).expect("t fits in u16")))
 }
 
 fn load_key_share(bytes: &[u8]) -> PyResult<KeyShare<E, L>> {
@@ -519,16 +645,24 @@ fn load_key_share(bytes: &[u8]) -> PyResult<KeyShare<E, L>> {
 }
 
 fn epub_of(share: &KeyShare<E, L>) -> PyResult<ExtendedPublicKey<E>> {
-    share
-        .extended_public_key()
-        .ok_or_else(|| core_err("invalid_parameters", vec![], "key share was generated without HD support"))
+    share.extended_public_key().ok_or_else(|| {
+        core_err(
+            "invalid_parameters",
+            vec![],
+            "key share was generated without HD support",
+        )
+    })
 }
 
-/// Start presignature generation among `signers` (keygen indices, exactly t of them).
+/// Start presignature generation among `signers` (keygen indices, exactly t of them, any order).
 #[pyfunction]
-fn ecdsa_presign_session(eid: Vec<u8>, key_share: &[u8], signers: Vec<u16>) -> PyResult<EcdsaSession> {
+fn ecdsa_presign_session(
+    eid: Vec<u8>,
+    key_share: &[u8],
+    signers: Vec<u16>,
+) -> PyResult<EcdsaSession> {
     let share = load_key_share(key_share)?;
-    let me = check_signers(&share, &signers)?;
+    let (signers, me) = check_signers(&share, &signers)?;
     let epub = epub_of(&share)?;
     let public = PresignaturePublic {
         index: share.core.i,
@@ -537,17 +671,24 @@ fn ecdsa_presign_session(eid: Vec<u8>, key_share: &[u8], signers: Vec<u16>) -> P
         chain_code: epub.chain_code,
     };
     let parties = signers.clone();
-    let machine: Machine<SigningMsg> = Box::new(cggmp21::round_based::state_machine::wrap_protocol(
-        move |party| async move {
+    let machine: Machine<SigningMsg> = Box::new(
+        cggmp21::round_based::state_machine::wrap_protocol(move |party| async move {
             let mut rng = OsRng;
             cggmp21::signing(ExecutionId::new(&eid), me, &signers, &share)
                 .generate_presignature(&mut rng, party)
                 .await
-                .map(|presignature| Output::Presignature(Box::new(PresignatureBlob { presignature, public })))
+                .map(|presignature| {
+                    Output::Presignature(Box::new(PresignatureBlob {
+                        presignature,
+                        public,
+                    }))
+                })
                 .map_err(Failure::from_error)
-        },
-    ));
-    Ok(EcdsaSession { inner: Box::new(Driver::start(machine, parties, me)) })
+        }),
+    );
+    Ok(EcdsaSession {
+        inner: Box::new(Driver::start(machine, parties, me)),
+    })
 }
 
 /// Start interactive signing of a 32-byte digest among `signers`, optionally under a
@@ -561,15 +702,15 @@ fn ecdsa_sign_session(
     path: Vec<u32>,
 ) -> PyResult<EcdsaSession> {
     let share = load_key_share(key_share)?;
-    let me = check_signers(&share, &signers)?;
+    let (signers, me) = check_signers(&share, &signers)?;
     let data = data_to_sign(digest)?;
     let path = derivation_path(&path)?;
     if !path.is_empty() {
         epub_of(&share)?;
     }
     let parties = signers.clone();
-    let machine: Machine<SigningMsg> = Box::new(cggmp21::round_based::state_machine::wrap_protocol(
-        move |party| async move {
+    let machine: Machine<SigningMsg> = Box::new(
+        cggmp21::round_based::state_machine::wrap_protocol(move |party| async move {
             let mut rng = OsRng;
             let mut builder = cggmp21::signing(ExecutionId::new(&eid), me, &signers, &share);
             if !path.is_empty() {
@@ -582,9 +723,11 @@ fn ecdsa_sign_session(
                 .await
                 .map(|sig| Output::Bytes(signature_to_bytes(&sig.normalize_s())))
                 .map_err(Failure::from_error)
-        },
-    ));
-    Ok(EcdsaSession { inner: Box::new(Driver::start(machine, parties, me)) })
+        }),
+    );
+    Ok(EcdsaSession {
+        inner: Box::new(Driver::start(machine, parties, me)),
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -617,7 +760,8 @@ fn ecdsa_primes_validate(primes: &[u8]) -> PyResult<()> {
 #[pyfunction]
 fn ecdsa_aux_info_info(aux: &[u8]) -> PyResult<u16> {
     let aux: AuxInfo<L> = decode("aux info", aux)?;
-    u16::try_from(aux.parties.len()).map_err(|_| core_err("decode", vec![], "aux info: too many parties"))
+    u16::try_from(aux.parties.len())
+        .map_err(|_| core_err("decode", vec![], "aux info: too many parties"))
 }
 
 type ShareInfo = (u16, u16, u16, Bytes, Option<Bytes>);
@@ -625,7 +769,13 @@ type ShareInfo = (u16, u16, u16, Bytes, Option<Bytes>);
 fn share_info(core: &cggmp21::key_share::DirtyIncompleteKeyShare<E>) -> ShareInfo {
     let n = u16::try_from(core.public_shares.len()).unwrap_or(u16::MAX);
     let t = core.vss_setup.as_ref().map(|s| s.min_signers).unwrap_or(n);
-    (core.i, n, t, Cow::Owned(point_to_sec1(&core.shared_public_key)), core.chain_code.map(|c| Cow::Owned(c.to_vec())))
+    (
+        core.i,
+        n,
+        t,
+        Cow::Owned(point_to_sec1(&core.shared_public_key)),
+        core.chain_code.map(|c| Cow::Owned(c.to_vec())),
+    )
 }
 
 /// Validate an incomplete key share; return `(i, n, t, public_key, chain_code)`.
@@ -647,8 +797,13 @@ fn ecdsa_key_share_info(share: &[u8]) -> PyResult<ShareInfo> {
 fn ecdsa_key_share_from_parts(incomplete: &[u8], aux: &[u8]) -> PyResult<Bytes> {
     let core: IncompleteKeyShare<E> = decode("incomplete key share", incomplete)?;
     let aux: AuxInfo<L> = decode("aux info", aux)?;
-    let share = KeyShare::<E, L>::from_parts((core, aux))
-        .map_err(|e| core_err("invalid_parameters", vec![], format!("key share and aux info do not match: {e}")))?;
+    let share = KeyShare::<E, L>::from_parts((core, aux)).map_err(|e| {
+        core_err(
+            "invalid_parameters",
+            vec![],
+            format!("key share and aux info do not match: {e}"),
+        )
+    })?;
     encode("key share", &share).map(Cow::Owned)
 }
 
@@ -699,7 +854,9 @@ impl EcdsaPresignature {
 impl EcdsaPresignature {
     #[staticmethod]
     fn from_bytes(bytes: &[u8]) -> PyResult<Self> {
-        Ok(EcdsaPresignature { inner: Some(decode("presignature", bytes)?) })
+        Ok(EcdsaPresignature {
+            inner: Some(decode("presignature", bytes)?),
+        })
     }
 
     fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
@@ -722,7 +879,10 @@ impl EcdsaPresignature {
 
     #[getter]
     fn public_key<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        Ok(PyBytes::new(py, &point_to_sec1(&self.get()?.public.public_key)))
+        Ok(PyBytes::new(
+            py,
+            &point_to_sec1(&self.get()?.public.public_key),
+        ))
     }
 
     #[getter]
@@ -732,17 +892,34 @@ impl EcdsaPresignature {
 
     /// Consume the presignature and issue this party's partial signature on a 32-byte digest,
     /// optionally for the child key at a non-hardened `path`.
-    fn issue_partial<'py>(&mut self, py: Python<'py>, digest: &[u8], path: Vec<u32>) -> PyResult<Bound<'py, PyBytes>> {
+    fn issue_partial<'py>(
+        &mut self,
+        py: Python<'py>,
+        digest: &[u8],
+        path: Vec<u32>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let data = data_to_sign(digest)?;
         let path = derivation_path(&path)?;
         self.get()?;
         let blob = self.inner.take().expect("checked above");
-        let epub = ExtendedPublicKey { public_key: *blob.public.public_key, chain_code: blob.public.chain_code };
+        let epub = ExtendedPublicKey {
+            public_key: *blob.public.public_key,
+            chain_code: blob.public.chain_code,
+        };
         let presignature = blob
             .presignature
             .set_derivation_path_with_algo::<Slip10, _>(epub, path)?;
         let partial = presignature.issue_partial_signature(data);
-        Ok(PyBytes::new(py, &encode("partial signature", &PartialBlob { index: blob.public.index, partial })?))
+        Ok(PyBytes::new(
+            py,
+            &encode(
+                "partial signature",
+                &PartialBlob {
+                    index: blob.public.index,
+                    partial,
+                },
+            )?,
+        ))
     }
 }
 
@@ -770,19 +947,32 @@ fn ecdsa_combine<'py>(
     for p in &partials {
         let blob: PartialBlob = decode("partial signature", p)?;
         if seen.contains(&blob.index) {
-            return Err(core_err("invalid_parameters", vec![blob.index], "two partial signatures from the same party"));
+            return Err(core_err(
+                "invalid_parameters",
+                vec![blob.index],
+                "two partial signatures from the same party",
+            ));
         }
         seen.push(blob.index);
         parts.push(blob.partial);
     }
     if parts.iter().any(|p| p.r != parts[0].r) {
-        return Err(core_err("invalid_share", vec![], "partial signatures come from different presignatures"));
+        return Err(core_err(
+            "invalid_share",
+            vec![],
+            "partial signatures come from different presignatures",
+        ));
     }
     let sig = PartialSignature::combine(&parts)
         .ok_or_else(|| core_err("invalid_share", vec![], "partial signatures do not combine"))?
         .normalize_s();
-    sig.verify(&pk, &data)
-        .map_err(|_| core_err("invalid_signature", vec![], "combined signature does not verify"))?;
+    sig.verify(&pk, &data).map_err(|_| {
+        core_err(
+            "invalid_signature",
+            vec![],
+            "combined signature does not verify",
+        )
+    })?;
     Ok(PyBytes::new(py, &signature_to_bytes(&sig)))
 }
 
@@ -807,14 +997,20 @@ fn ecdsa_recovery_id(public_key: &[u8], digest: &[u8], signature: &[u8]) -> PyRe
         let mut enc = [0u8; 33];
         enc[0] = 0x02 | v;
         enc[1..].copy_from_slice(&sig.r.to_be_bytes());
-        let Ok(big_r) = Point::<E>::from_bytes(enc) else { continue };
+        let Ok(big_r) = Point::<E>::from_bytes(enc) else {
+            continue;
+        };
         let q = (big_r * *sig.s - Point::<E>::generator() * z) * *r_inv;
         if q == *pk {
             return Ok(v);
         }
     }
     // r = R.x - n (recovery ids 2, 3) happens with probability ~2^-128; not supported.
-    Err(core_err("invalid_signature", vec![], "signature does not recover to the public key"))
+    Err(core_err(
+        "invalid_signature",
+        vec![],
+        "signature does not recover to the public key",
+    ))
 }
 
 /// Non-hardened BIP32 (SLIP-10) child of `(public_key, chain_code)` along `path`.
@@ -828,7 +1024,10 @@ fn ecdsa_derive_public_key<'py>(
     let epub = extended_public_key(public_key, chain_code)?;
     let path = derivation_path(&path)?;
     let child = Slip10::derive_child_public_key_with_path(&epub, path);
-    Ok((PyBytes::new(py, &point_to_sec1(&child.public_key)), PyBytes::new(py, &child.chain_code)))
+    Ok((
+        PyBytes::new(py, &point_to_sec1(&child.public_key)),
+        PyBytes::new(py, &child.chain_code),
+    ))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -589,7 +589,11 @@ fn public_package_info_g<C: Suite>(public_package: Bytes) -> PyResult<(Option<u1
 }
 
 fn signing_package_info_g<C: Suite>(signing_package: Bytes) -> PyResult<(Bytes, IdMap)> {
-    let sp = de(&signing_package, "signing package", SigningPackage::<C>::deserialize)?;
+    let sp = de(
+        &signing_package,
+        "signing package",
+        SigningPackage::<C>::deserialize,
+    )?;
     let mut commitments = BTreeMap::new();
     for (id, c) in sp.signing_commitments() {
         commitments.insert(ident_back(id, &[]), ser(c.serialize())?);
@@ -1130,7 +1134,10 @@ fn split_g<C: Suite>(
     let known: Vec<u16> = (1..=max_signers).collect();
     let mut out = BTreeMap::new();
     for (id, share) in shares {
-        let kp = KeyPackage::<C>::try_from(share).map_err(|e| frost_err(e, &known))?;
+        // The dealer made these shares itself; rebuild the package from the public key
+        // package instead of re-running the O(t) VSS check per share.
+        let vs = pkp.verifying_shares()[&id];
+        let kp = KeyPackage::new(id, *share.signing_share(), vs, *pkp.verifying_key(), min_signers);
         out.insert(ident_back(&id, &known), ser(kp.serialize())?);
     }
     Ok((out, ser(pkp.serialize())?))
@@ -1248,6 +1255,160 @@ fn frost_raw_share(py: Python<'_>, suite: &str, scalar: Bytes) -> PyResult<Py<Py
     Ok(py_bytes(py, dispatch!(suite, raw_share_g(scalar))?))
 }
 
+// ---------------------------------------------------------------------------
+// Share verification with the per-package work done once (ROAST coordinators)
+// ---------------------------------------------------------------------------
+
+/// Everything `verify_signature_share` recomputes per call that depends only on the
+/// package: binding factors, group commitment, challenge. Same crate functions, same order.
+struct Prepared<C: Ciphersuite> {
+    package: SigningPackage<C>,
+    bindings: frost_core::BindingFactorList<C>,
+    group_commitment: frost_core::GroupCommitment<C>,
+    challenge: frost_core::Challenge<C>,
+    public: PublicKeyPackage<C>,
+    known: Vec<u16>,
+}
+
+fn prepare_g<C: Suite>(
+    signing_package: Bytes,
+    public_package: Bytes,
+    taproot: bool,
+    merkle_root: Option<Bytes>,
+) -> PyResult<Prepared<C>> {
+    let sp = de(
+        &signing_package,
+        "signing package",
+        SigningPackage::<C>::deserialize,
+    )?;
+    let mut pkp = de(
+        &public_package,
+        "public key package",
+        PublicKeyPackage::<C>::deserialize,
+    )?;
+    if let Some(root) = tweak_root(taproot, &merkle_root)? {
+        pkp = C::tweak_public_package(pkp, root)?;
+    }
+    let known: Vec<u16> = pkp
+        .verifying_shares()
+        .keys()
+        .map(|i| ident_back(i, &[]))
+        .collect();
+    let no_shares = BTreeMap::new();
+    let (sp, _, pkp) = C::pre_aggregate(&sp, &no_shares, &pkp).map_err(|e| frost_err(e, &known))?;
+    let bindings = frost_core::compute_binding_factor_list(&sp, pkp.verifying_key(), &[])
+        .map_err(|e| frost_err(e, &known))?;
+    let sp = C::pre_commitment_aggregate(&sp, &bindings).map_err(|e| frost_err(e, &known))?;
+    let group_commitment =
+        frost_core::compute_group_commitment(&sp, &bindings).map_err(|e| frost_err(e, &known))?;
+    let challenge = C::challenge(
+        &group_commitment.clone().to_element(),
+        pkp.verifying_key(),
+        sp.message(),
+    )
+    .map_err(|e| frost_err(e, &known))?;
+    Ok(Prepared {
+        package: sp.into_owned(),
+        bindings,
+        group_commitment,
+        challenge,
+        public: pkp.into_owned(),
+        known,
+    })
+}
+
+fn check_prepared<C: Suite>(p: &Prepared<C>, id: u16, share: &[u8]) -> PyResult<()> {
+    let ident = ident::<C>(id)?;
+    let sh = SignatureShare::<C>::deserialize(share).map_err(|e| {
+        core_err(
+            "invalid_share",
+            vec![id],
+            format!("share does not parse: {e}"),
+        )
+    })?;
+    let vs = p.public.verifying_shares().get(&ident).ok_or_else(|| {
+        core_err(
+            "invalid_parameters",
+            vec![id],
+            "signer is not in the public key package",
+        )
+    })?;
+    // Pass the single share through the ciphersuite's pre-processing, as the crate does.
+    let one = BTreeMap::from([(ident, sh)]);
+    let single = PublicKeyPackage::new(
+        BTreeMap::from([(ident, *vs)]),
+        *p.public.verifying_key(),
+        None,
+    );
+    let (_, shares, pkp) =
+        C::pre_aggregate(&p.package, &one, &single).map_err(|e| frost_err(e, &p.known))?;
+    frost_core::verify_signature_share_precomputed(
+        ident,
+        &p.package,
+        &p.bindings,
+        &p.group_commitment,
+        &shares[&ident],
+        &pkp.verifying_shares()[&ident],
+        p.challenge,
+    )
+    .map_err(|e| core_err("invalid_share", vec![id], e.to_string()))
+}
+
+enum AnyPrepared {
+    Tr(Box<Prepared<Tr>>),
+    Ed(Box<Prepared<Ed>>),
+}
+
+/// Verifies many shares of one signing package, doing the O(t) work once.
+#[pyclass(module = "synod._core")]
+struct FrostShareVerifier {
+    inner: AnyPrepared,
+}
+
+#[pymethods]
+impl FrostShareVerifier {
+    #[new]
+    #[pyo3(signature = (suite, signing_package, public_package, taproot=false, merkle_root=None))]
+    fn new(
+        suite: &str,
+        signing_package: Bytes,
+        public_package: Bytes,
+        taproot: bool,
+        merkle_root: Option<Bytes>,
+    ) -> PyResult<Self> {
+        let inner = match suite {
+            "secp256k1-tr" => AnyPrepared::Tr(Box::new(prepare_g::<Tr>(
+                signing_package,
+                public_package,
+                taproot,
+                merkle_root,
+            )?)),
+            "ed25519" => AnyPrepared::Ed(Box::new(prepare_g::<Ed>(
+                signing_package,
+                public_package,
+                taproot,
+                merkle_root,
+            )?)),
+            other => {
+                return Err(core_err(
+                    "invalid_parameters",
+                    vec![],
+                    format!("unknown ciphersuite {other:?}"),
+                ))
+            }
+        };
+        Ok(Self { inner })
+    }
+
+    /// Raise `CoreError("invalid_share", [id], ...)` unless `share` is valid for signer `id`.
+    fn verify(&self, id: u16, share: Bytes) -> PyResult<()> {
+        match &self.inner {
+            AnyPrepared::Tr(p) => check_prepared(p, id, &share),
+            AnyPrepared::Ed(p) => check_prepared(p, id, &share),
+        }
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(frost_dkg_part1, m)?)?;
     m.add_function(wrap_pyfunction!(frost_dkg_part2, m)?)?;
@@ -1259,6 +1420,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(frost_verifying_key, m)?)?;
     m.add_function(wrap_pyfunction!(frost_verify, m)?)?;
     m.add_function(wrap_pyfunction!(frost_verify_share, m)?)?;
+    m.add_class::<FrostShareVerifier>()?;
     m.add_function(wrap_pyfunction!(frost_key_package_info, m)?)?;
     m.add_function(wrap_pyfunction!(frost_signing_package_info, m)?)?;
     m.add_function(wrap_pyfunction!(frost_public_package_info, m)?)?;

@@ -43,7 +43,9 @@ def test_every_field_is_signed(change: dict[str, object]) -> None:
 
 
 def test_forgery_with_another_key_fails() -> None:
-    forged = Envelope(b"session-1", "roast/commit", 1, 2, 7, 3, b"x").sign(EVE.__class__(1, EVE.sign_secret, EVE.seal_secret))
+    forged = Envelope(b"session-1", "roast/commit", 1, 2, 7, 3, b"x").sign(
+        EVE.__class__(1, EVE.sign_secret, EVE.seal_secret)
+    )
     assert not forged.verify(ALICE.public)
 
 

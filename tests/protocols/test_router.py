@@ -25,7 +25,14 @@ class Echo(Session):
         return []
 
 
-def env(sender: int, kind: str = "ping", epoch: int = 5, sid: bytes = b"s", to: int = 0, payload: bytes = b"hi") -> bytes:
+def env(
+    sender: int,
+    kind: str = "ping",
+    epoch: int = 5,
+    sid: bytes = b"s",
+    to: int = 0,
+    payload: bytes = b"hi",
+) -> bytes:
     return Envelope(sid, kind, sender, to, epoch, 0, payload).sign(IDS[sender]).to_bytes()
 
 

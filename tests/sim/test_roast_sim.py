@@ -45,7 +45,9 @@ def verify_independently(run: RoastRun, signature_hex: str) -> bool:
     seed=st.integers(0, 10_000),
     data=st.data(),
 )
-def test_finishes_within_bound_and_attributes(n: int, strategy: str, seed: int, data: st.DataObject) -> None:
+def test_finishes_within_bound_and_attributes(
+    n: int, strategy: str, seed: int, data: st.DataObject
+) -> None:
     t = data.draw(st.integers(2, n), label="t")
     f = data.draw(st.integers(0, n - t), label="f")
     run = RoastRun(t, n, f, strategy, seed, tweak=frost.KEY_PATH)

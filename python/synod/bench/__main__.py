@@ -64,12 +64,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-frost", action="store_true")
     p.add_argument("--no-ecdsa", action="store_true")
     p.add_argument("--with-rust", action="store_true", help="also time the crates directly in Rust")
+    p.add_argument("--roast", action="store_true", help="run the ROAST simulator grid instead")
+    p.add_argument("--roast-sizes", default="3/5,11/15,34/50,67/100", help="t/n list for --roast")
+    p.add_argument("--seeds", type=int, default=10, help="seeds per ROAST grid cell")
+    p.add_argument("--roast-large", action="store_true", help="run 800-of-1000 in the simulator")
     args = p.parse_args(argv)
 
     def progress(msg: str) -> None:
         print(f"  … {msg}", file=sys.stderr, flush=True)
 
     print(f"machine: {machine()}", file=sys.stderr)
+    if args.roast or args.roast_large:
+        from synod.bench.roast import grid_rows, large_rows, render_grid
+
+        if args.roast:
+            print(render_grid(grid_rows(_sizes(args.roast_sizes), args.seeds, progress=progress)))
+        if args.roast_large:
+            print(large_rows(progress=progress))
+        return 0
     rows: list[Row] = []
     raw: dict[tuple[str, str, str], float] = {}
     if not args.no_frost:

@@ -65,8 +65,18 @@ def run(args: argparse.Namespace) -> int:
     tweak = frost.KEY_PATH if args.scheme == "bip340" else None
     progress.step(f"setting up {n} nodes (t={t}, {f} corrupted, strategy {args.strategy})")
     sim = RoastRun(
-        t, n, f, args.strategy, args.seed, args.rtt, args.jitter, args.loss,
-        args.rotate, args.max_time, suite, tweak,
+        t,
+        n,
+        f,
+        args.strategy,
+        args.seed,
+        args.rtt,
+        args.jitter,
+        args.loss,
+        args.rotate,
+        args.max_time,
+        suite,
+        tweak,
     )
     progress.step(f"key setup: {sim.key_setup}; running")
     result = sim.execute()

@@ -92,6 +92,7 @@ class _SubSession:
     sub_id: int
     signers: tuple[int, ...]
     package: frost.SigningPackage
+    verifier: frost.ShareVerifier
     shares: dict[int, frost.SignatureShare] = field(default_factory=dict)
 
 
@@ -182,7 +183,7 @@ class RoastCoordinator(Session):
         del self.pending[sender]
         try:
             share = frost.SignatureShare.from_bytes(raw_share)
-            frost.verify_share(sender, sub.package, share, self.public, self.tweak)
+            sub.verifier.verify(sender, share)
         except (InvalidShareError, DecodeError) as err:
             return self._exclude(sender, f"invalid share in sub-session {sub_id}: {err}")
         sub.shares[sender] = share
@@ -198,7 +199,8 @@ class RoastCoordinator(Session):
             self.sessions_started += 1
             sub_id = self.sessions_started
             package = frost.signing_package({i: self.commitments[i] for i in chosen}, self.message)
-            self.subs[sub_id] = _SubSession(sub_id, chosen, package)
+            verifier = frost.ShareVerifier(package, self.public, self.tweak)
+            self.subs[sub_id] = _SubSession(sub_id, chosen, package, verifier)
             payload = pack(self.agg_index, sub_id, package.to_bytes())
             for i in chosen:
                 self.pending[i] = sub_id

@@ -8,15 +8,12 @@ packages to different peers).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from typing import Any
 
 from synod.crypto import frost
-from synod.protocols.base import Event, Send
+from synod.protocols.base import Send
 from synod.protocols.dkg import R1, R2, FrostDkgSession
-from synod.protocols.envelope import Identity, PeerKeys
-from synod.protocols.router import Router
-from synod.sim.network import LinkModel, Network
+from synod.sim.cluster import Cluster
 
 KINDS = {"dkg/r1", "dkg/echo", "dkg/r2", "dkg/ack", "dkg/abort"}
 
@@ -45,26 +42,6 @@ class _ByzantineDkg(FrostDkgSession):
         ]
 
 
-@dataclass
-class DkgNode:
-    node_id: int
-    router: Router
-    session: FrostDkgSession
-    behaviour: str | None
-    up: bool = True
-    events: list[Event] = field(default_factory=list)
-
-    def on_message(self, data: bytes, src: int, now: float) -> list[tuple[int, bytes, str]]:
-        if self.behaviour == "silent":
-            return []
-        return [(o.to, o.data, o.kind) for o in self.router.receive(data, now)]
-
-    def on_tick(self, now: float) -> list[tuple[int, bytes, str]]:
-        if self.behaviour == "silent":
-            return []
-        return [(o.to, o.data, o.kind) for o in self.router.tick(now)]
-
-
 class DkgRun:
     def __init__(
         self,
@@ -76,41 +53,30 @@ class DkgRun:
         rtt: float = 0.153,
         deadline: float = 10.0,
     ) -> None:
-        self.net = Network(seed, LinkModel(rtt))
         self.deadline = deadline
-        byzantine = byzantine or {}
+        self.byzantine = byzantine or {}
         ids = tuple(range(1, n + 1))
-        identities = {i: Identity.from_seed(i, b"dkg" + seed.to_bytes(8, "big")) for i in ids}
-        directory: dict[int, PeerKeys] = {i: x.public for i, x in identities.items()}
+        self.cluster = Cluster(ids, seed, rtt)
         session_id = hashlib.sha256(b"dkg" + seed.to_bytes(8, "big")).digest()
-        self.nodes: dict[int, DkgNode] = {}
+        self.sessions: dict[int, FrostDkgSession] = {}
         for i in ids:
-            cls = _ByzantineDkg if i in byzantine else FrostDkgSession
+            cls = _ByzantineDkg if i in self.byzantine else FrostDkgSession
             session = cls(session_id, 1, i, ids, t, suite, deadline)
             if isinstance(session, _ByzantineDkg):
-                session.behaviour = byzantine[i]
-            router = Router(identities[i], directory, 1)
-            node = DkgNode(i, router, session, byzantine.get(i))
-            router.on_event = lambda _sid, ev, node=node: node.events.append(ev)
-            self.nodes[i] = node
-            self.net.add(node)
-        self._started = False
+                session.behaviour = self.byzantine[i]
+            self.sessions[i] = session
+            self.cluster.nodes[i].silent = self.byzantine.get(i) == "silent"
 
-    def execute(self) -> dict[int, list[Event]]:
-        for i, node in self.nodes.items():
-            out = node.router.register(node.session, KINDS, 0.0, private_kinds={"dkg/r2"})
-            if node.behaviour != "silent":
-                for o in out:
-                    self.net.send(i, o.to, o.data, o.kind)
+    @property
+    def nodes(self) -> dict[int, Any]:
+        return self.cluster.nodes
 
-        def finished() -> bool:
-            return all(n.session.done for n in self.nodes.values() if n.behaviour != "silent")
-
-        self.net.run(self.deadline + 1.0, stop=finished)
-        return {i: n.events for i, n in self.nodes.items()}
+    def execute(self) -> None:
+        for i, session in self.sessions.items():
+            self.cluster.start(i, session, KINDS, private={"dkg/r2"})
+        honest = [s for i, s in self.sessions.items() if self.byzantine.get(i) != "silent"]
+        self.cluster.run(self.deadline + 1.0, honest)
 
     def outcome(self, node: int) -> dict[str, Any]:
-        for ev in self.nodes[node].events:
-            if ev.name in ("key_ready", "aborted"):
-                return {"event": ev.name, **ev.data}
-        return {"event": "none"}
+        ev = self.cluster.first(node, "key_ready", "aborted")
+        return {"event": "none"} if ev is None else {"event": ev.name, **ev.data}

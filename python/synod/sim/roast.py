@@ -330,7 +330,9 @@ class RoastRun:
         self.nodes: dict[int, RoastNode] = {}
         for i in committee:
             store = SessionStore(
-                self.workdir / f"node-{i}.db", hashlib.sha256(b"store" + bytes([i % 256])).digest()
+                self.workdir / f"node-{i}.db",
+                hashlib.sha256(b"store" + i.to_bytes(4, "big")).digest(),
+                power_safe=False,
             )
             node = RoastNode(
                 i,

@@ -1,0 +1,79 @@
+"""CGGMP21 (threshold ECDSA) benchmark rows, all parties run in-process on one thread.
+
+Aux info generation uses the TEST-ONLY primes pool (fresh primes take ~30 s per party
+and would swamp every other figure); the same file feeds the Rust baseline
+``rust/examples/bench_ecdsa.rs``, which prints rows with identical labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+from synod.bench.table import Row, timed
+from synod.crypto import ecdsa
+
+ECDSA_PRIMES = Path(__file__).resolve().parents[3] / "tests" / "data" / "cggmp_primes.json"
+DEFAULT_SIZES = ((2, 3), (3, 5))
+SUITE = "cggmp21-secp256k1"
+DIGEST = hashlib.sha256(b"synod bench").digest()
+
+
+def load_primes(path: Path = ECDSA_PRIMES) -> list[ecdsa.Primes]:
+    """The TEST-ONLY pool of pregenerated primes (never for real keys)."""
+    doc = json.loads(path.read_text())
+    return [ecdsa.Primes.from_bytes(bytes.fromhex(h)) for h in doc["primes"]]
+
+
+def _sign_from_presignatures(pool: list[list[ecdsa.Presignature]], public_key: bytes) -> None:
+    """Issue every partial signature, combine, verify (``combine`` verifies), recovery id."""
+    partials = [p.sign(DIGEST) for p in pool.pop()]
+    ecdsa.combine(partials, DIGEST, public_key)
+
+
+def ecdsa_rows(
+    sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES,
+    progress: Callable[[str], None] = lambda _: None,
+    primes: Sequence[ecdsa.Primes] | None = None,
+) -> list[Row]:
+    """Aux info, keygen, presigning, signing from presignatures, interactive signing."""
+    pool_primes = list(primes) if primes is not None else load_primes()
+    rows: list[Row] = []
+    for t, n in sizes:
+        params = f"{t}/{n}"
+        if len(pool_primes) < n:
+            raise ValueError(f"need {n} sets of primes, have {len(pool_primes)}")
+        progress(f"cggmp aux info {params}")
+        seconds, reps = timed(partial(ecdsa.local_aux_info, n, pool_primes), 1)
+        rows.append(Row(SUITE, "aux info (pregenerated primes)", params, seconds, reps))
+        aux = ecdsa.local_aux_info(n, pool_primes)
+
+        progress(f"cggmp keygen {params}")
+        seconds, reps = timed(partial(ecdsa.local_incomplete_keygen, t, n), 5)
+        rows.append(Row(SUITE, "keygen", params, seconds, reps))
+        shares = ecdsa.local_keygen(t, n, aux)
+        signers = list(range(t))
+        pk = shares[0].public_key
+
+        progress(f"cggmp presign {params}")
+        seconds, reps = timed(partial(ecdsa.local_presign, shares, signers), 3)
+        rows.append(Row(SUITE, "presignature", params, seconds, reps))
+
+        # One presignature run, copied: each copy signs the same digest, so reuse leaks
+        # nothing here and the timing covers only the non-interactive step.
+        repeats = 20
+        blobs = [p.to_bytes() for p in ecdsa.local_presign(shares, signers)]
+        pool = [[ecdsa.Presignature.from_bytes(b) for b in blobs] for _ in range(repeats)]
+        progress(f"cggmp sign from presignatures {params}")
+        seconds, reps = timed(partial(_sign_from_presignatures, pool, pk), repeats)
+        rows.append(
+            Row(SUITE, "sign from presignatures (partials+combine+verify)", params, seconds, reps)
+        )
+
+        progress(f"cggmp interactive sign {params}")
+        seconds, reps = timed(partial(ecdsa.local_sign, shares, signers, DIGEST), 3)
+        rows.append(Row(SUITE, "interactive sign", params, seconds, reps))
+    return rows
