@@ -69,7 +69,6 @@ fn aux_info(n: u16, primes: &[PregeneratedPrimes<L>]) -> Vec<AuxInfo<L>> {
     let e = eid();
     let setups = primes[..usize::from(n)].iter().cloned();
     round_based::sim::run_with_setup(setups, |i, party, primes| {
-        let e = e;
         async move {
             cggmp21::aux_info_gen(ExecutionId::new(&e), i, n, primes)
                 .start(&mut OsRng, party)
@@ -84,7 +83,6 @@ fn aux_info(n: u16, primes: &[PregeneratedPrimes<L>]) -> Vec<AuxInfo<L>> {
 fn keygen(t: u16, n: u16) -> Vec<IncompleteKeyShare<E>> {
     let e = eid();
     round_based::sim::run(n, |i, party| {
-        let e = e;
         async move {
             cggmp21::keygen::<E>(ExecutionId::new(&e), i, n)
                 .set_threshold(t)
@@ -101,7 +99,6 @@ fn keygen(t: u16, n: u16) -> Vec<IncompleteKeyShare<E>> {
 fn presign(shares: &[KeyShare<E, L>], signers: &[u16]) -> Vec<cggmp21::Presignature<E>> {
     let e = eid();
     round_based::sim::run(signers.len() as u16, |i, party| {
-        let e = e;
         let share = &shares[usize::from(signers[usize::from(i)])];
         async move {
             cggmp21::signing(ExecutionId::new(&e), i, signers, share)
@@ -117,7 +114,6 @@ fn presign(shares: &[KeyShare<E, L>], signers: &[u16]) -> Vec<cggmp21::Presignat
 fn sign(shares: &[KeyShare<E, L>], signers: &[u16], data: DataToSign<E>) -> cggmp21::Signature<E> {
     let e = eid();
     round_based::sim::run(signers.len() as u16, |i, party| {
-        let e = e;
         let share = &shares[usize::from(signers[usize::from(i)])];
         async move {
             cggmp21::signing(ExecutionId::new(&e), i, signers, share)

@@ -446,10 +446,11 @@ def _tamper(node: object) -> bool:
 
 
 def test_tampered_commitment_blames_sender() -> None:
-    """Party 2 sends everyone the same wrong round-1 commitment: the crate blames party 2."""
+    """Party 2 broadcasts a commitment other than the one it holds: the crate blames party 2
+    (its echo of round 1 disagrees with what the others received)."""
     sessions = _keygen_sessions(2, 3)
     tag = "cggmp:secp256k1:keygen_msg"
-    culprits: set[tuple[int, ...]] = set()
+    culprits: dict[int, set[tuple[int, ...]]] = {}
     queue = [(s.index, r, m) for s in sessions for r, m in s.outgoing()]
     tampered = False
     while queue:
@@ -463,10 +464,12 @@ def test_tampered_commitment_blames_sender() -> None:
             try:
                 sessions[j].receive(sender, recipient is None, msg)
             except ProtocolError as err:
-                culprits.add(err.culprits)
+                culprits.setdefault(j, set()).add(err.culprits)
         queue += [(s.index, r, m) for s in sessions for r, m in s.outgoing()]
     assert tampered
-    assert culprits == {(2,)}
+    # The honest parties both blame party 2. (Party 2's own session saw its untampered
+    # commitment, so it blames the others' echoes: it is the cheater, its view is moot.)
+    assert culprits[0] == culprits[1] == {(2,)}
     for s in sessions[:2]:
         assert not s.done
         with pytest.raises(ProtocolError):

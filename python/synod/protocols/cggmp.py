@@ -1,0 +1,281 @@
+"""CGGMP threshold-ECDSA sessions over the network layer, sans-I/O.
+
+`CggmpRun` carries one run of a crate protocol (aux info, keygen, presigning,
+signing) between nodes: crate broadcasts become envelopes of kind
+``cggmp/bcast``, crate point-to-point messages become sealed ``cggmp/p2p``
+envelopes. Nodes are mapped to the crate's keygen indices by their position
+in the sorted committee.
+
+`CggmpSigningDriver` makes signing finish when parties stall: attempts are led
+in turn by the aggregator schedule of `synod.protocols.roast`; the leader of
+attempt k names a t-subset avoiding every party suspected so far, and when an
+attempt times out its participants broadcast whom they never heard from, so the
+next leader leaves them out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from synod.crypto import ecdsa
+from synod.crypto.errors import CryptoError
+from synod.protocols.base import Incoming, Send, Session
+from synod.protocols.codec import CodecError, pack, unpack
+from synod.protocols.envelope import BROADCAST
+from synod.protocols.roast import AggregatorSchedule, TemplateValidator
+
+BCAST, P2P = "cggmp/bcast", "cggmp/p2p"
+START, SUSPECT, DONE = "cggmp/start", "cggmp/suspect", "cggmp/done"
+RUN_KINDS = {BCAST, P2P}
+DRIVER_KINDS = {BCAST, P2P, START, SUSPECT, DONE}
+PRIVATE = {P2P}
+
+
+class CggmpRun(Session):
+    """One party's run of one crate protocol among `parties` (node ids)."""
+
+    def __init__(
+        self,
+        session_id: bytes,
+        epoch: int,
+        me: int,
+        committee: Sequence[int],
+        parties: Sequence[int],
+        make: Callable[[], ecdsa.Session[Any]],
+        deadline: float,
+        attempt: int = 0,
+    ) -> None:
+        super().__init__(session_id, epoch, me, tuple(sorted(parties)))
+        self.committee = tuple(sorted(committee))
+        self.deadline = deadline
+        self.attempt = attempt
+        self.heard: Counter[int] = Counter()
+        self.output: Any = None
+        self.failed = False
+        self._make = make
+        self.inner: ecdsa.Session[Any] | None = None
+
+    def index_of(self, node: int) -> int:
+        return self.committee.index(node)
+
+    def node_of(self, index: int) -> int:
+        return self.committee[index]
+
+    def start(self, now: float) -> list[Send]:
+        try:
+            self.inner = self._make()
+        except CryptoError as err:
+            return self._fail("refused", [], str(err))
+        return self._drain()
+
+    def _drain(self) -> list[Send]:
+        assert self.inner is not None
+        out = []
+        for recipient, msg in self.inner.outgoing():
+            if recipient is None:  # a crate broadcast goes to the run's parties only
+                out += [Send(p, BCAST, self.attempt, msg) for p in self.participants if p != self.me]
+            else:
+                out.append(Send(self.node_of(recipient), P2P, self.attempt, msg, private=True))
+        if self.inner.done and not self.done:
+            self.done = True
+            try:
+                self.output = self.inner.output
+            except CryptoError as err:
+                self.done = False
+                return out + self._fail("aborted", list(err.culprits), str(err))
+            self._emit("output", output=self.output, attempt=self.attempt)
+        return out
+
+    def receive(self, msg: Incoming, now: float) -> list[Send]:
+        if self.done or self.inner is None or msg.sender not in self.participants:
+            return []
+        if msg.round != self.attempt or msg.kind not in RUN_KINDS:
+            self._emit("dropped", reason="other_attempt", sender=msg.sender)
+            return []
+        self.heard[msg.sender] += 1
+        try:
+            self.inner.receive(self.index_of(msg.sender), msg.kind == BCAST, msg.payload)
+        except CryptoError as err:
+            culprits = [self.node_of(c) for c in err.culprits if c < len(self.committee)]
+            return self._fail("aborted", culprits or [msg.sender], str(err))
+        return self._drain()
+
+    def suspects(self) -> list[int]:
+        """Parties that sent fewer messages than the most talkative one (stalled somewhere)."""
+        others = [p for p in self.participants if p != self.me]
+        most = max((self.heard[p] for p in others), default=0)
+        return sorted(p for p in others if self.heard[p] < most or most == 0)
+
+    def tick(self, now: float) -> list[Send]:
+        if self.done or now < self.deadline:
+            return []
+        return self._fail("timeout", self.suspects(), "protocol did not finish in time")
+
+    def _fail(self, reason: str, culprits: list[int], detail: str) -> list[Send]:
+        self.done = True
+        self.failed = True
+        self._emit(
+            "aborted", reason=reason, culprits=sorted(set(culprits)), detail=detail, attempt=self.attempt
+        )
+        return []
+
+
+class CggmpSigningDriver(Session):
+    """Signs one digest with t of the committee, retrying with other subsets on stalls."""
+
+    def __init__(
+        self,
+        schedule: AggregatorSchedule,
+        me: int,
+        threshold: int,
+        key_share: ecdsa.KeyShare,
+        digest: bytes,
+        validator: TemplateValidator,
+        path: Sequence[int] = (),
+        grace: float | None = None,
+    ) -> None:
+        super().__init__(schedule.session_id, schedule.epoch, me, schedule.committee)
+        self.schedule = schedule
+        self.threshold = threshold
+        self.key_share = key_share
+        self.digest = digest
+        self.validator = validator
+        self.path = list(path)
+        self.grace = schedule.rotate_timeout / 20 if grace is None else grace
+        self.committee = tuple(sorted(schedule.committee))
+        self.suspected: set[int] = set()
+        self.led: set[int] = set()
+        self.run: CggmpRun | None = None
+        self.attempts_started = 0
+        self.signature: ecdsa.Signature | None = None
+        self.public_key = key_share.derive_public_key(self.path) if self.path else key_share.public_key
+
+    # -- leader side -----------------------------------------------------------
+    def subset_for(self, k: int) -> tuple[int, ...]:
+        """t signers in schedule order, skipping suspects (unless too few would remain)."""
+        order = [c for c in self.schedule.candidates if c not in self.suspected]
+        if len(order) < self.threshold:
+            order = list(self.schedule.candidates)
+        return tuple(sorted(order[: self.threshold]))
+
+    def tick(self, now: float) -> list[Send]:
+        if self.done:
+            return []
+        out: list[Send] = []
+        k = self.schedule.index(now)
+        if self.run is not None and self.run.attempt < k and not self.run.done:
+            # Our attempt ran out of time: say whom we never heard from enough.
+            suspects = self.run.suspects()
+            self.run.done = True
+            self._emit("attempt_timeout", attempt=self.run.attempt, suspects=suspects)
+            self.suspected.update(suspects)
+            out.append(Send(BROADCAST, SUSPECT, k, pack(self.run.attempt, *suspects)))
+        if (
+            self.schedule.active(now) == self.me
+            and k not in self.led
+            and now >= self.schedule.turn_starts(k) + self.grace
+        ):
+            self.led.add(k)
+            subset = self.subset_for(k)
+            out.append(Send(BROADCAST, START, k, pack(k, *subset)))
+            self._emit("attempt", attempt=k, signers=subset)
+        if self.run is not None:
+            out += self.run.tick(now)
+        return out
+
+    # -- everyone --------------------------------------------------------------
+    def receive(self, msg: Incoming, now: float) -> list[Send]:
+        if self.done:
+            return []
+        try:
+            if msg.kind == START:
+                return self._on_start(msg, now)
+            if msg.kind == SUSPECT:
+                fields = unpack(msg.payload, "i" * _count(msg.payload))
+                self.suspected.update(int(x) for x in fields[1:] if int(x) != msg.sender)
+                return []
+            if msg.kind == DONE:
+                return self._on_done(msg)
+        except CodecError as err:
+            self._emit("dropped", reason="malformed", sender=msg.sender, detail=str(err))
+            return []
+        if msg.kind in RUN_KINDS:
+            if self.run is not None and self.run.attempt == msg.round:
+                return self.run.receive(msg, now) + self._check_run()
+            if msg.round >= self.schedule.index(now) and len(self._early) < 4096:
+                self._early.append(msg)  # its START has not reached us yet
+                return []
+            self._emit("dropped", reason="stale_attempt", sender=msg.sender, attempt=msg.round)
+            return []
+        self._emit("dropped", reason="unexpected", sender=msg.sender, kind=msg.kind)
+        return []
+
+    def _on_start(self, msg: Incoming, now: float) -> list[Send]:
+        fields = [int(x) for x in unpack(msg.payload, "i" * _count(msg.payload))]
+        k, subset = fields[0], tuple(fields[1:])
+        current = self.schedule.index(now)
+        leader = self.schedule.candidates[k % len(self.schedule.candidates)]
+        if k != current or msg.sender != leader:
+            self._emit("dropped", reason="stale_leader", sender=msg.sender, attempt=k)
+            return []
+        if len(set(subset)) != self.threshold or not set(subset) <= set(self.committee):
+            self._emit("dropped", reason="bad_subset", sender=msg.sender, attempt=k)
+            return []
+        if self.me not in subset:
+            return []
+        if not self.validator(self.session_id, self.digest):
+            self._emit("refused", reason="template_mismatch", attempt=k)
+            return []
+        eid = hashlib.sha256(self.session_id + k.to_bytes(8, "big") + bytes(subset)).digest()
+        signers = [self.committee.index(s) for s in subset]
+
+        def make() -> ecdsa.SignSession:
+            return ecdsa.SignSession(eid, self.key_share, signers, self.digest, self.path)
+
+        deadline = self.schedule.turn_starts(k + 1)
+        self.run = CggmpRun(
+            self.session_id, self.epoch, self.me, self.committee, subset, make, deadline, attempt=k
+        )
+        self.attempts_started += 1
+        out = self.run.start(now)
+        early, self._early = [m for m in self._early if m.round == k], [
+            m for m in self._early if m.round > k
+        ]
+        for m in early:
+            out += self.run.receive(m, now)
+        return out + self._check_run()
+
+    def _check_run(self) -> list[Send]:
+        run = self.run
+        if run is None or not run.done or run.failed or run.output is None:
+            if run is not None and run.failed:
+                self.suspected.update(run.suspects())
+            return []
+        sig: ecdsa.Signature = run.output
+        self.signature = sig
+        self.done = True
+        self._emit("signed", signature=sig, attempt=run.attempt, signers=run.participants)
+        return [Send(BROADCAST, DONE, run.attempt, sig.encode())]
+
+    def _on_done(self, msg: Incoming) -> list[Send]:
+        try:
+            sig = ecdsa.Signature.decode(msg.payload)
+        except CryptoError:
+            self._emit("dropped", reason="bad_signature", sender=msg.sender)
+            return []
+        if not sig.verify(self.public_key, self.digest):
+            self._emit("dropped", reason="bad_signature", sender=msg.sender)
+            return []
+        self.signature = sig
+        self.done = True
+        self._emit("signed", signature=sig, attempt=msg.round, reported_by=msg.sender)
+        return []
+
+
+def _count(payload: bytes) -> int:
+    if len(payload) < 2:
+        raise CodecError("empty payload")
+    return int.from_bytes(payload[:2], "big")
