@@ -68,12 +68,10 @@ fn timed<T>(repeats: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
 fn aux_info(n: u16, primes: &[PregeneratedPrimes<L>]) -> Vec<AuxInfo<L>> {
     let e = eid();
     let setups = primes[..usize::from(n)].iter().cloned();
-    round_based::sim::run_with_setup(setups, |i, party, primes| {
-        async move {
-            cggmp21::aux_info_gen(ExecutionId::new(&e), i, n, primes)
-                .start(&mut OsRng, party)
-                .await
-        }
+    round_based::sim::run_with_setup(setups, |i, party, primes| async move {
+        cggmp21::aux_info_gen(ExecutionId::new(&e), i, n, primes)
+            .start(&mut OsRng, party)
+            .await
     })
     .expect("simulation")
     .expect_ok()
@@ -82,14 +80,12 @@ fn aux_info(n: u16, primes: &[PregeneratedPrimes<L>]) -> Vec<AuxInfo<L>> {
 
 fn keygen(t: u16, n: u16) -> Vec<IncompleteKeyShare<E>> {
     let e = eid();
-    round_based::sim::run(n, |i, party| {
-        async move {
-            cggmp21::keygen::<E>(ExecutionId::new(&e), i, n)
-                .set_threshold(t)
-                .hd_wallet(true)
-                .start(&mut OsRng, party)
-                .await
-        }
+    round_based::sim::run(n, |i, party| async move {
+        cggmp21::keygen::<E>(ExecutionId::new(&e), i, n)
+            .set_threshold(t)
+            .hd_wallet(true)
+            .start(&mut OsRng, party)
+            .await
     })
     .expect("simulation")
     .expect_ok()

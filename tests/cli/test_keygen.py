@@ -59,3 +59,23 @@ def test_bad_arguments_one_line_nonzero(args: list[str]) -> None:
     assert proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "error" in proc.stderr
+
+
+def test_ecdsa_json_verifies_and_recovers_the_address(capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    from synod.chains.evm.address import address_bytes, evm_address
+
+    primes = Path(__file__).parent.parent / "data" / "cggmp_primes.json"
+    out = run_json(capsys, "--scheme", "ecdsa", "-t", "2", "-n", "3", "--primes", str(primes))
+    key = bytes.fromhex(out["group_public_key"])
+    assert len(key) == 33 and len(out["signers"]) == 2
+    sig = bytes.fromhex(out["signature"])
+    assert len(sig) == 64 and out["recovery_id"] in (0, 1)
+    digest = bytes.fromhex(out["digest"])
+    recovered = coincurve.PublicKey.from_signature_and_message(
+        sig + bytes([out["recovery_id"]]), digest, hasher=None
+    )
+    assert address_bytes(recovered.format()) == address_bytes(key)
+    assert out["addresses"]["ethereum"] == evm_address(key)
+    assert out["addresses"]["tron"].startswith("T")

@@ -30,7 +30,7 @@ def setup(old_signers, new_ids, new_t, cls=ReshareSession):  # type: ignore[no-u
 
 def test_reshare_activates_new_and_retires_old() -> None:
     old, new = (1, 3), (3, 4, 5, 6)
-    keys, public, cluster, sessions = setup(old, new, 3)
+    _, public, cluster, sessions = setup(old, new, 3)
     new_keys = {}
     for j in new:
         assert cluster.first(j, "activated") is not None

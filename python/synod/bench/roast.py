@@ -64,7 +64,10 @@ def grid_rows(
 
 
 def render_grid(rows: Sequence[GridRow]) -> str:
-    head = "| t/n | f | attacker | ok | sessions (median / max / bound n−t+1) | virtual time (median) | CPU per run (median) |"
+    head = (
+        "| t/n | f | attacker | ok | sessions (median / max / bound n−t+1) "
+        "| virtual time (median) | CPU per run (median) |"
+    )
     lines = [head, "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
@@ -82,7 +85,8 @@ def large_rows(
     progress: Callable[[str], None] = lambda _: None,
 ) -> str:
     lines = [
-        "| t/n | silent | ok | sessions | virtual time | CPU total | CPU coordinator | CPU per signer (mean) |",
+        "| t/n | silent | ok | sessions | virtual time | CPU total | CPU coordinator "
+        "| CPU per signer (mean) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for f in silent:

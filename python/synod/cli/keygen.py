@@ -11,7 +11,6 @@ import json
 import os
 import random
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from synod.cli.progress import Progress
@@ -30,6 +29,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-t", "--threshold", type=int, required=True, help="signers needed (t >= 2)")
     p.add_argument("-n", "--parties", type=int, required=True, help="committee size (n >= t)")
     p.add_argument("--message", help="hex message to sign (default: 32 random bytes)")
+    p.add_argument(
+        "--primes",
+        metavar="FILE",
+        help="ecdsa only: pregenerated Paillier primes (secret; tests and demos only) "
+        "instead of generating fresh ones",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(run=run)
 
@@ -42,6 +47,8 @@ def _check(args: argparse.Namespace) -> str | None:
         return f"threshold {t} is larger than the committee size {n}"
     if n > 255:
         return f"at most 255 parties in a local ceremony (got {n})"
+    if args.primes is not None and args.scheme != "ecdsa":
+        return "--primes applies only to --scheme ecdsa"
     if args.message is not None:
         try:
             bytes.fromhex(args.message)
@@ -58,17 +65,14 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(quiet=False)
     message = bytes.fromhex(args.message) if args.message is not None else os.urandom(32)
     signers = sorted(random.SystemRandom().sample(range(1, args.parties + 1), args.threshold))
-    ceremony: Callable[[int, int, bytes, list[int], Progress], dict[str, Any]] = {
-        "bip340": _bip340,
-        "ed25519": _ed25519,
-        "ecdsa": _ecdsa,
-    }[args.scheme]
-    result = {
-        "scheme": args.scheme,
-        "threshold": args.threshold,
-        "parties": args.parties,
-        **ceremony(args.threshold, args.parties, message, signers, progress),
-    }
+    if args.scheme == "ecdsa":
+        from synod.cli.keygen_ecdsa import ecdsa_ceremony
+
+        body = ecdsa_ceremony(args.threshold, args.parties, message, signers, progress, args.primes)
+    else:
+        ceremony = _bip340 if args.scheme == "bip340" else _ed25519
+        body = ceremony(args.threshold, args.parties, message, signers, progress)
+    result = {"scheme": args.scheme, "threshold": args.threshold, "parties": args.parties, **body}
     if args.json:
         print(json.dumps(result, indent=None, sort_keys=False))
     else:

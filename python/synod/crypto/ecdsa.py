@@ -19,10 +19,12 @@ Signatures are low-s. Every object serializes to versioned bytes (``synod.crypto
 
 from __future__ import annotations
 
+import json
 import os
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar, Generic, Self, TypeVar
 
 from synod import _core
@@ -41,7 +43,6 @@ HARDENED = 1 << 31
 
 _PREFIX = "cggmp:secp256k1:"
 
-_B = TypeVar("_B", bound="_Blob")
 _T = TypeVar("_T")
 
 
@@ -104,6 +105,18 @@ class Primes(_Blob):
         with core_errors():
             _core.ecdsa_primes_validate(bytes(raw))
         return cls(bytes(raw))
+
+
+def load_primes(path: str | Path) -> list[Primes]:
+    """Read a primes file: JSON ``{"primes": [hex of Primes.to_bytes(), ...]}``, one per party.
+
+    The primes are Paillier SECRETS: a file of them is for tests and demos only.
+    """
+    try:
+        doc = json.loads(Path(path).read_text())
+        return [Primes.from_bytes(bytes.fromhex(h)) for h in doc["primes"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InvalidParametersError(f"cannot read primes from {path}: {err}") from None
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,9 @@ class CggmpRun(Session):
         out = []
         for recipient, msg in self.inner.outgoing():
             if recipient is None:  # a crate broadcast goes to the run's parties only
-                out += [Send(p, BCAST, self.attempt, msg) for p in self.participants if p != self.me]
+                out += [
+                    Send(p, BCAST, self.attempt, msg) for p in self.participants if p != self.me
+                ]
             else:
                 out.append(Send(self.node_of(recipient), P2P, self.attempt, msg, private=True))
         if self.inner.done and not self.done:
@@ -118,7 +120,11 @@ class CggmpRun(Session):
         self.done = True
         self.failed = True
         self._emit(
-            "aborted", reason=reason, culprits=sorted(set(culprits)), detail=detail, attempt=self.attempt
+            "aborted",
+            reason=reason,
+            culprits=sorted(set(culprits)),
+            detail=detail,
+            attempt=self.attempt,
         )
         return []
 
@@ -151,7 +157,9 @@ class CggmpSigningDriver(Session):
         self.run: CggmpRun | None = None
         self.attempts_started = 0
         self.signature: ecdsa.Signature | None = None
-        self.public_key = key_share.derive_public_key(self.path) if self.path else key_share.public_key
+        self.public_key = (
+            key_share.derive_public_key(self.path) if self.path else key_share.public_key
+        )
 
     # -- leader side -----------------------------------------------------------
     def subset_for(self, k: int) -> tuple[int, ...]:
@@ -241,9 +249,10 @@ class CggmpSigningDriver(Session):
         )
         self.attempts_started += 1
         out = self.run.start(now)
-        early, self._early = [m for m in self._early if m.round == k], [
-            m for m in self._early if m.round > k
-        ]
+        early, self._early = (
+            [m for m in self._early if m.round == k],
+            [m for m in self._early if m.round > k],
+        )
         for m in early:
             out += self.run.receive(m, now)
         return out + self._check_run()

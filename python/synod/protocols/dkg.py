@@ -151,8 +151,13 @@ class FrostDkgSession(Session):
     def tick(self, now: float) -> list[Send]:
         if self.done or now < self.deadline:
             return []
-        have = {R1: self.r1, ECHO: self.echoes, R2: {**self.r2, self.me: None}, ACK: self.acks}
-        missing = [p for p in self.participants if p not in have.get(self.round, {})]
+        have: dict[int, set[int]] = {
+            R1: set(self.r1),
+            ECHO: set(self.echoes),
+            R2: {*self.r2, self.me},
+            ACK: set(self.acks),
+        }
+        missing = [p for p in self.participants if p not in have.get(self.round, set())]
         return self._abort("timeout", missing, f"no answer in round {self.round}")
 
     def _abort(self, reason: str, culprits: list[int], detail: str) -> list[Send]:

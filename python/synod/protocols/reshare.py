@@ -130,7 +130,7 @@ class ReshareSession(Session):
         )
         digest = hashlib.sha256(self.public_key_package.raw).digest()
         self.acks[self.me] = digest
-        return [self._broadcast(ACK, digest, 0)] + self._count_acks()
+        return [self._broadcast(ACK, digest, 0), *self._count_acks()]
 
     def _count_acks(self) -> list[Send]:
         if not self.acks:

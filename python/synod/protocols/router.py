@@ -12,7 +12,7 @@ recipient. Messages a node sends to itself are delivered locally.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -54,7 +54,7 @@ class Router:
         self.directory = directory
         self.epoch = epoch
         self.counters: Counter[str] = Counter()
-        self.cpu: Counter[str] = Counter()  # CPU seconds spent in each session class
+        self.cpu: dict[str, float] = defaultdict(float)  # CPU seconds in each session class
         self._sessions: dict[bytes, list[_Registered]] = {}
         self._closed: set[bytes] = set()
         self._early: dict[bytes, list[Envelope]] = {}
@@ -82,7 +82,7 @@ class Router:
         return out
 
     def send(self, session: Session, sends: list[Send], now: float) -> list[Outbound]:
-        """Turn a session's sends into envelopes outside of `start`/`receive` (e.g. operator action)."""
+        """Turn a session's sends into envelopes outside of `start` and `receive`."""
         return self._outbound(session, sends, now)
 
     def close(self, session_id: bytes) -> None:

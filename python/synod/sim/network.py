@@ -12,12 +12,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 
 @dataclass(frozen=True)
 class LinkModel:
-    """One-way delay = rtt/2 · (1 ± jitter·u), u uniform in [0, 1); each message lost with `loss`."""
+    """One-way delay rtt/2 · (1 ± jitter·u), u uniform in [0, 1); each message lost with `loss`."""
 
     rtt: float = 0.153
     jitter: float = 0.1
@@ -61,7 +62,7 @@ class Network:
     def add(self, node: SimNode) -> None:
         self.nodes[node.node_id] = node
         self.cpu_by_node[node.node_id] = 0.0
-        self.at(self.rng.random() * self.tick_interval, lambda n=node: self._tick(n))
+        self.at(self.rng.random() * self.tick_interval, partial(self._tick, node))
 
     def at(self, when: float, action: Callable[[], None]) -> None:
         self._seq += 1
@@ -106,7 +107,7 @@ class Network:
             out = node.on_tick(self.now)
             self.cpu_by_node[node.node_id] += time.process_time() - started
             self._send_all(node.node_id, out)
-        self.at(self.now + self.tick_interval, lambda: self._tick(node))
+        self.at(self.now + self.tick_interval, partial(self._tick, node))
 
     def _send_all(self, src: int, out: list[tuple[int, bytes, str]]) -> None:
         for dst, data, kind in out:

@@ -79,7 +79,7 @@ class ByzantineSigner(RoastSigner):
                 i, sid, share, nxt = unpack(s.payload, "iibb")
                 assert isinstance(share, bytes)
                 bad = share[:-1] + bytes([share[-1] ^ 1])
-                out.append(Send(s.to, s.kind, s.round, pack(i, sid, bad, nxt)))  # type: ignore[arg-type]
+                out.append(Send(s.to, s.kind, s.round, pack(i, sid, bad, nxt)))
             return out
         return sends
 
@@ -321,7 +321,7 @@ class RoastRun:
         self.schedule = AggregatorSchedule(self.session_id, 1, committee, 0.0, rotate_timeout)
         self.adversary.choose_static(committee, self.schedule.candidates)
         self._tmp = tempfile.TemporaryDirectory(prefix="synod-sim-") if workdir is None else None
-        self.workdir = Path(self._tmp.name) if self._tmp else workdir  # type: ignore[union-attr]
+        self.workdir: Path = Path(self._tmp.name) if self._tmp is not None else Path(str(workdir))
         identities = {i: Identity.from_seed(i, seed.to_bytes(8, "big")) for i in committee}
         directory = {i: ident.public for i, ident in identities.items()}
         self.coordinators: list[RoastCoordinator] = []

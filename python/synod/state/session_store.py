@@ -87,7 +87,8 @@ class SessionStore:
     def put_nonce(self, nonce_id: str, session_id: bytes, nonces: bytes) -> None:
         """Persist fresh nonces; returns after the transaction is durable."""
         self._db.execute(
-            "INSERT INTO nonces (id, session_id, sealed, state, created) VALUES (?, ?, ?, 'fresh', ?)",
+            "INSERT INTO nonces (id, session_id, sealed, state, created) "
+            "VALUES (?, ?, ?, 'fresh', ?)",
             (nonce_id, session_id, self._seal("nonce:" + nonce_id, nonces), time.time()),
         )
 
@@ -113,7 +114,8 @@ class SessionStore:
     def discard_session(self, session_id: bytes) -> int:
         """Retire every fresh nonce of a session (it ended or its aggregator changed)."""
         cur = self._db.execute(
-            "UPDATE nonces SET state = 'discarded', sealed = NULL WHERE session_id = ? AND state = 'fresh'",
+            "UPDATE nonces SET state = 'discarded', sealed = NULL "
+            "WHERE session_id = ? AND state = 'fresh'",
             (session_id,),
         )
         return cur.rowcount
