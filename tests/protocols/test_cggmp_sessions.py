@@ -85,3 +85,50 @@ def test_stalled_signer_is_routed_around(shares: list[ecdsa.KeyShare]) -> None:
     )
     assert stalled not in signers
     check(done[0].signature, shares[0].public_key)  # type: ignore[arg-type]
+
+
+def test_keygen_and_presign_runs_over_the_network(shares: list[ecdsa.KeyShare]) -> None:
+    from synod.protocols.cggmp import RUN_KINDS, CggmpRun
+
+    committee = (1, 2, 3)
+    cluster = Cluster(committee, seed=4)
+    eid = b"\x07" * 32
+    runs = {
+        n: CggmpRun(
+            b"keygen",
+            1,
+            n,
+            committee,
+            committee,
+            lambda n=n: ecdsa.KeygenSession(eid, n - 1, 3, 2),
+            30.0,
+        )
+        for n in committee
+    }
+    for n, r in runs.items():
+        cluster.start(n, r, RUN_KINDS, PRIVATE)
+    cluster.run(30.0, runs.values())
+    keys = {r.output.public_key for r in runs.values()}
+    assert len(keys) == 1 and all(not r.failed for r in runs.values())
+
+    # Presignatures for signers 2 and 4 (keygen indices 1 and 3) of the 3-of-5 key.
+    committee5 = (1, 2, 3, 4, 5)
+    cluster = Cluster(committee5, seed=5)
+    peid = b"\x08" * 32
+    presign = {
+        n: CggmpRun(
+            b"presign",
+            1,
+            n,
+            committee5,
+            (2, 3, 4),
+            lambda n=n: ecdsa.PresignSession(peid, shares[n - 1], [1, 2, 3]),
+            30.0,
+        )
+        for n in (2, 3, 4)
+    }
+    for n, r in presign.items():
+        cluster.start(n, r, RUN_KINDS, PRIVATE)
+    cluster.run(30.0, presign.values())
+    partials = [ecdsa.sign_with_presignature(r.output, DIGEST) for r in presign.values()]
+    check(ecdsa.combine(partials, DIGEST, shares[0].public_key), shares[0].public_key)

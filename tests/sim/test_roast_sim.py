@@ -120,3 +120,20 @@ def test_crash_at_every_step_never_reuses_a_nonce() -> None:
             shares = run.share_commitments()
             assert len(shares) == len(set(shares)), f"a commitment signed twice ({node}, {step})"
             assert verify_independently(run, result.signature or "")
+
+
+def test_lossy_links_and_a_healed_partition() -> None:
+    # 10% loss: repeated offers on every aggregator turn get through eventually.
+    lossy = RoastRun(3, 5, 0, "static", seed=21, loss=0.1, rotate_timeout=2.0)
+    result = lossy.execute()
+    assert result.ok and verify_independently(lossy, result.signature or "")
+    # The aggregator is cut off from everyone for its whole turn; the next one finishes.
+    run = RoastRun(3, 5, 0, "static", seed=22, rotate_timeout=2.0)
+    first = run.schedule.candidates[0]
+    others = set(run.schedule.committee) - {first}
+    run.net.partition({first}, others)
+    run.net.at(3.0, run.net.heal)
+    result = run.execute()
+    assert result.ok and result.virtual_elapsed_s >= 2.0
+    assert any(e[1] == "drop-partition" for e in run.net.transcript)
+    assert verify_independently(run, result.signature or "")
