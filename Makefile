@@ -48,8 +48,11 @@ typecheck: build
 clippy: sysdeps
 	cd rust && cargo clippy --release --all-targets -- -D warnings
 
+# PostgreSQL tests need a server: scripts/postgres-for-tests.sh starts (or installs, as root)
+# one and prints its DSN; without it they are skipped (CI sets SYNOD_REQUIRE_POSTGRES=1).
 pytest: build
-	$(BIN)/pytest -q
+	SYNOD_TEST_POSTGRES_DSN="$${SYNOD_TEST_POSTGRES_DSN:-$$(scripts/postgres-for-tests.sh || true)}" \
+		$(BIN)/pytest -q
 
 bench: build
 	$(PY) -m synod.bench

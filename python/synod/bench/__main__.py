@@ -68,12 +68,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--roast-sizes", default="3/5,11/15,34/50,67/100", help="t/n list for --roast")
     p.add_argument("--seeds", type=int, default=10, help="seeds per ROAST grid cell")
     p.add_argument("--roast-large", action="store_true", help="run 800-of-1000 in the simulator")
+    p.add_argument("--state", action="store_true", help="state machine throughput instead")
+    p.add_argument("--withdrawals", type=int, default=10_000, help="withdrawals for --state")
     args = p.parse_args(argv)
 
     def progress(msg: str) -> None:
         print(f"  … {msg}", file=sys.stderr, flush=True)
 
     print(f"machine: {machine()}", file=sys.stderr)
+    if args.state:
+        from synod.bench.state import state_table
+
+        print(state_table(args.withdrawals, progress))
+        return 0
     if args.roast or args.roast_large:
         from synod.bench.roast import grid_rows, large_rows, render_grid
 

@@ -1,0 +1,440 @@
+"""Engine configuration: committee sizes, timeouts, withdrawal limits and fixed chain fees.
+
+Three layers, each later one winning:
+
+1. the packaged default, ``default_config.json`` next to this module (the same content as
+   ``config/default.json`` in the repository);
+2. an optional JSON file, deep-merged over it (objects merge key by key, anything else
+   replaces);
+3. environment variables ``SYNOD__<SECTION>__<KEY>[__<SUBKEY>...]``: double underscores separate
+   the parts of the path, each part matched case-insensitively against the camelCase key
+   (``SYNOD__WITHDRAW__MAXINFLIGHTPERCHAIN=10``, ``SYNOD__CHAINS__BTC__FEESATSPERVBYTE=30``).
+   A value is parsed as JSON when it can be, else taken as a string; keys whose type is a
+   string always take the value as written. An unknown path is an error.
+
+Fees are fixed values sized for a 300% yearly rise in network fees. They change by governance
+or an upgrade, never from what the network is charging at the moment.
+
+Every problem raises :class:`ConfigError`. Its message names the key as a dotted path and where
+the offending value came from.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import types
+from collections.abc import Mapping
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin, overload
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "CHAIN_NAMES",
+    "ENV_PREFIX",
+    "BtcChainConfig",
+    "ChainConfig",
+    "ChainName",
+    "ChainsConfig",
+    "CommitteeConfig",
+    "ConfigError",
+    "EvmChainConfig",
+    "FeePolicyConfig",
+    "RetryPolicyConfig",
+    "RuntimeConfig",
+    "SolanaChainConfig",
+    "StoreConfig",
+    "SynodConfig",
+    "TimeoutsConfig",
+    "TransitionConfig",
+    "TronChainConfig",
+    "WithdrawConfig",
+    "default_config_text",
+    "load_config",
+]
+
+ENV_PREFIX = "SYNOD__"
+DEFAULT_SOURCE = "packaged default"
+_DEFAULT_RESOURCE = "default_config.json"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be read or is invalid.
+
+    The message is one line, naming the dotted key and the source of the value: the packaged
+    default, a file, or an environment variable.
+    """
+
+
+def _cross_field(key: str, message: str, *related: str) -> PydanticCustomError:
+    """An error about `key` (a sibling field) that also depends on the `related` siblings."""
+    return PydanticCustomError("cross_field", message, {"key": key, "related": ",".join(related)})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        frozen=True,
+        strict=True,
+        allow_inf_nan=False,
+        alias_generator=to_camel,
+    )
+
+
+_Positive = Annotated[int, Field(ge=1)]
+_NonNegative = Annotated[int, Field(ge=0)]
+_Fee = Annotated[float, Field(ge=0)]
+
+
+def _exact(value: float) -> Fraction:
+    """The decimal a config author wrote (0.7 is 7/10, not the nearest binary float)."""
+    return Fraction(repr(value))
+
+
+class CommitteeConfig(_Model):
+    top_n: _Positive
+    active_n: _Positive
+    threshold_ratio: Annotated[float, Field(gt=0.5, le=1)]
+    epoch_blocks: _Positive
+
+    @model_validator(mode="after")
+    def _active_within_top(self) -> Self:
+        if self.active_n > self.top_n:
+            raise _cross_field(
+                "activeN", f"must not exceed topN ({self.top_n}), got {self.active_n}", "topN"
+            )
+        return self
+
+    @property
+    def threshold(self) -> int:
+        """Signers needed in the active committee: ceil(activeN × thresholdRatio)."""
+        return math.ceil(self.active_n * _exact(self.threshold_ratio))
+
+
+class TimeoutsConfig(_Model):
+    nonce_commit_ms: _Positive
+    sig_share_ms: _Positive
+    aggregator_rotate_ms: _Positive
+    session_max_ms: _Positive
+
+    @model_validator(mode="after")
+    def _within_session(self) -> Self:
+        limit = self.session_max_ms
+        if self.aggregator_rotate_ms >= limit:
+            raise _cross_field(
+                "aggregatorRotateMs",
+                f"must be less than sessionMaxMs ({limit}), got {self.aggregator_rotate_ms}",
+                "sessionMaxMs",
+            )
+        for key, value in (
+            ("nonceCommitMs", self.nonce_commit_ms),
+            ("sigShareMs", self.sig_share_ms),
+        ):
+            if value > limit:
+                raise _cross_field(
+                    key, f"must not exceed sessionMaxMs ({limit}), got {value}", "sessionMaxMs"
+                )
+        return self
+
+    @property
+    def nonce_commit_s(self) -> float:
+        return self.nonce_commit_ms / 1000
+
+    @property
+    def sig_share_s(self) -> float:
+        return self.sig_share_ms / 1000
+
+    @property
+    def aggregator_rotate_s(self) -> float:
+        return self.aggregator_rotate_ms / 1000
+
+    @property
+    def session_max_s(self) -> float:
+        return self.session_max_ms / 1000
+
+
+class RetryPolicyConfig(_Model):
+    max_retry: _NonNegative
+    backoff_ms: _NonNegative
+
+    @property
+    def backoff_s(self) -> float:
+        return self.backoff_ms / 1000
+
+
+class WithdrawConfig(_Model):
+    max_in_flight_per_chain: _Positive
+    retry_policy: RetryPolicyConfig
+
+
+class TransitionConfig(_Model):
+    trigger_change_ratio: Annotated[float, Field(gt=0, le=1)]
+    pause_withdraw_during_switch: bool
+
+
+class _ChainBase(_Model):
+    enabled: bool
+    confirmations: _Positive
+
+
+class BtcChainConfig(_ChainBase):
+    fee_sats_per_v_byte: _Fee
+
+
+class EvmChainConfig(_ChainBase):
+    chain_id: _Positive
+    gas_price_gwei: _Fee
+    gas_limit: Annotated[int, Field(ge=21_000)]
+
+    @property
+    def gas_price_wei(self) -> int:
+        return round(_exact(self.gas_price_gwei) * 10**9)
+
+
+class TronChainConfig(_ChainBase):
+    fee_limit_sun: _NonNegative
+
+
+class SolanaChainConfig(_ChainBase):
+    priority_fee_micro_lamports: _NonNegative
+
+
+ChainName = Literal["btc", "eth", "bnb", "trx", "sol"]
+CHAIN_NAMES: tuple[ChainName, ...] = get_args(ChainName)
+ChainConfig = BtcChainConfig | EvmChainConfig | TronChainConfig | SolanaChainConfig
+
+
+class ChainsConfig(_Model):
+    btc: BtcChainConfig
+    eth: EvmChainConfig
+    bnb: EvmChainConfig
+    trx: TronChainConfig
+    sol: SolanaChainConfig
+
+
+class FeePolicyConfig(_Model):
+    """Documents how the fixed fees were sized; 3.0 means a 300% yearly rise."""
+
+    yearly_rise_sized_for: Annotated[float, Field(gt=0)]
+    changed_by: Annotated[str, Field(min_length=1)]
+
+
+class StoreConfig(_Model):
+    backend: Literal["sqlite", "postgres"]
+    sqlite_path: Annotated[str, Field(min_length=1)]
+    postgres_dsn: str | None
+
+    @model_validator(mode="after")
+    def _dsn_for_postgres(self) -> Self:
+        if self.backend == "postgres" and not self.postgres_dsn:
+            raise _cross_field("postgresDsn", "required when backend is 'postgres'", "backend")
+        return self
+
+
+class RuntimeConfig(_Model):
+    poll_interval_ms: _Positive
+
+    @property
+    def poll_interval_s(self) -> float:
+        return self.poll_interval_ms / 1000
+
+
+class SynodConfig(_Model):
+    committee: CommitteeConfig
+    timeouts: TimeoutsConfig
+    withdraw: WithdrawConfig
+    transition: TransitionConfig
+    chains: ChainsConfig
+    fee_policy: FeePolicyConfig
+    store: StoreConfig
+    runtime: RuntimeConfig
+
+    @overload
+    def chain(self, name: Literal["btc"]) -> BtcChainConfig: ...
+    @overload
+    def chain(self, name: Literal["eth", "bnb"]) -> EvmChainConfig: ...
+    @overload
+    def chain(self, name: Literal["trx"]) -> TronChainConfig: ...
+    @overload
+    def chain(self, name: Literal["sol"]) -> SolanaChainConfig: ...
+    @overload
+    def chain(self, name: str) -> ChainConfig: ...
+    def chain(self, name: str) -> ChainConfig:
+        """The settings of one chain; KeyError for a name not in CHAIN_NAMES."""
+        if name not in CHAIN_NAMES:
+            raise KeyError(f"unknown chain {name!r} (known: {', '.join(CHAIN_NAMES)})")
+        found: ChainConfig = getattr(self.chains, name)
+        return found
+
+    def enabled_chains(self) -> tuple[ChainName, ...]:
+        return tuple(name for name in CHAIN_NAMES if self.chain(name).enabled)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as JSON-ready data with its camelCase keys."""
+        data: dict[str, Any] = self.model_dump(mode="json", by_alias=True)
+        return data
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+_Sources = dict[tuple[str, ...], str]
+
+
+def default_config_text() -> str:
+    """The packaged default configuration, as JSON text."""
+    return resources.files("synod").joinpath(_DEFAULT_RESOURCE).read_text(encoding="utf-8")
+
+
+def load_config(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> SynodConfig:
+    """The effective configuration: packaged default, then the file at `path`, then `env`.
+
+    `env` defaults to ``os.environ``; only variables starting with ``SYNOD__`` are read.
+    """
+    data = _parse_json(default_config_text(), DEFAULT_SOURCE)
+    sources: _Sources = {}
+    if path is not None:
+        where = f"file {path}"
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"{where}: cannot read: {err.strerror or err}") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{where}: not UTF-8 text: {err.reason}") from None
+        _merge(data, _parse_json(text, where), (), where, sources)
+    for name, keys, value in _env_overrides(os.environ if env is None else env):
+        nested: Any = value
+        for key in reversed(keys):
+            nested = {key: nested}
+        _merge(data, nested, (), f"env {name}", sources)
+    try:
+        return SynodConfig.model_validate(data, by_alias=True, by_name=False)
+    except ValidationError as exc:
+        problems = [_describe(err, sources) for err in exc.errors(include_url=False)]
+        raise ConfigError("; ".join(problems)) from None
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _parse_json(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text, object_pairs_hook=_reject_duplicates)
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"{where}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}"
+        ) from None
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the top level must be a JSON object")
+    return data
+
+
+def _merge(
+    base: dict[str, Any],
+    over: Mapping[str, Any],
+    prefix: tuple[str, ...],
+    source: str,
+    sources: _Sources,
+) -> None:
+    """Deep-merge `over` into `base`, recording `source` for every value it replaces."""
+    for key, value in over.items():
+        here = (*prefix, key)
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value, here, source, sources)
+            continue
+        base[key] = copy.deepcopy(value)
+        for stale in [p for p in sources if p[: len(here)] == here]:
+            del sources[stale]
+        sources[here] = source
+
+
+def _source_of(loc: tuple[str, ...], sources: _Sources) -> str:
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in sources:
+            return sources[loc[:end]]
+    return DEFAULT_SOURCE
+
+
+def _describe(err: Mapping[str, Any], sources: _Sources) -> str:
+    loc = tuple(str(part) for part in err["loc"])
+    involved = [loc]
+    ctx = err.get("ctx") or {}
+    if err["type"] == "cross_field":
+        related = [r for r in str(ctx["related"]).split(",") if r]
+        involved = [(*loc, str(ctx["key"]))] + [(*loc, r) for r in related]
+        loc = involved[0]
+    named = list(dict.fromkeys(_source_of(key, sources) for key in involved))
+    return f"{'.'.join(loc) or '(top level)'}: {err['msg']} (from {' and '.join(named)})"
+
+
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, tuple[str, ...], Any]]:
+    """(variable, key path, parsed value) for each SYNOD__ variable, general before specific."""
+    found: list[tuple[str, tuple[str, ...], Any]] = []
+    claimed: dict[tuple[str, ...], str] = {}
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].split("__")
+        if not all(parts):
+            raise ConfigError(f"env {name}: empty key in path (use SYNOD__<SECTION>__<KEY>)")
+        keys, annotation = _resolve(name, parts)
+        if keys in claimed:
+            raise ConfigError(f"env {name}: {'.'.join(keys)} is also set by {claimed[keys]}")
+        claimed[keys] = name
+        found.append((name, keys, _parse_env_value(environ[name], annotation)))
+    found.sort(key=lambda item: len(item[1]))
+    return found
+
+
+def _resolve(name: str, parts: list[str]) -> tuple[tuple[str, ...], Any]:
+    """The camelCase key path an environment variable names, and the type found there."""
+    keys: list[str] = []
+    annotation: Any = SynodConfig
+    for part in parts:
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            raise ConfigError(
+                f"env {name}: unknown key {'.'.join([*keys, part])} "
+                f"({'.'.join(keys)} is a value, not a section)"
+            )
+        fields = {(info.alias or f): (f, info) for f, info in annotation.model_fields.items()}
+        match = [
+            alias
+            for alias, (field, _) in fields.items()
+            if part.lower() in (alias.lower(), field.lower())
+        ]
+        if not match:
+            where = ".".join(keys) or "the top level"
+            raise ConfigError(
+                f"env {name}: unknown key {'.'.join([*keys, part])} "
+                f"({where} has {', '.join(fields)})"
+            )
+        keys.append(match[0])
+        annotation = fields[match[0]][1].annotation
+    return tuple(keys), annotation
+
+
+def _parse_env_value(raw: str, annotation: Any) -> Any:
+    options = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else ()
+    if annotation is str or str in options:
+        return None if raw == "null" and type(None) in options else raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw

@@ -1,0 +1,50 @@
+"""The write-back path to the state: applies transactions, or journals them while paused.
+
+In the embedded default the "consensus" is the local ledger itself; a deployment puts
+a replicated log behind the same `submit`. Seed 000 §5.2: while consensus is paused,
+signing and broadcasting continue and their write-backs wait in the journal.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from synod.runtime.journal import Journal
+from synod.state.errors import Rejected
+from synod.state.machine import Ledger, Receipt
+from synod.state.transactions import Tx
+
+log = logging.getLogger("synod.runtime.consensus")
+
+
+class LocalConsensus:
+    def __init__(self, ledger: Ledger, journal: Journal) -> None:
+        self.ledger = ledger
+        self.journal = journal
+        self.paused = False
+
+    def submit(self, tx: Tx) -> Receipt | None:
+        """Apply now (may raise `Rejected`), or journal and return None while paused."""
+        if self.paused or len(self.journal):
+            self.journal.append(tx)  # keep order behind anything already waiting
+            if not self.paused:
+                self.resume()
+            return None
+        return self.ledger.apply(tx)
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> list[tuple[Tx, Receipt | Rejected]]:
+        """Apply journaled transactions in order; refused ones are logged and dropped."""
+        self.paused = False
+        done: list[tuple[Tx, Receipt | Rejected]] = []
+        for seq, tx in self.journal.pending():
+            try:
+                outcome: Receipt | Rejected = self.ledger.apply(tx)
+            except Rejected as err:
+                log.warning("journaled %s refused on resume: %s", tx.KIND, err)
+                outcome = err
+            self.journal.remove(seq)
+            done.append((tx, outcome))
+        return done

@@ -1,0 +1,217 @@
+"""The withdraw worker: drives each withdrawal QUEUED → … → CONFIRMED (seed 000 §5.2).
+
+It only reads the state and submits transactions; the state machine decides.
+Every action is safe to repeat after a crash: reservation and session start are
+consensus transactions (idempotent), signing resumes the same session id,
+broadcasting the same template gives the same transaction, and a confirmation is
+written once. While consensus is paused, signing, broadcasting and watching go on
+and their write-backs wait in the journal; the worker follows them through its
+*effective* view (ledger state plus journaled write-backs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+from synod.runtime.consensus import LocalConsensus
+from synod.runtime.interfaces import ChainAdapter, Signer, SigningTimeout
+from synod.state import errors as E
+from synod.state.machine import (
+    BROADCAST,
+    CONFIRMED,
+    FAILED,
+    QUEUED,
+    RESERVED,
+    SIGNED,
+    SIGNING,
+    Ledger,
+    Withdrawal,
+)
+from synod.state.transactions import (
+    Broadcast,
+    Confirm,
+    Fail,
+    Requeue,
+    Reserve,
+    Signed,
+    StartSign,
+    Tx,
+)
+
+log = logging.getLogger("synod.runtime.worker")
+IN_FLIGHT = (RESERVED, SIGNING, SIGNED, BROADCAST)
+
+
+@dataclass(frozen=True)
+class WorkerPolicy:
+    max_in_flight_per_chain: int = 50
+    max_retry: int = 5
+    backoff_s: float = 5.0
+    confirmations: Mapping[str, int] = field(
+        default_factory=lambda: {"btc": 6, "eth": 12, "bnb": 15, "trx": 19, "sol": 32}
+    )
+
+    @classmethod
+    def from_config(cls, cfg: object) -> WorkerPolicy:
+        """From a `synod.config.SynodConfig`."""
+        withdraw = cfg.withdraw  # type: ignore[attr-defined]
+        chains = cfg.chains  # type: ignore[attr-defined]
+        return cls(
+            max_in_flight_per_chain=withdraw.max_in_flight_per_chain,
+            max_retry=withdraw.retry_policy.max_retry,
+            backoff_s=withdraw.retry_policy.backoff_s,
+            confirmations={
+                c: getattr(chains, c).confirmations for c in ("btc", "eth", "bnb", "trx", "sol")
+            },
+        )
+
+
+def session_id_for(w: Withdrawal) -> str:
+    """Deterministic per (withdrawal, attempt, session number): every node derives the same id."""
+    seed = f"{w.withdraw_id}|{w.attempt}|{w.sessions + 1}".encode()
+    return hashlib.sha256(b"synod/session/" + seed).hexdigest()[:32]
+
+
+class WithdrawWorker:
+    def __init__(
+        self,
+        ledger: Ledger,
+        consensus: LocalConsensus,
+        signers: Mapping[str, Signer],
+        adapters: Mapping[str, ChainAdapter],
+        policy: WorkerPolicy | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        import time
+
+        self.ledger = ledger
+        self.consensus = consensus
+        self.signers = signers
+        self.adapters = adapters
+        self.policy = policy or WorkerPolicy()
+        self.clock = clock or time.monotonic
+        self.retry_at: dict[str, float] = {}
+        self.actions = 0
+
+    # -- the effective view ----------------------------------------------------
+    def _effective(self) -> list[Withdrawal]:
+        """Open withdrawals in FIFO order, advanced by write-backs still in the journal."""
+        pending: dict[str, list[Tx]] = {}
+        for _, tx in self.consensus.journal.pending():
+            wid = getattr(tx, "withdraw_id", None)
+            if wid:
+                pending.setdefault(wid, []).append(tx)
+        out = []
+        for w in self.ledger.withdrawals():
+            if w.status == CONFIRMED and w.withdraw_id not in pending:
+                continue
+            for tx in pending.get(w.withdraw_id, []):
+                w = _advance(w, tx)
+            if w.status != CONFIRMED:
+                out.append(w)
+        return out
+
+    # -- one pass ----------------------------------------------------------------
+    def step(self, max_actions: int | None = None) -> int:
+        """One pass over the open withdrawals; returns how many actions were taken.
+
+        `max_actions` stops early (tests use it to crash between any two actions).
+        """
+        taken = 0
+        blocked: set[tuple[str, str]] = set()
+        in_flight: dict[str, int] = {}
+        open_ws = self._effective()
+        for w in open_ws:
+            if w.status in IN_FLIGHT:
+                in_flight[w.chain] = in_flight.get(w.chain, 0) + 1
+        for w in open_ws:
+            if max_actions is not None and taken >= max_actions:
+                break
+            try:
+                acted = self._act(w, blocked, in_flight)
+            except E.Rejected as err:
+                log.info("%s: %s", w.withdraw_id, err)
+                acted = False
+            if acted:
+                taken += 1
+                self.actions += 1
+        return taken
+
+    def _submit(self, tx: Tx) -> None:
+        self.consensus.submit(tx)
+
+    def _act(self, w: Withdrawal, blocked: set[tuple[str, str]], in_flight: dict[str, int]) -> bool:
+        paused = self.consensus.paused
+        if w.status == QUEUED:
+            if paused or (w.chain, w.asset) in blocked:
+                return False
+            if (
+                w.template_hash is None
+                and in_flight.get(w.chain, 0) >= self.policy.max_in_flight_per_chain
+            ):
+                blocked.add((w.chain, w.asset))
+                return False
+            try:
+                self._submit(Reserve(w.withdraw_id, attempt=w.attempt))
+            except (E.InsufficientFunds, E.FifoViolation):
+                blocked.add((w.chain, w.asset))  # FIFO: nothing later of this asset may go first
+                return False
+            in_flight[w.chain] = in_flight.get(w.chain, 0) + 1
+            return True
+        if w.status == RESERVED:
+            if paused:
+                return False
+            self._submit(StartSign(w.withdraw_id, session_id_for(w), attempt=w.attempt))
+            return True
+        if w.status == SIGNING:
+            assert w.session_id is not None
+            try:
+                ref = self.signers[w.chain].sign(w, w.session_id)
+            except SigningTimeout:
+                self._submit(Requeue(w.withdraw_id, "signing session timed out", attempt=w.attempt))
+                return True
+            self._submit(Signed(w.withdraw_id, w.session_id, ref, attempt=w.attempt))
+            return True
+        if w.status == SIGNED:
+            assert w.signature_ref is not None
+            txid = self.adapters[w.chain].broadcast(w, w.signature_ref)
+            self._submit(Broadcast(w.withdraw_id, txid, attempt=w.attempt))
+            return True
+        if w.status == BROADCAST:
+            status = self.adapters[w.chain].status(w)
+            if status.rejected:
+                self._submit(Fail(w.withdraw_id, status.reason or "rejected", attempt=w.attempt))
+                self.retry_at[w.withdraw_id] = self.clock() + self.policy.backoff_s
+                return True
+            if status.confirmations >= self.policy.confirmations.get(w.chain, 1):
+                assert w.txid is not None
+                self._submit(Confirm(w.withdraw_id, w.txid, status.height, attempt=w.attempt))
+                return True
+            return False
+        if w.status == FAILED:
+            if w.attempt >= self.policy.max_retry or self.clock() < self.retry_at.get(
+                w.withdraw_id, 0.0
+            ):
+                return False
+            proof = self.adapters[w.chain].status(w).unspendable_proof
+            self._submit(Requeue(w.withdraw_id, "retry after failure", proof, attempt=w.attempt))
+            return True
+        return False
+
+
+def _advance(w: Withdrawal, tx: Tx) -> Withdrawal:
+    """The withdrawal as it will be once a journaled write-back is applied."""
+    if isinstance(tx, Signed):
+        return replace(w, status=SIGNED, signature_ref=tx.signature_ref)
+    if isinstance(tx, Broadcast):
+        return replace(w, status=BROADCAST, txid=tx.txid)
+    if isinstance(tx, Confirm):
+        return replace(w, status=CONFIRMED, height=tx.height)
+    if isinstance(tx, Fail):
+        return replace(w, status=FAILED, reason=tx.reason)
+    if isinstance(tx, Requeue):
+        return replace(w, status=QUEUED, session_id=None, attempt=w.attempt + 1)
+    return w

@@ -1,0 +1,196 @@
+"""One small database interface over SQLite (embedded default) and PostgreSQL (production).
+
+SQL is written once with ``?`` placeholders; the PostgreSQL backend rewrites them.
+Schema changes are numbered migrations applied in order inside a transaction and
+recorded in ``schema_version``, so every store can be upgraded in place.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE applied_tx (
+            tx_id TEXT PRIMARY KEY, seq BIGINT NOT NULL UNIQUE, kind TEXT NOT NULL,
+            body TEXT NOT NULL, result TEXT NOT NULL
+        );
+        CREATE TABLE withdrawals (
+            withdraw_id TEXT PRIMARY KEY, seq BIGINT NOT NULL UNIQUE,
+            request_id TEXT NOT NULL UNIQUE,
+            chain TEXT NOT NULL, asset TEXT NOT NULL, to_addr TEXT NOT NULL, amount TEXT NOT NULL,
+            status TEXT NOT NULL, fee TEXT, template_hash TEXT, template TEXT, session_id TEXT,
+            signature_ref TEXT, txid TEXT, height BIGINT, sessions BIGINT NOT NULL DEFAULT 0,
+            attempt BIGINT NOT NULL DEFAULT 0, reason TEXT
+        );
+        CREATE INDEX withdrawals_queue ON withdrawals (chain, asset, status, seq);
+        CREATE TABLE lots (
+            lot_id TEXT PRIMARY KEY, seq BIGINT NOT NULL, chain TEXT NOT NULL, asset TEXT NOT NULL,
+            amount TEXT NOT NULL, remaining TEXT NOT NULL, height BIGINT NOT NULL,
+            exhausted BIGINT NOT NULL DEFAULT 0
+        );
+        CREATE INDEX lots_fifo ON lots (chain, asset, exhausted, seq);
+        CREATE TABLE utxos (
+            outpoint TEXT PRIMARY KEY, seq BIGINT NOT NULL, value TEXT NOT NULL,
+            script TEXT NOT NULL,
+            height BIGINT NOT NULL, locked_by TEXT, spent_by TEXT
+        );
+        CREATE INDEX utxos_age ON utxos (height, seq);
+        CREATE INDEX utxos_free ON utxos (locked_by, spent_by, height, seq);
+        CREATE TABLE reservations (
+            withdraw_id TEXT NOT NULL, source TEXT NOT NULL, asset TEXT NOT NULL,
+            amount TEXT NOT NULL,
+            PRIMARY KEY (withdraw_id, source, asset)
+        );
+        CREATE TABLE balances (
+            chain TEXT NOT NULL, asset TEXT NOT NULL, deposited TEXT NOT NULL,
+            available TEXT NOT NULL,
+            reserved TEXT NOT NULL, withdrawn TEXT NOT NULL, fees TEXT NOT NULL,
+            PRIMARY KEY (chain, asset)
+        );
+        """,
+    ),
+]
+
+
+class Database(Protocol):
+    backend: str
+
+    def transaction(self) -> Any: ...
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+    def close(self) -> None: ...
+
+
+class SqliteDatabase:
+    """SQLite in WAL mode; every transaction takes the write lock up front (BEGIN IMMEDIATE)."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._depth = 0
+        migrate(self)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        else:
+            self._conn.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._conn.execute(sql, tuple(params)).rowcount
+
+    def executescript(self, sql: str) -> None:
+        for statement in _statements(sql):
+            self._conn.execute(statement)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self._conn.execute(sql, tuple(params)).fetchall())
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PostgresDatabase:
+    """PostgreSQL through psycopg 3; SERIALIZABLE transactions, `?` placeholders rewritten."""
+
+    backend = "postgres"
+
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+
+        self._conn = psycopg.connect(dsn, autocommit=True)
+        self._depth = 0
+        migrate(self)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        else:
+            self._conn.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cur = self._conn.execute(sql.replace("?", "%s"), tuple(params))
+        return cur.rowcount
+
+    def executescript(self, sql: str) -> None:
+        for statement in _statements(sql):
+            self._conn.execute(statement)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = self._conn.execute(sql.replace("?", "%s"), tuple(params))
+        return list(cur.fetchall())
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _statements(sql: str) -> list[str]:
+    return [s.strip() for s in sql.split(";") if s.strip()]
+
+
+def migrate(db: SqliteDatabase | PostgresDatabase) -> int:
+    """Apply pending migrations; returns the schema version."""
+    with db.transaction():
+        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        rows = db.query("SELECT version FROM schema_version")
+        current = rows[0][0] if rows else 0
+        for version, script in MIGRATIONS:
+            if version > current:
+                db.executescript(script)
+                current = version
+        if rows:
+            db.execute("UPDATE schema_version SET version = ?", (current,))
+        else:
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (current,))
+    return int(current)
+
+
+def open_database(url: str) -> SqliteDatabase | PostgresDatabase:
+    """``sqlite:///path/to.db`` (or a plain path) or ``postgresql://...``."""
+    if url.startswith(("postgresql://", "postgres://")) or url.startswith("dbname="):
+        return PostgresDatabase(url)
+    path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
+    return SqliteDatabase(path)

@@ -1,0 +1,67 @@
+"""Why the state machine refused a transaction: every refusal is one of these, with a reason."""
+
+from __future__ import annotations
+
+
+class Rejected(Exception):
+    """A well-formed transaction the current state does not allow."""
+
+    reason = "rejected"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{self.reason}: {message}")
+        self.message = message
+
+
+class MalformedTransaction(Rejected):
+    reason = "malformed"
+
+
+class UnknownWithdrawal(Rejected):
+    reason = "unknown_withdrawal"
+
+
+class DuplicateRequest(Rejected):
+    reason = "duplicate_request"
+
+
+class DuplicateDeposit(Rejected):
+    reason = "duplicate_deposit"
+
+
+class InvalidTransition(Rejected):
+    """The withdrawal is not in a state this transaction applies to."""
+
+    reason = "invalid_transition"
+
+
+class InsufficientFunds(Rejected):
+    reason = "insufficient_funds"
+
+
+class FifoViolation(Rejected):
+    """An earlier queued withdrawal of the same chain and asset fits and must go first."""
+
+    reason = "fifo_violation"
+
+
+class SessionMismatch(Rejected):
+    reason = "session_mismatch"
+
+
+class SessionActive(Rejected):
+    """At most one signing session per withdrawal."""
+
+    reason = "session_active"
+
+
+class TemplateLocked(Rejected):
+    """The template may change only after the old one is provably unspendable."""
+
+    reason = "template_locked"
+
+
+class StaleAttempt(Rejected):
+    """A transaction for an earlier attempt of a re-queued withdrawal."""
+
+    reason = "stale_attempt"

@@ -1,0 +1,574 @@
+"""The custody state machine: deterministic handlers over a database (seed 000 §4–§8).
+
+`Ledger.apply(tx)` validates a transaction against the current state and, in one
+database transaction, either applies it completely or rejects it with a typed
+`Rejected` error and changes nothing. A transaction already applied is
+recognised by its id and returns its original receipt. Handlers never read a
+clock or the network: the same transactions in the same order give the same state
+on every node and on both stores.
+
+Withdrawal states: QUEUED → RESERVED → SIGNING → SIGNED → BROADCAST → CONFIRMED,
+with BROADCAST → FAILED, FAILED → QUEUED and SIGNING → QUEUED (same template).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from synod.state import errors as E
+from synod.state.db import PostgresDatabase, SqliteDatabase
+from synod.state.fees import FeeSchedule
+from synod.state.transactions import (
+    CHAINS,
+    Broadcast,
+    Confirm,
+    DepositCredit,
+    Fail,
+    Requeue,
+    Reserve,
+    Signed,
+    StartSign,
+    Tx,
+    WithdrawRequest,
+    parse_tx,
+)
+
+QUEUED, RESERVED, SIGNING, SIGNED = "QUEUED", "RESERVED", "SIGNING", "SIGNED"
+BROADCAST, CONFIRMED, FAILED = "BROADCAST", "CONFIRMED", "FAILED"
+STATUSES = (QUEUED, RESERVED, SIGNING, SIGNED, BROADCAST, CONFIRMED, FAILED)
+BTC_DUST = 330  # sats: the smallest P2TR output worth creating
+
+TemplateBuilder = Callable[[dict[str, Any]], bytes]
+
+
+def canonical_template(template: dict[str, Any]) -> bytes:
+    """Chain-agnostic template bytes: canonical JSON of what will be signed and paid."""
+    return json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Receipt:
+    tx_id: str
+    kind: str
+    seq: int
+    result: dict[str, Any]
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    withdraw_id: str
+    seq: int
+    request_id: str
+    chain: str
+    asset: str
+    to: str
+    amount: int
+    status: str
+    fee: int | None
+    template_hash: str | None
+    template: str | None
+    session_id: str | None
+    signature_ref: str | None
+    txid: str | None
+    height: int | None
+    sessions: int
+    attempt: int
+    reason: str | None
+
+
+_W_COLUMNS = (
+    "withdraw_id, seq, request_id, chain, asset, to_addr, amount, status, fee, template_hash, "
+    "template, session_id, signature_ref, txid, height, sessions, attempt, reason"
+)
+
+
+def _withdrawal(row: tuple[Any, ...]) -> Withdrawal:
+    w = list(row)
+    w[6] = int(w[6])
+    w[8] = None if w[8] is None else int(w[8])
+    return Withdrawal(*w)
+
+
+class Ledger:
+    def __init__(
+        self,
+        db: SqliteDatabase | PostgresDatabase,
+        fees: FeeSchedule | None = None,
+        template_builder: TemplateBuilder = canonical_template,
+    ) -> None:
+        self.db = db
+        self.fees = fees or FeeSchedule()
+        self.template_builder = template_builder
+        self._handlers: dict[str, Callable[[Any], dict[str, Any]]] = {
+            DepositCredit.KIND: self._deposit,
+            WithdrawRequest.KIND: self._request,
+            Reserve.KIND: self._reserve,
+            StartSign.KIND: self._start_sign,
+            Signed.KIND: self._signed,
+            Broadcast.KIND: self._broadcast,
+            Confirm.KIND: self._confirm,
+            Fail.KIND: self._fail,
+            Requeue.KIND: self._requeue,
+        }
+
+    # ------------------------------------------------------------------ apply
+    def apply(self, tx: Tx | dict[str, Any] | bytes | str) -> Receipt:
+        """Apply one transaction atomically; `Rejected` (with a reason) leaves the state as is."""
+        if not isinstance(tx, Tx):
+            tx = parse_tx(tx)
+        else:
+            tx.validate()
+        tx_id = tx.tx_id
+        with self.db.transaction():
+            rows = self.db.query(
+                "SELECT seq, kind, result FROM applied_tx WHERE tx_id = ?", (tx_id,)
+            )
+            if rows:
+                seq, kind, result = rows[0]
+                return Receipt(tx_id, kind, int(seq), json.loads(result), duplicate=True)
+            result = self._handlers[tx.KIND](tx)
+            seq = self._next("tx_seq")
+            self.db.execute(
+                "INSERT INTO applied_tx (tx_id, seq, kind, body, result) VALUES (?, ?, ?, ?, ?)",
+                (tx_id, seq, tx.KIND, tx.canonical().decode(), json.dumps(result, sort_keys=True)),
+            )
+        return Receipt(tx_id, tx.KIND, seq, result)
+
+    # ------------------------------------------------------------------ reads
+    def withdrawal(self, withdraw_id: str) -> Withdrawal:
+        rows = self.db.query(
+            f"SELECT {_W_COLUMNS} FROM withdrawals WHERE withdraw_id = ?", (withdraw_id,)
+        )
+        if not rows:
+            raise E.UnknownWithdrawal(withdraw_id)
+        return _withdrawal(rows[0])
+
+    def withdrawals(self, status: str | None = None, chain: str | None = None) -> list[Withdrawal]:
+        """In FIFO order (request sequence)."""
+        sql = f"SELECT {_W_COLUMNS} FROM withdrawals WHERE 1 = 1"
+        params: list[Any] = []
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        if chain:
+            sql += " AND chain = ?"
+            params.append(chain)
+        return [_withdrawal(r) for r in self.db.query(sql + " ORDER BY seq", params)]
+
+    def balance(self, chain: str, asset: str) -> dict[str, int]:
+        rows = self.db.query(
+            "SELECT deposited, available, reserved, withdrawn, fees FROM balances "
+            "WHERE chain = ? AND asset = ?",
+            (chain, asset),
+        )
+        names = ("deposited", "available", "reserved", "withdrawn", "fees")
+        if not rows:
+            return dict.fromkeys(names, 0)
+        return {n: int(v) for n, v in zip(names, rows[0], strict=True)}
+
+    def balances(self) -> dict[tuple[str, str], dict[str, int]]:
+        return {
+            (c, a): self.balance(c, a)
+            for c, a in self.db.query("SELECT chain, asset FROM balances")
+        }
+
+    def utxos(self, include_spent: bool = False) -> list[dict[str, Any]]:
+        sql = "SELECT outpoint, value, script, height, locked_by, spent_by FROM utxos"
+        if not include_spent:
+            sql += " WHERE spent_by IS NULL"
+        rows = self.db.query(sql + " ORDER BY height, seq")
+        keys = ("outpoint", "value", "script", "height", "locked_by", "spent_by")
+        return [{**dict(zip(keys, r, strict=True)), "value": int(r[1])} for r in rows]
+
+    def lots(self, chain: str, asset: str) -> list[dict[str, Any]]:
+        rows = self.db.query(
+            "SELECT lot_id, amount, remaining, height FROM lots "
+            "WHERE chain = ? AND asset = ? ORDER BY seq",
+            (chain, asset),
+        )
+        return [
+            {"lot_id": r[0], "amount": int(r[1]), "remaining": int(r[2]), "height": r[3]}
+            for r in rows
+        ]
+
+    def reservations(self, withdraw_id: str) -> list[tuple[str, str, int]]:
+        rows = self.db.query(
+            "SELECT source, asset, amount FROM reservations "
+            "WHERE withdraw_id = ? ORDER BY source, asset",
+            (withdraw_id,),
+        )
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
+    # ------------------------------------------------------------------ helpers
+    def _next(self, counter: str) -> int:
+        rows = self.db.query("SELECT value FROM meta WHERE key = ?", (counter,))
+        value = int(rows[0][0]) + 1 if rows else 1
+        if rows:
+            self.db.execute("UPDATE meta SET value = ? WHERE key = ?", (str(value), counter))
+        else:
+            self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (counter, str(value)))
+        return value
+
+    def _adjust(self, chain: str, asset: str, **deltas: int) -> None:
+        b = self.balance(chain, asset)
+        exists = bool(
+            self.db.query("SELECT 1 FROM balances WHERE chain = ? AND asset = ?", (chain, asset))
+        )
+        for k, d in deltas.items():
+            b[k] += d
+            if b[k] < 0:
+                raise AssertionError(
+                    f"balance {chain}/{asset}.{k} would go negative"
+                )  # a bug, not input
+        values = [str(b[k]) for k in ("deposited", "available", "reserved", "withdrawn", "fees")]
+        if exists:
+            self.db.execute(
+                "UPDATE balances SET deposited = ?, available = ?, reserved = ?, withdrawn = ?, "
+                "fees = ? WHERE chain = ? AND asset = ?",
+                (*values, chain, asset),
+            )
+        else:
+            self.db.execute(
+                "INSERT INTO balances (chain, asset, deposited, available, reserved, withdrawn, "
+                "fees) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (chain, asset, *values),
+            )
+
+    def _set(self, withdraw_id: str, **fields: Any) -> None:
+        columns = {"to": "to_addr"}
+        assignments = ", ".join(f"{columns.get(k, k)} = ?" for k in fields)
+        self.db.execute(
+            f"UPDATE withdrawals SET {assignments} WHERE withdraw_id = ?",
+            (*fields.values(), withdraw_id),
+        )
+
+    def _expect(self, tx: Any, *allowed: str) -> Withdrawal:
+        w = self.withdrawal(tx.withdraw_id)
+        if tx.attempt != w.attempt:
+            raise E.StaleAttempt(
+                f"{tx.KIND} for attempt {tx.attempt}, {w.withdraw_id} is at {w.attempt}"
+            )
+        if w.status not in allowed:
+            raise E.InvalidTransition(
+                f"{tx.KIND} needs {w.withdraw_id} in {'/'.join(allowed)}, it is {w.status}"
+            )
+        return w
+
+    # ------------------------------------------------------------------ handlers
+    def _deposit(self, tx: DepositCredit) -> dict[str, Any]:
+        amount = int(tx.amount)
+        if tx.chain == "btc":
+            if self.db.query("SELECT 1 FROM utxos WHERE outpoint = ?", (tx.ref,)):
+                raise E.DuplicateDeposit(f"UTXO {tx.ref} already credited")
+            self.db.execute(
+                "INSERT INTO utxos (outpoint, seq, value, script, height, locked_by, spent_by) "
+                "VALUES (?, ?, ?, ?, ?, NULL, NULL)",
+                (tx.ref, self._next("utxo_seq"), str(amount), tx.script, tx.height),
+            )
+        else:
+            lot_id = f"{tx.chain}:{tx.asset}:{tx.ref}"
+            if self.db.query("SELECT 1 FROM lots WHERE lot_id = ?", (lot_id,)):
+                raise E.DuplicateDeposit(f"deposit {tx.ref} already credited")
+            self.db.execute(
+                "INSERT INTO lots (lot_id, seq, chain, asset, amount, remaining, height) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    lot_id,
+                    self._next("lot_seq"),
+                    tx.chain,
+                    tx.asset,
+                    str(amount),
+                    str(amount),
+                    tx.height,
+                ),
+            )
+        self._adjust(tx.chain, tx.asset, deposited=amount, available=amount)
+        return {"chain": tx.chain, "asset": tx.asset, "credited": amount}
+
+    def _request(self, tx: WithdrawRequest) -> dict[str, Any]:
+        if self.db.query("SELECT 1 FROM withdrawals WHERE request_id = ?", (tx.request_id,)):
+            raise E.DuplicateRequest(f"request {tx.request_id} already queued")
+        if tx.chain == "btc" and tx.asset != "BTC":
+            raise E.MalformedTransaction("Bitcoin withdrawals are in BTC")
+        seq = self._next("withdraw_seq")
+        withdraw_id = hashlib.sha256(b"synod/withdraw/" + tx.request_id.encode()).hexdigest()[:32]
+        self.db.execute(
+            "INSERT INTO withdrawals (withdraw_id, seq, request_id, chain, asset, to_addr, amount, "
+            "status, sessions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+            (
+                withdraw_id,
+                seq,
+                tx.request_id,
+                tx.chain,
+                tx.asset,
+                tx.to,
+                str(int(tx.amount)),
+                QUEUED,
+            ),
+        )
+        return {"withdraw_id": withdraw_id, "seq": seq, "status": QUEUED}
+
+    # -- reservation planning (pure reads) ---------------------------------------
+    def _plan(self, w: Withdrawal) -> dict[str, Any] | None:
+        """What reserving `w` now would take, or None if the funds do not suffice."""
+        if w.chain == "btc":
+            return self._plan_btc(w)
+        native = CHAINS[w.chain]
+        fee = self.fees.account_fee(w.chain)
+        need: dict[str, int] = {w.asset: w.amount}
+        need[native] = need.get(native, 0) + fee
+        takes: list[tuple[str, str, int]] = []
+        for asset, amount in sorted(need.items()):
+            left = amount
+            for lot_id, remaining in self._open_lots(w.chain, asset):
+                take = min(left, remaining)
+                takes.append((lot_id, asset, take))
+                left -= take
+                if left == 0:
+                    break
+            if left:
+                return None
+        template = {
+            "withdraw_id": w.withdraw_id,
+            "chain": w.chain,
+            "asset": w.asset,
+            "to": w.to,
+            "amount": str(w.amount),
+            "fee": str(fee),
+            "fee_asset": native,
+            "lots": [[src, asset, str(a)] for src, asset, a in takes],
+        }
+        return {"fee": fee, "takes": takes, "template": template}
+
+    def _plan_btc(self, w: Withdrawal) -> dict[str, Any] | None:
+        chosen: list[dict[str, Any]] = []
+        total = 0
+        for u in self._free_utxos():
+            chosen.append(u)
+            total += u["value"]
+            fee = self.fees.btc_fee(len(chosen), 2)
+            if total >= w.amount + fee:
+                break
+        else:
+            return None
+        change = total - w.amount - fee
+        if change < BTC_DUST:
+            fee = total - w.amount  # no change output: the remainder goes to the miners
+            change = 0
+        outputs = [{"to": w.to, "value": str(w.amount)}]
+        if change:  # back to the custody's own script
+            outputs.append({"to": "change", "value": str(change), "script": chosen[0]["script"]})
+        template = {
+            "withdraw_id": w.withdraw_id,
+            "chain": "btc",
+            "inputs": [[u["outpoint"], str(u["value"]), u["script"]] for u in chosen],
+            "outputs": outputs,
+            "fee": str(fee),
+        }
+        takes = [(u["outpoint"], "BTC", u["value"]) for u in chosen]
+        return {"fee": fee, "takes": takes, "template": template, "change": change}
+
+    def _reserve(self, tx: Reserve) -> dict[str, Any]:
+        w = self._expect(tx, QUEUED)
+        if w.template_hash is not None:
+            # Re-queued after a session timeout: same funds, same template.
+            self._set(w.withdraw_id, status=RESERVED)
+            return {
+                "withdraw_id": w.withdraw_id,
+                "status": RESERVED,
+                "template_hash": w.template_hash,
+            }
+        for earlier in self._earlier_unreserved(w):
+            if self._plan(earlier) is not None:
+                raise E.FifoViolation(
+                    f"{earlier.withdraw_id} (seq {earlier.seq}) was requested first and fits"
+                )
+        plan = self._plan(w)
+        if plan is None:
+            raise E.InsufficientFunds(
+                f"{w.withdraw_id}: {w.amount} {w.asset} plus fee not available"
+            )
+        for source, asset, amount in plan["takes"]:
+            if w.chain == "btc":
+                self.db.execute(
+                    "UPDATE utxos SET locked_by = ? WHERE outpoint = ?", (w.withdraw_id, source)
+                )
+            else:
+                rows = self.db.query("SELECT remaining FROM lots WHERE lot_id = ?", (source,))
+                left = int(rows[0][0]) - amount
+                self.db.execute(
+                    "UPDATE lots SET remaining = ?, exhausted = ? WHERE lot_id = ?",
+                    (str(left), int(left == 0), source),
+                )
+            self.db.execute(
+                "INSERT INTO reservations (withdraw_id, source, asset, amount) VALUES (?, ?, ?, ?)",
+                (w.withdraw_id, source, asset, str(amount)),
+            )
+            self._adjust(w.chain, asset, available=-amount, reserved=amount)
+        template = self.template_builder(plan["template"])
+        template_hash = hashlib.sha256(template).hexdigest()
+        self._set(
+            w.withdraw_id,
+            status=RESERVED,
+            fee=str(plan["fee"]),
+            template=template.decode(),
+            template_hash=template_hash,
+        )
+        return {"withdraw_id": w.withdraw_id, "status": RESERVED, "template_hash": template_hash}
+
+    def _open_lots(self, chain: str, asset: str) -> Iterator[tuple[str, int]]:
+        """Lots with something left, oldest first, fetched a page at a time."""
+        last = -1
+        while True:
+            rows = self.db.query(
+                "SELECT lot_id, remaining, seq FROM lots WHERE chain = ? AND asset = ? "
+                "AND exhausted = 0 AND seq > ? ORDER BY seq LIMIT 64",
+                (chain, asset, last),
+            )
+            if not rows:
+                return
+            for lot_id, remaining, seq in rows:
+                last = seq
+                yield lot_id, int(remaining)
+
+    def _free_utxos(self) -> Iterator[dict[str, Any]]:
+        """Unlocked, unspent UTXOs, oldest first, a page at a time."""
+        last = (-1, -1)
+        while True:
+            rows = self.db.query(
+                "SELECT outpoint, value, script, height, seq FROM utxos "
+                "WHERE locked_by IS NULL AND spent_by IS NULL "
+                "AND (height > ? OR (height = ? AND seq > ?)) ORDER BY height, seq LIMIT 64",
+                (last[0], last[0], last[1]),
+            )
+            if not rows:
+                return
+            for outpoint, value, script, height, seq in rows:
+                last = (height, seq)
+                yield {
+                    "outpoint": outpoint,
+                    "value": int(value),
+                    "script": script,
+                    "height": height,
+                }
+
+    def _earlier_unreserved(self, w: Withdrawal) -> list[Withdrawal]:
+        rows = self.db.query(
+            f"SELECT {_W_COLUMNS} FROM withdrawals WHERE chain = ? AND asset = ? AND status = ? "
+            "AND seq < ? AND template_hash IS NULL ORDER BY seq",
+            (w.chain, w.asset, QUEUED, w.seq),
+        )
+        return [_withdrawal(r) for r in rows]
+
+    def _start_sign(self, tx: StartSign) -> dict[str, Any]:
+        w = self.withdrawal(tx.withdraw_id)
+        if w.status == SIGNING and tx.attempt == w.attempt:
+            raise E.SessionActive(f"{w.withdraw_id} is already being signed in {w.session_id}")
+        self._expect(tx, RESERVED)
+        self._set(w.withdraw_id, status=SIGNING, session_id=tx.session_id, sessions=w.sessions + 1)
+        return {"withdraw_id": w.withdraw_id, "status": SIGNING, "template_hash": w.template_hash}
+
+    def _signed(self, tx: Signed) -> dict[str, Any]:
+        w = self._expect(tx, SIGNING)
+        if w.session_id != tx.session_id:
+            raise E.SessionMismatch(
+                f"{w.withdraw_id} is being signed in {w.session_id}, not {tx.session_id}"
+            )
+        self._set(w.withdraw_id, status=SIGNED, signature_ref=tx.signature_ref)
+        return {"withdraw_id": w.withdraw_id, "status": SIGNED}
+
+    def _broadcast(self, tx: Broadcast) -> dict[str, Any]:
+        w = self._expect(tx, SIGNED)
+        self._set(w.withdraw_id, status=BROADCAST, txid=tx.txid)
+        return {"withdraw_id": w.withdraw_id, "status": BROADCAST, "txid": tx.txid}
+
+    def _confirm(self, tx: Confirm) -> dict[str, Any]:
+        w = self._expect(tx, BROADCAST)
+        if w.txid != tx.txid:
+            raise E.InvalidTransition(f"{w.withdraw_id} was broadcast as {w.txid}, not {tx.txid}")
+        fee = int(w.fee or 0)
+        native = CHAINS[w.chain]
+        reserved = self.reservations(w.withdraw_id)
+        if w.chain == "btc":
+            inputs = sum(a for _, _, a in reserved)
+            change = inputs - w.amount - fee
+            for source, _, _ in reserved:
+                self.db.execute(
+                    "UPDATE utxos SET spent_by = ? WHERE outpoint = ?", (w.withdraw_id, source)
+                )
+            self._adjust(
+                "btc", "BTC", reserved=-inputs, withdrawn=w.amount, fees=fee, available=change
+            )
+            if change:
+                template = json.loads(w.template or "{}")
+                script = template["outputs"][-1].get("script", "")
+                self.db.execute(
+                    "INSERT INTO utxos (outpoint, seq, value, script, height, locked_by, spent_by) "
+                    "VALUES (?, ?, ?, ?, ?, NULL, NULL)",
+                    (f"{tx.txid}:1", self._next("utxo_seq"), str(change), script, tx.height),
+                )
+        else:
+            by_asset: dict[str, int] = {}
+            for _, asset, amount in reserved:
+                by_asset[asset] = by_asset.get(asset, 0) + amount
+            for asset, amount in by_asset.items():
+                paid = w.amount if asset == w.asset else 0
+                fees = fee if asset == native else 0
+                self._adjust(w.chain, asset, reserved=-amount, withdrawn=paid, fees=fees)
+        self.db.execute("DELETE FROM reservations WHERE withdraw_id = ?", (w.withdraw_id,))
+        self._set(w.withdraw_id, status=CONFIRMED, height=tx.height)
+        return {"withdraw_id": w.withdraw_id, "status": CONFIRMED}
+
+    def _fail(self, tx: Fail) -> dict[str, Any]:
+        w = self._expect(tx, BROADCAST)
+        self._set(w.withdraw_id, status=FAILED, reason=tx.reason)
+        return {"withdraw_id": w.withdraw_id, "status": FAILED}
+
+    def _requeue(self, tx: Requeue) -> dict[str, Any]:
+        w = self._expect(tx, SIGNING, FAILED)
+        if w.status == SIGNING or not tx.unspendable_proof:
+            # Same template: nothing that was signed can pay a second, different transaction.
+            self._set(
+                w.withdraw_id,
+                status=QUEUED,
+                session_id=None,
+                reason=tx.reason,
+                attempt=w.attempt + 1,
+            )
+            return {
+                "withdraw_id": w.withdraw_id,
+                "status": QUEUED,
+                "template_hash": w.template_hash,
+            }
+        self._release(w)
+        self._set(
+            w.withdraw_id,
+            status=QUEUED,
+            session_id=None,
+            template=None,
+            template_hash=None,
+            fee=None,
+            signature_ref=None,
+            txid=None,
+            attempt=w.attempt + 1,
+            reason=f"{tx.reason} (unspendable: {tx.unspendable_proof})",
+        )
+        return {"withdraw_id": w.withdraw_id, "status": QUEUED, "template_hash": None}
+
+    def _release(self, w: Withdrawal) -> None:
+        for source, asset, amount in self.reservations(w.withdraw_id):
+            if w.chain == "btc":
+                self.db.execute("UPDATE utxos SET locked_by = NULL WHERE outpoint = ?", (source,))
+            else:
+                rows = self.db.query("SELECT remaining FROM lots WHERE lot_id = ?", (source,))
+                self.db.execute(
+                    "UPDATE lots SET remaining = ?, exhausted = 0 WHERE lot_id = ?",
+                    (str(int(rows[0][0]) + amount), source),
+                )
+            self._adjust(w.chain, asset, available=amount, reserved=-amount)
+        self.db.execute("DELETE FROM reservations WHERE withdraw_id = ?", (w.withdraw_id,))

@@ -1,0 +1,236 @@
+"""The transactions of the custody state machine (seed 000 §8.3, "VM handlers").
+
+Every decision that affects asset safety is one of these, applied in order by
+`synod.state.machine.Ledger`. A transaction is plain data with a canonical
+JSON form; its id is the SHA-256 of that form, so the same transaction applied
+twice is recognised and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import MISSING, asdict, dataclass, fields
+from typing import Any, ClassVar
+
+from synod.state.errors import MalformedTransaction
+
+CHAINS = {"btc": "BTC", "eth": "ETH", "bnb": "BNB", "trx": "TRX", "sol": "SOL"}
+"""Chain id -> its native asset."""
+
+
+def _amount(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise MalformedTransaction(f"{name} must be an integer (or a decimal string)")
+    try:
+        n = int(value)
+    except ValueError:
+        raise MalformedTransaction(f"{name} must be an integer, got {value!r}") from None
+    if n <= 0:
+        raise MalformedTransaction(f"{name} must be positive, got {n}")
+    return n
+
+
+def _text(name: str, value: Any, max_len: int = 256) -> str:
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise MalformedTransaction(
+            f"{name} must be a non-empty string of at most {max_len} characters"
+        )
+    return value
+
+
+def _chain(value: Any) -> str:
+    chain = _text("chain", value, 8)
+    if chain not in CHAINS:
+        raise MalformedTransaction(f"unknown chain {chain!r} (expected one of {', '.join(CHAINS)})")
+    return chain
+
+
+@dataclass(frozen=True)
+class Tx:
+    KIND: ClassVar[str] = ""
+
+    def body(self) -> dict[str, Any]:
+        return {"kind": self.KIND, **{k: v for k, v in asdict(self).items()}}
+
+    def canonical(self) -> bytes:
+        return json.dumps(self.body(), sort_keys=True, separators=(",", ":")).encode()
+
+    @property
+    def tx_id(self) -> str:
+        return hashlib.sha256(self.canonical()).hexdigest()
+
+    def validate(self) -> None:
+        """Field checks that need no state; raise `MalformedTransaction`."""
+
+
+@dataclass(frozen=True)
+class DepositCredit(Tx):
+    """Funds arrived: a deposit lot (account chains) or a UTXO (Bitcoin)."""
+
+    KIND: ClassVar[str] = "deposit_credit"
+    chain: str
+    asset: str
+    amount: int
+    ref: str  # account chains: deposit tx hash (+ log index); Bitcoin: "txid:vout"
+    height: int
+    script: str = ""  # Bitcoin: the output's scriptPubKey (hex)
+
+    def validate(self) -> None:
+        _chain(self.chain)
+        _text("asset", self.asset, 32)
+        _amount("amount", self.amount)
+        _text("ref", self.ref)
+        if not isinstance(self.height, int) or self.height < 0:
+            raise MalformedTransaction("height must be a non-negative integer")
+        if self.chain == "btc":
+            if self.asset != "BTC":
+                raise MalformedTransaction("Bitcoin deposits are in BTC")
+            txid, _, vout = self.ref.partition(":")
+            if len(txid) != 64 or not vout.isdigit():
+                raise MalformedTransaction("a Bitcoin deposit ref is 'txid:vout'")
+            _text("script", self.script, 200)
+
+
+@dataclass(frozen=True)
+class WithdrawRequest(Tx):
+    """A user asked for a withdrawal; `request_id` is unique (e.g. the burn on the home chain)."""
+
+    KIND: ClassVar[str] = "withdraw_request"
+    request_id: str
+    chain: str
+    asset: str
+    to: str
+    amount: int
+
+    def validate(self) -> None:
+        _text("request_id", self.request_id)
+        _chain(self.chain)
+        _text("asset", self.asset, 32)
+        _text("to", self.to, 128)
+        _amount("amount", self.amount)
+
+
+@dataclass(frozen=True)
+class Reserve(Tx):
+    """Fix the funds and the exact transaction template of the oldest queued withdrawal.
+
+    `attempt` (on every transaction about an existing withdrawal) is the number of
+    times it was re-queued: it makes a legitimate repeat a new transaction, and a
+    delayed transaction from an earlier attempt a rejected one.
+    """
+
+    KIND: ClassVar[str] = "reserve"
+    withdraw_id: str
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class StartSign(Tx):
+    KIND: ClassVar[str] = "start_sign"
+    withdraw_id: str
+    session_id: str
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class Signed(Tx):
+    KIND: ClassVar[str] = "signed"
+    withdraw_id: str
+    session_id: str
+    signature_ref: str
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class Broadcast(Tx):
+    KIND: ClassVar[str] = "broadcast"
+    withdraw_id: str
+    txid: str
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class Confirm(Tx):
+    KIND: ClassVar[str] = "confirm"
+    withdraw_id: str
+    txid: str
+    height: int
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class Fail(Tx):
+    """The broadcast transaction was rejected or timed out."""
+
+    KIND: ClassVar[str] = "fail"
+    withdraw_id: str
+    reason: str
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class Requeue(Tx):
+    """Back to QUEUED: SIGNING on session timeout, or FAILED by retry policy.
+
+    The template is kept unless `unspendable_proof` shows the old one can never be
+    mined (its inputs spent elsewhere, or its validity window passed); only then
+    are the funds released and a new template allowed.
+    """
+
+    KIND: ClassVar[str] = "requeue"
+    withdraw_id: str
+    reason: str
+    unspendable_proof: str = ""
+    attempt: int = 0
+
+
+TX_TYPES: dict[str, type[Tx]] = {
+    cls.KIND: cls
+    for cls in (
+        DepositCredit,
+        WithdrawRequest,
+        Reserve,
+        StartSign,
+        Signed,
+        Broadcast,
+        Confirm,
+        Fail,
+        Requeue,
+    )
+}
+
+
+def parse_tx(data: dict[str, Any] | bytes | str) -> Tx:
+    """Build a transaction from its JSON form; anything off raises `MalformedTransaction`."""
+    if isinstance(data, bytes | str):
+        try:
+            data = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise MalformedTransaction(f"not JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise MalformedTransaction("a transaction is a JSON object")
+    kind = data.get("kind")
+    cls = TX_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise MalformedTransaction(f"unknown transaction kind {kind!r}")
+    names = {f.name for f in fields(cls)}
+    given = set(data) - {"kind"}
+    if given - names:
+        raise MalformedTransaction(f"{kind}: unknown fields {sorted(given - names)}")
+    missing = {f.name for f in fields(cls) if f.name not in given and f.default is MISSING}
+    if missing:
+        raise MalformedTransaction(f"{kind}: missing fields {sorted(missing)}")
+    values = {k: data[k] for k in given}
+    for f in fields(cls):
+        if f.name in values:
+            v = values[f.name]
+            if f.type == "int" and isinstance(v, str) and v.isdigit():
+                values[f.name] = int(v)
+            elif f.type == "int" and (isinstance(v, bool) or not isinstance(v, int)):
+                raise MalformedTransaction(f"{kind}: {f.name} must be an integer")
+            elif f.type == "str" and not isinstance(v, str):
+                raise MalformedTransaction(f"{kind}: {f.name} must be a string")
+    tx = cls(**values)
+    tx.validate()
+    return tx

@@ -1,0 +1,171 @@
+"""The withdraw worker with fake signers and chains at the edge: FIFO, in-flight limits, retries,
+consensus-paused mode, and crashes between any two actions — in-process and with SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from synod.runtime.consensus import LocalConsensus
+from synod.runtime.journal import Journal
+from synod.runtime.worker import WithdrawWorker, WorkerPolicy
+from synod.state.db import SqliteDatabase
+from synod.state.machine import CONFIRMED, QUEUED, Ledger
+
+from .fakes import FakeChain, FakeSigner
+from .scenario import load
+
+POLICY = WorkerPolicy(max_in_flight_per_chain=2, confirmations={"btc": 2, "eth": 2}, backoff_s=0)
+
+
+def make(
+    workdir: Path,
+    chains: dict[str, FakeChain] | None = None,
+    signer: FakeSigner | None = None,
+    policy: WorkerPolicy = POLICY,
+) -> tuple[Ledger, LocalConsensus, WithdrawWorker, dict[str, FakeChain]]:
+    ledger = Ledger(SqliteDatabase(workdir / "ledger.db"))
+    consensus = LocalConsensus(ledger, Journal(workdir / "journal.db"))
+    chains = chains or {
+        c: FakeChain(c, workdir / f"chain-{c}.json", confirm_after=2) for c in ("btc", "eth")
+    }
+    signer = signer or FakeSigner()
+    worker = WithdrawWorker(ledger, consensus, {"btc": signer, "eth": signer}, chains, policy)
+    return ledger, consensus, worker, chains
+
+
+def all_confirmed(ledger: Ledger) -> bool:
+    return all(w.status == CONFIRMED for w in ledger.withdrawals())
+
+
+def check_paid_once(ledger: Ledger, chains: dict[str, FakeChain]) -> None:
+    assert all(w.status == CONFIRMED for w in ledger.withdrawals())
+    for chain in chains.values():
+        for wid, txids in chain.txids_by_withdrawal().items():
+            assert len(txids) == 1, f"{wid} was paid by {len(txids)} different transactions"
+    for (_c, _a), b in ledger.balances().items():
+        assert b["deposited"] == b["available"] + b["reserved"] + b["withdrawn"] + b["fees"]
+
+
+def test_runs_to_confirmation_in_fifo_order_within_limits(tmp_path: Path) -> None:
+    ledger, _, worker, chains = make(tmp_path)
+    load(ledger)
+    reserved_order = []
+    for _ in range(50):
+        for w in ledger.withdrawals():
+            if w.template_hash and w.withdraw_id not in reserved_order:
+                reserved_order.append(w.withdraw_id)
+        in_flight = [
+            w
+            for w in ledger.withdrawals()
+            if w.status in ("RESERVED", "SIGNING", "SIGNED", "BROADCAST")
+        ]
+        for chain in ("btc", "eth"):
+            assert len([w for w in in_flight if w.chain == chain]) <= 2
+        worker.step()
+        if all_confirmed(ledger):
+            break
+    check_paid_once(ledger, chains)
+    for chain in ("btc", "eth"):
+        order = [w for w in reserved_order if ledger.withdrawal(w).chain == chain]
+        assert order == [w.withdraw_id for w in ledger.withdrawals(chain=chain)]
+
+
+def test_signing_timeout_requeues_with_the_same_template(tmp_path: Path) -> None:
+    ledger, _, worker, chains = make(tmp_path, signer=FakeSigner(fail_first=2))
+    load(ledger, withdrawals=2)
+    templates = {}
+    for _ in range(40):
+        for w in ledger.withdrawals():
+            if w.template_hash:
+                assert templates.setdefault(w.withdraw_id, w.template_hash) == w.template_hash
+        worker.step()
+        if all_confirmed(ledger):
+            break
+    check_paid_once(ledger, chains)
+    assert max(w.attempt for w in ledger.withdrawals()) >= 1
+
+
+def test_rejected_broadcast_is_retried(tmp_path: Path) -> None:
+    ledger, _, worker, _ = make(tmp_path)
+    load(ledger, withdrawals=2)
+    first = ledger.withdrawals()[0].withdraw_id
+    chains = {c: FakeChain(c, confirm_after=1, reject={first}) for c in ("btc", "eth")}
+    ledger, _, worker, chains = make(tmp_path, chains=chains)
+    for _ in range(40):
+        worker.step()
+        if all_confirmed(ledger):
+            break
+    check_paid_once(ledger, chains)
+    assert ledger.withdrawal(first).attempt == 1
+
+
+def test_paused_consensus_keeps_signing_and_broadcasting(tmp_path: Path) -> None:
+    ledger, consensus, worker, chains = make(tmp_path)
+    load(ledger, withdrawals=2)
+    for _ in range(2):  # reserve, start signing
+        worker.step()
+    consensus.pause()
+    snapshot = [(w.withdraw_id, w.status) for w in ledger.withdrawals()]
+    for _ in range(10):
+        worker.step()
+    assert [(w.withdraw_id, w.status) for w in ledger.withdrawals()] == snapshot  # nothing written
+    assert len(consensus.journal) > 0
+    assert chains["btc"].state["broadcasts"] and chains["eth"].state["broadcasts"]  # work went on
+    # A restart while paused: the journal survives.
+    consensus.journal.close()
+    ledger, consensus, worker, chains = make(tmp_path)
+    assert len(consensus.journal) > 0
+    consensus.resume()
+    for _ in range(20):
+        worker.step()
+        if all_confirmed(ledger):
+            break
+    check_paid_once(ledger, chains)
+
+
+def test_crash_between_every_two_actions(tmp_path: Path) -> None:
+    ledger, _, _, _ = make(tmp_path)
+    load(ledger)
+    ledger.db.close()
+    restarts = 0
+    for _ in range(400):
+        restarts += 1
+        ledger, consensus, worker, chains = make(tmp_path)  # everything volatile is rebuilt
+        worker.step(max_actions=1)
+        done = all_confirmed(ledger)
+        ledger.db.close()
+        consensus.journal.close()
+        if done:
+            break
+    ledger, _, _, chains = make(tmp_path)
+    check_paid_once(ledger, chains)
+    assert restarts > 20
+
+
+def test_sigkill_at_random_moments(tmp_path: Path) -> None:
+    ledger, _, _, _ = make(tmp_path)
+    load(ledger, withdrawals=10)
+    ledger.db.close()
+    script = Path(__file__).with_name("worker_process.py")
+    kills = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env={**os.environ})
+        time.sleep(0.2 + (kills % 5) * 0.1)  # imports take ~0.15 s; then a few actions
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        check = Ledger(SqliteDatabase(tmp_path / "ledger.db"))
+        done = all(w.status == CONFIRMED for w in check.withdrawals())
+        check.db.close()
+        if done:
+            break
+    ledger, _, _, chains = make(tmp_path)
+    check_paid_once(ledger, chains)
+    assert kills >= 3
+    assert not [w for w in ledger.withdrawals() if w.status == QUEUED]

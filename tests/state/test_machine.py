@@ -1,0 +1,396 @@
+"""The custody state machine on SQLite and PostgreSQL: transitions, rejections, and a
+hypothesis state machine over random deposits, requests, signing, failures, crashes and replays."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from synod.state import errors as E
+from synod.state.fees import FeeSchedule
+from synod.state.machine import CONFIRMED, QUEUED, RESERVED, SIGNING, Ledger
+from synod.state.transactions import (
+    Broadcast,
+    Confirm,
+    DepositCredit,
+    Fail,
+    Requeue,
+    Reserve,
+    Signed,
+    StartSign,
+    Tx,
+    WithdrawRequest,
+    parse_tx,
+)
+
+from .conftest import Opener, StoreFactory
+
+SCRIPT = "5120" + "ab" * 32
+FEES = FeeSchedule()
+
+
+def btc_deposit(n: int, value: int, height: int = 1) -> DepositCredit:
+    return DepositCredit("btc", "BTC", value, f"{n:064x}:0", height, SCRIPT)
+
+
+def walk(ledger: Ledger, wid: str, txid: str = "t" * 64) -> None:
+    ledger.apply(StartSign(wid, "s1"))
+    ledger.apply(Signed(wid, "s1", "sig"))
+    ledger.apply(Broadcast(wid, txid))
+    ledger.apply(Confirm(wid, txid, 100))
+
+
+def test_bitcoin_withdrawal_end_to_end(open_db: Opener) -> None:
+    ledger = Ledger(open_db())
+    for i, v in enumerate([30_000, 50_000, 70_000]):
+        ledger.apply(btc_deposit(i, v, height=10 + i))
+    wid = ledger.apply(WithdrawRequest("r1", "btc", "BTC", "bc1pdest", 60_000)).result[
+        "withdraw_id"
+    ]
+    res = ledger.apply(Reserve(wid)).result
+    template = json.loads(ledger.withdrawal(wid).template or "")
+    # Oldest UTXOs first, until amount + fee is covered.
+    assert [i[0] for i in template["inputs"]] == [f"{0:064x}:0", f"{1:064x}:0"]
+    fee = FEES.btc_fee(2, 2)
+    assert template["fee"] == str(fee) and template["outputs"][1]["value"] == str(
+        80_000 - 60_000 - fee
+    )
+    assert res["template_hash"] == ledger.withdrawal(wid).template_hash
+    walk(ledger, wid)
+    assert ledger.withdrawal(wid).status == CONFIRMED
+    b = ledger.balance("btc", "BTC")
+    assert b == {
+        "deposited": 150_000,
+        "available": 150_000 - 60_000 - fee,
+        "reserved": 0,
+        "withdrawn": 60_000,
+        "fees": fee,
+    }
+    assert sum(u["value"] for u in ledger.utxos()) == b["available"]
+
+
+def test_account_chain_fifo_lots_and_token_fee(open_db: Opener) -> None:
+    ledger = Ledger(open_db())
+    fee = FEES.account_fee("eth")
+    ledger.apply(DepositCredit("eth", "ETH", 3 * fee, "0xa", 1))
+    ledger.apply(DepositCredit("eth", "USDT", 500, "0xb", 2))
+    ledger.apply(DepositCredit("eth", "USDT", 700, "0xc", 3))
+    wid = ledger.apply(WithdrawRequest("r1", "eth", "USDT", "0xdest", 600)).result["withdraw_id"]
+    ledger.apply(Reserve(wid))
+    assert [lot["remaining"] for lot in ledger.lots("eth", "USDT")] == [0, 600]
+    assert ledger.balance("eth", "ETH")["reserved"] == fee
+    walk(ledger, wid)
+    assert ledger.balance("eth", "USDT") == {
+        "deposited": 1200,
+        "available": 600,
+        "reserved": 0,
+        "withdrawn": 600,
+        "fees": 0,
+    }
+    assert ledger.balance("eth", "ETH")["fees"] == fee
+
+
+def test_fifo_and_typed_rejections(open_db: Opener) -> None:
+    ledger = Ledger(open_db())
+    ledger.apply(btc_deposit(1, 100_000))
+    first = ledger.apply(WithdrawRequest("a", "btc", "BTC", "x", 10_000)).result["withdraw_id"]
+    second = ledger.apply(WithdrawRequest("b", "btc", "BTC", "y", 10_000)).result["withdraw_id"]
+    with pytest.raises(E.FifoViolation):
+        ledger.apply(Reserve(second))
+    with pytest.raises(E.DuplicateRequest):
+        ledger.apply(WithdrawRequest("a", "btc", "BTC", "z", 1))
+    with pytest.raises(E.InvalidTransition):
+        ledger.apply(StartSign(first, "s"))
+    ledger.apply(Reserve(first))
+    with pytest.raises(E.InsufficientFunds):
+        ledger.apply(Reserve(second))  # the only UTXO is locked to `first`
+    ledger.apply(StartSign(first, "s"))
+    with pytest.raises(E.SessionActive):
+        ledger.apply(StartSign(first, "s2"))
+    with pytest.raises(E.SessionMismatch):
+        ledger.apply(Signed(first, "other", "sig"))
+    with pytest.raises(E.UnknownWithdrawal):
+        ledger.apply(Reserve("nope"))
+    with pytest.raises(E.DuplicateDeposit):
+        ledger.apply(DepositCredit("btc", "BTC", 5, f"{1:064x}:0", 2, SCRIPT))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        b"[1, 2]",
+        {"kind": "teleport"},
+        {"kind": "reserve"},
+        {"kind": "reserve", "withdraw_id": "w", "extra": 1},
+        {
+            "kind": "withdraw_request",
+            "request_id": "r",
+            "chain": "doge",
+            "asset": "X",
+            "to": "t",
+            "amount": 1,
+        },
+        {
+            "kind": "withdraw_request",
+            "request_id": "r",
+            "chain": "eth",
+            "asset": "ETH",
+            "to": "t",
+            "amount": -5,
+        },
+        {
+            "kind": "withdraw_request",
+            "request_id": "r",
+            "chain": "eth",
+            "asset": "ETH",
+            "to": "t",
+            "amount": True,
+        },
+        {
+            "kind": "deposit_credit",
+            "chain": "btc",
+            "asset": "BTC",
+            "amount": 1,
+            "ref": "bad",
+            "height": 1,
+        },
+        {"kind": "confirm", "withdraw_id": "w", "txid": "t", "height": "soon"},
+    ],
+)
+def test_malformed_transactions_get_clear_errors(raw: Any) -> None:
+    with pytest.raises(E.MalformedTransaction) as err:
+        parse_tx(raw)
+    assert str(err.value).startswith("malformed: ")
+
+
+def test_session_timeout_keeps_template_and_unspendable_releases(open_db: Opener) -> None:
+    ledger = Ledger(open_db())
+    ledger.apply(btc_deposit(1, 100_000))
+    wid = ledger.apply(WithdrawRequest("a", "btc", "BTC", "x", 10_000)).result["withdraw_id"]
+    template = ledger.apply(Reserve(wid)).result["template_hash"]
+    ledger.apply(StartSign(wid, "s1"))
+    ledger.apply(Requeue(wid, "session timeout"))
+    assert ledger.withdrawal(wid).status == QUEUED
+    with pytest.raises(E.StaleAttempt):
+        ledger.apply(Signed(wid, "s1", "late signature from the timed-out session"))
+    assert ledger.apply(Reserve(wid, attempt=1)).result["template_hash"] == template
+    ledger.apply(StartSign(wid, "s2", attempt=1))
+    ledger.apply(Signed(wid, "s2", "sig", attempt=1))
+    ledger.apply(Broadcast(wid, "t" * 64, attempt=1))
+    ledger.apply(Fail(wid, "rejected: fee too low", attempt=1))
+    ledger.apply(Requeue(wid, "retry", attempt=1))  # no proof: same template
+    assert ledger.withdrawal(wid).template_hash == template
+    ledger.apply(Reserve(wid, attempt=2))
+    ledger.apply(StartSign(wid, "s3", attempt=2))
+    ledger.apply(Signed(wid, "s3", "sig", attempt=2))
+    ledger.apply(Broadcast(wid, "t" * 64, attempt=2))  # the same transaction, broadcast again
+    ledger.apply(Fail(wid, "inputs spent elsewhere", attempt=2))
+    ledger.apply(
+        Requeue(wid, "retry", unspendable_proof="input double-spent in block 123", attempt=2)
+    )
+    w = ledger.withdrawal(wid)
+    assert w.template_hash is None and ledger.balance("btc", "BTC")["reserved"] == 0
+
+
+# ---------------------------------------------------------------------------
+# The hypothesis state machine
+# ---------------------------------------------------------------------------
+
+ACCOUNT = [("eth", "ETH"), ("eth", "USDT"), ("sol", "SOL")]
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    factory: StoreFactory
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opener = type(self).factory()  # a fresh store for every example
+        self.ledger = Ledger(self.opener())
+        self.applied: list[Tx] = []
+        self.deposits = 0
+        self.requests = 0
+        self.templates: dict[str, str] = {}
+        self.released: set[str] = set()
+
+    def _apply(self, tx: Tx) -> bool:
+        try:
+            self.ledger.apply(tx)
+        except E.Rejected:
+            return False
+        self.applied.append(tx)
+        return True
+
+    def _ids(self, *statuses: str) -> list[str]:
+        return [
+            w.withdraw_id for w in self.ledger.withdrawals() if not statuses or w.status in statuses
+        ]
+
+    @initialize()
+    def seed_funds(self) -> None:
+        for chain, asset in ACCOUNT:
+            amount = FEES.account_fee(chain) * 20 if asset in ("ETH", "SOL") else 10_000
+            self._apply(DepositCredit(chain, asset, amount, f"seed-{chain}-{asset}", 0))
+
+    @rule(value=st.integers(1_000, 200_000), account=st.booleans(), which=st.integers(0, 2))
+    def deposit(self, value: int, account: bool, which: int) -> None:
+        self.deposits += 1
+        if account:
+            chain, asset = ACCOUNT[which]
+            scale = FEES.account_fee(chain) if asset != "USDT" else 1
+            self._apply(
+                DepositCredit(
+                    chain, asset, value * scale // 1000 + 1, f"d{self.deposits}", self.deposits
+                )
+            )
+        else:
+            self._apply(btc_deposit(self.deposits, value, self.deposits))
+
+    @rule(amount=st.integers(1_000, 150_000), which=st.integers(0, 3))
+    def request(self, amount: int, which: int) -> None:
+        self.requests += 1
+        chain, asset = ("btc", "BTC") if which == 3 else ACCOUNT[which]
+        scale = FEES.account_fee(chain) // 100 if asset in ("ETH", "SOL") else 1
+        self._apply(
+            WithdrawRequest(f"req{self.requests}", chain, asset, "dest", amount * scale // 1000 + 1)
+        )
+
+    @rule(data=st.data())
+    def reserve(self, data: st.DataObject) -> None:
+        ids = self._ids(QUEUED)
+        if not ids:
+            return
+        wid = data.draw(st.sampled_from(ids))
+        before = self.ledger.withdrawal(wid)
+        earlier = [
+            w
+            for w in self.ledger.withdrawals(QUEUED)
+            if w.seq < before.seq
+            and w.chain == before.chain
+            and w.asset == before.asset
+            and w.template_hash is None
+        ]
+        if self._apply(Reserve(wid, attempt=before.attempt)):
+            after = self.ledger.withdrawal(wid)
+            if before.template_hash is not None:
+                assert after.template_hash == before.template_hash
+            # FIFO: none of the earlier, still unreserved requests could have been reserved now.
+            for e in earlier:
+                with pytest.raises(E.Rejected) as err:
+                    self.ledger.apply(Reserve(e.withdraw_id, attempt=e.attempt))
+                assert err.value.reason in ("insufficient_funds", "fifo_violation")
+
+    @rule(data=st.data())
+    def advance(self, data: st.DataObject) -> None:
+        ids = self._ids(RESERVED, SIGNING, "SIGNED", "BROADCAST")
+        if not ids:
+            return
+        w = self.ledger.withdrawal(data.draw(st.sampled_from(ids)))
+        a = w.attempt
+        step = {
+            RESERVED: lambda: StartSign(w.withdraw_id, f"s{w.sessions + 1}", attempt=a),
+            SIGNING: lambda: Signed(w.withdraw_id, w.session_id or "", "sig", attempt=a),
+            "SIGNED": lambda: Broadcast(w.withdraw_id, f"tx-{w.withdraw_id}", attempt=a),
+            "BROADCAST": lambda: Confirm(w.withdraw_id, w.txid or "", 1000, attempt=a),
+        }[w.status]()
+        assert self._apply(step), f"{step} refused"
+
+    @rule(data=st.data(), proof=st.booleans())
+    def fail_or_timeout(self, data: st.DataObject, proof: bool) -> None:
+        ids = self._ids(SIGNING, "BROADCAST", "FAILED")
+        if not ids:
+            return
+        w = self.ledger.withdrawal(data.draw(st.sampled_from(ids)))
+        a = w.attempt
+        if w.status == "BROADCAST":
+            self._apply(Fail(w.withdraw_id, "rejected", attempt=a))
+        elif w.status == SIGNING:
+            self._apply(Requeue(w.withdraw_id, "session timeout", attempt=a))
+        elif (
+            self._apply(Requeue(w.withdraw_id, "retry", "double-spent" if proof else "", a))
+            and proof
+        ):
+            self.released.add(w.withdraw_id)
+
+    @precondition(lambda self: bool(self.applied))
+    @rule(data=st.data())
+    def replay(self, data: st.DataObject) -> None:
+        tx = data.draw(st.sampled_from(self.applied))
+        before = self._snapshot()
+        receipt = self.ledger.apply(tx)
+        assert receipt.duplicate
+        assert self._snapshot() == before
+
+    @rule()
+    def crash_and_reopen(self) -> None:
+        before = self._snapshot()
+        self.ledger.db.close()
+        self.ledger = Ledger(self.opener())
+        assert self._snapshot() == before
+
+    def _snapshot(self) -> Any:
+        return (
+            [w.__dict__ for w in self.ledger.withdrawals()],
+            sorted(self.ledger.balances().items()),
+            self.ledger.utxos(include_spent=True),
+        )
+
+    @invariant()
+    def conservation(self) -> None:
+        for (chain, asset), b in self.ledger.balances().items():
+            assert b["deposited"] == b["available"] + b["reserved"] + b["withdrawn"] + b["fees"], (
+                chain,
+                asset,
+                b,
+            )
+            if chain == "btc":
+                unspent = self.ledger.utxos()
+                assert sum(u["value"] for u in unspent) == b["available"] + b["reserved"]
+                assert sum(u["value"] for u in unspent if u["locked_by"]) == b["reserved"]
+            else:
+                assert (
+                    sum(lot["remaining"] for lot in self.ledger.lots(chain, asset))
+                    == b["available"]
+                )
+
+    @invariant()
+    def locks_and_templates(self) -> None:
+        sources: dict[str, str] = {}
+        for w in self.ledger.withdrawals():
+            for source, _asset, _ in self.ledger.reservations(w.withdraw_id):
+                if w.chain == "btc":
+                    assert source not in sources, f"UTXO {source} locked twice"
+                    sources[source] = w.withdraw_id
+            if w.template_hash is not None:
+                seen = self.templates.setdefault(w.withdraw_id, w.template_hash)
+                if seen != w.template_hash:
+                    assert w.withdraw_id in self.released, "template changed without proof"
+                    self.templates[w.withdraw_id] = w.template_hash
+        for u in self.ledger.utxos():
+            if u["locked_by"]:
+                assert sources.get(u["outpoint"]) == u["locked_by"]
+
+    @invariant()
+    def one_confirmation_each(self) -> None:
+        confirms = [t for t in self.applied if isinstance(t, Confirm)]
+        assert len({t.withdraw_id for t in confirms}) == len(confirms)
+
+    def teardown(self) -> None:
+        self.ledger.db.close()
+
+
+def test_state_machine(new_store: StoreFactory) -> None:
+    LedgerMachine.factory = staticmethod(new_store)  # type: ignore[assignment]
+    runner = LedgerMachine.TestCase
+    runner.settings = settings(
+        max_examples=25,
+        stateful_step_count=40,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    runner().runTest()
