@@ -169,3 +169,25 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
     check_paid_once(ledger, chains)
     assert kills >= 3
     assert not [w for w in ledger.withdrawals() if w.status == QUEUED]
+
+
+def test_scanner_wakes_on_finality_and_polls(tmp_path: Path) -> None:
+    import threading
+
+    from synod.runtime.scanner import Scanner
+
+    ledger, _, worker, _ = make(tmp_path)
+    load(ledger, withdrawals=2)
+    scanner = Scanner(worker, poll_interval_s=0.01)
+    scanner.notify_finalized(7)
+    assert scanner.last_finalized == 7
+    stop = threading.Event()
+    thread = threading.Thread(target=scanner.run, args=(stop,), kwargs={"max_idle_passes": 200})
+    thread.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not all_confirmed(ledger):
+        scanner.notify_finalized(scanner.last_finalized + 1)
+        time.sleep(0.01)
+    stop.set()
+    thread.join(timeout=10)
+    assert all_confirmed(ledger)
