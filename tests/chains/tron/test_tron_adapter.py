@@ -1,0 +1,108 @@
+"""The TRON adapter against a stub java-tron HTTP API on 127.0.0.1 (no TRON engine runs here):
+request shapes, broadcast of the signed bytes, confirmations and expiry."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+
+from synod.chains.tron.adapter import TronAdapter, TronHttpClient
+from synod.state.machine import Withdrawal
+
+NODE: dict[str, Any] = {
+    "number": 1000,
+    "timestamp": 1_800_000_000_000,
+    "broadcast": [],
+    "included": {},
+}
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+        if self.path == "/wallet/getnowblock":
+            block_id = NODE["number"].to_bytes(8, "big") + bytes(range(24))
+            out: Any = {
+                "blockID": block_id.hex(),
+                "block_header": {
+                    "raw_data": {"number": NODE["number"], "timestamp": NODE["timestamp"]}
+                },
+            }
+        elif self.path == "/wallet/broadcasthex":
+            NODE["broadcast"].append(body["transaction"])
+            out = {"result": True}
+        elif self.path == "/wallet/gettransactioninfobyid":
+            out = NODE["included"].get(body["value"], {})
+        else:
+            self.send_response(404)
+            self.end_headers()
+            return
+        data = json.dumps(out).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def node() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def withdrawal(txid: str | None = None) -> Withdrawal:
+    return Withdrawal(
+        "w1",
+        1,
+        "r1",
+        "trx",
+        "TRX",
+        "TPETNZhCFky15fMJhDxu86tw9XsdkdsAT7",
+        5,
+        "SIGNED",
+        0,
+        "h",
+        "{}",
+        "s",
+        "sig",
+        txid,
+        None,
+        1,
+        0,
+        None,
+    )
+
+
+def test_prepare_broadcast_and_confirm(node: str) -> None:
+    adapter = TronAdapter(
+        TronHttpClient(node), "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t", confirmations=19
+    )
+    txid = adapter.prepare(withdrawal())
+    assert len(txid) == 32
+    sent = adapter.broadcast(withdrawal(), (b"\x01" * 64 + b"\x00").hex())
+    assert sent == txid.hex() and NODE["broadcast"]
+    assert adapter.status(withdrawal(sent)).confirmations == 0
+    NODE["included"][sent] = {"id": sent, "blockNumber": 1001, "receipt": {"result": "SUCCESS"}}
+    NODE["number"] = 1019
+    status = adapter.status(withdrawal(sent))
+    assert status.confirmations == 19 and status.height == 1001
+
+
+def test_expired_transaction_is_provably_unspendable(node: str) -> None:
+    NODE["included"].clear()
+    adapter = TronAdapter(TronHttpClient(node), "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t")
+    adapter.prepare(withdrawal())
+    NODE["timestamp"] += 11 * 60 * 1000
+    status = adapter.status(withdrawal("ab" * 32))
+    assert status.rejected and status.unspendable_proof
