@@ -13,6 +13,7 @@ import random
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -303,7 +304,14 @@ class RoastRun:
         suite: frost.Ciphersuite = frost.Ciphersuite.SECP256K1_TR,
         tweak: frost.TaprootTweak | None = None,
         workdir: Path | None = None,
+        shares: tuple[dict[int, frost.KeyPackage], frost.PublicKeyPackage] | None = None,
+        message: bytes | None = None,
+        session_id: bytes | None = None,
+        validator: Callable[[bytes, bytes], bool] | None = None,
     ) -> None:
+        """`shares`, `message`, `session_id` and `validator` let a caller sign its own
+        message with its own key shares (the runtime's simulated signer); by default the
+        run makes a committee and a random-looking message from the seed."""
         if not 2 <= t <= n:
             raise ValueError(f"need 2 <= t <= n, got t={t}, n={n}")
         if not 0 <= malicious <= n:
@@ -313,10 +321,16 @@ class RoastRun:
         self.rng = random.Random(seed)
         self.net = Network(seed, LinkModel(rtt, jitter, loss))
         self.adversary = Adversary(strategy, malicious, random.Random(seed ^ 0x5EED))
-        self.keys, self.public, self.key_setup = committee_keys(suite, t, n)
+        if shares is not None:
+            self.keys, self.public = shares
+            self.key_setup = "given"
+            suite = self.public.suite
+        else:
+            self.keys, self.public, self.key_setup = committee_keys(suite, t, n)
         self.tweak = tweak
-        self.session_id = hashlib.sha256(b"withdrawal" + seed.to_bytes(8, "big")).digest()
-        self.message = hashlib.sha256(b"template" + self.session_id).digest()
+        self.session_id = session_id or hashlib.sha256(b"withdrawal" + seed.to_bytes(8, "big")).digest()
+        self.message = message or hashlib.sha256(b"template" + self.session_id).digest()
+        self._validator = validator
         committee = tuple(sorted(self.keys))
         self.schedule = AggregatorSchedule(self.session_id, 1, committee, 0.0, rotate_timeout)
         self.adversary.choose_static(committee, self.schedule.candidates)
@@ -354,6 +368,8 @@ class RoastRun:
 
     def validate(self, session_id: bytes, message: bytes) -> bool:
         """The template binding every honest signer checks: the state's record for the session."""
+        if self._validator is not None:
+            return self._validator(session_id, message)
         return session_id == self.session_id and message == self.message
 
     def observe(self, node: int, name: str, data: dict[str, Any]) -> None:

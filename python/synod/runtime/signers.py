@@ -1,0 +1,158 @@
+"""`Signer`s for the withdraw worker that run real threshold sessions among a committee in
+the deterministic simulator: ROAST over FROST, and CGGMP signing with retries.
+
+The message is derived from the withdrawal's *recorded* template by the chain's
+`message_for` function, and every honest simulated signer re-derives it from the
+ledger record before producing a nonce or a share (template binding). Faulty
+committee members follow a `synod.sim.adversary` strategy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from synod.crypto import ecdsa, frost
+from synod.protocols.cggmp import DRIVER_KINDS, PRIVATE, CggmpSigningDriver
+from synod.protocols.roast import AggregatorSchedule
+from synod.runtime.interfaces import SigningTimeout
+from synod.sim.cluster import Cluster
+from synod.sim.roast import RoastRun
+from synod.state.machine import Withdrawal
+
+MessageFor = Callable[[Withdrawal], bytes]
+
+
+@dataclass
+class SigningRecord:
+    """What one signing took, for reports: sessions started, culprits, virtual time."""
+
+    withdraw_id: str
+    session_id: str
+    ok: bool
+    sessions: int
+    culprits: list[int]
+    virtual_s: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class FrostCommitteeSigner:
+    """ROAST over FROST among a simulated committee (BIP340/Taproot or Ed25519)."""
+
+    def __init__(
+        self,
+        keys: dict[int, frost.KeyPackage],
+        public: frost.PublicKeyPackage,
+        threshold: int,
+        message_for: MessageFor,
+        tweak: frost.TaprootTweak | None = None,
+        faulty: int = 0,
+        strategy: str = "static",
+        rotate_timeout: float = 5.0,
+    ) -> None:
+        self.keys = keys
+        self.public = public
+        self.threshold = threshold
+        self.message_for = message_for
+        self.tweak = tweak
+        self.faulty = faulty
+        self.strategy = strategy
+        self.rotate_timeout = rotate_timeout
+        self.records: list[SigningRecord] = []
+
+    def sign(self, withdrawal: Withdrawal, session_id: str) -> str:
+        message = self.message_for(withdrawal)
+        sid = hashlib.sha256(session_id.encode()).digest()
+
+        def validator(s: bytes, m: bytes) -> bool:
+            return s == sid and m == self.message_for(withdrawal)
+
+        run = RoastRun(
+            self.threshold,
+            len(self.keys),
+            self.faulty,
+            self.strategy,
+            seed=int.from_bytes(sid[:4], "big"),
+            rotate_timeout=self.rotate_timeout,
+            max_time=12 * self.rotate_timeout,
+            tweak=self.tweak,
+            shares=(self.keys, self.public),
+            message=message,
+            session_id=sid,
+            validator=validator,
+        )
+        result = run.execute()
+        self.records.append(
+            SigningRecord(
+                withdrawal.withdraw_id,
+                session_id,
+                result.ok,
+                result.sessions_started,
+                result.culprits,
+                result.virtual_elapsed_s,
+                {"corrupted": result.corrupted, "aggregator_turns": result.aggregator_turns},
+            )
+        )
+        if not result.ok or result.signature is None:
+            raise SigningTimeout(result.failure or session_id)
+        sig = bytes.fromhex(result.signature)
+        frost.verify(self.public.suite, self.public.group_public_key(self.tweak), message, sig)
+        return sig.hex()
+
+
+class CggmpCommitteeSigner:
+    """CGGMP signing among a simulated committee, retrying around stalled members."""
+
+    def __init__(
+        self,
+        shares: list[ecdsa.KeyShare],
+        threshold: int,
+        digest_for: MessageFor,
+        silent: set[int] | None = None,
+        attempt_timeout: float = 5.0,
+    ) -> None:
+        self.shares = shares
+        self.threshold = threshold
+        self.digest_for = digest_for
+        self.silent = silent or set()
+        self.attempt_timeout = attempt_timeout
+        self.records: list[SigningRecord] = []
+
+    def sign(self, withdrawal: Withdrawal, session_id: str) -> str:
+        digest = self.digest_for(withdrawal)
+        committee = tuple(range(1, len(self.shares) + 1))
+        sid = hashlib.sha256(session_id.encode()).digest()
+        cluster = Cluster(committee, seed=int.from_bytes(sid[:4], "big"))
+        schedule = AggregatorSchedule(sid, 1, committee, 0.0, self.attempt_timeout)
+        drivers = {}
+        for node in committee:
+            cluster.nodes[node].silent = node in self.silent
+            driver = CggmpSigningDriver(
+                schedule,
+                node,
+                self.threshold,
+                self.shares[node - 1],
+                digest,
+                lambda s, m: s == sid and m == self.digest_for(withdrawal),
+            )
+            drivers[node] = driver
+            cluster.start(node, driver, DRIVER_KINDS, PRIVATE)
+        honest = [d for n, d in drivers.items() if n not in self.silent]
+        cluster.run(12 * self.attempt_timeout, honest)
+        sig = next((d.signature for d in honest if d.signature is not None), None)
+        attempts = max((d.attempts_started for d in honest), default=0)
+        self.records.append(
+            SigningRecord(
+                withdrawal.withdraw_id,
+                session_id,
+                sig is not None,
+                attempts,
+                sorted(set().union(*(d.suspected for d in honest))),
+                cluster.net.now,
+            )
+        )
+        if sig is None:
+            raise SigningTimeout(session_id)
+        return sig.to_recoverable().hex()

@@ -1,0 +1,84 @@
+"""The runtime's committee signers run real threshold sessions in the simulator."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import coincurve
+import pytest
+
+from synod.chains.evm.address import address_bytes
+from synod.crypto import ecdsa, frost
+from synod.runtime.interfaces import SigningTimeout
+from synod.runtime.signers import CggmpCommitteeSigner, FrostCommitteeSigner
+from synod.state.machine import Withdrawal
+
+DATA = Path(__file__).parents[1] / "data"
+
+
+def withdrawal(template: str = '{"to":"x"}') -> Withdrawal:
+    return Withdrawal(
+        "w1",
+        1,
+        "r1",
+        "btc",
+        "BTC",
+        "x",
+        5,
+        "SIGNING",
+        1,
+        "h",
+        template,
+        "s1",
+        None,
+        None,
+        None,
+        1,
+        0,
+        None,
+    )
+
+
+def digest(w: Withdrawal) -> bytes:
+    return hashlib.sha256((w.template or "").encode()).digest()
+
+
+def test_frost_signer_with_an_invalid_share_signer() -> None:
+    keys, public = frost.local_dkg(frost.Ciphersuite.SECP256K1_TR, 3, 5)
+    signer = FrostCommitteeSigner(
+        keys, public, 3, digest, frost.KEY_PATH, faulty=1, strategy="invalid-share"
+    )
+    sig = bytes.fromhex(signer.sign(withdrawal(), "session-1"))
+    key = public.group_public_key(frost.KEY_PATH)
+    assert coincurve.PublicKeyXOnly(key).verify(sig, digest(withdrawal()))
+    record = signer.records[-1]
+    assert record.ok and set(record.culprits) <= set(record.detail["corrupted"])
+
+
+def test_frost_signer_refuses_a_message_that_is_not_the_template() -> None:
+    keys, public = frost.local_dkg(frost.Ciphersuite.ED25519, 2, 3)
+    calls = iter(range(1000))
+
+    def drifting(w: Withdrawal) -> bytes:  # the "template" changes under the signers' feet
+        return hashlib.sha256(str(next(calls)).encode()).digest()
+
+    signer = FrostCommitteeSigner(keys, public, 2, drifting, rotate_timeout=0.5)
+    with pytest.raises(SigningTimeout):
+        signer.sign(withdrawal(), "session-2")
+
+
+def test_cggmp_signer_routes_around_a_silent_member() -> None:
+    doc = json.loads((DATA / "cggmp_aux_info.json").read_text())
+    aux = [
+        ecdsa.AuxInfo.from_raw(json.dumps(a, separators=(",", ":")).encode())
+        for a in doc["aux_info"]["5"]
+    ]
+    shares = ecdsa.local_keygen(3, 5, aux)
+    signer = CggmpCommitteeSigner(shares, 3, digest, silent={2})
+    sig = bytes.fromhex(signer.sign(withdrawal(), "session-3"))
+    recovered = coincurve.PublicKey.from_signature_and_message(
+        sig, digest(withdrawal()), hasher=None
+    )
+    assert address_bytes(recovered.format()) == address_bytes(shares[0].public_key)
