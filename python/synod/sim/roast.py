@@ -328,7 +328,8 @@ class RoastRun:
         else:
             self.keys, self.public, self.key_setup = committee_keys(suite, t, n)
         self.tweak = tweak
-        self.session_id = session_id or hashlib.sha256(b"withdrawal" + seed.to_bytes(8, "big")).digest()
+        default_sid = hashlib.sha256(b"withdrawal" + seed.to_bytes(8, "big")).digest()
+        self.session_id = session_id or default_sid
         self.message = message or hashlib.sha256(b"template" + self.session_id).digest()
         self._validator = validator
         committee = tuple(sorted(self.keys))
