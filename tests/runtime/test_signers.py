@@ -82,3 +82,19 @@ def test_cggmp_signer_routes_around_a_silent_member() -> None:
         sig, digest(withdrawal()), hasher=None
     )
     assert address_bytes(recovered.format()) == address_bytes(shares[0].public_key)
+
+
+def test_frost_signer_with_one_silent_and_one_lying_member() -> None:
+    keys, public = frost.local_dkg(frost.Ciphersuite.ED25519, 3, 5)
+    signer = FrostCommitteeSigner(
+        keys, public, 3, digest, corrupt={4: "silent", 5: "invalid-share"}
+    )
+    for i in range(3):
+        sig = bytes.fromhex(signer.sign(withdrawal(f'{{"n":{i}}}'), f"s-{i}"))
+        frost.verify(
+            public.suite, public.group_public_key(), digest(withdrawal(f'{{"n":{i}}}')), sig
+        )
+    assert all(set(r.culprits) <= {5} for r in signer.records)
+    assert any(r.culprits == [5] for r in signer.records) or all(
+        r.sessions == 1 for r in signer.records
+    )

@@ -51,6 +51,7 @@ class FrostCommitteeSigner:
         faulty: int = 0,
         strategy: str = "static",
         rotate_timeout: float = 5.0,
+        corrupt: dict[int, str] | None = None,
     ) -> None:
         self.keys = keys
         self.public = public
@@ -60,6 +61,7 @@ class FrostCommitteeSigner:
         self.faulty = faulty
         self.strategy = strategy
         self.rotate_timeout = rotate_timeout
+        self.corrupt = corrupt
         self.records: list[SigningRecord] = []
 
     def sign(self, withdrawal: Withdrawal, session_id: str) -> str:
@@ -82,6 +84,7 @@ class FrostCommitteeSigner:
             message=message,
             session_id=sid,
             validator=validator,
+            corrupt=self.corrupt,
         )
         result = run.execute()
         self.records.append(

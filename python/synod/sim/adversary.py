@@ -58,9 +58,22 @@ class Adversary:
     def behaviour(self) -> str:
         return "withhold" if self.strategy in LEVELS else self.strategy
 
+    @classmethod
+    def fixed(cls, assignment: dict[int, str], rng: random.Random) -> Adversary:
+        """Named nodes with named behaviours (e.g. one silent signer and one liar)."""
+        for node, behaviour in assignment.items():
+            if behaviour not in BEHAVIOURS:
+                raise ValueError(f"unknown behaviour {behaviour!r} for node {node}")
+        adv = cls("static", len(assignment), rng)
+        adv.corrupted = dict(assignment)
+        adv.preset = True
+        return adv
+
+    preset = False
+
     def choose_static(self, committee: tuple[int, ...], aggregator_order: tuple[int, ...]) -> None:
         """Corrupt nodes before the run (every strategy but `adaptive`)."""
-        if self.strategy == "adaptive" or self.budget == 0:
+        if self.preset or self.strategy == "adaptive" or self.budget == 0:
             return
         if self.strategy in ("stall-aggregator", "equivocate-aggregator"):
             victims = list(aggregator_order[: self.budget])  # k bad aggregators in a row

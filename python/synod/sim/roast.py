@@ -308,6 +308,7 @@ class RoastRun:
         message: bytes | None = None,
         session_id: bytes | None = None,
         validator: Callable[[bytes, bytes], bool] | None = None,
+        corrupt: dict[int, str] | None = None,
     ) -> None:
         """`shares`, `message`, `session_id` and `validator` let a caller sign its own
         message with its own key shares (the runtime's simulated signer); by default the
@@ -320,7 +321,12 @@ class RoastRun:
         self.max_time = max_time
         self.rng = random.Random(seed)
         self.net = Network(seed, LinkModel(rtt, jitter, loss))
-        self.adversary = Adversary(strategy, malicious, random.Random(seed ^ 0x5EED))
+        adv_rng = random.Random(seed ^ 0x5EED)
+        if corrupt:
+            self.adversary = Adversary.fixed(corrupt, adv_rng)
+            self.malicious, self.strategy = len(corrupt), "+".join(sorted(set(corrupt.values())))
+        else:
+            self.adversary = Adversary(strategy, malicious, adv_rng)
         if shares is not None:
             self.keys, self.public = shares
             self.key_setup = "given"
