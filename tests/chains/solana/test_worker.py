@@ -1,0 +1,85 @@
+"""End to end: the withdraw worker and the custody state machine drive SOL and SPL-token
+withdrawals through FROST 2-of-3 signing and the Solana adapter over LiteSVM, including a
+signing session that outlives its blockhash (re-templated only on the unspendable proof)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from solders.litesvm import LiteSVM
+from solders.pubkey import Pubkey
+
+from synod.chains.solana.adapter import SolanaAdapter
+from synod.chains.solana.tx import verify_message
+from synod.runtime.consensus import LocalConsensus
+from synod.runtime.journal import Journal
+from synod.runtime.worker import WithdrawWorker, WorkerPolicy
+from synod.state.db import SqliteDatabase
+from synod.state.machine import CONFIRMED, Ledger, Withdrawal
+from synod.state.transactions import DepositCredit, WithdrawRequest
+
+from .conftest import Group, create_token, token_balance
+
+
+class FrostSolanaSigner:
+    """Gets the message from the adapter, checks it against the recorded template (as every
+    co-signer would), and signs it 2-of-3. Can let the first blockhash expire mid-session."""
+
+    def __init__(
+        self, adapter: SolanaAdapter, group: Group, svm: LiteSVM, expire_first: bool = False
+    ) -> None:
+        self.adapter, self.group, self.svm = adapter, group, svm
+        self.expire_first = expire_first
+        self.messages: list[bytes] = []
+
+    def sign(self, w: Withdrawal, session_id: str) -> str:
+        assert w.template is not None
+        prepared = self.adapter.prepare(w)
+        verify_message(prepared.message, w.template, self.group.key, self.adapter.tokens)
+        sig = self.group.sign(prepared.message, (1, 2) if len(self.messages) % 2 else (2, 3))
+        self.messages.append(prepared.message)
+        if self.expire_first and len(self.messages) == 1:
+            self.svm.expire_blockhash()
+        return sig.hex()
+
+
+def run(
+    tmp_path: Path, svm: LiteSVM, group: Group, expire_first: bool
+) -> tuple[Ledger, dict[str, Pubkey], FrostSolanaSigner]:
+    token = create_token(svm, group.pubkey, supply=9_000_000, decimals=6)
+    adapter = SolanaAdapter(svm, group.key, {"USDC": token}, confirmations=32)
+    signer = FrostSolanaSigner(adapter, group, svm, expire_first)
+    ledger = Ledger(SqliteDatabase(tmp_path / "ledger.db"))
+    consensus = LocalConsensus(ledger, Journal(tmp_path / "journal.db"))
+    policy = WorkerPolicy(confirmations={"sol": 32}, backoff_s=0)
+    worker = WithdrawWorker(ledger, consensus, {"sol": signer}, {"sol": adapter}, policy)
+    ledger.apply(DepositCredit("sol", "SOL", 5 * 10**9, "deposit-sol", 1))
+    ledger.apply(DepositCredit("sol", "USDC", 9_000_000, "deposit-usdc", 2))
+    to = {"SOL": Pubkey.new_unique(), "USDC": Pubkey.new_unique()}
+    ledger.apply(WithdrawRequest("req-1", "sol", "SOL", str(to["SOL"]), 3_000_000))
+    ledger.apply(WithdrawRequest("req-2", "sol", "USDC", str(to["USDC"]), 4_000_000))
+    for _ in range(40):
+        worker.step()
+        if all(w.status == CONFIRMED for w in ledger.withdrawals()):
+            break
+    assert all(w.status == CONFIRMED for w in ledger.withdrawals())
+    assert svm.get_balance(to["SOL"]) == 3_000_000
+    assert token_balance(svm, to["USDC"], token) == 4_000_000
+    assert token_balance(svm, group.pubkey, token) == 5_000_000
+    for (_c, _a), b in ledger.balances().items():
+        assert b["deposited"] == b["available"] + b["reserved"] + b["withdrawn"] + b["fees"]
+    return ledger, to, signer
+
+
+def test_worker_pays_sol_and_token_withdrawals(tmp_path: Path, svm: LiteSVM, group: Group) -> None:
+    _, _, signer = run(tmp_path, svm, group, expire_first=False)
+    assert len(signer.messages) == 2  # one session each
+
+
+def test_blockhash_expiry_during_signing_is_retried_once(
+    tmp_path: Path, svm: LiteSVM, group: Group
+) -> None:
+    ledger, _, signer = run(tmp_path, svm, group, expire_first=True)
+    first = ledger.withdrawals()[0]
+    assert first.attempt == 1 and "unspendable" in (first.reason or "")
+    assert len(signer.messages) == 3 and signer.messages[0] != signer.messages[1]
