@@ -1,1 +1,2 @@
-"""EVM chains (Ethereum, BNB Chain): addresses from the threshold-ECDSA group key."""
+"""EVM chains (Ethereum, BNB Chain): addresses, EOA transactions signed by threshold ECDSA,
+the custody contract authorised by FROST (BIP340) signatures, and the chain adapter."""

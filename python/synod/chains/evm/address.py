@@ -27,3 +27,18 @@ def checksum_address(raw: bytes) -> str:
 
 def evm_address(public_key: bytes) -> str:
     return checksum_address(address_bytes(public_key))
+
+
+def parse_address(text: str) -> bytes:
+    """20 bytes from `0x`-hex; a mixed-case address must carry a valid EIP-55 checksum, so a
+    mistyped destination is refused instead of paid."""
+    if len(text) != 42 or text[:2] not in ("0x", "0X"):
+        raise ValueError(f"not an EVM address: {text!r}")
+    try:
+        raw = bytes.fromhex(text[2:])
+    except ValueError:
+        raise ValueError(f"not an EVM address: {text!r}") from None
+    body = text[2:]
+    if body != body.lower() and body != body.upper() and checksum_address(raw) != "0x" + body:
+        raise ValueError(f"bad EIP-55 checksum: {text!r}")
+    return raw

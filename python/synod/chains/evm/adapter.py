@@ -1,0 +1,166 @@
+"""`ChainAdapter` for EVM chains: broadcast a raw signed transaction, count confirmations.
+
+Thin on purpose: what the raw transaction is (an EOA payment or a relayer's call to the
+custody contract) is decided by `raw_transaction(withdrawal, signature_ref)`, built from the
+recorded template; the adapter only moves bytes and reads receipts, from an in-process
+eth-tester chain or a JSON-RPC node.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from synod.chains.evm.eoa import recover_sender, transaction_hash
+from synod.runtime.interfaces import ChainStatus
+from synod.state.machine import Withdrawal
+
+RawTransactionSource = Callable[[Withdrawal, str], bytes]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    block_number: int
+    success: bool  # False: mined but reverted (the nonce and gas are spent)
+
+
+class EvmBackend(Protocol):
+    def send_raw_transaction(self, raw: bytes) -> None: ...
+
+    def is_known(self, txid: bytes) -> bool:
+        """Pending or mined."""
+        ...
+
+    def receipt(self, txid: bytes) -> Receipt | None: ...
+
+    def block_number(self) -> int: ...
+
+
+class EthTesterBackend:
+    """An in-process `eth_tester.EthereumTester` (py-evm), mining each transaction at once."""
+
+    def __init__(self, tester: Any) -> None:
+        self.tester = tester
+
+    def send_raw_transaction(self, raw: bytes) -> None:
+        self.tester.send_raw_transaction("0x" + raw.hex())
+
+    def is_known(self, txid: bytes) -> bool:
+        from eth_tester.exceptions import TransactionNotFound
+
+        try:
+            self.tester.get_transaction_by_hash("0x" + txid.hex())
+        except TransactionNotFound:
+            return False
+        return True
+
+    def receipt(self, txid: bytes) -> Receipt | None:
+        from eth_tester.exceptions import TransactionNotFound
+
+        try:
+            r = self.tester.get_transaction_receipt("0x" + txid.hex())
+        except TransactionNotFound:
+            return None
+        if r is None or r.get("block_number") is None:
+            return None
+        return Receipt(int(r["block_number"]), int(r["status"]) == 1)
+
+    def block_number(self) -> int:
+        return int(self.tester.get_block_by_number("latest")["number"])
+
+
+class JsonRpcError(Exception):
+    pass
+
+
+class JsonRpcBackend:
+    """A node's JSON-RPC endpoint over HTTP (standard `eth_*` methods only)."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+
+    def _call(self, method: str, *params: Any) -> Any:
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+        ).encode()
+        request = urllib.request.Request(
+            self.url, data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            reply = json.loads(response.read())
+        if reply.get("error"):
+            raise JsonRpcError(f"{method}: {reply['error']}")
+        return reply.get("result")
+
+    def send_raw_transaction(self, raw: bytes) -> None:
+        self._call("eth_sendRawTransaction", "0x" + raw.hex())
+
+    def is_known(self, txid: bytes) -> bool:
+        return self._call("eth_getTransactionByHash", "0x" + txid.hex()) is not None
+
+    def receipt(self, txid: bytes) -> Receipt | None:
+        r = self._call("eth_getTransactionReceipt", "0x" + txid.hex())
+        if r is None or r.get("blockNumber") is None:
+            return None
+        return Receipt(int(r["blockNumber"], 16), int(r["status"], 16) == 1)
+
+    def block_number(self) -> int:
+        return int(self._call("eth_blockNumber"), 16)
+
+
+class EvmAdapter:
+    """Implements `synod.runtime.interfaces.ChainAdapter` for one EVM chain.
+
+    `sender`, when given, is the address every broadcast must be signed by (the group
+    address in EOA mode, the relayer in contract mode); anything else is refused before it
+    leaves the process.
+    """
+
+    def __init__(
+        self,
+        chain: str,
+        backend: EvmBackend | str,
+        raw_transaction: RawTransactionSource,
+        sender: bytes | None = None,
+    ) -> None:
+        self.chain = chain
+        self.backend: EvmBackend = JsonRpcBackend(backend) if isinstance(backend, str) else backend
+        self.raw_transaction = raw_transaction
+        self.sender = sender
+
+    def broadcast(self, withdrawal: Withdrawal, signature_ref: str) -> str:
+        """Send the signed transaction; a second call for the same bytes only returns the
+        txid (the same template and signature always give the same txid)."""
+        raw = self.raw_transaction(withdrawal, signature_ref)
+        if self.sender is not None and recover_sender(raw) != self.sender:
+            raise ValueError(f"{withdrawal.withdraw_id}: transaction not signed by the sender")
+        txid = transaction_hash(raw)
+        if not self.backend.is_known(txid):
+            try:
+                self.backend.send_raw_transaction(raw)
+            except Exception:
+                if not self.backend.is_known(txid):  # e.g. "already known" from a node
+                    raise
+        return "0x" + txid.hex()
+
+    def status(self, withdrawal: Withdrawal) -> ChainStatus:
+        if not withdrawal.txid:
+            return ChainStatus(0)
+        receipt = self.backend.receipt(bytes.fromhex(withdrawal.txid.removeprefix("0x")))
+        if receipt is None:
+            return ChainStatus(0)
+        if not receipt.success:
+            return ChainStatus(
+                0,
+                height=receipt.block_number,
+                rejected=True,
+                reason=f"reverted in block {receipt.block_number}",
+            )
+        confirmations = self.backend.block_number() - receipt.block_number + 1
+        return ChainStatus(max(confirmations, 0), height=receipt.block_number)
