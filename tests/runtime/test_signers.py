@@ -98,3 +98,19 @@ def test_frost_signer_with_one_silent_and_one_lying_member() -> None:
     assert any(r.culprits == [5] for r in signer.records) or all(
         r.sessions == 1 for r in signer.records
     )
+
+
+def test_frost_signer_signs_one_message_per_input() -> None:
+    keys, public = frost.local_dkg(frost.Ciphersuite.SECP256K1_TR, 2, 3)
+
+    def per_input(w: Withdrawal) -> list[bytes]:
+        return [
+            hashlib.sha256(b"input %d" % i + (w.template or "").encode()).digest() for i in range(3)
+        ]
+
+    signer = FrostCommitteeSigner(keys, public, 2, per_input, frost.KEY_PATH)
+    refs = signer.sign(withdrawal(), "multi").split(",")
+    key = public.group_public_key(frost.KEY_PATH)
+    assert len(refs) == 3
+    for sig, msg in zip(refs, per_input(withdrawal()), strict=True):
+        assert coincurve.PublicKeyXOnly(key).verify(bytes.fromhex(sig), msg)

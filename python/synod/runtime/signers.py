@@ -23,6 +23,8 @@ from synod.sim.roast import RoastRun
 from synod.state.machine import Withdrawal
 
 MessageFor = Callable[[Withdrawal], bytes]
+MessagesFor = Callable[[Withdrawal], "bytes | list[bytes]"]
+"""One message, or one per input (a Bitcoin spend signs each input's sighash)."""
 
 
 @dataclass
@@ -46,7 +48,7 @@ class FrostCommitteeSigner:
         keys: dict[int, frost.KeyPackage],
         public: frost.PublicKeyPackage,
         threshold: int,
-        message_for: MessageFor,
+        message_for: MessagesFor,
         tweak: frost.TaprootTweak | None = None,
         faulty: int = 0,
         strategy: str = "static",
@@ -65,11 +67,21 @@ class FrostCommitteeSigner:
         self.records: list[SigningRecord] = []
 
     def sign(self, withdrawal: Withdrawal, session_id: str) -> str:
-        message = self.message_for(withdrawal)
+        """One ROAST session per message; the reference is the signatures' hex, comma-joined."""
+        messages = self.message_for(withdrawal)
+        if isinstance(messages, bytes):
+            messages = [messages]
+        return ",".join(
+            self._sign_one(withdrawal, f"{session_id}/{i}", i, m) for i, m in enumerate(messages)
+        )
+
+    def _sign_one(self, withdrawal: Withdrawal, session_id: str, index: int, message: bytes) -> str:
         sid = hashlib.sha256(session_id.encode()).digest()
 
         def validator(s: bytes, m: bytes) -> bool:
-            return s == sid and m == self.message_for(withdrawal)
+            recorded = self.message_for(withdrawal)
+            expected = recorded if isinstance(recorded, bytes) else recorded[index]
+            return s == sid and m == expected
 
         run = RoastRun(
             self.threshold,
