@@ -9,10 +9,10 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/rust/target
 
 .PHONY: demo test build lint typecheck clippy pytest bench sysdeps clean
 
+# The whole pipeline on local engines: btcd (built from the Go module proxy on first use),
+# in-process EVMs and the Solana runtime; a 3-of-5 committee with one silent and one lying member.
 demo: build
-	$(BIN)/synod keygen --scheme bip340 -t 3 -n 5
-	$(BIN)/synod keygen --scheme ed25519 -t 3 -n 5
-	$(BIN)/synod keygen --scheme ecdsa -t 3 -n 5
+	$(BIN)/synod demo
 
 test: build lint typecheck clippy pytest
 

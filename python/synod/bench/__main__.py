@@ -70,12 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--roast-large", action="store_true", help="run 800-of-1000 in the simulator")
     p.add_argument("--state", action="store_true", help="state machine throughput instead")
     p.add_argument("--withdrawals", type=int, default=10_000, help="withdrawals for --state")
+    p.add_argument("--e2e", action="store_true", help="end-to-end withdrawals per minute")
+    p.add_argument("--per-chain", type=int, default=20, help="withdrawals per chain for --e2e")
     args = p.parse_args(argv)
 
     def progress(msg: str) -> None:
         print(f"  … {msg}", file=sys.stderr, flush=True)
 
     print(f"machine: {machine()}", file=sys.stderr)
+    if args.e2e:
+        from synod.bench.e2e import e2e_table
+
+        print(e2e_table(args.per_chain, progress))
+        return 0
     if args.state:
         from synod.bench.state import state_table
 

@@ -18,13 +18,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from synod.cli import config_cmd, keygen, sim
+    from synod.cli import config_cmd, demo, keygen, sim
 
     parser = _Parser(prog="synod", description="Threshold-signing custody engine.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     keygen.add_parser(sub)
     sim.add_parser(sub)
     config_cmd.add_parser(sub)
+    demo.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,94 @@
+"""`synod demo`: the whole pipeline on local chain engines (see `synod.demo`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from synod.cli.progress import Progress
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="run withdrawals end to end on local chain engines",
+        description="A 3-of-5 committee (one member silent, one lying) pays a batch of "
+        "withdrawals on local Bitcoin, Ethereum, BNB Chain and Solana engines.",
+    )
+    p.add_argument("--per-chain", type=int, default=2, help="withdrawals per chain (default 2)")
+    p.add_argument("--workdir", type=Path, help="keep the ledger and node data here")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from synod.demo import run_demo
+
+    if not 1 <= args.per_chain <= 20:
+        print("synod demo: error: --per-chain must be between 1 and 20", file=sys.stderr)
+        return 2
+    progress = Progress()
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        report = run_demo(args.workdir, args.per_chain, progress.step)
+    else:
+        with tempfile.TemporaryDirectory(prefix="synod-demo-") as tmp:
+            report = run_demo(Path(tmp), args.per_chain, progress.step)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "rows": report.rows,
+                    "unavailable": report.unavailable,
+                    "all_confirmed": report.all_confirmed,
+                    "elapsed_s": report.elapsed_s,
+                }
+            )
+        )
+    else:
+        _table(report)
+    return 0 if report.all_confirmed else 1
+
+
+def _table(report: Any) -> None:
+    head = ["chain", "amount", "state", "txid", "conf", "paid", "sessions", "culprits"]
+    rows = [
+        [
+            r["chain"],
+            r["amount"],
+            r["state"],
+            _short(r["txid"]),
+            str(r["confirmations"]),
+            "yes" if r["received"] == r["amount_base_units"] else "NO",
+            str(r["sessions"]),
+            ",".join(map(str, r["culprits"])) or "-",
+        ]
+        for r in report.rows
+    ]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    for chain, why in report.unavailable.items():
+        print(f"{chain}: {why}")
+    confirmed = sum(r["state"] == "CONFIRMED" for r in report.rows)
+    paid = sum(r["received"] == r["amount_base_units"] for r in report.rows)
+    culprits = sorted({c for r in report.rows for c in r["culprits"]})
+    sessions = sum(r["sessions"] for r in report.rows)
+    print(
+        f"{confirmed}/{len(report.rows)} withdrawals confirmed on real engines "
+        f"({paid} recipients paid exactly once) in "
+        f"{report.elapsed_s:.1f} s; {sessions} signing sessions; culprits named: "
+        f"{', '.join(map(str, culprits)) or 'none'}; silent member 4 is never blamed "
+        "(silence is not provable), only routed around"
+    )
+
+
+def _short(txid: str | None) -> str:
+    if not txid:
+        return "-"
+    return txid if len(txid) <= 20 else f"{txid[:10]}…{txid[-6:]}"

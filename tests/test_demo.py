@@ -1,0 +1,23 @@
+"""`synod demo` end to end: every withdrawal confirmed on its engine and paid exactly once, the
+lying member named, the silent one never blamed, TRON named as having no local engine."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from synod.demo import run_demo
+
+
+def test_demo_pays_every_withdrawal_once(tmp_path: Path) -> None:
+    report = run_demo(tmp_path, per_chain=1)
+    chains = {r["chain"] for r in report.rows}
+    if os.environ.get("SYNOD_REQUIRE_BTCD") == "1":
+        assert "btc" in chains, report.unavailable.get("btc")
+    assert {"eth", "bnb", "sol"} <= chains
+    assert "trx" in report.unavailable and "no local engine" in report.unavailable["trx"]
+    assert report.all_confirmed, report.rows
+    for row in report.rows:
+        assert row["confirmations"] >= 1 and row["received"] == row["amount_base_units"]
+        assert set(row["culprits"]) <= {5}, "an honest or merely silent member was blamed"
+    assert any(row["culprits"] == [5] for row in report.rows)
