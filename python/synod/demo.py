@@ -130,11 +130,15 @@ def _evm(
     dev = DevChain()
     progress(f"{chain}: in-process EVM (py-evm), deploying the custody contract")
     custody = deploy_custody(dev, public.group_public_key(), fund=0)
-    receipt = dev.transact(custody, value=5 * ETHER)
+    receipt = dev.transact(custody, value=50 * ETHER)
     native = UNITS[chain][0]
     ledger.apply(
         DepositCredit(
-            chain, native, 5 * ETHER, str(receipt["transaction_hash"]), int(receipt["block_number"])
+            chain,
+            native,
+            50 * ETHER,
+            str(receipt["transaction_hash"]),
+            int(receipt["block_number"]),
         )
     )
     epoch = int.from_bytes(dev.call(custody, selector("epoch()")), "big")
@@ -172,7 +176,7 @@ def _evm(
     signer = FrostCommitteeSigner(keys, public, THRESHOLD, digest, None, corrupt=FAULTS)
     for i in range(count):
         to = checksum_address(os.urandom(20))
-        ledger.apply(WithdrawRequest(f"{chain}-{i}", chain, native, to, ETHER // 4 * (i + 1)))
+        ledger.apply(WithdrawRequest(f"{chain}-{i}", chain, native, to, ETHER // 20 * (i + 1)))
     return ChainSetup(chain, adapter, signer, paid=lambda w: dev.balance(w.to))  # fresh address
 
 
@@ -187,7 +191,7 @@ def _solana(ledger: Ledger, count: int, progress: Progress) -> ChainSetup:
     group = public.group_public_key()
     progress("sol: in-process Solana runtime (LiteSVM), airdropping to the committee's account")
     svm = LiteSVM()
-    lamports = 10 * 10**9
+    lamports = 500 * 10**9
     svm.airdrop(Pubkey.from_bytes(group), lamports)
     ledger.apply(DepositCredit("sol", "SOL", lamports, "airdrop-1", 0))
     adapter = SolanaAdapter(svm, group, confirmations=1, store={})
@@ -198,7 +202,7 @@ def _solana(ledger: Ledger, count: int, progress: Progress) -> ChainSetup:
     signer = FrostCommitteeSigner(keys, public, THRESHOLD, message, None, corrupt=FAULTS)
     for i in range(count):
         to = str(Keypair().pubkey())
-        ledger.apply(WithdrawRequest(f"sol-{i}", "sol", "SOL", to, 10**9 * (i + 1)))
+        ledger.apply(WithdrawRequest(f"sol-{i}", "sol", "SOL", to, 10**8 * (i + 1)))
 
     def paid(w: Any) -> int:  # a fresh account: its balance is what it was paid
         return int(svm.get_balance(Pubkey.from_string(w.to)) or 0)
