@@ -69,19 +69,15 @@ class Database(Protocol):
     def close(self) -> None: ...
 
 
-class SqliteDatabase:
-    """SQLite in WAL mode; every transaction takes the write lock up front (BEGIN IMMEDIATE)."""
+class _Transactional:
+    """Nested transactions over one connection: the outermost `with` begins and commits (or
+    rolls back on any exception); inner ones join it. Subclasses say how to begin."""
 
-    backend = "sqlite"
+    BEGIN = "BEGIN"
+    _depth = 0
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._depth = 0
-        migrate(self)
+    def _raw(self, statement: str) -> None:
+        raise NotImplementedError
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -92,24 +88,42 @@ class SqliteDatabase:
             finally:
                 self._depth -= 1
             return
-        self._conn.execute("BEGIN IMMEDIATE")
+        self._raw(self.BEGIN)
         self._depth = 1
         try:
             yield
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._raw("ROLLBACK")
             raise
         else:
-            self._conn.execute("COMMIT")
+            self._raw("COMMIT")
         finally:
             self._depth = 0
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return self._conn.execute(sql, tuple(params)).rowcount
-
     def executescript(self, sql: str) -> None:
         for statement in _statements(sql):
-            self._conn.execute(statement)
+            self._raw(statement)
+
+
+class SqliteDatabase(_Transactional):
+    """SQLite in WAL mode; every transaction takes the write lock up front (BEGIN IMMEDIATE)."""
+
+    backend = "sqlite"
+    BEGIN = "BEGIN IMMEDIATE"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        migrate(self)
+
+    def _raw(self, statement: str) -> None:
+        self._conn.execute(statement)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._conn.execute(sql, tuple(params)).rowcount
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return list(self._conn.execute(sql, tuple(params)).fetchall())
@@ -118,46 +132,24 @@ class SqliteDatabase:
         self._conn.close()
 
 
-class PostgresDatabase:
+class PostgresDatabase(_Transactional):
     """PostgreSQL through psycopg 3; SERIALIZABLE transactions, `?` placeholders rewritten."""
 
     backend = "postgres"
+    BEGIN = "BEGIN ISOLATION LEVEL SERIALIZABLE"
 
     def __init__(self, dsn: str) -> None:
         import psycopg
 
         self._conn = psycopg.connect(dsn, autocommit=True)
-        self._depth = 0
         migrate(self)
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        self._conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
-        self._depth = 1
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        else:
-            self._conn.execute("COMMIT")
-        finally:
-            self._depth = 0
+    def _raw(self, statement: str) -> None:
+        self._conn.execute(statement)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         cur = self._conn.execute(sql.replace("?", "%s"), tuple(params))
         return cur.rowcount
-
-    def executescript(self, sql: str) -> None:
-        for statement in _statements(sql):
-            self._conn.execute(statement)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cur = self._conn.execute(sql.replace("?", "%s"), tuple(params))
