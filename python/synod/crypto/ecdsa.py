@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -70,7 +71,7 @@ def _check_path(path: Iterable[int]) -> list[int]:
 
 
 @dataclass(frozen=True)
-class _Blob:
+class _Blob(ABC):
     """A crate serialization; ``from_raw`` has the crate parse it before anything trusts it."""
 
     KIND: ClassVar[str] = ""
@@ -84,8 +85,9 @@ class _Blob:
         return cls.from_raw(encoding.unwrap(_PREFIX + cls.KIND, data))
 
     @classmethod
+    @abstractmethod
     def from_raw(cls, raw: bytes) -> Self:
-        raise NotImplementedError
+        """Have the crate parse `raw`, then wrap it."""
 
 
 @dataclass(frozen=True)
@@ -175,8 +177,9 @@ class _ShareBlob(_Blob):
     chain_code: bytes | None = None
 
     @classmethod
+    @abstractmethod
     def _info(cls, raw: bytes) -> tuple[int, int, int, bytes, bytes | None]:
-        raise NotImplementedError
+        """(index, n, threshold, public key, chain code) as the crate reads them."""
 
     @classmethod
     def from_raw(cls, raw: bytes) -> Self:
@@ -376,7 +379,7 @@ def derive_public_key(xpub: ExtendedPublicKey, path: Iterable[int]) -> ExtendedP
 Message = tuple[int | None, bytes]
 
 
-class Session(Generic[_T]):
+class Session(ABC, Generic[_T]):
     """One party's run of an interactive protocol, driven by the caller's transport."""
 
     _MSG_KIND: ClassVar[str] = ""
@@ -419,8 +422,9 @@ class Session(Generic[_T]):
         with core_errors():
             return self._convert(self._core.output())
 
+    @abstractmethod
     def _convert(self, out: object) -> _T:
-        raise NotImplementedError
+        """The crate's output as the typed result."""
 
 
 def _as_bytes(out: object) -> bytes:

@@ -80,7 +80,9 @@ class Session:
 
     # -- subclass side -----------------------------------------------------
     def _on_message(self, msg: Incoming, now: float) -> list[Send]:
-        raise NotImplementedError
+        """Handle one message of the current round; a session that handles none drops it."""
+        self._emit("dropped", reason="unexpected", sender=msg.sender, kind=msg.kind)
+        return []
 
     def _buffers(self, msg: Incoming) -> bool:
         """Whether a message for a later round is kept for later (default: yes)."""

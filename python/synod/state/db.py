@@ -8,6 +8,7 @@ recorded in ``schema_version``, so every store can be upgraded in place.
 from __future__ import annotations
 
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,15 +70,16 @@ class Database(Protocol):
     def close(self) -> None: ...
 
 
-class _Transactional:
+class _Transactional(ABC):
     """Nested transactions over one connection: the outermost `with` begins and commits (or
     rolls back on any exception); inner ones join it. Subclasses say how to begin."""
 
     BEGIN = "BEGIN"
     _depth = 0
 
+    @abstractmethod
     def _raw(self, statement: str) -> None:
-        raise NotImplementedError
+        """Run one statement without parameters."""
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
