@@ -15,7 +15,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -247,11 +247,9 @@ def run_demo(
             )
         adapters: dict[str, ChainAdapter] = {s.chain: s.adapter for s in setups}
         signers: dict[str, Signer] = {s.chain: s.signer for s in setups}
-        policy = WorkerPolicy(
-            max_in_flight_per_chain=cfg.withdraw.max_in_flight_per_chain,
-            max_retry=cfg.withdraw.retry_policy.max_retry,
-            backoff_s=0.0,
-            confirmations=dict.fromkeys(adapters, 1),
+        # Local engines: one confirmation is final, and there is no reason to back off.
+        policy = replace(
+            WorkerPolicy.from_config(cfg), backoff_s=0.0, confirmations=dict.fromkeys(adapters, 1)
         )
         worker = WithdrawWorker(ledger, consensus, signers, adapters, policy)
         total = len(ledger.withdrawals())

@@ -206,46 +206,92 @@ fn scalar_bytes<C: Ciphersuite>(s: &SigningShare<C>) -> Bytes {
 // Distributed key generation (RFC 9591 appendix C, Pedersen DKG with PoK)
 // ---------------------------------------------------------------------------
 
-fn dkg_part1_g<C: Suite>(id: u16, max_signers: u16, min_signers: u16) -> PyResult<(Bytes, Bytes)> {
-    let (secret, package) = dkg::part1::<C, _>(ident::<C>(id)?, max_signers, min_signers, OsRng)
-        .map_err(|e| frost_err(e, &[id]))?;
+/// Which flavour of the Pedersen DKG: a fresh key, or a refresh (a DKG of zero whose result
+/// is added to the current shares). Both have the same round-1 and round-2 steps in the crate.
+#[derive(Clone, Copy)]
+enum Flavour {
+    Keygen,
+    Refresh,
+}
+
+fn dkg_part1_g<C: Suite>(
+    flavour: Flavour,
+    id: u16,
+    max_signers: u16,
+    min_signers: u16,
+) -> PyResult<(Bytes, Bytes)> {
+    let ident = ident::<C>(id)?;
+    let result = match flavour {
+        Flavour::Keygen => dkg::part1::<C, _>(ident, max_signers, min_signers, OsRng),
+        Flavour::Refresh => {
+            refresh::refresh_dkg_part1::<C, _>(ident, max_signers, min_signers, OsRng)
+        }
+    };
+    let (secret, package) = result.map_err(|e| frost_err(e, &[id]))?;
     Ok((ser(secret.serialize())?, ser(package.serialize())?))
 }
 
-fn dkg_part2_g<C: Suite>(secret: Bytes, round1: IdMap) -> PyResult<(Bytes, IdMap)> {
+fn dkg_part2_g<C: Suite>(
+    flavour: Flavour,
+    secret: Bytes,
+    round1: IdMap,
+) -> PyResult<(Bytes, IdMap)> {
     let known = known_of(&[&round1]);
     let secret = de(
         &secret,
-        "DKG round-1 secret package",
+        "round-1 secret package",
         dkg::round1::SecretPackage::<C>::deserialize,
     )?;
     let r1 = decode_map(
         &round1,
-        "DKG round-1 package",
+        "round-1 package",
         dkg::round1::Package::<C>::deserialize,
     )?;
-    let (secret2, out) = dkg::part2(secret, &r1).map_err(|e| frost_err(e, &known))?;
-    let out = encode_map(&out, &known, |p| p.serialize())?;
-    Ok((ser(secret2.serialize())?, out))
+    let result = match flavour {
+        Flavour::Keygen => dkg::part2(secret, &r1),
+        Flavour::Refresh => refresh::refresh_dkg_part2(secret, &r1),
+    };
+    let (secret2, out) = result.map_err(|e| frost_err(e, &known))?;
+    Ok((
+        ser(secret2.serialize())?,
+        encode_map(&out, &known, |p| p.serialize())?,
+    ))
 }
 
-fn dkg_part3_g<C: Suite>(secret: Bytes, round1: IdMap, round2: IdMap) -> PyResult<(Bytes, Bytes)> {
-    let known = known_of(&[&round1, &round2]);
+/// The inputs of a DKG's (or refresh's) last step, decoded, with the identifiers seen.
+type Round2Inputs<C> = (
+    dkg::round2::SecretPackage<C>,
+    BTreeMap<Identifier<C>, dkg::round1::Package<C>>,
+    BTreeMap<Identifier<C>, dkg::round2::Package<C>>,
+    Vec<u16>,
+);
+
+fn decode_part3<C: Suite>(
+    secret: &[u8],
+    round1: &IdMap,
+    round2: &IdMap,
+) -> PyResult<Round2Inputs<C>> {
+    let known = known_of(&[round1, round2]);
     let secret = de(
-        &secret,
-        "DKG round-2 secret package",
+        secret,
+        "round-2 secret package",
         dkg::round2::SecretPackage::<C>::deserialize,
     )?;
     let r1 = decode_map(
-        &round1,
-        "DKG round-1 package",
+        round1,
+        "round-1 package",
         dkg::round1::Package::<C>::deserialize,
     )?;
     let r2 = decode_map(
-        &round2,
-        "DKG round-2 package",
+        round2,
+        "round-2 package",
         dkg::round2::Package::<C>::deserialize,
     )?;
+    Ok((secret, r1, r2, known))
+}
+
+fn dkg_part3_g<C: Suite>(secret: Bytes, round1: IdMap, round2: IdMap) -> PyResult<(Bytes, Bytes)> {
+    let (secret, r1, r2, known) = decode_part3::<C>(&secret, &round1, &round2)?;
     let (kp, pkp) = dkg::part3(&secret, &r1, &r2).map_err(|e| frost_err(e, &known))?;
     Ok((ser(kp.serialize())?, ser(pkp.serialize())?))
 }
@@ -258,7 +304,10 @@ fn frost_dkg_part1(
     max_signers: u16,
     min_signers: u16,
 ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
-    let (s, p) = dispatch!(suite, dkg_part1_g(id, max_signers, min_signers))?;
+    let (s, p) = dispatch!(
+        suite,
+        dkg_part1_g(Flavour::Keygen, id, max_signers, min_signers)
+    )?;
     Ok((py_bytes(py, s), py_bytes(py, p)))
 }
 
@@ -269,7 +318,7 @@ fn frost_dkg_part2(
     secret: Bytes,
     round1: IdMap,
 ) -> PyResult<(Py<PyBytes>, IdMap)> {
-    let (s, out) = dispatch!(suite, dkg_part2_g(secret, round1))?;
+    let (s, out) = dispatch!(suite, dkg_part2_g(Flavour::Keygen, secret, round1))?;
     Ok((py_bytes(py, s), out))
 }
 
@@ -674,37 +723,6 @@ fn frost_check(suite: &str, kind: &str, bytes: Bytes) -> PyResult<()> {
 // Proactive refresh (distributed; the crate's refresh-DKG)
 // ---------------------------------------------------------------------------
 
-fn refresh_part1_g<C: Suite>(
-    id: u16,
-    max_signers: u16,
-    min_signers: u16,
-) -> PyResult<(Bytes, Bytes)> {
-    let (secret, package) =
-        refresh::refresh_dkg_part1::<C, _>(ident::<C>(id)?, max_signers, min_signers, OsRng)
-            .map_err(|e| frost_err(e, &[id]))?;
-    Ok((ser(secret.serialize())?, ser(package.serialize())?))
-}
-
-fn refresh_part2_g<C: Suite>(secret: Bytes, round1: IdMap) -> PyResult<(Bytes, IdMap)> {
-    let known = known_of(&[&round1]);
-    let secret = de(
-        &secret,
-        "refresh round-1 secret package",
-        dkg::round1::SecretPackage::<C>::deserialize,
-    )?;
-    let r1 = decode_map(
-        &round1,
-        "refresh round-1 package",
-        dkg::round1::Package::<C>::deserialize,
-    )?;
-    let (secret2, out) =
-        refresh::refresh_dkg_part2(secret, &r1).map_err(|e| frost_err(e, &known))?;
-    Ok((
-        ser(secret2.serialize())?,
-        encode_map(&out, &known, |p| p.serialize())?,
-    ))
-}
-
 fn refresh_part3_g<C: Suite>(
     secret: Bytes,
     round1: IdMap,
@@ -712,22 +730,7 @@ fn refresh_part3_g<C: Suite>(
     public_package: Bytes,
     key_package: Bytes,
 ) -> PyResult<(Bytes, Bytes)> {
-    let known = known_of(&[&round1, &round2]);
-    let secret = de(
-        &secret,
-        "refresh round-2 secret package",
-        dkg::round2::SecretPackage::<C>::deserialize,
-    )?;
-    let r1 = decode_map(
-        &round1,
-        "refresh round-1 package",
-        dkg::round1::Package::<C>::deserialize,
-    )?;
-    let r2 = decode_map(
-        &round2,
-        "refresh round-2 package",
-        dkg::round2::Package::<C>::deserialize,
-    )?;
+    let (secret, r1, r2, known) = decode_part3::<C>(&secret, &round1, &round2)?;
     let pkp = de(
         &public_package,
         "public key package",
@@ -755,7 +758,10 @@ fn frost_refresh_part1(
     max_signers: u16,
     min_signers: u16,
 ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
-    let (s, p) = dispatch!(suite, refresh_part1_g(id, max_signers, min_signers))?;
+    let (s, p) = dispatch!(
+        suite,
+        dkg_part1_g(Flavour::Refresh, id, max_signers, min_signers)
+    )?;
     Ok((py_bytes(py, s), py_bytes(py, p)))
 }
 
@@ -766,7 +772,7 @@ fn frost_refresh_part2(
     secret: Bytes,
     round1: IdMap,
 ) -> PyResult<(Py<PyBytes>, IdMap)> {
-    let (s, out) = dispatch!(suite, refresh_part2_g(secret, round1))?;
+    let (s, out) = dispatch!(suite, dkg_part2_g(Flavour::Refresh, secret, round1))?;
     Ok((py_bytes(py, s), out))
 }
 
@@ -1137,7 +1143,13 @@ fn split_g<C: Suite>(
         // The dealer made these shares itself; rebuild the package from the public key
         // package instead of re-running the O(t) VSS check per share.
         let vs = pkp.verifying_shares()[&id];
-        let kp = KeyPackage::new(id, *share.signing_share(), vs, *pkp.verifying_key(), min_signers);
+        let kp = KeyPackage::new(
+            id,
+            *share.signing_share(),
+            vs,
+            *pkp.verifying_key(),
+            min_signers,
+        );
         out.insert(ident_back(&id, &known), ser(kp.serialize())?);
     }
     Ok((out, ser(pkp.serialize())?))

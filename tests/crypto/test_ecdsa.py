@@ -8,7 +8,6 @@ import hmac
 import json
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import coincurve
 import pytest
@@ -37,10 +36,10 @@ from synod.crypto.errors import (
     PresignatureUsedError,
     ProtocolError,
 )
+from tests import fixtures
 
-DATA = Path(__file__).resolve().parent.parent / "data"
-PRIMES_FILE = DATA / "cggmp_primes.json"
-AUX_FILE = DATA / "cggmp_aux_info.json"
+PRIMES_FILE = fixtures.PRIMES_FILE
+AUX_FILE = fixtures.AUX_FILE
 N = ecdsa.CURVE_ORDER
 
 # ---------------------------------------------------------------------------
@@ -50,12 +49,7 @@ N = ecdsa.CURVE_ORDER
 
 @pytest.fixture(scope="module")
 def primes() -> list[Primes]:
-    return load_primes()
-
-
-def load_primes() -> list[Primes]:
-    doc = json.loads(PRIMES_FILE.read_text())
-    return [Primes.from_bytes(bytes.fromhex(h)) for h in doc["primes"]]
+    return fixtures.load_primes()
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +60,8 @@ def live_aux3(primes: list[Primes]) -> list[AuxInfo]:
 
 @pytest.fixture(scope="module")
 def stored_aux() -> dict[int, list[AuxInfo]]:
-    """Aux info for n = 2..10 made earlier by the same protocol from the same primes: one
-    run costs about 2.8 s * n^2 here, too slow to repeat for every n in every test run."""
-    doc = json.loads(AUX_FILE.read_text())
-    return {
-        int(n): [AuxInfo.from_raw(json.dumps(a, separators=(",", ":")).encode()) for a in auxes]
-        for n, auxes in doc["aux_info"].items()
-    }
+    """Aux info for n = 2..10 made earlier by the same protocol from the same primes."""
+    return {n: fixtures.stored_aux(n) for n in range(2, 11)}
 
 
 @pytest.fixture(scope="module")
@@ -523,7 +512,7 @@ if __name__ == "__main__":
             + "\n"
         )
     elif sys.argv[1:] == ["aux"]:
-        pool_primes = load_primes()
+        pool_primes = fixtures.load_primes()
         AUX_FILE.write_text(
             json.dumps(
                 {

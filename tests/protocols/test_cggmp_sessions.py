@@ -4,9 +4,6 @@ Ethereum address recovery."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import coincurve
 import pytest
 
@@ -15,19 +12,15 @@ from synod.crypto import ecdsa
 from synod.protocols.cggmp import DRIVER_KINDS, PRIVATE, CggmpSigningDriver
 from synod.protocols.roast import AggregatorSchedule
 from synod.sim.cluster import Cluster
+from tests.fixtures import stored_aux
 
-DATA = Path(__file__).parent.parent / "data"
 DIGEST = keccak256(b"withdrawal template")
 
 
 @pytest.fixture(scope="module")
 def shares() -> list[ecdsa.KeyShare]:
     """Keygen runs live; aux info for n = 5 comes from the TEST-ONLY store (about 70 s to redo)."""
-    doc = json.loads((DATA / "cggmp_aux_info.json").read_text())
-    aux = [
-        ecdsa.AuxInfo.from_raw(json.dumps(a, separators=(",", ":")).encode())
-        for a in doc["aux_info"]["5"]
-    ]
+    aux = stored_aux(5)
     return ecdsa.local_keygen(3, 5, aux)
 
 

@@ -20,16 +20,11 @@ from synod.runtime.worker import WithdrawWorker, WorkerPolicy
 from synod.state.db import SqliteDatabase
 from synod.state.machine import CONFIRMED, Ledger
 from synod.state.transactions import DepositCredit, WithdrawRequest
-
-DATA = Path(__file__).parents[1] / "data"
+from tests.fixtures import stored_aux
 
 
 def test_eoa_withdrawals_signed_with_cggmp(tmp_path: Path) -> None:
-    doc = json.loads((DATA / "cggmp_aux_info.json").read_text())
-    aux = [
-        ecdsa.AuxInfo.from_raw(json.dumps(a, separators=(",", ":")).encode())
-        for a in doc["aux_info"]["5"]
-    ]
+    aux = stored_aux(5)
     shares = ecdsa.local_keygen(3, 5, aux)
     group = checksum_address(address_bytes(shares[0].public_key))
     dev = DevChain()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-from pathlib import Path
 
 import coincurve
 import pytest
@@ -14,31 +12,12 @@ from synod.crypto import ecdsa, frost
 from synod.runtime.interfaces import SigningTimeout
 from synod.runtime.signers import CggmpCommitteeSigner, FrostCommitteeSigner
 from synod.state.machine import Withdrawal
-
-DATA = Path(__file__).parents[1] / "data"
+from tests.fixtures import stored_aux
+from tests.fixtures import withdrawal as withdrawal_record
 
 
 def withdrawal(template: str = '{"to":"x"}') -> Withdrawal:
-    return Withdrawal(
-        "w1",
-        1,
-        "r1",
-        "btc",
-        "BTC",
-        "x",
-        5,
-        "SIGNING",
-        1,
-        "h",
-        template,
-        "s1",
-        None,
-        None,
-        None,
-        1,
-        0,
-        None,
-    )
+    return withdrawal_record(template=template)
 
 
 def digest(w: Withdrawal) -> bytes:
@@ -70,11 +49,7 @@ def test_frost_signer_refuses_a_message_that_is_not_the_template() -> None:
 
 
 def test_cggmp_signer_routes_around_a_silent_member() -> None:
-    doc = json.loads((DATA / "cggmp_aux_info.json").read_text())
-    aux = [
-        ecdsa.AuxInfo.from_raw(json.dumps(a, separators=(",", ":")).encode())
-        for a in doc["aux_info"]["5"]
-    ]
+    aux = stored_aux(5)
     shares = ecdsa.local_keygen(3, 5, aux)
     signer = CggmpCommitteeSigner(shares, 3, digest, silent={2})
     sig = bytes.fromhex(signer.sign(withdrawal(), "session-3"))

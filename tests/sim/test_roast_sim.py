@@ -12,20 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from synod.crypto import frost
+from synod.sim.adversary import STRATEGIES
 from synod.sim.roast import RoastRun
 
-SIGNER_STRATEGIES = [
-    "static",
-    "coordinated",
-    "adaptive",
-    "silent",
-    "withhold",
-    "invalid-share",
-    "equivocate",
-    "malformed",
-    "replay",
-    "stale-epoch",
-]
+SIGNER_STRATEGIES = [s for s in STRATEGIES if not s.endswith("aggregator")]
 ATTRIBUTABLE = {"invalid-share", "equivocate", "malformed"}
 
 

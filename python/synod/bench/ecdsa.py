@@ -23,11 +23,6 @@ DIGEST = hashlib.sha256(b"synod bench").digest()
 _T = TypeVar("_T")
 
 
-def load_primes(path: Path = ECDSA_PRIMES) -> list[ecdsa.Primes]:
-    """The TEST-ONLY pool of pregenerated primes (never for real keys)."""
-    return ecdsa.load_primes(path)
-
-
 def _extend(out: list[_T], make: Callable[[], list[_T]]) -> None:
     """Keep what a timed call produced (an aux info run is too slow to repeat for its output)."""
     out.extend(make())
@@ -45,7 +40,7 @@ def ecdsa_rows(
     primes: Sequence[ecdsa.Primes] | None = None,
 ) -> list[Row]:
     """Aux info, keygen, presigning, signing from presignatures, interactive signing."""
-    pool_primes = list(primes) if primes is not None else load_primes()
+    pool_primes = list(primes) if primes is not None else ecdsa.load_primes(ECDSA_PRIMES)
     rows: list[Row] = []
     for t, n in sizes:
         params = f"{t}/{n}"

@@ -63,7 +63,8 @@ def ecdsa_ceremony(
     )
     if address_bytes(recovered.format()) != address_bytes(public_key):
         raise InvalidSignatureError("the address recovered from the signature is not the group's")
-    if not coincurve.PublicKey(public_key).verify(_der(sig.r, sig.s), digest, hasher=None):
+    der = coincurve.ecdsa.cdata_to_der(coincurve.ecdsa.deserialize_compact(sig.to_bytes()))
+    if not coincurve.PublicKey(public_key).verify(der, digest, hasher=None):
         raise InvalidSignatureError("libsecp256k1 rejected the signature")
     progress.step("signature verified by libsecp256k1 and by Ethereum address recovery")
     address = evm_address(public_key)
@@ -77,14 +78,3 @@ def ecdsa_ceremony(
         "signers": signers,
         "verified_by": ["cggmp21", "libsecp256k1", "ethereum-address-recovery"],
     }
-
-
-def _der(r: int, s: int) -> bytes:
-    def integer(x: int) -> bytes:
-        b = x.to_bytes(32, "big").lstrip(b"\x00") or b"\x00"
-        if b[0] & 0x80:
-            b = b"\x00" + b
-        return b"\x02" + bytes([len(b)]) + b
-
-    body = integer(r) + integer(s)
-    return b"\x30" + bytes([len(body)]) + body

@@ -128,20 +128,21 @@ class KeyPackage(FrostObject):
 
     @property
     def identifier(self) -> int:
-        return self._info()[0]
+        return self._info[0]
 
     @property
     def min_signers(self) -> int:
-        return self._info()[1]
+        return self._info[1]
 
     @property
     def verifying_share(self) -> bytes:
-        return self._info()[2]
+        return self._info[2]
 
     @property
     def verifying_key(self) -> bytes:
-        return self._info()[3]
+        return self._info[3]
 
+    @functools.cached_property
     def _info(self) -> tuple[int, int, bytes, bytes]:
         with core_errors():
             return _core.frost_key_package_info(self.suite.value, self.raw)
@@ -152,24 +153,25 @@ class PublicKeyPackage(FrostObject):
 
     KIND = "public_key_package"
 
+    @functools.cached_property
     def _info(self) -> tuple[int | None, dict[int, bytes], bytes]:
         with core_errors():
             return _core.frost_public_package_info(self.suite.value, self.raw)
 
     @property
     def min_signers(self) -> int:
-        t = self._info()[0]
+        t = self._info[0]
         if t is None:
             raise InvalidParametersError("public key package has no threshold (pre-3.0 format)")
         return t
 
     @property
     def identifiers(self) -> tuple[int, ...]:
-        return tuple(sorted(self._info()[1]))
+        return tuple(sorted(self._info[1]))
 
     @property
     def verifying_shares(self) -> dict[int, bytes]:
-        return self._info()[1]
+        return dict(self._info[1])
 
     def verifying_key(self, tweak: TaprootTweak | None = None) -> bytes:
         """The crate's serialization of the group key (33-byte SEC1 or 32-byte Ed25519)."""
@@ -206,26 +208,23 @@ class SigningPackage(FrostObject):
     KIND = "signing_package"
 
     @functools.cached_property
-    def _parsed(self) -> tuple[bytes, dict[int, bytes]]:
+    def _info(self) -> tuple[bytes, dict[int, bytes]]:
         with core_errors():
             return _core.frost_signing_package_info(self.suite.value, self.raw)
 
-    def _info(self) -> tuple[bytes, dict[int, bytes]]:
-        return self._parsed
-
     def _validate(self) -> None:
-        self._parsed  # noqa: B018 - parsing is the validation, and its result is kept
+        self._info  # noqa: B018 - parsing is the validation, and its result is kept
 
     @property
     def message(self) -> bytes:
-        return self._info()[0]
+        return self._info[0]
 
     @property
     def signers(self) -> tuple[int, ...]:
-        return tuple(sorted(self._info()[1]))
+        return tuple(sorted(self._info[1]))
 
     def commitments(self) -> dict[int, SigningCommitments]:
-        return {i: SigningCommitments(self.suite, c) for i, c in self._info()[1].items()}
+        return {i: SigningCommitments(self.suite, c) for i, c in self._info[1].items()}
 
 
 class SignatureShare(FrostObject):

@@ -23,7 +23,7 @@ from typing import Any
 from synod.crypto import ecdsa
 from synod.crypto.errors import CryptoError
 from synod.protocols.base import Incoming, Send, Session
-from synod.protocols.codec import CodecError, pack, unpack
+from synod.protocols.codec import CodecError, pack, unpack_ints
 from synod.protocols.envelope import BROADCAST
 from synod.protocols.roast import AggregatorSchedule, TemplateValidator
 
@@ -202,8 +202,8 @@ class CggmpSigningDriver(Session):
             if msg.kind == START:
                 return self._on_start(msg, now)
             if msg.kind == SUSPECT:
-                fields = unpack(msg.payload, "i" * _count(msg.payload))
-                self.suspected.update(int(x) for x in fields[1:] if int(x) != msg.sender)
+                fields = unpack_ints(msg.payload)
+                self.suspected.update(x for x in fields[1:] if x != msg.sender)
                 return []
             if msg.kind == DONE:
                 return self._on_done(msg)
@@ -222,7 +222,7 @@ class CggmpSigningDriver(Session):
         return []
 
     def _on_start(self, msg: Incoming, now: float) -> list[Send]:
-        fields = [int(x) for x in unpack(msg.payload, "i" * _count(msg.payload))]
+        fields = unpack_ints(msg.payload)
         k, subset = fields[0], tuple(fields[1:])
         current = self.schedule.index(now)
         leader = self.schedule.candidates[k % len(self.schedule.candidates)]
@@ -282,9 +282,3 @@ class CggmpSigningDriver(Session):
         self.done = True
         self._emit("signed", signature=sig, attempt=msg.round, reported_by=msg.sender)
         return []
-
-
-def _count(payload: bytes) -> int:
-    if len(payload) < 2:
-        raise CodecError("empty payload")
-    return int.from_bytes(payload[:2], "big")

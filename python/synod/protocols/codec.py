@@ -82,3 +82,25 @@ def unpack_map(data: bytes) -> dict[int, bytes]:
             raise CodecError(f"duplicate key {k}")
         out[k] = v
     return out
+
+
+def unpack_ints(data: bytes) -> list[int]:
+    """A payload of integers only, however many (e.g. an attempt and its suspects)."""
+    try:
+        (count,) = struct.unpack_from(">H", data, 0)
+    except struct.error as err:
+        raise CodecError(f"malformed payload: {err}") from None
+    return [int(f) for f in unpack(data, "i" * count)]
+
+
+def blame(culprits: list[int]) -> bytes:
+    """An abort message's payload: whom the sender blames."""
+    return pack(*sorted(set(culprits)))
+
+
+def read_blame(payload: bytes, sender: int) -> list[int]:
+    """Whom an abort message blames; a malformed accusation blames its sender."""
+    try:
+        return sorted(unpack_ints(payload))
+    except CodecError:
+        return [sender]

@@ -18,7 +18,7 @@ import hashlib
 from synod.crypto import frost
 from synod.crypto.errors import CryptoError, DecodeError
 from synod.protocols.base import Incoming, Send, Session
-from synod.protocols.codec import CodecError, pack_map, unpack_map
+from synod.protocols.codec import CodecError, blame, pack_map, read_blame, unpack_map
 
 R1, ECHO, R2, ACK = 1, 2, 3, 4
 
@@ -169,14 +169,11 @@ class FrostDkgSession(Session):
         self._emit("aborted", reason=reason, culprits=blamed, detail=detail)
         if reason == "peer_abort":
             return []
-        return [self._broadcast("dkg/abort", pack_map({c: b"" for c in blamed}), 0)]
+        return [self._broadcast("dkg/abort", blame(blamed), 0)]
 
     def receive(self, msg: Incoming, now: float) -> list[Send]:
         if msg.kind == "dkg/abort" and not self.done and msg.sender in self.participants:
-            try:
-                accused = sorted(unpack_map(msg.payload))
-            except CodecError:
-                accused = [msg.sender]
+            accused = read_blame(msg.payload, msg.sender)
             self.done = True
             self._secret1 = self._secret2 = None
             self._emit("aborted", reason="peer_abort", culprits=accused, reported_by=msg.sender)

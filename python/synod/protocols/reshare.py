@@ -21,7 +21,7 @@ from collections import Counter
 from synod.crypto import frost
 from synod.crypto.errors import CryptoError, DecodeError
 from synod.protocols.base import Incoming, Send, Session
-from synod.protocols.codec import CodecError, pack_map, unpack_map
+from synod.protocols.codec import CodecError, blame, read_blame
 
 COMMIT, SHARE, ACK, ABORT = "reshare/commit", "reshare/share", "reshare/ack", "reshare/abort"
 KINDS = {COMMIT, SHARE, ACK, ABORT}
@@ -83,10 +83,7 @@ class ReshareSession(Session):
 
     def receive(self, msg: Incoming, now: float) -> list[Send]:
         if msg.kind == ABORT and not self.done and msg.sender in self.new_ids:
-            try:
-                accused = sorted(unpack_map(msg.payload))
-            except CodecError:
-                accused = [msg.sender]
+            accused = read_blame(msg.payload, msg.sender)
             if self.key_package is not None or self.is_old:
                 # Our own view is sound; the accuser needs a repair, the accused a penalty.
                 self._emit("complaint", accused=accused, reported_by=msg.sender)
@@ -170,5 +167,5 @@ class ReshareSession(Session):
         blamed = sorted(set(culprits))
         self._emit("aborted", reason=reason, culprits=blamed, detail=detail)
         if tell and self.is_new:
-            return [self._broadcast(ABORT, pack_map({c: b"" for c in blamed}), 0)]
+            return [self._broadcast(ABORT, blame(blamed), 0)]
         return []

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
+from synod.config import CHAIN_NAMES, SynodConfig
 from synod.runtime.consensus import LocalConsensus
 from synod.runtime.interfaces import ChainAdapter, Signer, SigningTimeout
 from synod.state import errors as E
@@ -55,17 +57,13 @@ class WorkerPolicy:
     )
 
     @classmethod
-    def from_config(cls, cfg: object) -> WorkerPolicy:
-        """From a `synod.config.SynodConfig`."""
-        withdraw = cfg.withdraw  # type: ignore[attr-defined]
-        chains = cfg.chains  # type: ignore[attr-defined]
+    def from_config(cls, cfg: SynodConfig) -> WorkerPolicy:
+        withdraw = cfg.withdraw
         return cls(
             max_in_flight_per_chain=withdraw.max_in_flight_per_chain,
             max_retry=withdraw.retry_policy.max_retry,
             backoff_s=withdraw.retry_policy.backoff_s,
-            confirmations={
-                c: getattr(chains, c).confirmations for c in ("btc", "eth", "bnb", "trx", "sol")
-            },
+            confirmations={c: cfg.chain(c).confirmations for c in CHAIN_NAMES},
         )
 
 
@@ -85,8 +83,6 @@ class WithdrawWorker:
         policy: WorkerPolicy | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        import time
-
         self.ledger = ledger
         self.consensus = consensus
         self.signers = signers
@@ -105,9 +101,7 @@ class WithdrawWorker:
             if wid:
                 pending.setdefault(wid, []).append(tx)
         out = []
-        for w in self.ledger.withdrawals():
-            if w.status == CONFIRMED and w.withdraw_id not in pending:
-                continue
+        for w in self.ledger.open_withdrawals():
             for tx in pending.get(w.withdraw_id, []):
                 w = _advance(w, tx)
             if w.status != CONFIRMED:

@@ -126,4 +126,5 @@ class Network:
             heapq.heappop(self._queue)
             self.now = item.at
             item.action()
-        self.now = max(self.now, min(until, self.now if stop() else until))
+        if not stop():
+            self.now = max(self.now, until)

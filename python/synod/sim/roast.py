@@ -148,7 +148,7 @@ class RoastNode:
             if self.restart_after is not None:
                 self.net.at(now + self.restart_after, self._restart)
             return []
-        return self._after(out)
+        return self._wire(out)
 
     def _restart(self) -> None:
         for to, data, kind in self.boot(self.net.now):
@@ -162,7 +162,7 @@ class RoastNode:
         if self.schedule.active(now) == self.node_id and idx not in self.coordinators:
             out += self._start_coordinator(idx, now)
         out += self.router.tick(now)
-        wire = self._after(out)
+        wire = self._wire(out)
         if self.adversary.behaviour_of(self.node_id) == "replay" and self.seen:
             rng = self.run.rng
             for _ in range(2):
@@ -193,9 +193,6 @@ class RoastNode:
             ]
             return out + self.router.send(coord, opens, now)
         return self.router.register(coord, {COMMIT, SHARE}, now)
-
-    def _after(self, out: list[Outbound]) -> Wire:
-        return self._wire(out)
 
     def _wire(self, out: list[Outbound]) -> Wire:
         behaviour = self.adversary.behaviour_of(self.node_id)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from synod.config import ChainsConfig
 
 SOL_BASE_FEE_LAMPORTS = 5000
 SOL_COMPUTE_UNITS = 200_000
@@ -42,8 +45,8 @@ class FeeSchedule:
         raise ValueError(f"no account fee for chain {chain!r}")
 
     @classmethod
-    def from_config(cls, chains: Any) -> FeeSchedule:
-        """From the `chains` section of the configuration (objects with the seed's field names)."""
+    def from_config(cls, chains: ChainsConfig) -> FeeSchedule:
+        """From the `chains` section of the configuration."""
         return cls(
             btc_sats_per_vbyte=math.ceil(chains.btc.fee_sats_per_v_byte),
             eth_gas_price_gwei=math.ceil(chains.eth.gas_price_gwei),

@@ -160,6 +160,13 @@ class Ledger:
             params.append(chain)
         return [_withdrawal(r) for r in self.db.query(sql + " ORDER BY seq", params)]
 
+    def open_withdrawals(self) -> list[Withdrawal]:
+        """Everything not yet confirmed, in FIFO order: what the runtime works on."""
+        rows = self.db.query(
+            f"SELECT {_W_COLUMNS} FROM withdrawals WHERE status != ? ORDER BY seq", (CONFIRMED,)
+        )
+        return [_withdrawal(r) for r in rows]
+
     def balance(self, chain: str, asset: str) -> dict[str, int]:
         rows = self.db.query(
             "SELECT deposited, available, reserved, withdrawn, fees FROM balances "
@@ -216,9 +223,6 @@ class Ledger:
 
     def _adjust(self, chain: str, asset: str, **deltas: int) -> None:
         b = self.balance(chain, asset)
-        exists = bool(
-            self.db.query("SELECT 1 FROM balances WHERE chain = ? AND asset = ?", (chain, asset))
-        )
         for k, d in deltas.items():
             b[k] += d
             if b[k] < 0:
@@ -226,18 +230,13 @@ class Ledger:
                     f"balance {chain}/{asset}.{k} would go negative"
                 )  # a bug, not input
         values = [str(b[k]) for k in ("deposited", "available", "reserved", "withdrawn", "fees")]
-        if exists:
-            self.db.execute(
-                "UPDATE balances SET deposited = ?, available = ?, reserved = ?, withdrawn = ?, "
-                "fees = ? WHERE chain = ? AND asset = ?",
-                (*values, chain, asset),
-            )
-        else:
-            self.db.execute(
-                "INSERT INTO balances (chain, asset, deposited, available, reserved, withdrawn, "
-                "fees) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (chain, asset, *values),
-            )
+        self.db.execute(
+            "INSERT INTO balances (chain, asset, deposited, available, reserved, withdrawn, fees) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (chain, asset) DO UPDATE SET "
+            "deposited = excluded.deposited, available = excluded.available, "
+            "reserved = excluded.reserved, withdrawn = excluded.withdrawn, fees = excluded.fees",
+            (chain, asset, *values),
+        )
 
     def _set(self, withdraw_id: str, **fields: Any) -> None:
         columns = {"to": "to_addr"}
@@ -466,10 +465,9 @@ class Ledger:
         return [_withdrawal(r) for r in rows]
 
     def _start_sign(self, tx: StartSign) -> dict[str, Any]:
-        w = self.withdrawal(tx.withdraw_id)
-        if w.status == SIGNING and tx.attempt == w.attempt:
+        w = self._expect(tx, RESERVED, SIGNING)
+        if w.status == SIGNING:
             raise E.SessionActive(f"{w.withdraw_id} is already being signed in {w.session_id}")
-        self._expect(tx, RESERVED)
         self._set(w.withdraw_id, status=SIGNING, session_id=tx.session_id, sessions=w.sessions + 1)
         return {"withdraw_id": w.withdraw_id, "status": SIGNING, "template_hash": w.template_hash}
 

@@ -23,6 +23,7 @@ from synod.state.fees import FeeSchedule
 from synod.state.machine import SIGNED, Withdrawal, canonical_template
 from tests.chains.bitcoin.conftest import FrostGroup, Node
 from tests.chains.bitcoin.kernel import verify_inputs
+from tests.fixtures import withdrawal as withdrawal_record
 
 NET = Network.REGTEST
 # btcd's regtest activates Taproot by BIP9 signalling: 144-block periods, so it is ACTIVE
@@ -69,12 +70,9 @@ def withdrawal(
         "fee": str(fee),
     }
     text = canonical_template(template)
-    return Withdrawal(
+    return withdrawal_record(
         withdraw_id=wid,
-        seq=1,
         request_id=f"req-{wid}",
-        chain="btc",
-        asset="BTC",
         to=to,
         amount=amount,
         status=SIGNED,
@@ -82,12 +80,6 @@ def withdrawal(
         template_hash=hashlib.sha256(text).hexdigest(),
         template=text.decode(),
         session_id="s-1",
-        signature_ref=None,
-        txid=None,
-        height=None,
-        sessions=1,
-        attempt=0,
-        reason=None,
     )
 
 

@@ -31,6 +31,7 @@ from synod.state.fees import FeeSchedule
 from synod.state.machine import SIGNED, Withdrawal, canonical_template
 from tests.chains.bitcoin.conftest import FrostGroup
 from tests.chains.bitcoin.kernel import kernel_txid
+from tests.fixtures import withdrawal as withdrawal_record
 
 NET = Network.REGTEST
 
@@ -129,10 +130,17 @@ def one_input_withdrawal(g: FrostGroup, wid: str = "w-esplora") -> Withdrawal:
         "fee": str(fee),
     }
     text = canonical_template(template)
-    return Withdrawal(
-        wid, 1, "r", "btc", "BTC", to, 100_000, SIGNED, fee,
-        hashlib.sha256(text).hexdigest(), text.decode(), "s", None, None, None, 1, 0, None,
-    )  # fmt: skip
+    return withdrawal_record(
+        withdraw_id=wid,
+        request_id="r",
+        to=to,
+        amount=100_000,
+        status=SIGNED,
+        fee=fee,
+        template_hash=hashlib.sha256(text).hexdigest(),
+        template=text.decode(),
+        session_id="s",
+    )
 
 
 def test_adapter_over_esplora(fake: tuple[FakeChain, str], frost_group: FrostGroup) -> None:

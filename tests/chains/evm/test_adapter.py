@@ -16,6 +16,7 @@ from eth_tester.exceptions import TransactionNotFound
 
 from synod.chains.evm.adapter import EvmAdapter, JsonRpcError
 from synod.state.machine import Withdrawal
+from tests.fixtures import withdrawal as withdrawal_record
 
 from .conftest import GWEI, Evm, random_address
 
@@ -74,10 +75,21 @@ def signed(evm: Evm, nonce: int, to: str, value: int) -> bytes:
 
 
 def withdrawal(txid: str | None = None) -> Withdrawal:
-    return Withdrawal(
-        "w", 1, "r", "eth", "ETH", "0x", 1, "SIGNED", None, None, None, "s", "sig", txid, None, 1,
-        0, None,
-    )  # fmt: skip
+    return withdrawal_record(
+        withdraw_id="w",
+        request_id="r",
+        chain="eth",
+        asset="ETH",
+        to="0x",
+        amount=1,
+        status="SIGNED",
+        fee=None,
+        template_hash=None,
+        template=None,
+        session_id="s",
+        signature_ref="sig",
+        txid=txid,
+    )
 
 
 def test_broadcast_and_confirmations_over_json_rpc(evm: Evm, node: str) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from eth_account import Account
@@ -25,10 +24,11 @@ from synod.chains.evm.eoa import (
 )
 from synod.crypto import ecdsa
 from synod.state.machine import Withdrawal
+from tests.fixtures import stored_aux
+from tests.fixtures import withdrawal as withdrawal_record
 
 from .conftest import ETHER, GWEI, Evm, Group, deploy_custody, random_address
 
-DATA = Path(__file__).resolve().parents[2] / "data"
 # eth-tester's first funded account is the key 1: a TEST-ONLY key to cross-check encodings.
 TEST_KEY = (1).to_bytes(32, "big")
 
@@ -36,11 +36,7 @@ TEST_KEY = (1).to_bytes(32, "big")
 @pytest.fixture(scope="module")
 def shares() -> list[ecdsa.KeyShare]:
     """2-of-3 CGGMP key; aux info from the TEST-ONLY store (slow to regenerate)."""
-    doc = json.loads((DATA / "cggmp_aux_info.json").read_text())
-    aux = [
-        ecdsa.AuxInfo.from_raw(json.dumps(a, separators=(",", ":")).encode())
-        for a in doc["aux_info"]["3"]
-    ]
+    aux = stored_aux(3)
     return ecdsa.local_keygen(2, 3, aux)
 
 
@@ -49,9 +45,8 @@ def group_address(shares: list[ecdsa.KeyShare]) -> str:
 
 
 def withdrawal(withdraw_id: str, template: dict[str, str]) -> Withdrawal:
-    return Withdrawal(
+    return withdrawal_record(
         withdraw_id=withdraw_id,
-        seq=1,
         request_id="req-" + withdraw_id,
         chain="eth",
         asset=template["asset"],
@@ -63,11 +58,6 @@ def withdrawal(withdraw_id: str, template: dict[str, str]) -> Withdrawal:
         template=json.dumps(template),
         session_id="session-1",
         signature_ref="sig-1",
-        txid=None,
-        height=None,
-        sessions=1,
-        attempt=0,
-        reason=None,
     )
 
 

@@ -25,6 +25,7 @@ from synod.chains.solana.tx import TokenInfo, create_ata_idempotent
 from synod.crypto import frost
 from synod.state.fees import FeeSchedule
 from synod.state.machine import Withdrawal, canonical_template
+from tests.fixtures import withdrawal as withdrawal_record
 
 SOL_FEE = FeeSchedule().account_fee("sol")  # 5000 base + 2000 µlamports x 200k CU = 5400
 MINT_SIZE = 82
@@ -130,9 +131,8 @@ def sol_template(
 
 def withdrawal(template: dict[str, object], status: str = "SIGNING") -> Withdrawal:
     text = canonical_template(template)
-    return Withdrawal(
+    return withdrawal_record(
         withdraw_id=str(template["withdraw_id"]),
-        seq=1,
         request_id=f"req-{template['withdraw_id']}",
         chain="sol",
         asset=str(template["asset"]),
@@ -143,10 +143,4 @@ def withdrawal(template: dict[str, object], status: str = "SIGNING") -> Withdraw
         template_hash=hashlib.sha256(text).hexdigest(),
         template=text.decode(),
         session_id="s-1",
-        signature_ref=None,
-        txid=None,
-        height=None,
-        sessions=1,
-        attempt=0,
-        reason=None,
     )

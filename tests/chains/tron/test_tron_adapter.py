@@ -13,6 +13,7 @@ import pytest
 
 from synod.chains.tron.adapter import TronAdapter, TronHttpClient
 from synod.state.machine import Withdrawal
+from tests.fixtures import withdrawal as withdrawal_record
 
 NODE: dict[str, Any] = {
     "number": 1000,
@@ -62,25 +63,15 @@ def node() -> Iterator[str]:
 
 
 def withdrawal(txid: str | None = None) -> Withdrawal:
-    return Withdrawal(
-        "w1",
-        1,
-        "r1",
-        "trx",
-        "TRX",
-        "TPETNZhCFky15fMJhDxu86tw9XsdkdsAT7",
-        5,
-        "SIGNED",
-        0,
-        "h",
-        "{}",
-        "s",
-        "sig",
-        txid,
-        None,
-        1,
-        0,
-        None,
+    return withdrawal_record(
+        chain="trx",
+        asset="TRX",
+        to="TPETNZhCFky15fMJhDxu86tw9XsdkdsAT7",
+        status="SIGNED",
+        fee=0,
+        session_id="s",
+        signature_ref="sig",
+        txid=txid,
     )
 
 

@@ -3,9 +3,6 @@ threshold signature over the id recovers to the group's TRON address."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import coincurve
 import pytest
 
@@ -13,8 +10,7 @@ from synod.chains.evm.address import address_bytes
 from synod.chains.tron.address import tron_address
 from synod.chains.tron.tx import RefBlock, address_to_raw, trc20_transfer, trx_transfer
 from synod.crypto import ecdsa
-
-DATA = Path(__file__).parents[2] / "data"
+from tests.fixtures import stored_aux
 
 # A TRX transfer as included on TRON mainnet (public chain data): fields, raw_data_hex,
 # txID and the owner's signature.
@@ -67,11 +63,7 @@ def test_matches_a_mainnet_transaction_byte_for_byte() -> None:
 
 @pytest.fixture(scope="module")
 def group() -> list[ecdsa.KeyShare]:
-    doc = json.loads((DATA / "cggmp_aux_info.json").read_text())
-    aux = [
-        ecdsa.AuxInfo.from_raw(json.dumps(a, separators=(",", ":")).encode())
-        for a in doc["aux_info"]["3"]
-    ]
+    aux = stored_aux(3)
     return ecdsa.local_keygen(2, 3, aux)
 
 
