@@ -4,6 +4,8 @@
 # current user a superuser role so the tests can create and drop their own databases.
 # Prints the DSN to use on stdout; exits non-zero (with a reason on stderr) if it cannot.
 set -euo pipefail
+# Only the DSN may reach stdout: callers capture it. Everything the tools print goes to stderr.
+exec 3>&1 1>&2
 
 if ! command -v pg_lsclusters >/dev/null 2>&1; then
     if [ "$(id -u)" != 0 ]; then
@@ -31,4 +33,4 @@ if [ "$(id -u)" = 0 ]; then
     runuser -u postgres -- psql -p "$port" -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$me'" | grep -q 1 \
         || runuser -u postgres -- psql -p "$port" -qc "CREATE ROLE \"$me\" LOGIN SUPERUSER"
 fi
-echo "host=/var/run/postgresql port=$port dbname=postgres user=$me"
+echo "host=/var/run/postgresql port=$port dbname=postgres user=$me" >&3
