@@ -30,6 +30,7 @@ fi
 
 me=$(id -un)
 if [ "$(id -u)" = 0 ]; then
+    cd /  # psql as the postgres user cannot enter every caller's directory
     runuser -u postgres -- psql -p "$port" -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$me'" | grep -q 1 \
         || runuser -u postgres -- psql -p "$port" -qc "CREATE ROLE \"$me\" LOGIN SUPERUSER"
 fi
