@@ -397,3 +397,10 @@ def test_cli_needs_an_action(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         cli()
     assert info.value.code == 2
+
+
+def test_evm_custody_mode_selects_ledger_nonce_chains() -> None:
+    assert load_config(env={}).chains.nonce_chains == frozenset()
+    cfg = load_config(env={"SYNOD__CHAINS__BNB__CUSTODY": "eoa"})
+    assert cfg.chains.bnb.custody == "eoa" and cfg.chains.nonce_chains == {"bnb"}
+    assert "chains.eth.custody" in error_of(env={"SYNOD__CHAINS__ETH__CUSTODY": "multisig"})

@@ -191,6 +191,9 @@ class BtcChainConfig(_ChainBase):
 
 class EvmChainConfig(_ChainBase):
     chain_id: _Positive
+    # "contract": the custody contract pays, authorised by a FROST signature (the default);
+    # "eoa": the CGGMP group address pays with ordinary transactions and ledger-kept nonces.
+    custody: Literal["contract", "eoa"] = "contract"
     gas_price_gwei: _Fee
     gas_limit: Annotated[int, Field(ge=21_000)]
 
@@ -218,6 +221,11 @@ class ChainsConfig(_Model):
     bnb: EvmChainConfig
     trx: TronChainConfig
     sol: SolanaChainConfig
+
+    @property
+    def nonce_chains(self) -> frozenset[str]:
+        """EVM chains in EOA mode: the ledger fixes their account nonces (`Ledger`)."""
+        return frozenset(name for name in ("eth", "bnb") if getattr(self, name).custody == "eoa")
 
 
 class FeePolicyConfig(_Model):

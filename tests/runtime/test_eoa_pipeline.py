@@ -11,13 +11,14 @@ from typing import Any
 from synod.chains.evm.adapter import EthTesterBackend, EvmAdapter
 from synod.chains.evm.address import address_bytes, checksum_address
 from synod.chains.evm.devchain import ETHER, GWEI, DevChain
-from synod.chains.evm.eoa import Eip1559Transaction, payment
+from synod.chains.evm.eoa import Eip1559Transaction, template_transaction
 from synod.crypto import ecdsa
 from synod.runtime.consensus import LocalConsensus
 from synod.runtime.journal import Journal
 from synod.runtime.signers import CggmpCommitteeSigner
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
 from synod.state.db import SqliteDatabase
+from synod.state.fees import FeeSchedule
 from synod.state.machine import CONFIRMED, Ledger
 from synod.state.transactions import DepositCredit, WithdrawRequest
 from tests.fixtures import stored_aux
@@ -29,30 +30,16 @@ def test_eoa_withdrawals_signed_with_cggmp(tmp_path: Path) -> None:
     group = checksum_address(address_bytes(shares[0].public_key))
     dev = DevChain()
     assert dev.transact(group, value=3 * ETHER)["status"] == 1
-    ledger = Ledger(SqliteDatabase(tmp_path / "ledger.db"))
+    fees = FeeSchedule(eth_gas_price_gwei=30, eth_gas_limit=21_000)
+    ledger = Ledger(SqliteDatabase(tmp_path / "ledger.db"), fees, nonce_chains={"eth"})
     ledger.apply(DepositCredit("eth", "ETH", 3 * ETHER, "0xfund", 1))
-    recipients = [checksum_address(os.urandom(20)) for _ in range(2)]
+    recipients = [checksum_address(os.urandom(20)) for _ in range(3)]
     for i, to in enumerate(recipients):
         ledger.apply(WithdrawRequest(f"eoa-{i}", "eth", "ETH", to, ETHER // 10 * (i + 1)))
 
-    nonces: dict[str, int] = {}  # fixed once per withdrawal, in FIFO order, before signing
-
     def tx_for(w: Any) -> Eip1559Transaction:
-        if w.withdraw_id not in nonces:
-            nonces[w.withdraw_id] = dev.tester.get_nonce(group) + len(
-                [n for n in nonces.values() if n >= dev.tester.get_nonce(group)]
-            )
-        to, value, data = payment(json.loads(w.template))
-        return Eip1559Transaction(
-            dev.chain_id,
-            nonces[w.withdraw_id],
-            GWEI,
-            30 * GWEI,
-            21_000,
-            to,
-            value,
-            data,
-        )
+        # The nonce comes from the ledger's template, fixed at reservation in FIFO order.
+        return template_transaction(json.loads(w.template), dev.chain_id, 30 * GWEI, 21_000, GWEI)
 
     def digest(w: Any) -> bytes:
         return tx_for(w).digest()
@@ -80,4 +67,6 @@ def test_eoa_withdrawals_signed_with_cggmp(tmp_path: Path) -> None:
         assert dev.balance(w.to) == w.amount
         tx = dev.tester.get_transaction_by_hash(w.txid)
         assert str(tx["from"]).lower() == group.lower()
+        assert tx["nonce"] == w.account_nonce
+    assert dev.tester.get_nonce(group) == 3
     assert all(r.ok for r in signer.records)

@@ -198,11 +198,54 @@ def test_session_timeout_keeps_template_and_unspendable_releases(open_db: Opener
     assert w.template_hash is None and ledger.balance("btc", "BTC")["reserved"] == 0
 
 
+def test_eoa_chain_nonces_follow_fifo_and_survive_a_new_template(open_db: Opener) -> None:
+    """EVM EOA mode: reservation fixes the account nonce inside the template, in FIFO order
+    per chain (across assets); a session timeout, a plain retry and even a new template after
+    proof keep it, so every transaction signed for one withdrawal competes for one nonce."""
+    ledger = Ledger(open_db(), nonce_chains={"eth"})
+    fee = FEES.account_fee("eth")
+    ledger.apply(DepositCredit("eth", "ETH", 10 * fee + 10**18, "0xa", 1))
+    ledger.apply(DepositCredit("eth", "USDT", 1_000, "0xb", 2))
+    ledger.apply(DepositCredit("sol", "SOL", 10**9, "sol-a", 1))
+    requests = [("a", "ETH", 10**17), ("b", "USDT", 400), ("c", "ETH", 10**17)]
+    wids = [
+        ledger.apply(WithdrawRequest(r, "eth", asset, "0xdest", amount)).result["withdraw_id"]
+        for r, asset, amount in requests
+    ]
+    sol = ledger.apply(WithdrawRequest("d", "sol", "SOL", "dest", 1000)).result["withdraw_id"]
+    for wid in [*wids, sol]:
+        ledger.apply(Reserve(wid))
+    templates = [json.loads(ledger.withdrawal(w).template or "") for w in wids]
+    assert [t["nonce"] for t in templates] == ["0", "1", "2"]
+    assert [ledger.withdrawal(w).account_nonce for w in wids] == [0, 1, 2]
+    assert "nonce" not in json.loads(ledger.withdrawal(sol).template or "")
+
+    wid = wids[1]
+    ledger.apply(StartSign(wid, "s1"))
+    ledger.apply(Signed(wid, "s1", "sig"))
+    ledger.apply(Broadcast(wid, "0x" + "11" * 32))
+    ledger.apply(Fail(wid, "underpriced"))
+    ledger.apply(Requeue(wid, "fee bump", unspendable_proof="replaced", attempt=0))
+    assert ledger.withdrawal(wid).template is None
+    ledger.apply(Reserve(wid, attempt=1))
+    again = ledger.withdrawal(wid)
+    assert json.loads(again.template or "")["nonce"] == "1" and again.account_nonce == 1
+    later = ledger.apply(WithdrawRequest("e", "eth", "ETH", "0xdest", 1)).result["withdraw_id"]
+    ledger.apply(Reserve(later))
+    assert ledger.withdrawal(later).account_nonce == 3  # the counter did not move back
+
+
+def test_nonce_chains_are_evm_only(open_db: Opener) -> None:
+    with pytest.raises(ValueError, match="only on EVM"):
+        Ledger(open_db(), nonce_chains={"btc"})
+
+
 # ---------------------------------------------------------------------------
 # The hypothesis state machine
 # ---------------------------------------------------------------------------
 
 ACCOUNT = [("eth", "ETH"), ("eth", "USDT"), ("sol", "SOL")]
+NONCE_CHAINS = {"eth"}  # Ethereum in EOA mode: the ledger keeps the account nonces
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -211,8 +254,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.opener = type(self).factory()  # a fresh store for every example
-        self.ledger = Ledger(self.opener())
+        self.ledger = Ledger(self.opener(), nonce_chains=NONCE_CHAINS)
         self.applied: list[Tx] = []
+        self.nonces: dict[str, int] = {}
         self.deposits = 0
         self.requests = 0
         self.templates: dict[str, str] = {}
@@ -330,7 +374,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def crash_and_reopen(self) -> None:
         before = self._snapshot()
         self.ledger.db.close()
-        self.ledger = Ledger(self.opener())
+        self.ledger = Ledger(self.opener(), nonce_chains=NONCE_CHAINS)
         assert self._snapshot() == before
 
     def _snapshot(self) -> Any:
@@ -374,6 +418,19 @@ class LedgerMachine(RuleBasedStateMachine):
         for u in self.ledger.utxos():
             if u["locked_by"]:
                 assert sources.get(u["outpoint"]) == u["locked_by"]
+
+    @invariant()
+    def account_nonces(self) -> None:
+        """One nonce per withdrawal, never shared, never changed, always the template's."""
+        seen: dict[int, str] = {}
+        for w in self.ledger.withdrawals(chain="eth"):
+            if w.account_nonce is None:
+                assert w.template is None
+                continue
+            assert seen.setdefault(w.account_nonce, w.withdraw_id) == w.withdraw_id
+            assert self.nonces.setdefault(w.withdraw_id, w.account_nonce) == w.account_nonce
+            if w.template is not None:
+                assert json.loads(w.template)["nonce"] == str(w.account_nonce)
 
     @invariant()
     def one_confirmation_each(self) -> None:

@@ -58,6 +58,11 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        # EVM EOA mode: the account nonce a withdrawal's transactions use, kept across templates.
+        "ALTER TABLE withdrawals ADD COLUMN account_nonce BIGINT",
+    ),
 ]
 
 

@@ -12,6 +12,9 @@ if TYPE_CHECKING:
 
 SOL_BASE_FEE_LAMPORTS = 5000
 SOL_COMPUTE_UNITS = 200_000
+# The rent-exempt minimum of a 165-byte SPL token account at the current rent parameters: what
+# the custody pays when a token withdrawal has to create the recipient's token account.
+SOL_TOKEN_ACCOUNT_RENT_LAMPORTS = 2_039_280
 
 
 @dataclass(frozen=True)
@@ -29,8 +32,11 @@ class FeeSchedule:
         vbytes_x2 = 21 + 115 * inputs + 86 * outputs
         return (vbytes_x2 + 1) // 2 * self.btc_sats_per_vbyte
 
-    def account_fee(self, chain: str) -> int:
-        """The fee in the chain's native unit (wei, sun, lamports)."""
+    def account_fee(self, chain: str, asset: str | None = None) -> int:
+        """The fee in the chain's native unit (wei, sun, lamports) for withdrawing `asset`.
+
+        A Solana token withdrawal also reserves the rent of the recipient's token account,
+        which the transaction creates when it does not exist yet (the worst case)."""
         if chain == "eth":
             return self.eth_gas_price_gwei * 10**9 * self.eth_gas_limit
         if chain == "bnb":
@@ -38,9 +44,11 @@ class FeeSchedule:
         if chain == "trx":
             return self.trx_fee_limit_sun
         if chain == "sol":
+            rent = SOL_TOKEN_ACCOUNT_RENT_LAMPORTS if asset not in (None, "SOL") else 0
             return (
                 SOL_BASE_FEE_LAMPORTS
                 + self.sol_priority_micro_lamports * SOL_COMPUTE_UNITS // 10**6
+                + rent
             )
         raise ValueError(f"no account fee for chain {chain!r}")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,11 +79,12 @@ class Withdrawal:
     sessions: int
     attempt: int
     reason: str | None
+    account_nonce: int | None = None
 
 
 _W_COLUMNS = (
     "withdraw_id, seq, request_id, chain, asset, to_addr, amount, status, fee, template_hash, "
-    "template, session_id, signature_ref, txid, height, sessions, attempt, reason"
+    "template, session_id, signature_ref, txid, height, sessions, attempt, reason, account_nonce"
 )
 
 
@@ -95,15 +96,28 @@ def _withdrawal(row: tuple[Any, ...]) -> Withdrawal:
 
 
 class Ledger:
+    """The state machine over one database.
+
+    `nonce_chains` are the chains paid from an account whose transactions carry a sequence
+    number (EVM in EOA mode). Reservation gives each withdrawal the next number, in FIFO
+    order, inside its template; a new template for the same withdrawal keeps the number, so
+    the chain itself lets at most one of its transactions execute.
+    """
+
     def __init__(
         self,
         db: SqliteDatabase | PostgresDatabase,
         fees: FeeSchedule | None = None,
         template_builder: TemplateBuilder = canonical_template,
+        nonce_chains: Collection[str] = (),
     ) -> None:
+        unknown = sorted(set(nonce_chains) - {"eth", "bnb"})
+        if unknown:
+            raise ValueError(f"account nonces exist only on EVM chains, not {unknown}")
         self.db = db
         self.fees = fees or FeeSchedule()
         self.template_builder = template_builder
+        self.nonce_chains = frozenset(nonce_chains)
         self._handlers: dict[str, Callable[[Any], dict[str, Any]]] = {
             DepositCredit.KIND: self._deposit,
             WithdrawRequest.KIND: self._request,
@@ -318,7 +332,7 @@ class Ledger:
         if w.chain == "btc":
             return self._plan_btc(w)
         native = CHAINS[w.chain]
-        fee = self.fees.account_fee(w.chain)
+        fee = self.fees.account_fee(w.chain, w.asset)
         need: dict[str, int] = {w.asset: w.amount}
         need[native] = need.get(native, 0) + fee
         takes: list[tuple[str, str, int]] = []
@@ -343,6 +357,14 @@ class Ledger:
             "lots": [[src, asset, str(a)] for src, asset, a in takes],
         }
         return {"fee": fee, "takes": takes, "template": template}
+
+    def _account_nonce(self, w: Withdrawal) -> int:
+        """The withdrawal's account nonce: its own if it ever had one, else the chain's next."""
+        if w.account_nonce is not None:
+            return w.account_nonce
+        nonce = self._next(f"account_nonce:{w.chain}") - 1  # accounts start at nonce 0
+        self._set(w.withdraw_id, account_nonce=nonce)
+        return nonce
 
     def _plan_btc(self, w: Withdrawal) -> dict[str, Any] | None:
         chosen: list[dict[str, Any]] = []
@@ -409,6 +431,8 @@ class Ledger:
                 (w.withdraw_id, source, asset, str(amount)),
             )
             self._adjust(w.chain, asset, available=-amount, reserved=amount)
+        if w.chain in self.nonce_chains:
+            plan["template"]["nonce"] = str(self._account_nonce(w))
         template = self.template_builder(plan["template"])
         template_hash = hashlib.sha256(template).hexdigest()
         self._set(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from eth_account import Account
@@ -20,10 +21,23 @@ from synod.chains.evm.eoa import (
     payment,
     recover_sender,
     sign_checked,
+    template_transaction,
     transaction_hash,
 )
 from synod.crypto import ecdsa
-from synod.state.machine import Withdrawal
+from synod.state.db import SqliteDatabase
+from synod.state.fees import FeeSchedule
+from synod.state.machine import Ledger, Withdrawal
+from synod.state.transactions import (
+    Broadcast,
+    DepositCredit,
+    Fail,
+    Requeue,
+    Reserve,
+    Signed,
+    StartSign,
+    WithdrawRequest,
+)
 from tests.fixtures import stored_aux
 from tests.fixtures import withdrawal as withdrawal_record
 
@@ -198,3 +212,64 @@ def test_adapter_refuses_foreign_sender(evm: Evm, shares: list[ecdsa.KeyShare]) 
     tpl = {"asset": "ETH", "to": "0x" + "00" * 20, "amount": "1"}
     with pytest.raises(ValueError, match="not signed by the sender"):
         adapter.broadcast(withdrawal("x", tpl), "sig")
+
+
+@pytest.mark.parametrize("first", ["old", "new"])
+def test_two_templates_for_one_withdrawal_pay_once(
+    evm: Evm, shares: list[ecdsa.KeyShare], tmp_path: Path, first: str
+) -> None:
+    """A fee bump in EOA mode: the old transaction is stuck, governance raises the fee, and the
+    withdrawal gets a new template. The ledger kept the nonce, so whichever signed transaction
+    the chain takes first, the other is refused and the recipient is paid once."""
+    sender = group_address(shares)
+    evm.transact(sender, value=ETHER)
+    db = SqliteDatabase(tmp_path / "ledger.db")
+    cheap = Ledger(
+        db, FeeSchedule(eth_gas_price_gwei=2, eth_gas_limit=21_000), nonce_chains={"eth"}
+    )
+    cheap.apply(DepositCredit("eth", "ETH", ETHER, "0xfund", 1))
+    to = random_address()
+    wid = cheap.apply(WithdrawRequest("bump", "eth", "ETH", to, 10**15)).result["withdraw_id"]
+
+    def signed_for(ledger: Ledger, gwei: int, attempt: int) -> bytes:
+        ledger.apply(Reserve(wid, attempt=attempt))
+        template = json.loads(ledger.withdrawal(wid).template or "")
+        tx = template_transaction(template, evm.chain_id, gwei * GWEI, 21_000)
+        ledger.apply(StartSign(wid, f"s{attempt}", attempt=attempt))
+        raw = sign_checked(tx, ecdsa.local_sign(shares, [0, 1], tx.digest()), shares[0].public_key)
+        ledger.apply(Signed(wid, f"s{attempt}", "sig", attempt=attempt))
+        return raw
+
+    old = signed_for(cheap, 2, 0)
+    cheap.apply(Broadcast(wid, "0x" + transaction_hash(old).hex()))
+    cheap.apply(Fail(wid, "not mined: underpriced"))
+    cheap.apply(Requeue(wid, "fee bump", unspendable_proof="replaced at the same nonce"))
+    dear = Ledger(
+        db, FeeSchedule(eth_gas_price_gwei=40, eth_gas_limit=21_000), nonce_chains={"eth"}
+    )
+    new = signed_for(dear, 40, 1)
+    assert transaction_hash(new) != transaction_hash(old)
+    assert dear.withdrawal(wid).account_nonce == 0
+
+    winner, loser = (old, new) if first == "old" else (new, old)
+    evm.tester.send_raw_transaction("0x" + winner.hex())
+    with pytest.raises(Exception, match=r"(?i)nonce"):
+        evm.tester.send_raw_transaction("0x" + loser.hex())
+    assert evm.balance(to) == 10**15
+    assert evm.tester.get_nonce(sender) == 1
+
+
+def test_template_transaction_refuses_missing_nonce_and_overspent_gas() -> None:
+    tpl = {
+        "withdraw_id": "w",
+        "chain": "eth",
+        "asset": "ETH",
+        "to": random_address(),
+        "amount": "1",
+    }
+    with pytest.raises(ValueError, match="no account nonce"):
+        template_transaction({**tpl, "fee": str(21_000 * GWEI)}, 1, GWEI, 21_000)
+    with pytest.raises(ValueError, match="exceeds the reserved fee"):
+        template_transaction({**tpl, "fee": str(21_000 * GWEI), "nonce": "0"}, 1, 2 * GWEI, 21_000)
+    tx = template_transaction({**tpl, "fee": str(21_000 * GWEI), "nonce": "7"}, 1, GWEI, 21_000)
+    assert tx.nonce == 7 and tx.max_fee_per_gas == GWEI

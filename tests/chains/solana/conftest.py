@@ -114,9 +114,11 @@ def token_balance(svm: LiteSVM, owner: Pubkey, token: TokenInfo) -> int | None:
 
 
 def sol_template(
-    wid: str, to: Pubkey, amount: int, asset: str = "SOL", fee: int = SOL_FEE
+    wid: str, to: Pubkey, amount: int, asset: str = "SOL", fee: int | None = None
 ) -> dict[str, object]:
-    """A template shaped like the state machine's for account chains."""
+    """A template shaped like the state machine's for account chains (and with its fee)."""
+    if fee is None:
+        fee = FeeSchedule().account_fee("sol", asset)
     return {
         "withdraw_id": wid,
         "chain": "sol",

@@ -21,7 +21,7 @@ from synod.chains.solana.tx import (
     txid,
     verify_message,
 )
-from synod.state.fees import SOL_BASE_FEE_LAMPORTS
+from synod.state.fees import SOL_BASE_FEE_LAMPORTS, SOL_TOKEN_ACCOUNT_RENT_LAMPORTS, FeeSchedule
 
 from .conftest import SOL_FEE, Group, create_token, sol_template, token_balance
 
@@ -74,9 +74,11 @@ def test_spl_token_transfer_signed_by_threshold(svm: LiteSVM, group: Group) -> N
         assert meta.fee() == SOL_FEE
     assert token_balance(svm, to, token) == 2_000_000
     assert token_balance(svm, group.pubkey, token) == 3_000_000
-    # The group paid two fees and the rent of the recipient's new token account (not in the
-    # template's fee: see ATA_RENT_NOTE).
+    # The group paid two fees and the rent of the recipient's new token account (see
+    # ATA_RENT_NOTE; the ledger reserves it, checked against the runtime's rent below).
     assert svm.get_balance(group.pubkey) == sol_before - 2 * SOL_FEE - RENT_TOKEN_ACCOUNT
+    assert svm.minimum_balance_for_rent_exemption(165) == SOL_TOKEN_ACCOUNT_RENT_LAMPORTS
+    assert FeeSchedule().account_fee("sol", "USDC") == SOL_FEE + SOL_TOKEN_ACCOUNT_RENT_LAMPORTS
 
 
 def test_wrong_decimals_in_registry_fail_on_chain(svm: LiteSVM, group: Group) -> None:
@@ -196,7 +198,8 @@ def test_no_compute_budget_when_fee_is_the_base_fee(svm: LiteSVM, group: Group) 
         ({"amount": str(2**64)}, "u64"),
         ({"fee": "4999"}, "below the base fee"),
         ({"to": "not-base58!"}, "not a Solana address"),
-        ({"asset": "DOGE"}, "unknown token"),
+        ({"asset": "DOGE"}, "token account rent"),
+        ({"asset": "DOGE", "fee": str(SOL_FEE + SOL_TOKEN_ACCOUNT_RENT_LAMPORTS)}, "unknown token"),
         ({"withdraw_id": "x" * 200}, "too long"),
     ],
 )

@@ -58,6 +58,7 @@ def run(
     to = {"SOL": Pubkey.new_unique(), "USDC": Pubkey.new_unique()}
     ledger.apply(WithdrawRequest("req-1", "sol", "SOL", str(to["SOL"]), 3_000_000))
     ledger.apply(WithdrawRequest("req-2", "sol", "USDC", str(to["USDC"]), 4_000_000))
+    lamports_before = svm.get_balance(group.pubkey)
     for _ in range(40):
         worker.step()
         if all(w.status == CONFIRMED for w in ledger.withdrawals()):
@@ -68,6 +69,10 @@ def run(
     assert token_balance(svm, group.pubkey, token) == 5_000_000
     for (_c, _a), b in ledger.balances().items():
         assert b["deposited"] == b["available"] + b["reserved"] + b["withdrawn"] + b["fees"]
+    # The fees the ledger charged cover what the chain took (fees and the new token account's
+    # rent), so the ledger never claims more SOL than the group account holds.
+    spent = lamports_before - svm.get_balance(group.pubkey) - 3_000_000
+    assert spent > 0 and ledger.balance("sol", "SOL")["fees"] >= spent
     return ledger, to, signer
 
 

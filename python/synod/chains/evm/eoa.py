@@ -167,3 +167,35 @@ def payment(
     if asset == NATIVE:
         return to, amount, b""
     return asset, 0, erc20_transfer_data(to, amount)
+
+
+def template_transaction(
+    template: Mapping[str, Any],
+    chain_id: int,
+    max_fee_per_gas: int,
+    gas_limit: int,
+    max_priority_fee_per_gas: int | None = None,
+    tokens: Mapping[str, str] | None = None,
+) -> Eip1559Transaction:
+    """The EIP-1559 transaction paying a reserved template from the EOA.
+
+    The nonce is the one the ledger fixed at reservation (`Ledger(nonce_chains=...)`), so
+    every transaction ever signed for this withdrawal shares it and at most one executes.
+    The gas the transaction may burn must fit in the fee the ledger reserved.
+    """
+    if "nonce" not in template:
+        raise ValueError(
+            f"{template.get('withdraw_id')}: template has no account nonce "
+            "(reserve it on a ledger with this chain in `nonce_chains`)"
+        )
+    worst_case = max_fee_per_gas * gas_limit
+    if worst_case > int(template["fee"]):
+        raise ValueError(
+            f"{template['withdraw_id']}: up to {worst_case} wei of gas exceeds the "
+            f"reserved fee {template['fee']}"
+        )
+    to, value, data = payment(template, tokens)
+    priority = max_fee_per_gas if max_priority_fee_per_gas is None else max_priority_fee_per_gas
+    return Eip1559Transaction(
+        chain_id, int(template["nonce"]), priority, max_fee_per_gas, gas_limit, to, value, data
+    )

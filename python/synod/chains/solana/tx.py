@@ -10,7 +10,8 @@ Instructions, in order:
 
 1. compute budget (only when the template's fee exceeds the base fee): a unit limit of
    `SOL_COMPUTE_UNITS` and a unit price such that the priority fee never exceeds what the
-   template reserved (Solana charges price x limit, not the units actually used);
+   template reserved for it (Solana charges price x limit, not the units actually used; a
+   token template's fee also holds the token account rent, which is not spent on priority);
 2. for a token: the recipient's associated token account, created idempotently (a no-op when
    it exists; otherwise the group account pays its rent — see `ATA_RENT_NOTE`);
 3. the transfer: System `Transfer` for SOL, SPL Token `TransferChecked` (amount *and* decimals
@@ -40,7 +41,11 @@ from solders.token import ID as TOKEN_PROGRAM_ID
 from solders.token.associated import get_associated_token_address
 from solders.transaction import Transaction
 
-from synod.state.fees import SOL_BASE_FEE_LAMPORTS, SOL_COMPUTE_UNITS
+from synod.state.fees import (
+    SOL_BASE_FEE_LAMPORTS,
+    SOL_COMPUTE_UNITS,
+    SOL_TOKEN_ACCOUNT_RENT_LAMPORTS,
+)
 
 ASSOCIATED_TOKEN_PROGRAM_ID = Pubkey.from_string("ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL")
 MEMO_PROGRAM_ID = Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr")
@@ -55,7 +60,8 @@ _ATA_CREATE_IDEMPOTENT = 1  # Associated Token Account instruction tag
 
 ATA_RENT_NOTE = (
     "creating a recipient's token account costs the payer the rent-exempt minimum for 165 bytes "
-    "(2,039,280 lamports at current rent), which the template's fee does not include"
+    "(2,039,280 lamports at current rent); the ledger reserves it in every token withdrawal's "
+    "fee (synod.state.fees.SOL_TOKEN_ACCOUNT_RENT_LAMPORTS)"
 )
 
 
@@ -207,10 +213,13 @@ class SolanaTransfer:
         if amount == 0:
             raise TemplateError("amount must be positive")
         fee = _digits(t, "fee")
-        price = priority_price(fee)
         asset = t.get("asset")
         if not isinstance(asset, str) or not asset:
             raise TemplateError("asset must be a non-empty string")
+        rent = 0 if asset == NATIVE_ASSET else SOL_TOKEN_ACCOUNT_RENT_LAMPORTS
+        if fee < rent:
+            raise TemplateError(f"fee {fee} does not cover the token account rent of {rent}")
+        price = priority_price(fee - rent)
         bh = blockhash if isinstance(blockhash, Hash) else _blockhash(blockhash)
 
         ixs: list[Instruction] = []
