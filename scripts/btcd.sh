@@ -8,8 +8,6 @@
 #   SYNOD_CACHE_DIR  cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/synod)
 #   BTCD_BUILD_JOBS  parallel build jobs passed to `go install -p` (default 1: shared machines)
 set -euo pipefail
-# Only the directory may reach stdout: callers capture it.
-exec 3>&1 1>&2
 
 version="${BTCD_VERSION:-v0.24.2}"
 cache="${SYNOD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/synod}"
@@ -17,7 +15,7 @@ bindir="$cache/go/btcd-$version/bin"
 stamp="$bindir/.installed"
 
 if [ -x "$bindir/btcd" ] && [ -x "$bindir/btcctl" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version" ]; then
-    echo "$bindir" >&3
+    echo "$bindir"
     exit 0
 fi
 
@@ -35,4 +33,4 @@ GOBIN="$bindir" GOFLAGS=-buildvcs=false nice -n 10 go install -trimpath -p "${BT
     "github.com/btcsuite/btcd/cmd/btcctl@$version" >&2
 echo "$version" >"$stamp"
 echo "btcd.sh: built in $(($(date +%s) - start)) s" >&2
-echo "$bindir" >&3
+echo "$bindir"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -88,7 +87,6 @@ def threshold_sign(adapter: BitcoinAdapter, group: FrostGroup, w: Withdrawal) ->
 
 
 def test_threshold_spend_confirms(chain: Node, frost_group: FrostGroup) -> None:
-    started = time.monotonic()
     rpc = chain.rpc
     adapter = BitcoinAdapter(rpc, NET)
     _, value, script = coinbase(chain, 1)
@@ -132,7 +130,6 @@ def test_threshold_spend_confirms(chain: Node, frost_group: FrostGroup) -> None:
     assert {txid, child.txid} <= set(block["tx"])
     assert adapter.broadcast(signed, ref) == txid  # still idempotent once mined
     assert adapter.status(signed).confirmations >= 1
-    assert time.monotonic() - started < 30
 
 
 def test_node_refusal_is_reported(chain: Node, frost_group: FrostGroup) -> None:

@@ -201,11 +201,9 @@ def test_esplora_client_errors(fake: tuple[FakeChain, str]) -> None:
     assert err.value.status == 404
     with pytest.raises(TransportError, match="503"):
         client._get_json("/boom")
-    chain.delay = 0.8
-    started = time.monotonic()
-    with pytest.raises(TransportError):
+    chain.delay = 0.8  # longer than the client's timeout: the client gives up, naming why
+    with pytest.raises(TransportError, match=r"(?i)timed out"):
         client.broadcast("00")
-    assert time.monotonic() - started < 0.7  # the timeout holds
     with pytest.raises(ValueError):
         EsploraClient("ftp://example.invalid")
 
