@@ -61,6 +61,7 @@ def test_signer_answers_only_the_current_aggregator(tmp_path: Path, keys) -> Non
     assert len(out) == 1 and out[0].kind == COMMIT and out[0].to == cands[0]
     # Turn 0 is over at t=5: the same aggregator is now stale.
     assert s.receive(Incoming(cands[0], SIGN, 1, pack(0, 1, b"x")), now=6.0) == []
+    assert s.events()[-1].data["reason"] == "stale_aggregator"
 
 
 def test_template_mismatch_refused_before_any_nonce(tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
@@ -99,3 +100,22 @@ def test_coordinator_excludes_a_malformed_commitment(keys) -> None:  # type: ign
     assert 2 in c.malicious
     with pytest.raises(ValueError):
         RoastCoordinator(schedule, 0, schedule.candidates[1], 2, keys[1], MSG)
+
+
+def test_outsiders_have_no_say(tmp_path: Path, keys) -> None:  # type: ignore[no-untyped-def]
+    """A node the router knows but that is not in this committee: its junk cannot get members
+    of the committee excluded or the session failed, and its valid commitment is not used."""
+    schedule = AggregatorSchedule(SID, 1, (1, 2, 3), 0.0, 5.0)
+    me = schedule.candidates[0]
+    c = RoastCoordinator(schedule, 0, me, 2, keys[1], MSG)
+    outsider_commitment = frost.commit(keys[0][1])[1].to_bytes()
+    for outsider in (8, 9):
+        assert c.receive(Incoming(outsider, COMMIT, 0, pack(0, b"junk")), now=0.0) == []
+    assert c.receive(Incoming(9, COMMIT, 0, pack(0, outsider_commitment)), now=0.0) == []
+    assert not c.malicious and not c.ready and not c.done
+    assert {e.data["reason"] for e in c.events() if e.name == "dropped"} == {"not_a_participant"}
+
+    s = signer(tmp_path, keys)
+    assert s.receive(Incoming(9, OPEN, 0, pack(0, MSG)), now=1.0) == []
+    assert s.events()[-1].data["reason"] == "not_a_participant"
+    assert s.store.raw_nonce_rows() == []

@@ -61,10 +61,7 @@ class Session:
         return []
 
     def receive(self, msg: Incoming, now: float) -> list[Send]:
-        if self.done:
-            return []
-        if msg.sender not in self.participants:
-            self._emit("dropped", reason="not_a_participant", sender=msg.sender)
+        if self.done or self._foreign(msg):
             return []
         if msg.round > self.round and self._buffers(msg):
             self._early.append(msg)
@@ -79,6 +76,14 @@ class Session:
         return out
 
     # -- subclass side -----------------------------------------------------
+    def _foreign(self, msg: Incoming) -> bool:
+        """True (and a drop event) for a sender outside this session's participants: a node
+        the router knows, but not a member of this committee, has no say here."""
+        if msg.sender in self.participants:
+            return False
+        self._emit("dropped", reason="not_a_participant", sender=msg.sender)
+        return True
+
     def _on_message(self, msg: Incoming, now: float) -> list[Send]:
         """Handle one message of the current round; a session that handles none drops it."""
         self._emit("dropped", reason="unexpected", sender=msg.sender, kind=msg.kind)

@@ -196,7 +196,7 @@ class CggmpSigningDriver(Session):
 
     # -- everyone --------------------------------------------------------------
     def receive(self, msg: Incoming, now: float) -> list[Send]:
-        if self.done:
+        if self.done or self._foreign(msg):
             return []
         try:
             if msg.kind == START:

@@ -131,7 +131,7 @@ class RoastCoordinator(Session):
         return [Send(BROADCAST, OPEN, 0, pack(self.agg_index, self.message))]
 
     def receive(self, msg: Incoming, now: float) -> list[Send]:
-        if self.done:
+        if self.done or self._foreign(msg):
             return []
         if msg.sender in self.malicious:
             self._emit("dropped", reason="excluded_signer", sender=msg.sender)
@@ -306,7 +306,7 @@ class RoastSigner(Session):
         return [Send(aggregator, COMMIT, 0, pack(idx, commitment.to_bytes()))]
 
     def receive(self, msg: Incoming, now: float) -> list[Send]:
-        if self.done:
+        if self.done or self._foreign(msg):
             return []
         try:
             if msg.kind == OPEN:
