@@ -29,7 +29,8 @@ class FakeSigner:
 class FakeChain:
     """Accepts broadcasts; the same template always gives the same txid (like a real chain);
     a transaction confirms after `confirm_after` status polls; `reject` lists withdrawals whose
-    first broadcast is rejected."""
+    first broadcast is rejected; `unreachable` makes broadcasting a withdrawal raise a
+    connection error that many times (a node that is down)."""
 
     def __init__(
         self,
@@ -37,11 +38,13 @@ class FakeChain:
         path: Path | None = None,
         confirm_after: int = 1,
         reject: set[str] | None = None,
+        unreachable: dict[str, int] | None = None,
     ) -> None:
         self.chain = chain
         self.path = path
         self.confirm_after = confirm_after
         self.reject = reject or set()
+        self.unreachable = dict(unreachable or {})
         self.state: dict[str, Any] = {"broadcasts": [], "polls": {}, "rejected": []}
         if path is not None and path.exists():
             self.state = json.loads(path.read_text())
@@ -53,6 +56,9 @@ class FakeChain:
             tmp.replace(self.path)
 
     def broadcast(self, w: Withdrawal, signature_ref: str) -> str:
+        if self.unreachable.get(w.withdraw_id, 0) > 0:
+            self.unreachable[w.withdraw_id] -= 1
+            raise ConnectionError("node unreachable")
         txid = hashlib.sha256(f"{w.template_hash}|{signature_ref}".encode()).hexdigest()
         self.state["broadcasts"].append([w.withdraw_id, txid])
         self._save()

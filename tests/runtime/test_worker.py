@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from synod.runtime.consensus import LocalConsensus
@@ -103,6 +104,46 @@ def test_rejected_broadcast_is_retried(tmp_path: Path) -> None:
             break
     check_paid_once(ledger, chains)
     assert ledger.withdrawal(first).attempt == 1
+
+
+def test_a_node_error_backs_off_one_withdrawal_not_the_queue(tmp_path: Path) -> None:
+    ledger, _, _, _ = make(tmp_path)
+    load(ledger, withdrawals=3)
+    first = ledger.withdrawals(chain="btc")[0].withdraw_id
+    chains = {c: FakeChain(c, confirm_after=1, unreachable={first: 2}) for c in ("btc", "eth")}
+    now = [0.0]
+    policy = replace(POLICY, backoff_s=30.0)
+    ledger, _, worker, chains = make(tmp_path, chains=chains, policy=policy)
+    worker.clock = lambda: now[0]
+    for _ in range(40):
+        worker.step()
+    # Everything else went through; the one whose node is down waits out its backoff.
+    assert [w.withdraw_id for w in ledger.withdrawals() if w.status != CONFIRMED] == [first]
+    assert ledger.withdrawal(first).status == "SIGNED"
+    assert "node unreachable" in worker.errors[first]
+    for _ in range(2):  # each backoff ends in one more refused attempt, then it goes out
+        now[0] += 31.0
+        worker.step()
+    for _ in range(10):
+        worker.step()
+    check_paid_once(ledger, chains)
+
+
+def test_a_failed_transaction_mined_after_all_is_confirmed(tmp_path: Path) -> None:
+    """No retries left: the withdrawal stays FAILED but watched, and is confirmed with its txid
+    when the chain shows it mined after all."""
+    ledger, _, _, _ = make(tmp_path)
+    load(ledger, withdrawals=2)
+    first = ledger.withdrawals()[0].withdraw_id
+    chains = {c: FakeChain(c, confirm_after=1, reject={first}) for c in ("btc", "eth")}
+    ledger, _, worker, chains = make(tmp_path, chains=chains, policy=replace(POLICY, max_retry=0))
+    for _ in range(40):
+        worker.step()
+        if all_confirmed(ledger):
+            break
+    check_paid_once(ledger, chains)
+    w = ledger.withdrawal(first)
+    assert w.attempt == 0 and w.reason == "fee too low"  # confirmed from FAILED, not retried
 
 
 def test_paused_consensus_keeps_signing_and_broadcasting(tmp_path: Path) -> None:

@@ -331,7 +331,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def advance(self, data: st.DataObject) -> None:
-        ids = self._ids(RESERVED, SIGNING, "SIGNED", "BROADCAST")
+        ids = self._ids(RESERVED, SIGNING, "SIGNED", "BROADCAST", "FAILED")
         if not ids:
             return
         w = self.ledger.withdrawal(data.draw(st.sampled_from(ids)))
@@ -341,6 +341,8 @@ class LedgerMachine(RuleBasedStateMachine):
             SIGNING: lambda: Signed(w.withdraw_id, w.session_id or "", "sig", attempt=a),
             "SIGNED": lambda: Broadcast(w.withdraw_id, f"tx-{w.withdraw_id}", attempt=a),
             "BROADCAST": lambda: Confirm(w.withdraw_id, w.txid or "", 1000, attempt=a),
+            # Reported failed, then mined after all.
+            "FAILED": lambda: Confirm(w.withdraw_id, w.txid or "", 1000, attempt=a),
         }[w.status]()
         assert self._apply(step), f"{step} refused"
 

@@ -89,7 +89,8 @@ class WithdrawWorker:
         self.adapters = adapters
         self.policy = policy or WorkerPolicy()
         self.clock = clock or time.monotonic
-        self.retry_at: dict[str, float] = {}
+        self.retry_at: dict[str, float] = {}  # withdraw_id -> when to touch it again
+        self.errors: dict[str, str] = {}  # withdraw_id -> the last signer/adapter error
         self.actions = 0
 
     # -- the effective view ----------------------------------------------------
@@ -129,6 +130,11 @@ class WithdrawWorker:
             except E.Rejected as err:
                 log.info("%s: %s", w.withdraw_id, err)
                 acted = False
+            except Exception as err:  # a signer or node error: back off this one, go on
+                log.warning("%s (%s): %s", w.withdraw_id, w.status, err, exc_info=True)
+                self.errors[w.withdraw_id] = f"{type(err).__name__}: {err}"
+                self.retry_at[w.withdraw_id] = self.clock() + self.policy.backoff_s
+                acted = False
             if acted:
                 taken += 1
                 self.actions += 1
@@ -139,6 +145,8 @@ class WithdrawWorker:
 
     def _act(self, w: Withdrawal, blocked: set[tuple[str, str]], in_flight: dict[str, int]) -> bool:
         paused = self.consensus.paused
+        if w.status in (SIGNING, SIGNED, BROADCAST) and self._backing_off(w):
+            return False
         if w.status == QUEUED:
             if paused or (w.chain, w.asset) in blocked:
                 return False
@@ -186,14 +194,24 @@ class WithdrawWorker:
                 return True
             return False
         if w.status == FAILED:
-            if w.attempt >= self.policy.max_retry or self.clock() < self.retry_at.get(
-                w.withdraw_id, 0.0
-            ):
+            if self._backing_off(w):
                 return False
-            proof = self.adapters[w.chain].status(w).unspendable_proof
-            self._submit(Requeue(w.withdraw_id, "retry after failure", proof, attempt=w.attempt))
+            status = self.adapters[w.chain].status(w)
+            if w.txid and status.confirmations >= self.policy.confirmations.get(w.chain, 1):
+                # Reported failed, mined after all (a late block, a timeout that lied).
+                self._submit(Confirm(w.withdraw_id, w.txid, status.height, attempt=w.attempt))
+                return True
+            if w.attempt >= self.policy.max_retry:
+                return False  # kept, and still watched: an operator decides
+            reason = "retry after failure"
+            self._submit(
+                Requeue(w.withdraw_id, reason, status.unspendable_proof, attempt=w.attempt)
+            )
             return True
         return False
+
+    def _backing_off(self, w: Withdrawal) -> bool:
+        return self.clock() < self.retry_at.get(w.withdraw_id, 0.0)
 
 
 def _advance(w: Withdrawal, tx: Tx) -> Withdrawal:

@@ -8,7 +8,8 @@ clock or the network: the same transactions in the same order give the same stat
 on every node and on both stores.
 
 Withdrawal states: QUEUED → RESERVED → SIGNING → SIGNED → BROADCAST → CONFIRMED,
-with BROADCAST → FAILED, FAILED → QUEUED and SIGNING → QUEUED (same template).
+with BROADCAST → FAILED, FAILED → QUEUED and SIGNING → QUEUED (same template), and
+FAILED → CONFIRMED when the transaction reported failed is mined after all.
 """
 
 from __future__ import annotations
@@ -510,7 +511,8 @@ class Ledger:
         return {"withdraw_id": w.withdraw_id, "status": BROADCAST, "txid": tx.txid}
 
     def _confirm(self, tx: Confirm) -> dict[str, Any]:
-        w = self._expect(tx, BROADCAST)
+        # FAILED too: a transaction reported failed can still be mined (its txid is kept).
+        w = self._expect(tx, BROADCAST, FAILED)
         if w.txid != tx.txid:
             raise E.InvalidTransition(f"{w.withdraw_id} was broadcast as {w.txid}, not {tx.txid}")
         fee = int(w.fee or 0)
