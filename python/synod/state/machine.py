@@ -89,6 +89,19 @@ _W_COLUMNS = (
 )
 
 
+def recorded_template(w: Withdrawal) -> dict[str, Any]:
+    """The template reserved for `w`, parsed, after checking it against the recorded hash:
+    what chain adapters build from, so a transaction never pays anything but the template."""
+    if not w.template or not w.template_hash:
+        raise ValueError(f"{w.withdraw_id}: no template recorded yet")
+    if hashlib.sha256(w.template.encode()).hexdigest() != w.template_hash:
+        raise ValueError(f"{w.withdraw_id}: template does not match its hash")
+    template: dict[str, Any] = json.loads(w.template)
+    if template.get("withdraw_id") != w.withdraw_id or template.get("chain") != w.chain:
+        raise ValueError(f"{w.withdraw_id}: the template is for another withdrawal or chain")
+    return template
+
+
 def _withdrawal(row: tuple[Any, ...]) -> Withdrawal:
     w = list(row)
     w[6] = int(w[6])

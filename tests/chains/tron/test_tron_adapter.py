@@ -3,6 +3,7 @@ request shapes, broadcast of the signed bytes, confirmations and expiry."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from synod.chains.tron.adapter import TronAdapter, TronHttpClient
-from synod.state.machine import Withdrawal
+from synod.state.machine import Withdrawal, canonical_template
 from tests.fixtures import withdrawal as withdrawal_record
 
 NODE: dict[str, Any] = {
@@ -62,13 +63,29 @@ def node() -> Iterator[str]:
     server.shutdown()
 
 
-def withdrawal(txid: str | None = None) -> Withdrawal:
+def withdrawal(txid: str | None = None, asset: str = "TRX", **changes: str) -> Withdrawal:
+    """A reserved TRON withdrawal with its template, as the ledger records it."""
+    template = {
+        "withdraw_id": "w1",
+        "chain": "trx",
+        "asset": asset,
+        "to": "TPETNZhCFky15fMJhDxu86tw9XsdkdsAT7",
+        "amount": "1000000",
+        "fee": "30000000",
+        "fee_asset": "TRX",
+        "lots": [["lot-1", asset, "1000000"]],
+    }
+    text = canonical_template(template).decode()
+    template |= changes  # a template changed after its hash was recorded
     return withdrawal_record(
         chain="trx",
-        asset="TRX",
-        to="TPETNZhCFky15fMJhDxu86tw9XsdkdsAT7",
+        asset=asset,
+        to=template["to"],
+        amount=1_000_000,
         status="SIGNED",
-        fee=0,
+        fee=30_000_000,
+        template=canonical_template(template).decode(),
+        template_hash=hashlib.sha256(text.encode()).hexdigest(),
         session_id="s",
         signature_ref="sig",
         txid=txid,
@@ -97,3 +114,19 @@ def test_expired_transaction_is_provably_unspendable(node: str) -> None:
     NODE["timestamp"] += 11 * 60 * 1000
     status = adapter.status(withdrawal("ab" * 32))
     assert status.rejected and status.unspendable_proof
+
+
+def test_transaction_comes_from_the_checked_template(node: str) -> None:
+    """TRC-20: the fee limit is the fee the ledger reserved; a template edited after its hash
+    was fixed, or a token the adapter does not know, is refused before anything is signed."""
+    usdt = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+    adapter = TronAdapter(
+        TronHttpClient(node), "TPETNZhCFky15fMJhDxu86tw9XsdkdsAT7", {"USDT": usdt}
+    )
+    adapter.prepare(withdrawal(asset="USDT"))
+    fee_limit_field = bytes([0x90, 0x01, 0x80, 0x87, 0xA7, 0x0E])  # field 18 = 30,000,000
+    assert adapter._prepared["w1"].tx.raw.endswith(fee_limit_field)
+    with pytest.raises(ValueError, match="does not match its hash"):
+        adapter.prepare(withdrawal(asset="USDT", amount="9000000"))
+    with pytest.raises(ValueError, match="unknown token"):
+        adapter.prepare(withdrawal(asset="BTT"))

@@ -22,7 +22,6 @@ Node requirements: with JSON-RPC the node needs a transaction index (Bitcoin Cor
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import MutableMapping
 from typing import Protocol
 
@@ -41,7 +40,7 @@ from synod.chains.bitcoin.tx import (
     decode_signature_ref,
 )
 from synod.runtime.interfaces import ChainStatus
-from synod.state.machine import Withdrawal
+from synod.state.machine import Withdrawal, recorded_template
 
 # sendrawtransaction codes meaning "the node looked at it and said no" (Bitcoin Core's
 # RPC_VERIFY_ERROR, _REJECTED, _ALREADY_IN_CHAIN, RPC_DESERIALIZATION_ERROR; btcd uses them too).
@@ -186,13 +185,8 @@ class BitcoinAdapter:
     # -- what the signers sign ------------------------------------------------------------------
     def transaction(self, withdrawal: Withdrawal) -> Transaction:
         """The unsigned transaction of the withdrawal's recorded template."""
-        if not withdrawal.template:
-            raise ValueError(f"{withdrawal.withdraw_id}: no template recorded yet")
-        if withdrawal.template_hash is not None:
-            digest = hashlib.sha256(withdrawal.template.encode()).hexdigest()
-            if digest != withdrawal.template_hash:
-                raise ValueError(f"{withdrawal.withdraw_id}: template does not match its hash")
-        return build_transaction(withdrawal.template, self.network, op_return=self.op_return)
+        template = recorded_template(withdrawal)
+        return build_transaction(template, self.network, op_return=self.op_return)
 
     def sighashes(self, withdrawal: Withdrawal) -> list[bytes]:
         """One BIP341 key-path sighash per input: the messages for the threshold signers."""

@@ -5,11 +5,13 @@ network); this adapter talks to a node you point it at. Transactions are built
 offline (`synod.chains.tron.tx`) and checked in tests against mainnet bytes and
 by recovering the signer.
 
-Template binding: the reserved template fixes owner, recipient, asset, amount and
-fee limit; the reference block is chosen when signing starts and is part of the
-signed id. Signers accept a reference block only if their own node knows it and
-it is recent; a transaction whose expiration passed can never be included, which
-is the proof that lets the state machine re-queue the withdrawal with a new one.
+Template binding: the transaction is built from the reserved template, checked
+against its hash (recipient, asset, amount, and for TRC-20 the fee limit, which is
+the fee the ledger reserved); the owner is the group address the adapter is made
+for. The reference block is chosen when signing starts and is part of the signed id.
+Signers accept a reference block only if their own node knows it and it is recent;
+a transaction whose expiration passed can never be included, which is the proof
+that lets the state machine re-queue the withdrawal with a new one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from synod.chains.tron.tx import RefBlock, TronTransaction, trc20_transfer, trx_transfer
 from synod.runtime.interfaces import ChainStatus
-from synod.state.machine import Withdrawal
+from synod.state.machine import Withdrawal, recorded_template
 
 EXPIRATION_MS = 10 * 60 * 1000  # java-tron accepts at most 24 h; ten minutes bounds a retry
 
@@ -79,26 +81,28 @@ class TronAdapter:
         client: TronHttpClient,
         owner: str,
         tokens: dict[str, str] | None = None,
-        fee_limit_sun: int = 30_000_000,
         confirmations: int = 19,
     ) -> None:
         self.client = client
         self.owner = owner
         self.tokens = tokens or {}  # TRC-20 symbol -> contract address
-        self.fee_limit_sun = fee_limit_sun
         self.confirmations = confirmations
         self._prepared: dict[str, Prepared] = {}
 
     def prepare(self, w: Withdrawal) -> bytes:
         """Build the transaction on a fresh reference block; returns the id the signers sign."""
+        template = recorded_template(w)
+        to, asset, amount = template["to"], template["asset"], int(template["amount"])
+        if asset != "TRX" and asset not in self.tokens:
+            raise ValueError(f"{w.withdraw_id}: unknown token {asset!r}")
         ref, now_ms = self.client.now_block()
         expiration = now_ms + EXPIRATION_MS
-        if w.asset == "TRX":
-            tx = trx_transfer(self.owner, w.to, w.amount, ref, expiration, now_ms)
+        if asset == "TRX":
+            tx = trx_transfer(self.owner, to, amount, ref, expiration, now_ms)
         else:
-            contract = self.tokens[w.asset]
+            fee_limit = int(template["fee"])  # energy may burn up to what the ledger reserved
             tx = trc20_transfer(
-                self.owner, contract, w.to, w.amount, ref, expiration, now_ms, self.fee_limit_sun
+                self.owner, self.tokens[asset], to, amount, ref, expiration, now_ms, fee_limit
             )
         self._prepared[w.withdraw_id] = Prepared(tx, expiration)
         return tx.txid
