@@ -16,7 +16,7 @@ from synod.runtime.consensus import LocalConsensus
 from synod.runtime.journal import Journal
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
 from synod.state.db import SqliteDatabase
-from synod.state.machine import CONFIRMED, Ledger
+from synod.state.machine import BALANCE_FIELDS, CONFIRMED, Ledger
 
 from .fakes import FakeChain, FakeSigner
 from .scenario import load
@@ -50,7 +50,7 @@ def check_paid_once(ledger: Ledger, chains: dict[str, FakeChain]) -> None:
         for wid, txids in chain.txids_by_withdrawal().items():
             assert len(txids) == 1, f"{wid} was paid by {len(txids)} different transactions"
     for (_c, _a), b in ledger.balances().items():
-        assert b["deposited"] == b["available"] + b["reserved"] + b["withdrawn"] + b["fees"]
+        assert b["deposited"] == sum(b[k] for k in BALANCE_FIELDS[1:])
 
 
 def test_runs_to_confirmation_in_fifo_order_within_limits(tmp_path: Path) -> None:

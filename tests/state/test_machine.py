@@ -13,7 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from synod.state import errors as E
 from synod.state.fees import FeeSchedule
-from synod.state.machine import CONFIRMED, QUEUED, RESERVED, SIGNING, Ledger
+from synod.state.machine import BALANCE_FIELDS, CONFIRMED, QUEUED, RESERVED, SIGNING, Ledger
 from synod.state.transactions import (
     Broadcast,
     Confirm,
@@ -70,6 +70,7 @@ def test_bitcoin_withdrawal_end_to_end(open_db: Opener) -> None:
         "reserved": 0,
         "withdrawn": 60_000,
         "fees": fee,
+        "external": 0,
     }
     assert sum(u["value"] for u in ledger.utxos()) == b["available"]
 
@@ -91,6 +92,7 @@ def test_account_chain_fifo_lots_and_token_fee(open_db: Opener) -> None:
         "reserved": 0,
         "withdrawn": 600,
         "fees": 0,
+        "external": 0,
     }
     assert ledger.balance("eth", "ETH")["fees"] == fee
 
@@ -196,6 +198,32 @@ def test_session_timeout_keeps_template_and_unspendable_releases(open_db: Opener
     )
     w = ledger.withdrawal(wid)
     assert w.template_hash is None and ledger.balance("btc", "BTC")["reserved"] == 0
+
+
+def test_inputs_spent_elsewhere_are_written_off(open_db: Opener) -> None:
+    """A proof that names spent inputs: those never return to the pool (a later template would
+    fail on them forever); the rest are released; conservation holds through `external`."""
+    ledger = Ledger(open_db())
+    for i, v in enumerate([30_000, 50_000, 70_000]):
+        ledger.apply(btc_deposit(i, v, height=10 + i))
+    wid = ledger.apply(WithdrawRequest("a", "btc", "BTC", "x", 60_000)).result["withdraw_id"]
+    ledger.apply(Reserve(wid))
+    ledger.apply(StartSign(wid, "s1"))
+    ledger.apply(Signed(wid, "s1", "sig"))
+    ledger.apply(Broadcast(wid, "t" * 64))
+    ledger.apply(Fail(wid, "input spent by another transaction"))
+    spent = f"{0:064x}:0"
+    with pytest.raises(E.MalformedTransaction):
+        ledger.apply(Requeue(wid, "retry", "", spent_outpoints=(spent,)))  # no proof
+    with pytest.raises(E.InvalidTransition):
+        ledger.apply(Requeue(wid, "retry", "proof", spent_outpoints=(f"{2:064x}:0",)))
+    ledger.apply(Requeue(wid, "retry", "spent in block 7 by tx ab..", spent_outpoints=(spent,)))
+    assert [u["outpoint"] for u in ledger.utxos()] == [f"{1:064x}:0", f"{2:064x}:0"]
+    b = ledger.balance("btc", "BTC")
+    assert b["external"] == 30_000 and b["available"] == 120_000 and b["reserved"] == 0
+    ledger.apply(Reserve(wid, attempt=1))  # the new template uses what is left
+    template = json.loads(ledger.withdrawal(wid).template or "")
+    assert spent not in [i[0] for i in template["inputs"]]
 
 
 def test_eoa_chain_nonces_follow_fifo_and_survive_a_new_template(open_db: Opener) -> None:
@@ -357,11 +385,17 @@ class LedgerMachine(RuleBasedStateMachine):
             self._apply(Fail(w.withdraw_id, "rejected", attempt=a))
         elif w.status == SIGNING:
             self._apply(Requeue(w.withdraw_id, "session timeout", attempt=a))
-        elif (
-            self._apply(Requeue(w.withdraw_id, "retry", "double-spent" if proof else "", a))
-            and proof
-        ):
-            self.released.add(w.withdraw_id)
+        else:
+            spent: tuple[str, ...] = ()
+            if proof and w.chain == "btc":  # some of its inputs were spent by another transaction
+                inputs = [source for source, _, _ in self.ledger.reservations(w.withdraw_id)]
+                spent = tuple(data.draw(st.lists(st.sampled_from(inputs), unique=True)))
+            requeue = Requeue(w.withdraw_id, "retry", "double-spent" if proof else "", a, spent)
+            if self._apply(requeue) and proof:
+                self.released.add(w.withdraw_id)
+                for outpoint in spent:
+                    gone = [u for u in self.ledger.utxos(True) if u["outpoint"] == outpoint]
+                    assert gone[0]["spent_by"] and not gone[0]["locked_by"]
 
     @precondition(lambda self: bool(self.applied))
     @rule(data=st.data())
@@ -389,7 +423,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def conservation(self) -> None:
         for (chain, asset), b in self.ledger.balances().items():
-            assert b["deposited"] == b["available"] + b["reserved"] + b["withdrawn"] + b["fees"], (
+            assert b["deposited"] == sum(b[k] for k in BALANCE_FIELDS[1:]), (
                 chain,
                 asset,
                 b,

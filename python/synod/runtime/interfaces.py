@@ -30,6 +30,7 @@ class ChainStatus:
     rejected: bool = False
     reason: str = ""
     unspendable_proof: str = ""  # set when the template can provably never be mined
+    spent_outpoints: tuple[str, ...] = ()  # Bitcoin inputs the proof shows spent elsewhere
 
 
 class ChainAdapter(Protocol):

@@ -205,7 +205,13 @@ class WithdrawWorker:
                 return False  # kept, and still watched: an operator decides
             reason = "retry after failure"
             self._submit(
-                Requeue(w.withdraw_id, reason, status.unspendable_proof, attempt=w.attempt)
+                Requeue(
+                    w.withdraw_id,
+                    reason,
+                    status.unspendable_proof,
+                    attempt=w.attempt,
+                    spent_outpoints=status.spent_outpoints if status.unspendable_proof else (),
+                )
             )
             return True
         return False

@@ -63,6 +63,12 @@ MIGRATIONS: list[tuple[int, str]] = [
         # EVM EOA mode: the account nonce a withdrawal's transactions use, kept across templates.
         "ALTER TABLE withdrawals ADD COLUMN account_nonce BIGINT",
     ),
+    (
+        3,
+        # Funds that left by a transaction the ledger did not make (a Bitcoin input spent
+        # elsewhere): written off here, so conservation still adds up.
+        "ALTER TABLE balances ADD COLUMN external TEXT NOT NULL DEFAULT '0'",
+    ),
 ]
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,7 @@ QUEUED, RESERVED, SIGNING, SIGNED = "QUEUED", "RESERVED", "SIGNING", "SIGNED"
 BROADCAST, CONFIRMED, FAILED = "BROADCAST", "CONFIRMED", "FAILED"
 STATUSES = (QUEUED, RESERVED, SIGNING, SIGNED, BROADCAST, CONFIRMED, FAILED)
 BTC_DUST = 330  # sats: the smallest P2TR output worth creating
+BALANCE_FIELDS = ("deposited", "available", "reserved", "withdrawn", "fees", "external")
 
 TemplateBuilder = Callable[[dict[str, Any]], bytes]
 
@@ -196,15 +197,14 @@ class Ledger:
         return [_withdrawal(r) for r in rows]
 
     def balance(self, chain: str, asset: str) -> dict[str, int]:
+        """deposited = available + reserved + withdrawn + fees + external, always."""
         rows = self.db.query(
-            "SELECT deposited, available, reserved, withdrawn, fees FROM balances "
-            "WHERE chain = ? AND asset = ?",
+            f"SELECT {', '.join(BALANCE_FIELDS)} FROM balances WHERE chain = ? AND asset = ?",
             (chain, asset),
         )
-        names = ("deposited", "available", "reserved", "withdrawn", "fees")
         if not rows:
-            return dict.fromkeys(names, 0)
-        return {n: int(v) for n, v in zip(names, rows[0], strict=True)}
+            return dict.fromkeys(BALANCE_FIELDS, 0)
+        return {n: int(v) for n, v in zip(BALANCE_FIELDS, rows[0], strict=True)}
 
     def balances(self) -> dict[tuple[str, str], dict[str, int]]:
         return {
@@ -257,13 +257,12 @@ class Ledger:
                 raise AssertionError(
                     f"balance {chain}/{asset}.{k} would go negative"
                 )  # a bug, not input
-        values = [str(b[k]) for k in ("deposited", "available", "reserved", "withdrawn", "fees")]
+        updates = ", ".join(f"{k} = excluded.{k}" for k in BALANCE_FIELDS)
         self.db.execute(
-            "INSERT INTO balances (chain, asset, deposited, available, reserved, withdrawn, fees) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (chain, asset) DO UPDATE SET "
-            "deposited = excluded.deposited, available = excluded.available, "
-            "reserved = excluded.reserved, withdrawn = excluded.withdrawn, fees = excluded.fees",
-            (chain, asset, *values),
+            f"INSERT INTO balances (chain, asset, {', '.join(BALANCE_FIELDS)}) "
+            f"VALUES (?, ?, {', '.join('?' for _ in BALANCE_FIELDS)}) "
+            f"ON CONFLICT (chain, asset) DO UPDATE SET {updates}",
+            (chain, asset, *(str(b[k]) for k in BALANCE_FIELDS)),
         )
 
     def _set(self, withdraw_id: str, **fields: Any) -> None:
@@ -582,6 +581,7 @@ class Ledger:
                 "status": QUEUED,
                 "template_hash": w.template_hash,
             }
+        self._write_off(w, tx.spent_outpoints)
         self._release(w)
         self._set(
             w.withdraw_id,
@@ -596,6 +596,24 @@ class Ledger:
             reason=f"{tx.reason} (unspendable: {tx.unspendable_proof})",
         )
         return {"withdraw_id": w.withdraw_id, "status": QUEUED, "template_hash": None}
+
+    def _write_off(self, w: Withdrawal, outpoints: Sequence[str]) -> None:
+        """Inputs of `w` shown spent by another transaction: gone, never back to the pool."""
+        if outpoints and w.chain != "btc":
+            raise E.MalformedTransaction("spent_outpoints are Bitcoin inputs")
+        reserved = {source: amount for source, _, amount in self.reservations(w.withdraw_id)}
+        for outpoint in dict.fromkeys(outpoints):
+            if outpoint not in reserved:
+                raise E.InvalidTransition(f"{outpoint} is not an input of {w.withdraw_id}")
+            self.db.execute(
+                "UPDATE utxos SET locked_by = NULL, spent_by = ? WHERE outpoint = ?",
+                (f"external:{w.withdraw_id}", outpoint),
+            )
+            self.db.execute(
+                "DELETE FROM reservations WHERE withdraw_id = ? AND source = ?",
+                (w.withdraw_id, outpoint),
+            )
+            self._adjust("btc", "BTC", reserved=-reserved[outpoint], external=reserved[outpoint])
 
     def _release(self, w: Withdrawal) -> None:
         for source, asset, amount in self.reservations(w.withdraw_id):

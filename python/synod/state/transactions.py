@@ -39,6 +39,25 @@ def _text(name: str, value: Any, max_len: int = 256) -> str:
     return value
 
 
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MalformedTransaction(f"{name} must be a non-negative integer")
+    return value
+
+
+def _outpoint(value: Any) -> str:
+    txid, _, vout = _text("outpoint", value, 80).partition(":")
+    if len(txid) != 64 or not vout.isdigit():
+        raise MalformedTransaction(f"an outpoint is 'txid:vout', not {value!r}")
+    return str(value)
+
+
+def _about(tx: Any) -> None:
+    """The fields every transaction about an existing withdrawal has."""
+    _text("withdraw_id", tx.withdraw_id, 64)
+    _count("attempt", tx.attempt)
+
+
 def _chain(value: Any) -> str:
     chain = _text("chain", value, 8)
     if chain not in CHAINS:
@@ -86,9 +105,7 @@ class DepositCredit(Tx):
         if self.chain == "btc":
             if self.asset != "BTC":
                 raise MalformedTransaction("Bitcoin deposits are in BTC")
-            txid, _, vout = self.ref.partition(":")
-            if len(txid) != 64 or not vout.isdigit():
-                raise MalformedTransaction("a Bitcoin deposit ref is 'txid:vout'")
+            _outpoint(self.ref)
             _text("script", self.script, 200)
 
 
@@ -124,6 +141,9 @@ class Reserve(Tx):
     withdraw_id: str
     attempt: int = 0
 
+    def validate(self) -> None:
+        _about(self)
+
 
 @dataclass(frozen=True)
 class StartSign(Tx):
@@ -131,6 +151,10 @@ class StartSign(Tx):
     withdraw_id: str
     session_id: str
     attempt: int = 0
+
+    def validate(self) -> None:
+        _about(self)
+        _text("session_id", self.session_id, 128)
 
 
 @dataclass(frozen=True)
@@ -141,6 +165,11 @@ class Signed(Tx):
     signature_ref: str
     attempt: int = 0
 
+    def validate(self) -> None:
+        _about(self)
+        _text("session_id", self.session_id, 128)
+        _text("signature_ref", self.signature_ref, 1 << 20)  # one signature per BTC input
+
 
 @dataclass(frozen=True)
 class Broadcast(Tx):
@@ -148,6 +177,10 @@ class Broadcast(Tx):
     withdraw_id: str
     txid: str
     attempt: int = 0
+
+    def validate(self) -> None:
+        _about(self)
+        _text("txid", self.txid, 128)
 
 
 @dataclass(frozen=True)
@@ -157,6 +190,11 @@ class Confirm(Tx):
     txid: str
     height: int
     attempt: int = 0
+
+    def validate(self) -> None:
+        _about(self)
+        _text("txid", self.txid, 128)
+        _count("height", self.height)
 
 
 @dataclass(frozen=True)
@@ -168,6 +206,10 @@ class Fail(Tx):
     reason: str
     attempt: int = 0
 
+    def validate(self) -> None:
+        _about(self)
+        _text("reason", self.reason, 1000)
+
 
 @dataclass(frozen=True)
 class Requeue(Tx):
@@ -175,7 +217,9 @@ class Requeue(Tx):
 
     The template is kept unless `unspendable_proof` shows the old one can never be
     mined (its inputs spent elsewhere, or its validity window passed); only then
-    are the funds released and a new template allowed.
+    are the funds released and a new template allowed. `spent_outpoints` names the
+    Bitcoin inputs the proof shows spent by another transaction: they are gone, so
+    they are written off instead of going back to the pool.
     """
 
     KIND: ClassVar[str] = "requeue"
@@ -183,6 +227,21 @@ class Requeue(Tx):
     reason: str
     unspendable_proof: str = ""
     attempt: int = 0
+    spent_outpoints: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        _about(self)
+        _text("reason", self.reason, 1000)
+        if not isinstance(self.unspendable_proof, str) or len(self.unspendable_proof) > 2000:
+            raise MalformedTransaction(
+                "unspendable_proof must be a string of at most 2000 characters"
+            )
+        if not isinstance(self.spent_outpoints, list | tuple):
+            raise MalformedTransaction("spent_outpoints must be a list of 'txid:vout'")
+        for outpoint in self.spent_outpoints:
+            _outpoint(outpoint)
+        if self.spent_outpoints and not self.unspendable_proof:
+            raise MalformedTransaction("spent_outpoints need the unspendable_proof that shows them")
 
 
 TX_TYPES: dict[str, type[Tx]] = {

@@ -167,6 +167,7 @@ def test_conflicting_spend_gives_unspendable_proof(chain: Node, frost_group: Fro
     status = adapter.status(second)
     assert status.rejected and status.confirmations == 0
     assert coinbase(chain, 4)[0] in status.unspendable_proof
+    assert status.spent_outpoints == (str(adapter.transaction(second).inputs[0].outpoint),)
     # ...while the confirmed one is never "unspendable".
     assert not adapter.status(first).unspendable_proof
 

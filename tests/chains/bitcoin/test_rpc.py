@@ -182,7 +182,7 @@ def test_esplora_refusal_and_conflict(fake: tuple[FakeChain, str], frost_group: 
     }
     status = adapter.status(w)
     assert status.rejected and "ab" * 32 in status.unspendable_proof
-    assert outpoint in status.unspendable_proof
+    assert outpoint in status.unspendable_proof and status.spent_outpoints == (outpoint,)
 
     # Spent by our own transaction, or only in a mempool: no proof.
     chain.spends[outpoint] = {**chain.spends[outpoint], "txid": txid}

@@ -15,7 +15,7 @@ from synod.runtime.consensus import LocalConsensus
 from synod.runtime.journal import Journal
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
 from synod.state.db import SqliteDatabase
-from synod.state.machine import CONFIRMED, Ledger, Withdrawal
+from synod.state.machine import BALANCE_FIELDS, CONFIRMED, Ledger, Withdrawal
 from synod.state.transactions import DepositCredit, WithdrawRequest
 
 from .conftest import Group, create_token, token_balance
@@ -68,7 +68,7 @@ def run(
     assert token_balance(svm, to["USDC"], token) == 4_000_000
     assert token_balance(svm, group.pubkey, token) == 5_000_000
     for (_c, _a), b in ledger.balances().items():
-        assert b["deposited"] == b["available"] + b["reserved"] + b["withdrawn"] + b["fees"]
+        assert b["deposited"] == sum(b[k] for k in BALANCE_FIELDS[1:])
     # The fees the ledger charged cover what the chain took (fees and the new token account's
     # rent), so the ledger never claims more SOL than the group account holds.
     spent = lamports_before - svm.get_balance(group.pubkey) - 3_000_000

@@ -236,6 +236,7 @@ class BitcoinAdapter:
                     rejected=True,
                     reason=f"input {txin.outpoint} was spent by another transaction",
                     unspendable_proof=proof,
+                    spent_outpoints=(str(txin.outpoint),),
                 )
         reason = self.store.get(f"btc:refused:{tx.txid}")
         if reason is None and self.rebroadcast and withdrawal.signature_ref:
