@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from synod.demo import run_demo
 
 
@@ -21,3 +23,17 @@ def test_demo_pays_every_withdrawal_once(tmp_path: Path) -> None:
         assert row["confirmations"] >= 1 and row["received"] == row["amount_base_units"]
         assert set(row["culprits"]) <= {5}, "an honest or merely silent member was blamed"
     assert any(row["culprits"] == [5] for row in report.rows)
+
+
+def test_demo_refuses_a_config_it_does_not_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An invalid or unsupported configuration ends at start: exit 2, the key named."""
+    from synod.cli.main import main
+
+    monkeypatch.setenv("SYNOD__CHAINS__BNB__CUSTODY", "eoa")
+    assert main(["demo", "--per-chain", "1"]) == 2
+    assert "chains.bnb.custody" in capsys.readouterr().err
+    monkeypatch.setenv("SYNOD__CHAINS__BNB__CUSTODY", "multisig")
+    assert main(["demo", "--per-chain", "1"]) == 2
+    assert "chains.bnb.custody" in capsys.readouterr().err

@@ -22,7 +22,7 @@ from typing import Any
 import coincurve
 
 from synod.chains.evm.address import checksum_address
-from synod.config import load_config
+from synod.config import ConfigError, load_config
 from synod.crypto import frost
 from synod.runtime.consensus import LocalConsensus
 from synod.runtime.interfaces import ChainAdapter, Signer
@@ -224,8 +224,14 @@ def run_demo(
 ) -> DemoReport:
     started = time.perf_counter()
     cfg = load_config()
+    eoa = sorted(cfg.chains.nonce_chains & set(chains))
+    if eoa:
+        raise ConfigError(
+            f"chains.{eoa[0]}.custody: the demo pays EVM withdrawals from the custody "
+            'contract; set it to "contract" (EOA mode is not part of the demo)'
+        )
     fees = FeeSchedule.from_config(cfg.chains)
-    ledger = Ledger(SqliteDatabase(workdir / "ledger.db"), fees)
+    ledger = Ledger.from_config(SqliteDatabase(workdir / "ledger.db"), cfg.chains)
     consensus = LocalConsensus(ledger, Journal(workdir / "journal.db"))
     report = DemoReport()
     setups: list[ChainSetup] = []

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from synod.config import ConfigError
 from synod.crypto.errors import CryptoError
 
 
@@ -37,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CryptoError as err:
         print(f"synod: error: {err}", file=sys.stderr)
         return 1
+    except ConfigError as err:  # invalid configuration: named key, nothing started
+        print(f"synod: error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("synod: interrupted", file=sys.stderr)
         return 130

@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synod.state import errors as E
 from synod.state.db import PostgresDatabase, SqliteDatabase
@@ -37,6 +37,9 @@ from synod.state.transactions import (
     WithdrawRequest,
     parse_tx,
 )
+
+if TYPE_CHECKING:
+    from synod.config import ChainsConfig
 
 QUEUED, RESERVED, SIGNING, SIGNED = "QUEUED", "RESERVED", "SIGNING", "SIGNED"
 BROADCAST, CONFIRMED, FAILED = "BROADCAST", "CONFIRMED", "FAILED"
@@ -144,6 +147,11 @@ class Ledger:
             Fail.KIND: self._fail,
             Requeue.KIND: self._requeue,
         }
+
+    @classmethod
+    def from_config(cls, db: SqliteDatabase | PostgresDatabase, chains: ChainsConfig) -> Ledger:
+        """The ledger a node runs: fees and EOA-mode chains from the `chains` config."""
+        return cls(db, FeeSchedule.from_config(chains), nonce_chains=chains.nonce_chains)
 
     # ------------------------------------------------------------------ apply
     def apply(self, tx: Tx | dict[str, Any] | bytes | str) -> Receipt:
