@@ -57,5 +57,8 @@ def test_wrong_key_or_tampering_is_detected(tmp_path: Path) -> None:
 def test_duplicate_nonce_id_refused(tmp_path: Path) -> None:
     store = SessionStore(tmp_path / "s.db", KEY)
     store.put_nonce("n", b"s", b"1")
-    with pytest.raises(Exception):  # noqa: B017 - sqlite IntegrityError
+    with pytest.raises(StoreError, match="already exists"):
         store.put_nonce("n", b"s", b"2")
+    assert store.take_nonce("n") == b"1"  # the first one, untouched
+    with pytest.raises(StoreError, match="already exists"):
+        store.put_nonce("n", b"s", b"3")  # not even after it was used

@@ -85,12 +85,16 @@ class SessionStore:
 
     # -- nonces ------------------------------------------------------------
     def put_nonce(self, nonce_id: str, session_id: bytes, nonces: bytes) -> None:
-        """Persist fresh nonces; returns after the transaction is durable."""
-        self._db.execute(
-            "INSERT INTO nonces (id, session_id, sealed, state, created) "
-            "VALUES (?, ?, ?, 'fresh', ?)",
-            (nonce_id, session_id, self._seal("nonce:" + nonce_id, nonces), time.time()),
-        )
+        """Persist fresh nonces; returns after the transaction is durable. An id ever used
+        before (even consumed or discarded) is refused: nonces are never replaced."""
+        try:
+            self._db.execute(
+                "INSERT INTO nonces (id, session_id, sealed, state, created) "
+                "VALUES (?, ?, ?, 'fresh', ?)",
+                (nonce_id, session_id, self._seal("nonce:" + nonce_id, nonces), time.time()),
+            )
+        except sqlite3.IntegrityError:
+            raise StoreError(f"nonce id {nonce_id!r} already exists") from None
 
     def take_nonce(self, nonce_id: str) -> bytes | None:
         """Consume a fresh nonce exactly once; None if unknown, used or discarded."""
