@@ -3,6 +3,7 @@ consensus-paused mode, and crashes between any two actions — in-process and wi
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -56,11 +57,7 @@ def check_paid_once(ledger: Ledger, chains: dict[str, FakeChain]) -> None:
 def test_runs_to_confirmation_in_fifo_order_within_limits(tmp_path: Path) -> None:
     ledger, _, worker, chains = make(tmp_path)
     load(ledger)
-    reserved_order = []
     for _ in range(50):
-        for w in ledger.withdrawals():
-            if w.template_hash and w.withdraw_id not in reserved_order:
-                reserved_order.append(w.withdraw_id)
         in_flight = [
             w
             for w in ledger.withdrawals()
@@ -72,6 +69,10 @@ def test_runs_to_confirmation_in_fifo_order_within_limits(tmp_path: Path) -> Non
         if all_confirmed(ledger):
             break
     check_paid_once(ledger, chains)
+    # The order the ledger applied the reservations in (its transaction log), per chain,
+    # is the order the withdrawals were requested in.
+    rows = ledger.db.query("SELECT body FROM applied_tx WHERE kind = 'reserve' ORDER BY seq")
+    reserved_order = list(dict.fromkeys(json.loads(body)["withdraw_id"] for (body,) in rows))
     for chain in ("btc", "eth"):
         order = [w for w in reserved_order if ledger.withdrawal(w).chain == chain]
         assert order == [w.withdraw_id for w in ledger.withdrawals(chain=chain)]
