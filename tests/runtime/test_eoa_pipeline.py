@@ -8,10 +8,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from synod.chains.evm.adapter import EthTesterBackend, EvmAdapter
 from synod.chains.evm.address import address_bytes, checksum_address
 from synod.chains.evm.devchain import ETHER, GWEI, DevChain
-from synod.chains.evm.eoa import Eip1559Transaction, template_transaction
+from synod.chains.evm.eoa import Eip1559Transaction, template_transaction, transaction_hash
 from synod.crypto import ecdsa
 from synod.runtime.consensus import LocalConsensus
 from synod.runtime.journal import Journal
@@ -20,7 +22,16 @@ from synod.runtime.worker import WithdrawWorker, WorkerPolicy
 from synod.state.db import SqliteDatabase
 from synod.state.fees import FeeSchedule
 from synod.state.machine import CONFIRMED, Ledger
-from synod.state.transactions import DepositCredit, WithdrawRequest
+from synod.state.transactions import (
+    Broadcast,
+    DepositCredit,
+    Fail,
+    Requeue,
+    Reserve,
+    Signed,
+    StartSign,
+    WithdrawRequest,
+)
 from tests.fixtures import stored_aux
 
 
@@ -70,3 +81,71 @@ def test_eoa_withdrawals_signed_with_cggmp(tmp_path: Path) -> None:
         assert tx["nonce"] == w.account_nonce
     assert dev.tester.get_nonce(group) == 3
     assert all(r.ok for r in signer.records)
+
+
+@pytest.mark.parametrize("mined", ["before the new one is sent", "instead of the new one"])
+def test_replaced_transaction_mined_after_all(tmp_path: Path, mined: str) -> None:
+    """A fee bump in EOA mode where the chain mines the *old* transaction after all. Both share
+    the ledger's nonce, so it is the one payment: the worker sends nothing more (or finds the
+    new one never executed) and confirms the withdrawal with the old txid."""
+    shares = ecdsa.local_keygen(2, 3, stored_aux(3))
+    group = checksum_address(address_bytes(shares[0].public_key))
+    dev = DevChain()
+    dev.transact(group, value=ETHER)
+    db = SqliteDatabase(tmp_path / "ledger.db")
+    cheap = Ledger(
+        db, FeeSchedule(eth_gas_price_gwei=2, eth_gas_limit=21_000), nonce_chains={"eth"}
+    )
+    cheap.apply(DepositCredit("eth", "ETH", ETHER, "0xfund", 1))
+    to = checksum_address(os.urandom(20))
+    wid = cheap.apply(WithdrawRequest("bump", "eth", "ETH", to, 10**15)).result["withdraw_id"]
+
+    def tx_for(w: Any) -> Eip1559Transaction:
+        template = json.loads(w.template)
+        gas_price = int(template["fee"]) // 21_000
+        return template_transaction(template, dev.chain_id, gas_price, 21_000)
+
+    # The old transaction: signed and handed to a node, then not mined for a long while.
+    cheap.apply(Reserve(wid))
+    cheap.apply(StartSign(wid, "s0"))
+    old_tx = tx_for(cheap.withdrawal(wid))
+    old = old_tx.signed(ecdsa.local_sign(shares, [0, 1], old_tx.digest()))
+    old_txid = "0x" + transaction_hash(old).hex()
+    cheap.apply(Signed(wid, "s0", "old"))
+    cheap.apply(Broadcast(wid, old_txid))
+    cheap.apply(Fail(wid, "not mined: underpriced"))
+    cheap.apply(Requeue(wid, "fee bump", unspendable_proof="replaced at the same nonce"))
+
+    dear = Ledger(
+        db, FeeSchedule(eth_gas_price_gwei=40, eth_gas_limit=21_000), nonce_chains={"eth"}
+    )
+    signer = CggmpCommitteeSigner(shares, 2, lambda w: tx_for(w).digest())
+    adapter = EvmAdapter(
+        "eth",
+        EthTesterBackend(dev.tester),
+        lambda w, ref: tx_for(w).signed(ecdsa.Signature.from_recoverable(bytes.fromhex(ref))),
+        sender=address_bytes(shares[0].public_key),
+        history=dear.broadcast_txids,
+    )
+    worker = WithdrawWorker(
+        dear,
+        LocalConsensus(dear, Journal(tmp_path / "journal.db")),
+        {"eth": signer},
+        {"eth": adapter},
+        WorkerPolicy(confirmations={"eth": 1}, backoff_s=0),
+    )
+    while dear.withdrawal(wid).status != "SIGNED":
+        worker.step(max_actions=1)
+    signed = dear.withdrawal(wid)
+    new = adapter.raw_transaction(signed, signed.signature_ref or "")
+    new_txid = "0x" + transaction_hash(new).hex()
+    if mined == "instead of the new one":
+        # The new one went to a node that lost it: recorded, never executed.
+        dear.apply(Broadcast(wid, new_txid, attempt=1))
+    dev.tester.send_raw_transaction("0x" + old.hex())  # the old one is mined after all
+    for _ in range(5):
+        worker.step()
+    w = dear.withdrawal(wid)
+    assert w.status == CONFIRMED and w.txid == old_txid
+    assert dev.balance(to) == 10**15 and dev.tester.get_nonce(group) == 1
+    assert not adapter.backend.is_known(bytes.fromhex(new_txid[2:]))  # never sent, or lost

@@ -263,6 +263,33 @@ def test_eoa_chain_nonces_follow_fifo_and_survive_a_new_template(open_db: Opener
     assert ledger.withdrawal(later).account_nonce == 3  # the counter did not move back
 
 
+def test_an_earlier_transaction_confirms_only_in_eoa_mode(open_db: Opener) -> None:
+    """Every txid broadcast for a withdrawal is kept. In EOA mode (one nonce for all of them)
+    an earlier one may confirm the withdrawal; on other chains only the last one may."""
+    fee = FEES.account_fee("eth")
+    for nonce_chains, ok in ((set(), False), ({"eth"}, True)):
+        ledger = Ledger(open_db(), nonce_chains=nonce_chains)
+        ledger.apply(DepositCredit("eth", "ETH", 10 * fee, "0xa", 1))
+        wid = ledger.apply(WithdrawRequest("a", "eth", "ETH", "0xd", fee)).result["withdraw_id"]
+        for attempt, txid in enumerate(("0xold", "0xnew")):
+            ledger.apply(Reserve(wid, attempt=attempt))
+            ledger.apply(StartSign(wid, "s", attempt=attempt))
+            ledger.apply(Signed(wid, "s", "sig", attempt=attempt))
+            ledger.apply(Broadcast(wid, txid, attempt=attempt))
+            if attempt == 0:
+                ledger.apply(Fail(wid, "stuck"))
+                ledger.apply(Requeue(wid, "fee bump"))
+        assert ledger.broadcast_txids(wid) == ["0xold", "0xnew"]
+        if ok:
+            ledger.apply(Confirm(wid, "0xold", 9, attempt=1))
+            assert ledger.withdrawal(wid).txid == "0xold"
+        else:
+            with pytest.raises(E.InvalidTransition):
+                ledger.apply(Confirm(wid, "0xold", 9, attempt=1))
+        with pytest.raises(E.Rejected):
+            ledger.apply(Confirm(wid, "0xother", 9, attempt=1))
+
+
 def test_nonce_chains_are_evm_only(open_db: Opener) -> None:
     with pytest.raises(ValueError, match="only on EVM"):
         Ledger(open_db(), nonce_chains={"btc"})

@@ -31,6 +31,7 @@ class ChainStatus:
     reason: str = ""
     unspendable_proof: str = ""  # set when the template can provably never be mined
     spent_outpoints: tuple[str, ...] = ()  # Bitcoin inputs the proof shows spent elsewhere
+    txid: str = ""  # set when an earlier transaction of the withdrawal executed instead
 
 
 class ChainAdapter(Protocol):

@@ -189,17 +189,18 @@ class WithdrawWorker:
                 self.retry_at[w.withdraw_id] = self.clock() + self.policy.backoff_s
                 return True
             if status.confirmations >= self.policy.confirmations.get(w.chain, 1):
-                assert w.txid is not None
-                self._submit(Confirm(w.withdraw_id, w.txid, status.height, attempt=w.attempt))
+                mined = status.txid or w.txid or ""
+                self._submit(Confirm(w.withdraw_id, mined, status.height, attempt=w.attempt))
                 return True
             return False
         if w.status == FAILED:
             if self._backing_off(w):
                 return False
             status = self.adapters[w.chain].status(w)
-            if w.txid and status.confirmations >= self.policy.confirmations.get(w.chain, 1):
+            mined = status.txid or w.txid or ""
+            if mined and status.confirmations >= self.policy.confirmations.get(w.chain, 1):
                 # Reported failed, mined after all (a late block, a timeout that lied).
-                self._submit(Confirm(w.withdraw_id, w.txid, status.height, attempt=w.attempt))
+                self._submit(Confirm(w.withdraw_id, mined, status.height, attempt=w.attempt))
                 return True
             if w.attempt >= self.policy.max_retry:
                 return False  # kept, and still watched: an operator decides
@@ -227,7 +228,7 @@ def _advance(w: Withdrawal, tx: Tx) -> Withdrawal:
     if isinstance(tx, Broadcast):
         return replace(w, status=BROADCAST, txid=tx.txid)
     if isinstance(tx, Confirm):
-        return replace(w, status=CONFIRMED, height=tx.height)
+        return replace(w, status=CONFIRMED, height=tx.height, txid=tx.txid)
     if isinstance(tx, Fail):
         return replace(w, status=FAILED, reason=tx.reason)
     if isinstance(tx, Requeue):

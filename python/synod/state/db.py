@@ -69,6 +69,16 @@ MIGRATIONS: list[tuple[int, str]] = [
         # elsewhere): written off here, so conservation still adds up.
         "ALTER TABLE balances ADD COLUMN external TEXT NOT NULL DEFAULT '0'",
     ),
+    (
+        4,
+        # Every transaction ever broadcast for a withdrawal (EOA mode: siblings at one nonce).
+        """
+        CREATE TABLE broadcasts (
+            withdraw_id TEXT NOT NULL, txid TEXT NOT NULL, seq BIGINT NOT NULL,
+            PRIMARY KEY (withdraw_id, txid)
+        )
+        """,
+    ),
 ]
 
 

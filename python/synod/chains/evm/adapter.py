@@ -20,6 +20,7 @@ from synod.runtime.interfaces import ChainStatus
 from synod.state.machine import Withdrawal
 
 RawTransactionSource = Callable[[Withdrawal, str], bytes]
+BroadcastHistory = Callable[[str], list[str]]  # withdraw_id -> txids broadcast, oldest first
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,11 @@ class EvmAdapter:
     `sender`, when given, is the address every broadcast must be signed by (the group
     address in EOA mode, the relayer in contract mode); anything else is refused before it
     leaves the process.
+
+    `history` (EOA mode, e.g. `Ledger.broadcast_txids`) lists the transactions already
+    broadcast for a withdrawal. They all share its account nonce, so if an earlier one was
+    mined, it is the payment: `broadcast` returns it instead of sending another, and
+    `status` reports it (`ChainStatus.txid`) when the latest one never made it.
     """
 
     def __init__(
@@ -128,15 +134,30 @@ class EvmAdapter:
         backend: EvmBackend | str,
         raw_transaction: RawTransactionSource,
         sender: bytes | None = None,
+        history: BroadcastHistory | None = None,
     ) -> None:
         self.chain = chain
         self.backend: EvmBackend = JsonRpcBackend(backend) if isinstance(backend, str) else backend
         self.raw_transaction = raw_transaction
         self.sender = sender
+        self.history = history
+
+    def _mined_sibling(self, withdrawal: Withdrawal) -> tuple[str, Receipt] | None:
+        """An earlier transaction of this withdrawal that the chain has mined, if any."""
+        for txid in (self.history or (lambda _: []))(withdrawal.withdraw_id):
+            if txid == withdrawal.txid:
+                continue
+            receipt = self.backend.receipt(bytes.fromhex(txid.removeprefix("0x")))
+            if receipt is not None:
+                return txid, receipt
+        return None
 
     def broadcast(self, withdrawal: Withdrawal, signature_ref: str) -> str:
         """Send the signed transaction; a second call for the same bytes only returns the
         txid (the same template and signature always give the same txid)."""
+        mined = self._mined_sibling(withdrawal)
+        if mined is not None:
+            return mined[0]  # paid already, at this nonce: nothing more may be sent
         raw = self.raw_transaction(withdrawal, signature_ref)
         if self.sender is not None and recover_sender(raw) != self.sender:
             raise ValueError(f"{withdrawal.withdraw_id}: transaction not signed by the sender")
@@ -153,14 +174,19 @@ class EvmAdapter:
         if not withdrawal.txid:
             return ChainStatus(0)
         receipt = self.backend.receipt(bytes.fromhex(withdrawal.txid.removeprefix("0x")))
+        txid = ""
         if receipt is None:
-            return ChainStatus(0)
+            mined = self._mined_sibling(withdrawal)
+            if mined is None:
+                return ChainStatus(0)
+            txid, receipt = mined
         if not receipt.success:
             return ChainStatus(
                 0,
                 height=receipt.block_number,
                 rejected=True,
                 reason=f"reverted in block {receipt.block_number}",
+                txid=txid,
             )
         confirmations = self.backend.block_number() - receipt.block_number + 1
-        return ChainStatus(max(confirmations, 0), height=receipt.block_number)
+        return ChainStatus(max(confirmations, 0), height=receipt.block_number, txid=txid)
