@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from synod.chains.evm.adapter import EthTesterBackend, EvmAdapter
 from synod.chains.evm.address import address_bytes, checksum_address
+from synod.chains.evm.custody import uint_word
 from synod.chains.evm.devchain import ETHER, GWEI, DevChain
 from synod.chains.evm.eoa import Eip1559Transaction, template_transaction, transaction_hash
 from synod.crypto import ecdsa
@@ -35,6 +37,34 @@ from synod.state.transactions import (
 from tests.fixtures import stored_aux
 
 
+def eoa_worker(
+    tmp_path: Path,
+    ledger: Ledger,
+    dev: DevChain,
+    shares: list[ecdsa.KeyShare],
+    tx_for: Callable[[Any], Eip1559Transaction],
+    silent: set[int] | None = None,
+) -> tuple[WithdrawWorker, EvmAdapter, CggmpCommitteeSigner]:
+    """The worker paying from the CGGMP group's account on `dev`, the ledger keeping nonces."""
+    threshold = shares[0].threshold
+    signer = CggmpCommitteeSigner(shares, threshold, lambda w: tx_for(w).digest(), silent)
+    adapter = EvmAdapter(
+        "eth",
+        EthTesterBackend(dev.tester),
+        lambda w, ref: tx_for(w).signed(ecdsa.Signature.from_recoverable(bytes.fromhex(ref))),
+        sender=address_bytes(shares[0].public_key),
+        history=ledger.broadcast_txids,
+    )
+    worker = WithdrawWorker(
+        ledger,
+        LocalConsensus(ledger, Journal(tmp_path / "journal.db")),
+        {"eth": signer},
+        {"eth": adapter},
+        WorkerPolicy(confirmations={"eth": 1}, backoff_s=0),
+    )
+    return worker, adapter, signer
+
+
 def test_eoa_withdrawals_signed_with_cggmp(tmp_path: Path) -> None:
     aux = stored_aux(5)
     shares = ecdsa.local_keygen(3, 5, aux)
@@ -52,23 +82,7 @@ def test_eoa_withdrawals_signed_with_cggmp(tmp_path: Path) -> None:
         # The nonce comes from the ledger's template, fixed at reservation in FIFO order.
         return template_transaction(json.loads(w.template), dev.chain_id, 30 * GWEI, 21_000, GWEI)
 
-    def digest(w: Any) -> bytes:
-        return tx_for(w).digest()
-
-    def raw(w: Any, ref: str) -> bytes:
-        return tx_for(w).signed(ecdsa.Signature.from_recoverable(bytes.fromhex(ref)))
-
-    adapter = EvmAdapter(
-        "eth", EthTesterBackend(dev.tester), raw, sender=address_bytes(shares[0].public_key)
-    )
-    signer = CggmpCommitteeSigner(shares, 3, digest, silent={4})
-    worker = WithdrawWorker(
-        ledger,
-        LocalConsensus(ledger, Journal(tmp_path / "journal.db")),
-        {"eth": signer},
-        {"eth": adapter},
-        WorkerPolicy(confirmations={"eth": 1}, backoff_s=0),
-    )
+    worker, _, signer = eoa_worker(tmp_path, ledger, dev, shares, tx_for, silent={4})
     for _ in range(20):
         worker.step()
         if all(w.status == CONFIRMED for w in ledger.withdrawals()):
@@ -119,21 +133,7 @@ def test_replaced_transaction_mined_after_all(tmp_path: Path, mined: str) -> Non
     dear = Ledger(
         db, FeeSchedule(eth_gas_price_gwei=40, eth_gas_limit=21_000), nonce_chains={"eth"}
     )
-    signer = CggmpCommitteeSigner(shares, 2, lambda w: tx_for(w).digest())
-    adapter = EvmAdapter(
-        "eth",
-        EthTesterBackend(dev.tester),
-        lambda w, ref: tx_for(w).signed(ecdsa.Signature.from_recoverable(bytes.fromhex(ref))),
-        sender=address_bytes(shares[0].public_key),
-        history=dear.broadcast_txids,
-    )
-    worker = WithdrawWorker(
-        dear,
-        LocalConsensus(dear, Journal(tmp_path / "journal.db")),
-        {"eth": signer},
-        {"eth": adapter},
-        WorkerPolicy(confirmations={"eth": 1}, backoff_s=0),
-    )
+    worker, adapter, _ = eoa_worker(tmp_path, dear, dev, shares, tx_for)
     while dear.withdrawal(wid).status != "SIGNED":
         worker.step(max_actions=1)
     signed = dear.withdrawal(wid)
@@ -149,3 +149,46 @@ def test_replaced_transaction_mined_after_all(tmp_path: Path, mined: str) -> Non
     assert w.status == CONFIRMED and w.txid == old_txid
     assert dev.balance(to) == 10**15 and dev.tester.get_nonce(group) == 1
     assert not adapter.backend.is_known(bytes.fromhex(new_txid[2:]))  # never sent, or lost
+
+
+def test_a_reverted_transaction_uses_up_its_nonce(tmp_path: Path) -> None:
+    """An ERC-20 payment from the EOA reverts on chain (the ledger believed in more tokens than
+    the account held). The nonce is used and the gas burned without paying: the worker proves
+    it, the ledger books the fee and gives the withdrawal a fresh nonce, and once the tokens
+    are there the payment goes through, exactly once."""
+    shares = ecdsa.local_keygen(2, 3, stored_aux(3))
+    group = checksum_address(address_bytes(shares[0].public_key))
+    dev = DevChain()
+    dev.transact(group, value=ETHER)
+    token = dev.deploy("TestToken", uint_word(10**24))
+    dev.token_transfer(token, group, 100)  # the chain holds 100 ...
+    fees = FeeSchedule(eth_gas_price_gwei=2, eth_gas_limit=100_000)
+    ledger = Ledger(SqliteDatabase(tmp_path / "ledger.db"), fees, nonce_chains={"eth"})
+    ledger.apply(DepositCredit("eth", "ETH", ETHER, "0xfund", 1))
+    ledger.apply(DepositCredit("eth", "TST", 500, "0xtoken", 2))  # ... the ledger believes 500
+    to = checksum_address(os.urandom(20))
+    wid = ledger.apply(WithdrawRequest("tst", "eth", "TST", to, 300)).result["withdraw_id"]
+
+    def tx_for(w: Any) -> Eip1559Transaction:
+        template = json.loads(w.template)
+        return template_transaction(
+            template, dev.chain_id, 2 * GWEI, 100_000, tokens={"TST": token}
+        )
+
+    worker, _, _ = eoa_worker(tmp_path, ledger, dev, shares, tx_for)
+    while ledger.withdrawal(wid).attempt == 0:
+        worker.step(max_actions=1)
+    w = ledger.withdrawal(wid)
+    assert w.status == "QUEUED" and w.account_nonce is None and "reverted" in (w.reason or "")
+    assert dev.tester.get_nonce(group) == 1 and dev.token_balance(token, to) == 0
+    assert ledger.balance("eth", "ETH")["fees"] == fees.account_fee("eth")  # the burned gas
+
+    dev.token_transfer(token, group, 400)
+    for _ in range(10):
+        worker.step()
+    w = ledger.withdrawal(wid)
+    assert w.status == CONFIRMED and w.account_nonce == 1
+    assert dev.token_balance(token, to) == 300 and dev.tester.get_nonce(group) == 2
+    assert ledger.balance("eth", "ETH")["fees"] == 2 * fees.account_fee("eth")
+    b = ledger.balance("eth", "ETH")
+    assert b["deposited"] == b["available"] + b["reserved"] + b["withdrawn"] + b["fees"]

@@ -13,6 +13,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from synod.runtime.consensus import LocalConsensus
 from synod.runtime.journal import Journal
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
@@ -246,3 +248,16 @@ def test_scanner_wakes_on_finality_and_polls(tmp_path: Path) -> None:
     thread.join(timeout=60)
     assert not thread.is_alive(), "the scanner did not stop when asked"
     assert all_confirmed(ledger)
+
+
+def test_journal_refuses_a_malformed_transaction(tmp_path: Path) -> None:
+    """Stored while consensus is paused, a malformed write-back would fail every later read of
+    the journal (and stop the worker): it is refused when it is written."""
+    from synod.state.errors import MalformedTransaction
+    from synod.state.transactions import Requeue
+
+    _, consensus, _, _ = make(tmp_path)
+    consensus.pause()
+    with pytest.raises(MalformedTransaction):
+        consensus.submit(Requeue("w", "retry", "x" * 70_000))
+    assert len(consensus.journal) == 0 and consensus.journal.pending() == []

@@ -290,6 +290,27 @@ def test_an_earlier_transaction_confirms_only_in_eoa_mode(open_db: Opener) -> No
             ledger.apply(Confirm(wid, "0xother", 9, attempt=1))
 
 
+def test_requeue_claims_are_checked_against_the_state(open_db: Opener) -> None:
+    """What a Requeue may claim: spent inputs and a used-up nonce only after a broadcast, a
+    used-up nonce only where the ledger keeps nonces, and only with the proof."""
+    ledger = Ledger(open_db())
+    fee = FEES.account_fee("eth")
+    ledger.apply(DepositCredit("eth", "ETH", 10 * fee, "0xa", 1))
+    wid = ledger.apply(WithdrawRequest("a", "eth", "ETH", "0xd", fee)).result["withdraw_id"]
+    ledger.apply(Reserve(wid))
+    ledger.apply(StartSign(wid, "s"))
+    with pytest.raises(E.InvalidTransition, match="nothing was broadcast"):
+        ledger.apply(Requeue(wid, "timeout", "proof", nonce_spent=True))
+    ledger.apply(Signed(wid, "s", "sig"))
+    ledger.apply(Broadcast(wid, "0x1"))
+    ledger.apply(Fail(wid, "reverted"))
+    with pytest.raises(E.MalformedTransaction, match="needs the unspendable_proof"):
+        ledger.apply(Requeue(wid, "retry", nonce_spent=True))
+    with pytest.raises(E.InvalidTransition, match="keeps no account nonces"):
+        ledger.apply(Requeue(wid, "retry", "0x1 reverted", nonce_spent=True))
+    assert ledger.withdrawal(wid).status == "FAILED"
+
+
 def test_nonce_chains_are_evm_only(open_db: Opener) -> None:
     with pytest.raises(ValueError, match="only on EVM"):
         Ledger(open_db(), nonce_chains={"btc"})
@@ -417,9 +438,18 @@ class LedgerMachine(RuleBasedStateMachine):
             if proof and w.chain == "btc":  # some of its inputs were spent by another transaction
                 inputs = [source for source, _, _ in self.ledger.reservations(w.withdraw_id)]
                 spent = tuple(data.draw(st.lists(st.sampled_from(inputs), unique=True)))
-            requeue = Requeue(w.withdraw_id, "retry", "double-spent" if proof else "", a, spent)
+            # EOA: one of its transactions reverted, using up the nonce without paying.
+            nonce_spent = proof and w.chain in NONCE_CHAINS and data.draw(st.booleans())
+            requeue = Requeue(
+                w.withdraw_id, "retry", "double-spent" if proof else "", a, spent, nonce_spent
+            )
+            fees_before = self.ledger.balance(w.chain, "ETH")["fees"]
             if self._apply(requeue) and proof:
                 self.released.add(w.withdraw_id)
+                if nonce_spent:  # the burned fee is booked; a fresh nonce comes next time
+                    after = self.ledger.balance(w.chain, "ETH")["fees"]
+                    assert after == fees_before + int(w.fee or 0)
+                    self.nonces.pop(w.withdraw_id)
                 for outpoint in spent:
                     gone = [u for u in self.ledger.utxos(True) if u["outpoint"] == outpoint]
                     assert gone[0]["spent_by"] and not gone[0]["locked_by"]
@@ -484,7 +514,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def account_nonces(self) -> None:
-        """One nonce per withdrawal, never shared, never changed, always the template's."""
+        """One nonce per withdrawal, never shared, changed only when used up, always the
+        template's."""
         seen: dict[int, str] = {}
         for w in self.ledger.withdrawals(chain="eth"):
             if w.account_nonce is None:

@@ -32,6 +32,7 @@ class ChainStatus:
     unspendable_proof: str = ""  # set when the template can provably never be mined
     spent_outpoints: tuple[str, ...] = ()  # Bitcoin inputs the proof shows spent elsewhere
     txid: str = ""  # set when an earlier transaction of the withdrawal executed instead
+    nonce_spent: bool = False  # EOA mode: the proof shows the account nonce used, unpaid
 
 
 class ChainAdapter(Protocol):

@@ -24,6 +24,7 @@ class Journal:
         )
 
     def append(self, tx: Tx) -> None:
+        tx.validate()  # a malformed transaction is refused now, never stored to fail later
         self._db.execute("INSERT INTO journal (body) VALUES (?)", (tx.canonical().decode(),))
 
     def pending(self) -> list[tuple[int, Tx]]:

@@ -130,6 +130,8 @@ class WithdrawWorker:
             except E.Rejected as err:
                 log.info("%s: %s", w.withdraw_id, err)
                 acted = False
+            except AssertionError:
+                raise  # the ledger found a bug in itself: never retried around
             except Exception as err:  # a signer or node error: back off this one, go on
                 log.warning("%s (%s): %s", w.withdraw_id, w.status, err, exc_info=True)
                 self.errors[w.withdraw_id] = f"{type(err).__name__}: {err}"
@@ -212,6 +214,7 @@ class WithdrawWorker:
                     status.unspendable_proof,
                     attempt=w.attempt,
                     spent_outpoints=status.spent_outpoints if status.unspendable_proof else (),
+                    nonce_spent=status.nonce_spent and bool(status.unspendable_proof),
                 )
             )
             return True

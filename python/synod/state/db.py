@@ -71,10 +71,12 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     (
         4,
-        # Every transaction ever broadcast for a withdrawal (EOA mode: siblings at one nonce).
+        # Every transaction ever broadcast for a withdrawal, with the account nonce it used
+        # (EOA mode: the transactions at one nonce are siblings, at most one executes).
         """
         CREATE TABLE broadcasts (
             withdraw_id TEXT NOT NULL, txid TEXT NOT NULL, seq BIGINT NOT NULL,
+            account_nonce BIGINT,
             PRIMARY KEY (withdraw_id, txid)
         )
         """,

@@ -240,9 +240,13 @@ class Ledger:
         ]
 
     def broadcast_txids(self, withdraw_id: str) -> list[str]:
-        """Every txid ever broadcast for the withdrawal, oldest first."""
+        """The txids broadcast for the withdrawal, oldest first; in EOA mode only those at its
+        current account nonce (the ones at a used-up nonce can never execute again)."""
+        nonce = self.withdrawal(withdraw_id).account_nonce
         rows = self.db.query(
-            "SELECT txid FROM broadcasts WHERE withdraw_id = ? ORDER BY seq", (withdraw_id,)
+            "SELECT txid FROM broadcasts WHERE withdraw_id = ? "
+            "AND (account_nonce IS NULL OR account_nonce = ?) ORDER BY seq",
+            (withdraw_id, nonce),
         )
         return [r[0] for r in rows]
 
@@ -534,10 +538,13 @@ class Ledger:
 
     def _broadcast(self, tx: Broadcast) -> dict[str, Any]:
         w = self._expect(tx, SIGNED)
-        if tx.txid not in self.broadcast_txids(w.withdraw_id):
+        if not self.db.query(
+            "SELECT 1 FROM broadcasts WHERE withdraw_id = ? AND txid = ?", (w.withdraw_id, tx.txid)
+        ):
             self.db.execute(
-                "INSERT INTO broadcasts (withdraw_id, txid, seq) VALUES (?, ?, ?)",
-                (w.withdraw_id, tx.txid, self._next("broadcast_seq")),
+                "INSERT INTO broadcasts (withdraw_id, txid, seq, account_nonce) "
+                "VALUES (?, ?, ?, ?)",
+                (w.withdraw_id, tx.txid, self._next("broadcast_seq"), w.account_nonce),
             )
         self._set(w.withdraw_id, status=BROADCAST, txid=tx.txid)
         return {"withdraw_id": w.withdraw_id, "status": BROADCAST, "txid": tx.txid}
@@ -590,6 +597,10 @@ class Ledger:
 
     def _requeue(self, tx: Requeue) -> dict[str, Any]:
         w = self._expect(tx, SIGNING, FAILED)
+        if w.status == SIGNING and (tx.spent_outpoints or tx.nonce_spent):
+            raise E.InvalidTransition(f"{w.withdraw_id}: nothing was broadcast, nothing was spent")
+        if tx.nonce_spent and w.chain not in self.nonce_chains:
+            raise E.InvalidTransition(f"{w.withdraw_id}: {w.chain} keeps no account nonces here")
         if w.status == SIGNING or not tx.unspendable_proof:
             # Same template: nothing that was signed can pay a second, different transaction.
             self._set(
@@ -606,6 +617,9 @@ class Ledger:
             }
         self._write_off(w, tx.spent_outpoints)
         self._release(w)
+        if tx.nonce_spent:
+            self._burn_fee(w)
+            self._set(w.withdraw_id, account_nonce=None)  # the next template takes a fresh one
         self._set(
             w.withdraw_id,
             status=QUEUED,
@@ -637,6 +651,21 @@ class Ledger:
                 (w.withdraw_id, outpoint),
             )
             self._adjust("btc", "BTC", reserved=-reserved[outpoint], external=reserved[outpoint])
+
+    def _burn_fee(self, w: Withdrawal) -> None:
+        """A transaction of `w` executed and reverted: its fee is gone (booked at the most the
+        template allowed, as for a confirmed one), taken from the oldest native lots."""
+        native, left = CHAINS[w.chain], int(w.fee or 0)
+        self._adjust(w.chain, native, available=-left, fees=left)
+        for lot_id, remaining in self._open_lots(w.chain, native):
+            take = min(left, remaining)
+            self.db.execute(
+                "UPDATE lots SET remaining = ?, exhausted = ? WHERE lot_id = ?",
+                (str(remaining - take), int(remaining == take), lot_id),
+            )
+            left -= take
+            if left == 0:
+                return
 
     def _release(self, w: Withdrawal) -> None:
         for source, asset, amount in self.reservations(w.withdraw_id):

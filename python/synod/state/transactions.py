@@ -219,7 +219,10 @@ class Requeue(Tx):
     mined (its inputs spent elsewhere, or its validity window passed); only then
     are the funds released and a new template allowed. `spent_outpoints` names the
     Bitcoin inputs the proof shows spent by another transaction: they are gone, so
-    they are written off instead of going back to the pool.
+    they are written off instead of going back to the pool. `nonce_spent` (EVM EOA
+    mode) says the proof shows the withdrawal's account nonce used up by one of its
+    own transactions that reverted: nothing can pay at that nonce any more, so the
+    burned fee is booked and the next reservation takes a fresh nonce.
     """
 
     KIND: ClassVar[str] = "requeue"
@@ -228,14 +231,17 @@ class Requeue(Tx):
     unspendable_proof: str = ""
     attempt: int = 0
     spent_outpoints: tuple[str, ...] = ()
+    nonce_spent: bool = False
 
     def validate(self) -> None:
         _about(self)
         _text("reason", self.reason, 1000)
-        if not isinstance(self.unspendable_proof, str) or len(self.unspendable_proof) > 2000:
-            raise MalformedTransaction(
-                "unspendable_proof must be a string of at most 2000 characters"
-            )
+        if not isinstance(self.unspendable_proof, str) or len(self.unspendable_proof) > 1 << 16:
+            raise MalformedTransaction("unspendable_proof must be a string of at most 64 KiB")
+        if not isinstance(self.nonce_spent, bool) or (
+            self.nonce_spent and not self.unspendable_proof
+        ):
+            raise MalformedTransaction("nonce_spent needs the unspendable_proof that shows it")
         if not isinstance(self.spent_outpoints, list | tuple):
             raise MalformedTransaction("spent_outpoints must be a list of 'txid:vout'")
         for outpoint in self.spent_outpoints:

@@ -157,17 +157,18 @@ def test_node_refusal_is_reported(chain: Node, frost_group: FrostGroup) -> None:
 def test_conflicting_spend_gives_unspendable_proof(chain: Node, frost_group: FrostGroup) -> None:
     """Another template over an input that a confirmed transaction already spent."""
     adapter = BitcoinAdapter(chain.rpc, NET)
-    first = withdrawal(chain, "w-e2e-a", [4], COIN)
+    first = withdrawal(chain, "w-e2e-a", [4, 6], COIN)
     ref = threshold_sign(adapter, frost_group, first)
     adapter.broadcast(first, ref)
     chain.rpc.generate(1)
     assert adapter.status(first).confirmations == 1
 
-    second = withdrawal(chain, "w-e2e-b", [4, 5], 2 * COIN)
+    second = withdrawal(chain, "w-e2e-b", [4, 5, 6], 2 * COIN)
     status = adapter.status(second)
     assert status.rejected and status.confirmations == 0
     assert coinbase(chain, 4)[0] in status.unspendable_proof
-    assert status.spent_outpoints == (str(adapter.transaction(second).inputs[0].outpoint),)
+    inputs = [str(i.outpoint) for i in adapter.transaction(second).inputs]
+    assert status.spent_outpoints == (inputs[0], inputs[2])  # every spent input, not the first
     # ...while the confirmed one is never "unspendable".
     assert not adapter.status(first).unspendable_proof
 

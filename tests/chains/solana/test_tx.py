@@ -198,7 +198,6 @@ def test_no_compute_budget_when_fee_is_the_base_fee(svm: LiteSVM, group: Group) 
         ({"amount": str(2**64)}, "u64"),
         ({"fee": "4999"}, "below the base fee"),
         ({"to": "not-base58!"}, "not a Solana address"),
-        ({"asset": "DOGE"}, "token account rent"),
         ({"asset": "DOGE", "fee": str(SOL_FEE + SOL_TOKEN_ACCOUNT_RENT_LAMPORTS)}, "unknown token"),
         ({"withdraw_id": "x" * 200}, "too long"),
     ],
@@ -224,3 +223,15 @@ def test_transfer_below_rent_minimum_fails_but_pays_fee(svm: LiteSVM, group: Gro
     assert "InsufficientFundsForRent" in str(err)
     assert svm.get_balance(group.pubkey) == before - SOL_FEE  # processed: the fee is charged
     assert svm.get_balance(to) is None
+
+
+def test_token_template_reserved_before_the_rent_was_included(svm: LiteSVM, group: Group) -> None:
+    """A token template whose fee predates the rent reservation is still payable, and builds
+    the same message as one whose fee holds the rent: the rent never goes to priority."""
+    token = create_token(svm, group.pubkey, supply=10, decimals=6)
+    to, bh = Pubkey.new_unique(), svm.latest_blockhash()
+    old = SolanaTransfer.build(
+        sol_template("w-o", to, 5, "USDC", fee=SOL_FEE), group.key, bh, {"USDC": token}
+    )
+    new = SolanaTransfer.build(sol_template("w-o", to, 5, "USDC"), group.key, bh, {"USDC": token})
+    assert old.message == new.message

@@ -228,16 +228,19 @@ class BitcoinAdapter:
         seen = self._backend.lookup(tx.txid)
         if seen is not None:
             return seen
-        for txin in tx.inputs:
-            proof = self._backend.spent_elsewhere(txin.outpoint, tx.txid)
-            if proof:
-                return ChainStatus(
-                    confirmations=0,
-                    rejected=True,
-                    reason=f"input {txin.outpoint} was spent by another transaction",
-                    unspendable_proof=proof,
-                    spent_outpoints=(str(txin.outpoint),),
-                )
+        # Every input spent elsewhere is named, so the ledger writes them all off at once.
+        spent = {
+            str(i.outpoint): self._backend.spent_elsewhere(i.outpoint, tx.txid) for i in tx.inputs
+        }
+        proofs = {outpoint: proof for outpoint, proof in spent.items() if proof}
+        if proofs:
+            return ChainStatus(
+                confirmations=0,
+                rejected=True,
+                reason=f"input {next(iter(proofs))} was spent by another transaction",
+                unspendable_proof="; ".join(proofs.values()),
+                spent_outpoints=tuple(proofs),
+            )
         reason = self.store.get(f"btc:refused:{tx.txid}")
         if reason is None and self.rebroadcast and withdrawal.signature_ref:
             reason = self._send(self.signed_transaction(withdrawal, withdrawal.signature_ref))

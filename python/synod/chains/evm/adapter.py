@@ -142,10 +142,12 @@ class EvmAdapter:
         self.sender = sender
         self.history = history
 
-    def _mined_sibling(self, withdrawal: Withdrawal) -> tuple[str, Receipt] | None:
-        """An earlier transaction of this withdrawal that the chain has mined, if any."""
+    def _mined_sibling(
+        self, withdrawal: Withdrawal, include_current: bool
+    ) -> tuple[str, Receipt] | None:
+        """A transaction already broadcast for this withdrawal that the chain has mined."""
         for txid in (self.history or (lambda _: []))(withdrawal.withdraw_id):
-            if txid == withdrawal.txid:
+            if txid == withdrawal.txid and not include_current:
                 continue
             receipt = self.backend.receipt(bytes.fromhex(txid.removeprefix("0x")))
             if receipt is not None:
@@ -155,9 +157,9 @@ class EvmAdapter:
     def broadcast(self, withdrawal: Withdrawal, signature_ref: str) -> str:
         """Send the signed transaction; a second call for the same bytes only returns the
         txid (the same template and signature always give the same txid)."""
-        mined = self._mined_sibling(withdrawal)
+        mined = self._mined_sibling(withdrawal, include_current=True)
         if mined is not None:
-            return mined[0]  # paid already, at this nonce: nothing more may be sent
+            return mined[0]  # this nonce is used (paid, or reverted): nothing more may be sent
         raw = self.raw_transaction(withdrawal, signature_ref)
         if self.sender is not None and recover_sender(raw) != self.sender:
             raise ValueError(f"{withdrawal.withdraw_id}: transaction not signed by the sender")
@@ -176,16 +178,23 @@ class EvmAdapter:
         receipt = self.backend.receipt(bytes.fromhex(withdrawal.txid.removeprefix("0x")))
         txid = ""
         if receipt is None:
-            mined = self._mined_sibling(withdrawal)
+            mined = self._mined_sibling(withdrawal, include_current=False)
             if mined is None:
                 return ChainStatus(0)
             txid, receipt = mined
         if not receipt.success:
+            reason = f"reverted in block {receipt.block_number}"
+            if self.history is None:  # contract mode: the relayer's call, sent again later
+                return ChainStatus(0, height=receipt.block_number, rejected=True, reason=reason)
+            # EOA mode: the withdrawal's nonce is used up without paying; it needs a new one.
+            proof = f"{txid or withdrawal.txid} at the withdrawal's nonce {reason}"
             return ChainStatus(
                 0,
                 height=receipt.block_number,
                 rejected=True,
-                reason=f"reverted in block {receipt.block_number}",
+                reason=reason,
+                unspendable_proof=proof,
+                nonce_spent=True,
                 txid=txid,
             )
         confirmations = self.backend.block_number() - receipt.block_number + 1
