@@ -10,72 +10,36 @@ parent process dies).
 
 from __future__ import annotations
 
-import ctypes
 import os
 import secrets
-import signal
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from synod.chains.bitcoin.rpc import BitcoinError, BitcoinRpc
+from synod.chains.localnode import (
+    NodeUnavailable,
+    binary_dir,
+    die_with_parent,
+    free_port,
+    stop_process,
+)
 
-REPO = Path(__file__).resolve().parents[4]
-BUILD_TIMEOUT_S = 900
 START_TIMEOUT_S = 30
-STOP_TIMEOUT_S = 15
 TAPROOT_ACTIVE_HEIGHT = 432  # btcd regtest activates Taproot by signalling over 144-block periods
 
 
-class BtcdUnavailable(RuntimeError):
+class BtcdUnavailable(NodeUnavailable):
     """btcd could not be found or built here; the caller says so instead of faking a chain."""
 
 
 def btcd_dir() -> Path:
     """Where btcd lives: SYNOD_BTCD_DIR, else what scripts/btcd.sh builds (or finds cached)."""
-    given = os.environ.get("SYNOD_BTCD_DIR", "").strip()
-    if given:
-        path = Path(given)
-    else:
-        script = REPO / "scripts" / "btcd.sh"
-        try:
-            proc = subprocess.Popen(
-                [str(script)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,  # a timeout also stops the `go` processes it started
-            )
-        except OSError as err:
-            raise BtcdUnavailable(f"cannot run {script.name}: {err}") from None
-        try:
-            stdout, stderr = proc.communicate(timeout=BUILD_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise BtcdUnavailable(
-                f"{script.name} did not finish within {BUILD_TIMEOUT_S} s"
-            ) from None
-        if proc.returncode != 0 or not stdout.strip():
-            raise BtcdUnavailable(f"{script.name} failed: {stderr.strip()[-500:]}")
-        path = Path(stdout.strip().splitlines()[-1])
-    if not (path / "btcd").is_file():
-        raise BtcdUnavailable(f"no btcd binary in {path}")
-    return path
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    try:
+        return binary_dir("SYNOD_BTCD_DIR", "btcd.sh", "btcd")
+    except NodeUnavailable as err:
+        raise BtcdUnavailable(str(err)) from None
 
 
 @dataclass
@@ -90,13 +54,7 @@ class DevNode:
         return hashes
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT_S)
+        stop_process(self.proc)
 
 
 def start_btcd(mining_address: str, home: Path, bindir: Path | None = None) -> DevNode:
@@ -104,7 +62,7 @@ def start_btcd(mining_address: str, home: Path, bindir: Path | None = None) -> D
     bindir = bindir or btcd_dir()
     home.mkdir(parents=True, exist_ok=True)
     (home / "btcd.conf").write_text("")  # keep any ~/.btcd/btcd.conf out of it
-    port = _free_port()
+    port = free_port()
     password = secrets.token_hex(16)
     args = [
         str(bindir / "btcd"),
@@ -127,7 +85,7 @@ def start_btcd(mining_address: str, home: Path, bindir: Path | None = None) -> D
     log = (home / "stdout.log").open("wb")
     env = {**os.environ, "HOME": str(home)}  # btcd creates ~/.btcd even when told otherwise
     proc = subprocess.Popen(
-        args, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent
+        args, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent
     )
     log.close()
     node = DevNode(

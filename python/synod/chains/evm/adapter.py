@@ -86,7 +86,8 @@ class JsonRpcBackend:
         self.timeout = timeout
         self._ids = itertools.count(1)
 
-    def _call(self, method: str, *params: Any) -> Any:
+    def request(self, method: str, *params: Any) -> Any:
+        """One JSON-RPC call; a node error raises `JsonRpcError`."""
         body = json.dumps(
             {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
         ).encode()
@@ -100,19 +101,19 @@ class JsonRpcBackend:
         return reply.get("result")
 
     def send_raw_transaction(self, raw: bytes) -> None:
-        self._call("eth_sendRawTransaction", "0x" + raw.hex())
+        self.request("eth_sendRawTransaction", "0x" + raw.hex())
 
     def is_known(self, txid: bytes) -> bool:
-        return self._call("eth_getTransactionByHash", "0x" + txid.hex()) is not None
+        return self.request("eth_getTransactionByHash", "0x" + txid.hex()) is not None
 
     def receipt(self, txid: bytes) -> Receipt | None:
-        r = self._call("eth_getTransactionReceipt", "0x" + txid.hex())
+        r = self.request("eth_getTransactionReceipt", "0x" + txid.hex())
         if r is None or r.get("blockNumber") is None:
             return None
         return Receipt(int(r["blockNumber"], 16), int(r["status"], 16) == 1)
 
     def block_number(self) -> int:
-        return int(self._call("eth_blockNumber"), 16)
+        return int(self.request("eth_blockNumber"), 16)
 
 
 class EvmAdapter:

@@ -8,8 +8,9 @@ calls), and reads balances. Development chain only: its accounts' keys are publi
 from __future__ import annotations
 
 import functools
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from eth_tester import EthereumTester, PyEVMBackend
 from vyper import compile_code
@@ -22,7 +23,35 @@ GWEI = 10**9
 DEV_RELAYER_KEY = (2).to_bytes(32, "big")  # eth-tester's second funded account (public key!)
 
 
-class DevChain:
+class TokenHelpers(ABC):
+    """ERC-20 reads and transfers for a local chain that can `call` and `transact`."""
+
+    @abstractmethod
+    def call(self, to: str, data: bytes) -> bytes:
+        """eth_call: the return data."""
+
+    @abstractmethod
+    def transact(
+        self,
+        to: str | None,
+        data: bytes = b"",
+        value: int = 0,
+        sender: str | None = None,
+        gas: int = 500_000,
+    ) -> dict[str, Any]:
+        """Send from an unlocked account; the receipt once mined."""
+
+    def token_balance(self, token: str, address: str) -> int:
+        raw = bytes.fromhex(address[2:])
+        out = self.call(token, selector("balanceOf(address)") + bytes_word(raw, 20))
+        return int.from_bytes(out, "big")
+
+    def token_transfer(self, token: str, to: str, amount: int, sender: str | None = None) -> None:
+        data = selector("transfer(address,uint256)") + bytes_word(bytes.fromhex(to[2:]), 20)
+        assert self.transact(token, data + uint_word(amount), sender=sender)["status"] == 1
+
+
+class DevChain(TokenHelpers):
     """Just enough of a chain for the tests: deploy, transact from unlocked accounts, call."""
 
     def __init__(self) -> None:
@@ -69,17 +98,27 @@ class DevChain:
     def balance(self, address: str) -> int:
         return int(self.tester.get_balance(address))
 
-    def token_balance(self, token: str, address: str) -> int:
-        raw = bytes.fromhex(address[2:])
-        out = self.call(token, selector("balanceOf(address)") + bytes_word(raw, 20))
-        return int.from_bytes(out, "big")
-
-    def token_transfer(self, token: str, to: str, amount: int, sender: str | None = None) -> None:
-        data = selector("transfer(address,uint256)") + bytes_word(bytes.fromhex(to[2:]), 20)
-        assert self.transact(token, data + uint_word(amount), sender=sender)["status"] == 1
-
     def timestamp(self) -> int:
         return int(self.tester.get_block_by_number("latest")["timestamp"])
+
+
+class LocalEvm(Protocol):
+    """What the contract helpers need from a local chain: `DevChain` (py-evm, in process)
+    or `synod.chains.evm.devnode.GethChain` (geth --dev)."""
+
+    @property
+    def chain_id(self) -> int: ...
+
+    def transact(
+        self,
+        to: str | None,
+        data: bytes = b"",
+        value: int = 0,
+        sender: str | None = None,
+        gas: int = 500_000,
+    ) -> dict[str, Any]: ...
+
+    def deploy(self, name: str, args: bytes = b"") -> str: ...
 
 
 @functools.cache
@@ -89,7 +128,7 @@ def bytecode(name: str) -> bytes:
     return bytes.fromhex(out["bytecode"].removeprefix("0x"))
 
 
-def deploy_custody(chain: DevChain, px: bytes, fund: int = 10 * ETHER) -> str:
+def deploy_custody(chain: LocalEvm, px: bytes, fund: int = 10 * ETHER) -> str:
     """Deploy the custody contract for group key `px`, optionally funded by the funder."""
     custody = chain.deploy("Custody", constructor_args(px))
     if fund:

@@ -1,0 +1,81 @@
+"""What the local chain nodes (btcd, geth) share: finding or building their binaries, a free
+loopback port, and a process that dies with its parent and always stops.
+
+Binaries come from an environment variable naming their directory, or from a script in
+`scripts/` that builds a pinned version from the Go module proxy into a cache directory and
+prints that directory. A node that cannot be had raises `NodeUnavailable`, so callers name the
+missing engine instead of faking a chain.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+BUILD_TIMEOUT_S = 900
+STOP_TIMEOUT_S = 15
+
+
+class NodeUnavailable(RuntimeError):
+    """A local node could not be found, built or started here."""
+
+
+def binary_dir(env_var: str, script: str, binary: str) -> Path:
+    """The directory holding `binary`: `$env_var` if set, else what `scripts/<script>` prints
+    (it builds the pinned version on first use and finds it cached afterwards)."""
+    given = os.environ.get(env_var, "").strip()
+    path = Path(given or _run_build_script(REPO / "scripts" / script))
+    if not (path / binary).is_file():
+        raise NodeUnavailable(f"no {binary} binary in {path}")
+    return path
+
+
+def _run_build_script(script: Path) -> str:
+    try:
+        proc = subprocess.Popen(
+            [str(script)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # a timeout also stops the `go` processes it started
+        )
+    except OSError as err:
+        raise NodeUnavailable(f"cannot run {script.name}: {err}") from None
+    try:
+        stdout, stderr = proc.communicate(timeout=BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise NodeUnavailable(f"{script.name} did not finish within {BUILD_TIMEOUT_S} s") from None
+    if proc.returncode != 0 or not stdout.strip():
+        raise NodeUnavailable(f"{script.name} failed: {stderr.strip()[-500:]}")
+    return stdout.strip().splitlines()[-1]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def die_with_parent() -> None:
+    """`preexec_fn` for a node process: SIGTERM when the process that started it dies."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it does not exit in time."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(STOP_TIMEOUT_S)
