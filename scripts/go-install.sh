@@ -26,7 +26,8 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 mkdir -p "$bindir"
-echo "go-install.sh: installing $name $version into $bindir" >&2
+echo "go-install.sh: building $name $version from the Go module proxy into $bindir" \
+    "(first use only; a few minutes on two cores)" >&2
 start=$(date +%s)
 modules=()
 for module in "$@"; do modules+=("$module@$version"); done
