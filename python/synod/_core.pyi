@@ -5,10 +5,10 @@ class CoreError(Exception): ...
 
 # --- FROST (rust/src/frost.rs); `suite` is "secp256k1-tr" or "ed25519" ---
 def frost_dkg_part1(
-    suite: str, id: int, max_signers: int, min_signers: int
+    suite: str, refresh: bool, id: int, max_signers: int, min_signers: int
 ) -> tuple[bytes, bytes]: ...
 def frost_dkg_part2(
-    suite: str, secret: bytes, round1: dict[int, bytes]
+    suite: str, refresh: bool, secret: bytes, round1: dict[int, bytes]
 ) -> tuple[bytes, dict[int, bytes]]: ...
 def frost_dkg_part3(
     suite: str, secret: bytes, round1: dict[int, bytes], round2: dict[int, bytes]
@@ -52,12 +52,6 @@ def frost_public_package_info(
     suite: str, public_package: bytes
 ) -> tuple[int | None, dict[int, bytes], bytes]: ...
 def frost_check(suite: str, kind: str, data: bytes) -> None: ...
-def frost_refresh_part1(
-    suite: str, id: int, max_signers: int, min_signers: int
-) -> tuple[bytes, bytes]: ...
-def frost_refresh_part2(
-    suite: str, secret: bytes, round1: dict[int, bytes]
-) -> tuple[bytes, dict[int, bytes]]: ...
 def frost_refresh_part3(
     suite: str,
     secret: bytes,

@@ -7,6 +7,9 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+use common::fmt;
+
 use cggmp21::key_share::{AuxInfo, IncompleteKeyShare, KeyShare};
 use cggmp21::security_level::SecurityLevel128;
 use cggmp21::supported_curves::Secp256k1;
@@ -120,17 +123,6 @@ fn sign(shares: &[KeyShare<E, L>], signers: &[u16], data: DataToSign<E>) -> cggm
     .expect("simulation")
     .expect_ok()
     .expect_eq()
-}
-
-fn fmt(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 1e-3 {
-        format!("{:.0} µs", s * 1e6)
-    } else if s < 1.0 {
-        format!("{:.2} ms", s * 1e3)
-    } else {
-        format!("{s:.2} s")
-    }
 }
 
 /// `"2/3,3/5"` -> `[(2, 3), (3, 5)]`

@@ -7,6 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::fmt;
+
 use frost_core::keys::{dkg, KeyPackage, PublicKeyPackage};
 use frost_core::{Ciphersuite, Identifier, SigningPackage};
 use rand_core::OsRng;
@@ -23,16 +26,19 @@ fn dkg_all<C: Ciphersuite>(
         s1.insert(*id, s);
         p1.insert(*id, p);
     }
+    // What each participant receives in round 1: everyone else's package.
+    let others: BTreeMap<Identifier<C>, BTreeMap<_, _>> = ids
+        .iter()
+        .map(|id| {
+            let rest = p1.iter().filter(|(k, _)| *k != id).map(|(k, v)| (*k, v.clone()));
+            (*id, rest.collect())
+        })
+        .collect();
     let mut s2 = BTreeMap::new();
     let mut p2: BTreeMap<Identifier<C>, BTreeMap<Identifier<C>, dkg::round2::Package<C>>> =
         BTreeMap::new();
     for id in &ids {
-        let others: BTreeMap<_, _> = p1
-            .iter()
-            .filter(|(k, _)| *k != id)
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
-        let (s, out) = dkg::part2(s1.remove(id).unwrap(), &others).unwrap();
+        let (s, out) = dkg::part2(s1.remove(id).unwrap(), &others[id]).unwrap();
         s2.insert(*id, s);
         for (to, pkg) in out {
             p2.entry(to).or_default().insert(*id, pkg);
@@ -41,12 +47,7 @@ fn dkg_all<C: Ciphersuite>(
     let mut keys = BTreeMap::new();
     let mut public = None;
     for id in &ids {
-        let others: BTreeMap<_, _> = p1
-            .iter()
-            .filter(|(k, _)| *k != id)
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
-        let (kp, pkp) = dkg::part3(&s2[id], &others, &p2[id]).unwrap();
+        let (kp, pkp) = dkg::part3(&s2[id], &others[id], &p2[id]).unwrap();
         keys.insert(*id, kp);
         public = Some(pkp);
     }
@@ -82,17 +83,6 @@ fn sign_once<C: Ciphersuite>(
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-fn fmt(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 1e-3 {
-        format!("{:.0} µs", s * 1e6)
-    } else if s < 1.0 {
-        format!("{:.2} ms", s * 1e3)
-    } else {
-        format!("{s:.2} s")
-    }
 }
 
 fn bench<C: Ciphersuite>(name: &str, t: u16, n: u16) {

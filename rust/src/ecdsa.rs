@@ -251,6 +251,16 @@ impl Failure {
     }
 }
 
+/// A finished protocol's output as the JSON bytes Python keeps (aux info, key shares).
+fn json_output<T: serde::Serialize>(value: &T) -> Result<Output, Failure> {
+    serde_json::to_vec(value)
+        .map(Output::Bytes)
+        .map_err(|e| Failure {
+            message: e.to_string(),
+            debug: String::new(),
+        })
+}
+
 type Machine<M> = Box<dyn StateMachine<Output = Result<Output, Failure>, Msg = M>>;
 
 enum State {
@@ -548,14 +558,7 @@ fn ecdsa_aux_info_session(eid: Vec<u8>, i: u16, n: u16, primes: &[u8]) -> PyResu
                 .start(&mut rng, party)
                 .await
                 .map_err(Failure::from_error)
-                .and_then(|aux: AuxInfo<L>| {
-                    serde_json::to_vec(&aux)
-                        .map(Output::Bytes)
-                        .map_err(|e| Failure {
-                            message: e.to_string(),
-                            debug: String::new(),
-                        })
-                })
+                .and_then(|aux: AuxInfo<L>| json_output(&aux))
         },
     ));
     Ok(EcdsaSession {
@@ -583,14 +586,7 @@ fn ecdsa_keygen_session(eid: Vec<u8>, i: u16, n: u16, t: u16) -> PyResult<EcdsaS
                 .start(&mut rng, party)
                 .await
                 .map_err(Failure::from_error)
-                .and_then(|share: IncompleteKeyShare<E>| {
-                    serde_json::to_vec(&share)
-                        .map(Output::Bytes)
-                        .map_err(|e| Failure {
-                            message: e.to_string(),
-                            debug: String::new(),
-                        })
-                })
+                .and_then(|share: IncompleteKeyShare<E>| json_output(&share))
         },
     ));
     Ok(EcdsaSession {

@@ -296,29 +296,41 @@ fn dkg_part3_g<C: Suite>(secret: Bytes, round1: IdMap, round2: IdMap) -> PyResul
     Ok((ser(kp.serialize())?, ser(pkp.serialize())?))
 }
 
+impl Flavour {
+    fn of(refresh: bool) -> Self {
+        if refresh {
+            Flavour::Refresh
+        } else {
+            Flavour::Keygen
+        }
+    }
+}
+
+/// Round 1 of a DKG, or of a refresh when `refresh` is set.
 #[pyfunction]
 fn frost_dkg_part1(
     py: Python<'_>,
     suite: &str,
+    refresh: bool,
     id: u16,
     max_signers: u16,
     min_signers: u16,
 ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
-    let (s, p) = dispatch!(
-        suite,
-        dkg_part1_g(Flavour::Keygen, id, max_signers, min_signers)
-    )?;
+    let flavour = Flavour::of(refresh);
+    let (s, p) = dispatch!(suite, dkg_part1_g(flavour, id, max_signers, min_signers))?;
     Ok((py_bytes(py, s), py_bytes(py, p)))
 }
 
+/// Round 2 of a DKG, or of a refresh when `refresh` is set.
 #[pyfunction]
 fn frost_dkg_part2(
     py: Python<'_>,
     suite: &str,
+    refresh: bool,
     secret: Bytes,
     round1: IdMap,
 ) -> PyResult<(Py<PyBytes>, IdMap)> {
-    let (s, out) = dispatch!(suite, dkg_part2_g(Flavour::Keygen, secret, round1))?;
+    let (s, out) = dispatch!(suite, dkg_part2_g(Flavour::of(refresh), secret, round1))?;
     Ok((py_bytes(py, s), out))
 }
 
@@ -748,32 +760,6 @@ fn refresh_part3_g<C: Suite>(
         ));
     }
     Ok((ser(kp.serialize())?, ser(pkp.serialize())?))
-}
-
-#[pyfunction]
-fn frost_refresh_part1(
-    py: Python<'_>,
-    suite: &str,
-    id: u16,
-    max_signers: u16,
-    min_signers: u16,
-) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
-    let (s, p) = dispatch!(
-        suite,
-        dkg_part1_g(Flavour::Refresh, id, max_signers, min_signers)
-    )?;
-    Ok((py_bytes(py, s), py_bytes(py, p)))
-}
-
-#[pyfunction]
-fn frost_refresh_part2(
-    py: Python<'_>,
-    suite: &str,
-    secret: Bytes,
-    round1: IdMap,
-) -> PyResult<(Py<PyBytes>, IdMap)> {
-    let (s, out) = dispatch!(suite, dkg_part2_g(Flavour::Refresh, secret, round1))?;
-    Ok((py_bytes(py, s), out))
 }
 
 #[pyfunction]
@@ -1437,8 +1423,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(frost_signing_package_info, m)?)?;
     m.add_function(wrap_pyfunction!(frost_public_package_info, m)?)?;
     m.add_function(wrap_pyfunction!(frost_check, m)?)?;
-    m.add_function(wrap_pyfunction!(frost_refresh_part1, m)?)?;
-    m.add_function(wrap_pyfunction!(frost_refresh_part2, m)?)?;
     m.add_function(wrap_pyfunction!(frost_refresh_part3, m)?)?;
     m.add_function(wrap_pyfunction!(frost_repair_part1, m)?)?;
     m.add_function(wrap_pyfunction!(frost_repair_part2, m)?)?;

@@ -15,28 +15,65 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[3]
 BUILD_TIMEOUT_S = 900
+START_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 15
+T = TypeVar("T")
 
 
 class NodeUnavailable(RuntimeError):
     """A local node could not be found, built or started here."""
 
 
-def binary_dir(env_var: str, script: str, binary: str) -> Path:
+def binary_dir(
+    env_var: str, script: str, binary: str, unavailable: type[NodeUnavailable] = NodeUnavailable
+) -> Path:
     """The directory holding `binary`: `$env_var` if set, else what `scripts/<script>` prints
     (it builds the pinned version on first use and finds it cached afterwards)."""
     given = os.environ.get(env_var, "").strip()
-    path = Path(given or _run_build_script(REPO / "scripts" / script))
+    path = Path(given or _run_build_script(REPO / "scripts" / script, unavailable))
     if not (path / binary).is_file():
-        raise NodeUnavailable(f"no {binary} binary in {path}")
+        raise unavailable(f"no {binary} binary in {path}")
     return path
 
 
-def _run_build_script(script: Path) -> str:
+def launch(
+    args: list[str],
+    home: Path,
+    ready: Callable[[], T],
+    not_yet: type[Exception] | tuple[type[Exception], ...],
+    unavailable: type[NodeUnavailable] = NodeUnavailable,
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], T]:
+    """Start a node (output to `home/stdout.log`) and call `ready()` until it answers instead
+    of raising `not_yet`. A node that exits or stays unready raises `unavailable`."""
+    name = Path(args[0]).name
+    log = (home / "stdout.log").open("wb")
+    proc = subprocess.Popen(
+        args, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent
+    )
+    log.close()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            tail = (home / "stdout.log").read_text(errors="replace")[-2000:]
+            raise unavailable(f"{name} exited with {proc.returncode}: {tail}")
+        try:
+            return proc, ready()
+        except not_yet:
+            if time.monotonic() > deadline:
+                stop_process(proc)
+                raise unavailable(f"{name} RPC not ready within {START_TIMEOUT_S} s") from None
+            time.sleep(0.1)
+
+
+def _run_build_script(script: Path, unavailable: type[NodeUnavailable]) -> str:
     """Its stderr goes straight to ours: a first build takes minutes, and says so as it goes."""
     try:
         proc = subprocess.Popen(
@@ -46,15 +83,15 @@ def _run_build_script(script: Path) -> str:
             start_new_session=True,  # a timeout also stops the `go` processes it started
         )
     except OSError as err:
-        raise NodeUnavailable(f"cannot run {script.name}: {err}") from None
+        raise unavailable(f"cannot run {script.name}: {err}") from None
     try:
         stdout, _ = proc.communicate(timeout=BUILD_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        raise NodeUnavailable(f"{script.name} did not finish within {BUILD_TIMEOUT_S} s") from None
+        raise unavailable(f"{script.name} did not finish within {BUILD_TIMEOUT_S} s") from None
     if proc.returncode != 0 or not stdout.strip():
-        raise NodeUnavailable(f"{script.name} failed (exit {proc.returncode}; its messages above)")
+        raise unavailable(f"{script.name} failed (exit {proc.returncode}; its messages above)")
     return stdout.strip().splitlines()[-1]
 
 

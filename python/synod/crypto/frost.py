@@ -308,9 +308,16 @@ def dkg_part1(
     suite: Ciphersuite, identifier: int, max_signers: int, min_signers: int
 ) -> tuple[DkgRound1Secret, DkgRound1Package]:
     """Start the DKG: keep the secret, broadcast the package (commitment + proof of knowledge)."""
+    return _round1(suite, identifier, max_signers, min_signers, refresh=False)
+
+
+def _round1(
+    suite: Ciphersuite, identifier: int, max_signers: int, min_signers: int, refresh: bool
+) -> tuple[DkgRound1Secret, DkgRound1Package]:
+    """Round 1 of a DKG or of a refresh (the crate's steps have the same shape)."""
     _check_threshold(min_signers, max_signers)
     with core_errors():
-        s, p = _core.frost_dkg_part1(suite.value, identifier, max_signers, min_signers)
+        s, p = _core.frost_dkg_part1(suite.value, refresh, identifier, max_signers, min_signers)
     return DkgRound1Secret(suite, s), DkgRound1Package(suite, p)
 
 
@@ -318,9 +325,15 @@ def dkg_part2(
     secret: DkgRound1Secret, round1: Mapping[int, DkgRound1Package]
 ) -> tuple[DkgRound2Secret, dict[int, DkgRound2Package]]:
     """Check everyone's proof of knowledge; returns one private package per other participant."""
+    return _round2(secret, round1, refresh=False)
+
+
+def _round2(
+    secret: DkgRound1Secret, round1: Mapping[int, DkgRound1Package], refresh: bool
+) -> tuple[DkgRound2Secret, dict[int, DkgRound2Package]]:
     suite = _same_suite([secret, *round1.values()])
     with core_errors():
-        s, out = _core.frost_dkg_part2(suite.value, secret.raw, _raw_map(round1))
+        s, out = _core.frost_dkg_part2(suite.value, refresh, secret.raw, _raw_map(round1))
     return DkgRound2Secret(suite, s), _wrap_map(DkgRound2Package, suite, out)
 
 
@@ -459,19 +472,13 @@ def refresh_part1(
     suite: Ciphersuite, identifier: int, max_signers: int, min_signers: int
 ) -> tuple[DkgRound1Secret, DkgRound1Package]:
     """Start a refresh: a DKG of a zero secret, added to the current shares at the end."""
-    _check_threshold(min_signers, max_signers)
-    with core_errors():
-        s, p = _core.frost_refresh_part1(suite.value, identifier, max_signers, min_signers)
-    return DkgRound1Secret(suite, s), DkgRound1Package(suite, p)
+    return _round1(suite, identifier, max_signers, min_signers, refresh=True)
 
 
 def refresh_part2(
     secret: DkgRound1Secret, round1: Mapping[int, DkgRound1Package]
 ) -> tuple[DkgRound2Secret, dict[int, DkgRound2Package]]:
-    suite = _same_suite([secret, *round1.values()])
-    with core_errors():
-        s, out = _core.frost_refresh_part2(suite.value, secret.raw, _raw_map(round1))
-    return DkgRound2Secret(suite, s), _wrap_map(DkgRound2Package, suite, out)
+    return _round2(secret, round1, refresh=True)
 
 
 def refresh_part3(

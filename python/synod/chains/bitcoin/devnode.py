@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +20,11 @@ from synod.chains.bitcoin.rpc import BitcoinError, BitcoinRpc
 from synod.chains.localnode import (
     NodeUnavailable,
     binary_dir,
-    die_with_parent,
     free_port,
+    launch,
     stop_process,
 )
 
-START_TIMEOUT_S = 30
 TAPROOT_ACTIVE_HEIGHT = 432  # btcd regtest activates Taproot by signalling over 144-block periods
 
 
@@ -36,10 +34,7 @@ class BtcdUnavailable(NodeUnavailable):
 
 def btcd_dir() -> Path:
     """Where btcd lives: SYNOD_BTCD_DIR, else what scripts/btcd.sh builds (or finds cached)."""
-    try:
-        return binary_dir("SYNOD_BTCD_DIR", "btcd.sh", "btcd")
-    except NodeUnavailable as err:
-        raise BtcdUnavailable(str(err)) from None
+    return binary_dir("SYNOD_BTCD_DIR", "btcd.sh", "btcd", BtcdUnavailable)
 
 
 @dataclass
@@ -82,28 +77,7 @@ def start_btcd(mining_address: str, home: Path, bindir: Path | None = None) -> D
         f"--miningaddr={mining_address}",
         "--debuglevel=info",
     ]
-    log = (home / "stdout.log").open("wb")
+    rpc = BitcoinRpc(f"http://127.0.0.1:{port}", "synod", password, timeout=20)
     env = {**os.environ, "HOME": str(home)}  # btcd creates ~/.btcd even when told otherwise
-    proc = subprocess.Popen(
-        args, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent
-    )
-    log.close()
-    node = DevNode(
-        BitcoinRpc(f"http://127.0.0.1:{port}", "synod", password, timeout=20),
-        mining_address,
-        home,
-        proc,
-    )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            tail = (home / "stdout.log").read_text(errors="replace")[-2000:]
-            raise BtcdUnavailable(f"btcd exited with {proc.returncode}: {tail}")
-        try:
-            node.rpc.get_block_count()
-            return node
-        except BitcoinError:
-            if time.monotonic() > deadline:
-                node.stop()
-                raise BtcdUnavailable(f"btcd RPC not ready within {START_TIMEOUT_S} s") from None
-            time.sleep(0.1)
+    proc, _ = launch(args, home, rpc.get_block_count, BitcoinError, BtcdUnavailable, env)
+    return DevNode(rpc, mining_address, home, proc)

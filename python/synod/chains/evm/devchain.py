@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from eth_tester import EthereumTester, PyEVMBackend
 from vyper import compile_code
@@ -23,8 +23,10 @@ GWEI = 10**9
 DEV_RELAYER_KEY = (2).to_bytes(32, "big")  # eth-tester's second funded account (public key!)
 
 
-class TokenHelpers(ABC):
-    """ERC-20 reads and transfers for a local chain that can `call` and `transact`."""
+class LocalEvm(ABC):
+    """A local chain the tests and the demo drive: `DevChain` (py-evm, in process) or
+    `synod.chains.evm.devnode.GethChain` (geth --dev). Subclasses say how to call and
+    transact; deploying and the ERC-20 helpers are built on those."""
 
     @abstractmethod
     def call(self, to: str, data: bytes) -> bytes:
@@ -39,7 +41,13 @@ class TokenHelpers(ABC):
         sender: str | None = None,
         gas: int = 500_000,
     ) -> dict[str, Any]:
-        """Send from an unlocked account; the receipt once mined."""
+        """Send from an unlocked account; the receipt once mined (status 0: reverted), with
+        the created contract's address under `contract_address`."""
+
+    def deploy(self, name: str, args: bytes = b"") -> str:
+        receipt = self.transact(None, bytecode(name) + args, gas=3_000_000)
+        assert receipt["status"] == 1, f"deploying {name} failed"
+        return str(receipt["contract_address"])
 
     def token_balance(self, token: str, address: str) -> int:
         raw = bytes.fromhex(address[2:])
@@ -51,7 +59,7 @@ class TokenHelpers(ABC):
         assert self.transact(token, data + uint_word(amount), sender=sender)["status"] == 1
 
 
-class DevChain(TokenHelpers):
+class DevChain(LocalEvm):
     """Just enough of a chain for the tests: deploy, transact from unlocked accounts, call."""
 
     def __init__(self) -> None:
@@ -86,11 +94,6 @@ class DevChain(TokenHelpers):
         )
         return receipt
 
-    def deploy(self, name: str, args: bytes = b"") -> str:
-        receipt = self.transact(None, bytecode(name) + args, gas=3_000_000)
-        assert receipt["status"] == 1
-        return str(receipt["contract_address"])
-
     def call(self, to: str, data: bytes) -> bytes:
         out = self.tester.call({"from": self.funder, "to": to, "data": "0x" + data.hex()})
         return bytes.fromhex(out.removeprefix("0x"))
@@ -100,25 +103,6 @@ class DevChain(TokenHelpers):
 
     def timestamp(self) -> int:
         return int(self.tester.get_block_by_number("latest")["timestamp"])
-
-
-class LocalEvm(Protocol):
-    """What the contract helpers need from a local chain: `DevChain` (py-evm, in process)
-    or `synod.chains.evm.devnode.GethChain` (geth --dev)."""
-
-    @property
-    def chain_id(self) -> int: ...
-
-    def transact(
-        self,
-        to: str | None,
-        data: bytes = b"",
-        value: int = 0,
-        sender: str | None = None,
-        gas: int = 500_000,
-    ) -> dict[str, Any]: ...
-
-    def deploy(self, name: str, args: bytes = b"") -> str: ...
 
 
 @functools.cache

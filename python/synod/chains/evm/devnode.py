@@ -16,16 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from synod.chains.evm.adapter import JsonRpcBackend, JsonRpcError
-from synod.chains.evm.devchain import TokenHelpers, bytecode
+from synod.chains.evm.devchain import LocalEvm
 from synod.chains.localnode import (
     NodeUnavailable,
     binary_dir,
-    die_with_parent,
     free_port,
+    launch,
     stop_process,
 )
 
-START_TIMEOUT_S = 30
 RECEIPT_TIMEOUT_S = 30
 
 
@@ -34,15 +33,13 @@ class GethUnavailable(NodeUnavailable):
 
 
 def geth_dir() -> Path:
-    try:
-        return binary_dir("SYNOD_GETH_DIR", "geth.sh", "geth")
-    except NodeUnavailable as err:
-        raise GethUnavailable(str(err)) from None
+    """Where geth lives: SYNOD_GETH_DIR, else what scripts/geth.sh builds (or finds cached)."""
+    return binary_dir("SYNOD_GETH_DIR", "geth.sh", "geth", GethUnavailable)
 
 
-class GethChain(TokenHelpers):
-    """The `DevChain` interface over a geth node's JSON-RPC: deploy, transact from the
-    developer account, call, read balances. `backend` is what `EvmAdapter` takes."""
+class GethChain(LocalEvm):
+    """`LocalEvm` over a geth node's JSON-RPC, transacting from the developer account;
+    `backend` is what `EvmAdapter` takes."""
 
     def __init__(self, url: str) -> None:
         self.backend = JsonRpcBackend(url, timeout=20)
@@ -77,15 +74,11 @@ class GethChain(TokenHelpers):
         while True:
             receipt = self.backend.request("eth_getTransactionReceipt", txid)
             if receipt is not None:
-                return {**receipt, "status": int(receipt["status"], 16)}
+                status, created = int(receipt["status"], 16), receipt["contractAddress"]
+                return {**receipt, "status": status, "contract_address": created}
             if time.monotonic() > deadline:
                 raise GethUnavailable(f"{txid} not mined within {RECEIPT_TIMEOUT_S} s")
             time.sleep(0.05)
-
-    def deploy(self, name: str, args: bytes = b"") -> str:
-        receipt = self.transact(None, bytecode(name) + args, gas=3_000_000)
-        assert receipt["status"] == 1, f"deploying {name} failed"
-        return str(receipt["contractAddress"])
 
     def call(self, to: str, data: bytes) -> bytes:
         out = self.backend.request(
@@ -133,18 +126,8 @@ def start_geth(home: Path, bindir: Path | None = None) -> GethNode:
         "--authrpc.port=0",
         "--verbosity=2",
     ]
-    log = (home / "stdout.log").open("wb")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
-    log.close()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            tail = (home / "stdout.log").read_text(errors="replace")[-2000:]
-            raise GethUnavailable(f"geth exited with {proc.returncode}: {tail}")
-        try:
-            return GethNode(GethChain(f"http://127.0.0.1:{port}"), home, proc)
-        except (OSError, JsonRpcError):
-            if time.monotonic() > deadline:
-                stop_process(proc)
-                raise GethUnavailable(f"geth RPC not ready within {START_TIMEOUT_S} s") from None
-            time.sleep(0.1)
+    url = f"http://127.0.0.1:{port}"
+    proc, chain = launch(
+        args, home, lambda: GethChain(url), (OSError, JsonRpcError), GethUnavailable
+    )
+    return GethNode(chain, home, proc)
