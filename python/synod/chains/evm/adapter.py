@@ -78,6 +78,10 @@ class JsonRpcError(Exception):
     pass
 
 
+class NotYetIndexed(JsonRpcError):
+    """The node is still indexing transactions (geth after a start): ask again later."""
+
+
 class JsonRpcBackend:
     """A node's JSON-RPC endpoint over HTTP (standard `eth_*` methods only)."""
 
@@ -97,7 +101,8 @@ class JsonRpcBackend:
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
             reply = json.loads(response.read())
         if reply.get("error"):
-            raise JsonRpcError(f"{method}: {reply['error']}")
+            busy = "indexing is in progress" in str(reply["error"])
+            raise (NotYetIndexed if busy else JsonRpcError)(f"{method}: {reply['error']}")
         return reply.get("result")
 
     def send_raw_transaction(self, raw: bytes) -> None:
@@ -107,7 +112,10 @@ class JsonRpcBackend:
         return self.request("eth_getTransactionByHash", "0x" + txid.hex()) is not None
 
     def receipt(self, txid: bytes) -> Receipt | None:
-        r = self.request("eth_getTransactionReceipt", "0x" + txid.hex())
+        try:
+            r = self.request("eth_getTransactionReceipt", "0x" + txid.hex())
+        except NotYetIndexed:
+            return None  # cannot tell yet: treated as not mined
         if r is None or r.get("blockNumber") is None:
             return None
         return Receipt(int(r["blockNumber"], 16), int(r["status"], 16) == 1)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synod.chains.evm.adapter import JsonRpcBackend, JsonRpcError
+from synod.chains.evm.adapter import JsonRpcBackend, JsonRpcError, NotYetIndexed
 from synod.chains.evm.devchain import LocalEvm
 from synod.chains.localnode import (
     NodeUnavailable,
@@ -72,7 +72,10 @@ class GethChain(LocalEvm):
     def receipt(self, txid: str) -> dict[str, Any]:
         deadline = time.monotonic() + RECEIPT_TIMEOUT_S
         while True:
-            receipt = self.backend.request("eth_getTransactionReceipt", txid)
+            try:
+                receipt = self.backend.request("eth_getTransactionReceipt", txid)
+            except NotYetIndexed:
+                receipt = None
             if receipt is not None:
                 status, created = int(receipt["status"], 16), receipt["contractAddress"]
                 return {**receipt, "status": status, "contract_address": created}
