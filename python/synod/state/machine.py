@@ -242,11 +242,13 @@ class Ledger:
     def broadcast_txids(self, withdraw_id: str) -> list[str]:
         """The txids broadcast for the withdrawal, oldest first; in EOA mode only those at its
         current account nonce (the ones at a used-up nonce can never execute again)."""
-        nonce = self.withdrawal(withdraw_id).account_nonce
+        return self._txids_at_nonce(self.withdrawal(withdraw_id))
+
+    def _txids_at_nonce(self, w: Withdrawal) -> list[str]:
         rows = self.db.query(
             "SELECT txid FROM broadcasts WHERE withdraw_id = ? "
             "AND (account_nonce IS NULL OR account_nonce = ?) ORDER BY seq",
-            (withdraw_id, nonce),
+            (w.withdraw_id, w.account_nonce),
         )
         return [r[0] for r in rows]
 
@@ -552,10 +554,11 @@ class Ledger:
     def _confirm(self, tx: Confirm) -> dict[str, Any]:
         # FAILED too: a transaction reported failed can still be mined (its txid is kept).
         w = self._expect(tx, BROADCAST, FAILED)
-        sibling = w.chain in self.nonce_chains and tx.txid in self.broadcast_txids(w.withdraw_id)
-        if w.txid != tx.txid and not sibling:
+        if w.txid != tx.txid and not (
             # EOA mode excepted: there every transaction of the withdrawal shares one nonce,
             # so an earlier one mined instead of the last is the one payment.
+            w.chain in self.nonce_chains and tx.txid in self._txids_at_nonce(w)
+        ):
             raise E.InvalidTransition(f"{w.withdraw_id} was broadcast as {w.txid}, not {tx.txid}")
         fee = int(w.fee or 0)
         native = CHAINS[w.chain]
