@@ -223,6 +223,8 @@ class CggmpSigningDriver(Session):
 
     def _on_start(self, msg: Incoming, now: float) -> list[Send]:
         fields = unpack_ints(msg.payload)
+        if not fields:
+            raise CodecError("empty start message")
         k, subset = fields[0], tuple(fields[1:])
         current = self.schedule.index(now)
         leader = self.schedule.candidates[k % len(self.schedule.candidates)]

@@ -372,8 +372,14 @@ class RoastSigner(Session):
             self._emit("refused", reason="template_mismatch", sub_id=sub_id)
             return []
         nonce_id, commitment = self.outstanding
-        if package.commitments().get(self.me) != commitment:
+        commitments = package.commitments()
+        if commitments.get(self.me) != commitment:
             self._emit("refused", reason="commitment_mismatch", sub_id=sub_id)
+            return []
+        shape = self._bad_shape(commitments)
+        if shape:
+            # Checked before the nonce is taken: a malformed request costs the signer nothing.
+            self._emit("refused", reason="bad_package", sub_id=sub_id, detail=shape)
             return []
         nonces = self.store.take_nonce(nonce_id)
         self.outstanding = None
@@ -381,16 +387,32 @@ class RoastSigner(Session):
         if nonces is None:
             self._emit("refused", reason="nonce_unavailable", sub_id=sub_id)
             return []
-        share = frost.sign(
-            package,
-            frost.SigningNonces(self.key_package.suite, nonces),
-            self.key_package,
-            self.tweak,
-        )
+        try:
+            share = frost.sign(
+                package,
+                frost.SigningNonces(self.key_package.suite, nonces),
+                self.key_package,
+                self.tweak,
+            )
+        except CryptoError as err:  # the shape was checked; the nonce is gone either way
+            self._emit("refused", reason="sign_failed", sub_id=sub_id, detail=str(err))
+            return []
         self.outstanding = self._new_commitment(idx)
         aggregator = self.schedule.candidates[idx % len(self.schedule.candidates)]
         payload = pack(idx, sub_id, share.to_bytes(), self.outstanding[1].to_bytes())
         return [Send(aggregator, SHARE, sub_id, payload)]
+
+    def _bad_shape(self, commitments: dict[int, frost.SigningCommitments]) -> str:
+        """Why a signing package cannot be signed (empty if it can): between t and the
+        committee size commitments, every signer a committee member, all of our suite."""
+        signers = set(commitments)
+        if not self.key_package.min_signers <= len(signers) <= len(self.participants):
+            return f"{len(signers)} commitments"
+        if not signers <= set(self.participants):
+            return "a signer outside the committee"
+        if any(c.suite is not self.key_package.suite for c in commitments.values()):
+            return "a commitment of another ciphersuite"
+        return ""
 
     def _on_done(self, sender: int, raw: bytes) -> list[Send]:
         if self.message is None:

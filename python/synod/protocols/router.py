@@ -161,7 +161,20 @@ class Router:
             self.counters["delivered"] += 1
             msg = Incoming(env.sender, env.kind, env.round, payload)
             started = time.process_time()
-            sends = reg.session.receive(msg, now)
+            try:
+                sends = reg.session.receive(msg, now)
+            except Exception as err:  # a peer's bytes must never stop the router
+                # Sessions turn every error a peer can cause into a drop or a culprit; this
+                # counter stays at zero unless a session has a bug (the fuzz test checks it).
+                self.counters["session_error"] += 1
+                reg.session._emit(
+                    "dropped",
+                    reason="session_error",
+                    sender=env.sender,
+                    kind=env.kind,
+                    detail=type(err).__name__,
+                )
+                sends = []
             self.cpu[type(reg.session).__name__] += time.process_time() - started
             self._collect(reg.session)
             out += self._outbound(reg.session, sends, now)
