@@ -213,8 +213,8 @@ class CggmpSigningDriver(Session):
         if msg.kind in RUN_KINDS:
             if self.run is not None and self.run.attempt == msg.round:
                 return self.run.receive(msg, now) + self._check_run()
-            if msg.round >= self.schedule.index(now) and len(self._early) < 4096:
-                self._early.append(msg)  # its START has not reached us yet
+            if msg.round >= self.schedule.index(now):
+                self._keep_early(msg)  # its START has not reached us yet
                 return []
             self._emit("dropped", reason="stale_attempt", sender=msg.sender, attempt=msg.round)
             return []
@@ -251,11 +251,9 @@ class CggmpSigningDriver(Session):
         )
         self.attempts_started += 1
         out = self.run.start(now)
-        early, self._early = (
-            [m for m in self._early if m.round == k],
-            [m for m in self._early if m.round > k],
-        )
-        for m in early:
+        for m in self._release_early(k):
+            if m.round != k:
+                continue  # an earlier attempt's message: that attempt is over
             out += self.run.receive(m, now)
         return out + self._check_run()
 

@@ -39,6 +39,12 @@ CREATE TABLE IF NOT EXISTS nonce_uses (
     id TEXT NOT NULL,
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS seen_envelopes (
+    digest BLOB PRIMARY KEY,
+    sender INTEGER NOT NULL,
+    sent_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_envelopes_age ON seen_envelopes (sent_ms);
 CREATE TABLE IF NOT EXISTS secrets (
     name TEXT PRIMARY KEY,
     sealed BLOB NOT NULL
@@ -138,6 +144,22 @@ class SessionStore:
     def raw_nonce_rows(self) -> list[tuple[str, bytes | None]]:
         """The stored rows as they sit on disk (to check nothing is kept in clear)."""
         return [(r[0], r[1]) for r in self._db.execute("SELECT id, sealed FROM nonces").fetchall()]
+
+    # -- replay memory (the router's window of accepted envelopes) ----------
+    def remember_envelope(self, digest: bytes, sender: int, sent_ms: int) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO seen_envelopes (digest, sender, sent_ms) VALUES (?, ?, ?)",
+            (digest, sender, sent_ms),
+        )
+
+    def seen_envelopes(self, since_ms: int) -> list[tuple[bytes, int, int]]:
+        rows = self._db.execute(
+            "SELECT digest, sender, sent_ms FROM seen_envelopes WHERE sent_ms >= ?", (since_ms,)
+        ).fetchall()
+        return [(bytes(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    def forget_envelopes(self, before_ms: int) -> None:
+        self._db.execute("DELETE FROM seen_envelopes WHERE sent_ms < ?", (before_ms,))
 
     # -- secrets -----------------------------------------------------------
     def put_secret(self, name: str, value: bytes) -> None:
