@@ -87,9 +87,14 @@ class AggregatorSchedule:
         return self.start + index * self.rotate_timeout
 
 
+SUB_COUNTER_BITS = 24  # low bits of a sub-session id: its ordinal in this incarnation
+ROUND_MASK = 0xFFFF_FFFF  # the envelope's round field carries the id's low 32 bits
+
+
 @dataclass
 class _SubSession:
     sub_id: int
+    ordinal: int
     signers: tuple[int, ...]
     package: frost.SigningPackage
     verifier: frost.ShareVerifier
@@ -124,8 +129,12 @@ class RoastCoordinator(Session):
         self.malicious: set[int] = set()
         self.subs: dict[int, _SubSession] = {}
         self.sessions_started = 0
+        # Sub-session ids are a random 40-bit prefix of this coordinator incarnation and a
+        # counter: after a restart they differ from every id used before, so a late share
+        # for an old sub-session is an unexpected share, not an invalid one.
+        self.incarnation = int.from_bytes(os.urandom(5), "big")
         self.signature: frost.Signature | None = None
-        self.success_session: int | None = None
+        self.success_session: int | None = None  # ordinal of the sub-session that signed
 
     def start(self, now: float) -> list[Send]:
         return [Send(BROADCAST, OPEN, 0, pack(self.agg_index, self.message))]
@@ -197,14 +206,15 @@ class RoastCoordinator(Session):
             chosen = tuple(sorted(self.ready[: self.threshold]))
             self.ready = self.ready[self.threshold :]
             self.sessions_started += 1
-            sub_id = self.sessions_started
+            ordinal = self.sessions_started
+            sub_id = (self.incarnation << SUB_COUNTER_BITS) | ordinal
             package = frost.signing_package({i: self.commitments[i] for i in chosen}, self.message)
             verifier = frost.ShareVerifier(package, self.public, self.tweak)
-            self.subs[sub_id] = _SubSession(sub_id, chosen, package, verifier)
+            self.subs[sub_id] = _SubSession(sub_id, ordinal, chosen, package, verifier)
             payload = pack(self.agg_index, sub_id, package.to_bytes())
             for i in chosen:
                 self.pending[i] = sub_id
-                out.append(Send(i, SIGN, sub_id, payload))
+                out.append(Send(i, SIGN, sub_id & ROUND_MASK, payload))
             self._emit("sub_session", sub_id=sub_id, signers=chosen)
         return out
 
@@ -216,7 +226,7 @@ class RoastCoordinator(Session):
             self.done = True
             return []
         self.signature = sig
-        self.success_session = sub.sub_id
+        self.success_session = sub.ordinal
         self.done = True
         self._emit(
             "signed",
@@ -400,7 +410,7 @@ class RoastSigner(Session):
         self.outstanding = self._new_commitment(idx)
         aggregator = self.schedule.candidates[idx % len(self.schedule.candidates)]
         payload = pack(idx, sub_id, share.to_bytes(), self.outstanding[1].to_bytes())
-        return [Send(aggregator, SHARE, sub_id, payload)]
+        return [Send(aggregator, SHARE, sub_id & ROUND_MASK, payload)]
 
     def _bad_shape(self, commitments: dict[int, frost.SigningCommitments]) -> str:
         """Why a signing package cannot be signed (empty if it can): between t and the
