@@ -6,7 +6,8 @@ Rules it enforces (seed 000 §7, §12):
   may leave the node — `put_nonce` returns only after the commit;
 - a nonce is consumed at most once — `take_nonce` marks it used and erases the
   ciphertext in one transaction before returning it, so a crash after the take
-  loses the nonce instead of offering it again;
+  loses the nonce instead of offering it again; with `secure_delete` and a WAL
+  checkpoint after each take, the erased ciphertext is in neither file on disk;
 - every take is logged, so tests can prove that no nonce was ever used twice.
 
 Secrets (key shares, nonces) are sealed with ChaCha20-Poly1305 under a key
@@ -68,6 +69,7 @@ class SessionStore:
         self.path = str(path)
         self._db = sqlite3.connect(self.path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA secure_delete=ON")  # freed cells are zeroed, not left behind
         self._db.execute(f"PRAGMA synchronous={'FULL' if power_safe else 'OFF'}")
         self._db.executescript(SCHEMA)
         key = HKDF(hashes.SHA256(), 32, salt=None, info=b"synod/session-store/v1").derive(
@@ -119,7 +121,13 @@ class SessionStore:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
+        self._scrub()
         return self._open("nonce:" + nonce_id, row[0])
+
+    def _scrub(self) -> None:
+        """Copy the WAL into the database and empty it, so an erased ciphertext survives in
+        neither file (secure_delete zeroes it in the database pages)."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def discard_session(self, session_id: bytes) -> int:
         """Retire every fresh nonce of a session (it ended or its aggregator changed)."""
@@ -128,6 +136,8 @@ class SessionStore:
             "WHERE session_id = ? AND state = 'fresh'",
             (session_id,),
         )
+        if cur.rowcount:
+            self._scrub()
         return cur.rowcount
 
     def fresh_nonce_ids(self, session_id: bytes) -> list[str]:
