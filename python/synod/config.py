@@ -124,6 +124,19 @@ class TimeoutsConfig(_Model):
     sig_share_ms: _Positive
     aggregator_rotate_ms: _Positive
     session_max_ms: _Positive
+    rtt_bound_ms: _Positive = 300  # round trip between committee members the turns are sized for
+
+    def aggregator_turn_s(self, n: int, t: int) -> float:
+        """The aggregator turn for a committee of n with threshold t: aggregatorRotateMs, or
+        longer when an honest aggregator needs more to finish against n − t misbehaving
+        signers at rttBoundMs (`synod.protocols.roast.turn_length`)."""
+        from synod.protocols.roast import turn_length
+
+        return max(self.aggregator_rotate_s, turn_length(n, t, self.rtt_bound_ms / 1000))
+
+    def session_limit_s(self, n: int, t: int) -> float:
+        """How long a signing session may run: sessionMaxMs, and at least three turns."""
+        return max(self.session_max_s, 3 * self.aggregator_turn_s(n, t))
 
     @model_validator(mode="after")
     def _within_session(self) -> Self:
