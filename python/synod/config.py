@@ -186,6 +186,9 @@ class RetryPolicyConfig(_Model):
 class WithdrawConfig(_Model):
     max_in_flight_per_chain: _Positive
     retry_policy: RetryPolicyConfig
+    # Largest amount one request may ask for, per asset, in base units (satoshi, wei, ...);
+    # an asset not listed has no maximum. The ledger refuses larger requests on arrival.
+    max_request: dict[str, _Positive] = Field(default_factory=dict)
 
 
 class TransitionConfig(_Model):

@@ -231,7 +231,7 @@ def run_demo(
             'contract; set it to "contract" (EOA mode is not part of the demo)'
         )
     fees = FeeSchedule.from_config(cfg.chains)
-    ledger = Ledger.from_config(SqliteDatabase(workdir / "ledger.db"), cfg.chains)
+    ledger = Ledger.from_config(SqliteDatabase(workdir / "ledger.db"), cfg.chains, cfg.withdraw)
     consensus = LocalConsensus(ledger, Journal(workdir / "journal.db"))
     report = DemoReport()
     setups: list[ChainSetup] = []

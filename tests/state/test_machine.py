@@ -561,3 +561,16 @@ def test_state_machine(new_store: StoreFactory) -> None:
         suppress_health_check=list(HealthCheck),
     )
     runner().runTest()
+
+
+def test_requests_above_the_configured_maximum_are_refused_on_arrival(open_db: Opener) -> None:
+    from synod.config import load_config
+
+    cfg = load_config(env={})
+    assert cfg.withdraw.max_request["BTC"] == 100 * 10**8
+    ledger = Ledger.from_config(open_db(), cfg.chains, cfg.withdraw)
+    with pytest.raises(E.AboveMaximum):
+        ledger.apply(WithdrawRequest("huge", "btc", "BTC", "x", 100 * 10**8 + 1))
+    assert ledger.withdrawals() == []
+    ledger.apply(WithdrawRequest("ok", "btc", "BTC", "x", 100 * 10**8))
+    assert Ledger(open_db()).max_request == {}  # no configuration: no maximum
