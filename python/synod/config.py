@@ -203,6 +203,9 @@ class _ChainBase(_Model):
 
 class BtcChainConfig(_ChainBase):
     fee_sats_per_v_byte: _Fee
+    # Blocks a conflicting spend of an input must be buried under before the withdrawal's
+    # template counts as unspendable (its funds then go back to the pool).
+    conflict_depth: Annotated[int, Field(ge=6)] = 6
 
 
 class EvmChainConfig(_ChainBase):
