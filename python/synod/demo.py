@@ -182,15 +182,15 @@ def _evm(
 
 def _solana(ledger: Ledger, count: int, progress: Progress) -> ChainSetup:
     from solders.keypair import Keypair
-    from solders.litesvm import LiteSVM
     from solders.pubkey import Pubkey
 
     from synod.chains.solana.adapter import SolanaAdapter
+    from synod.chains.solana.cluster import LocalCluster
 
     keys, public = frost.local_dkg(frost.Ciphersuite.ED25519, THRESHOLD, PARTIES)
     group = public.group_public_key()
     progress("sol: in-process Solana runtime (LiteSVM), airdropping to the committee's account")
-    svm = LiteSVM()
+    svm = LocalCluster()  # LiteSVM keeping the account history the unspendable proof reads
     lamports = 500 * 10**9
     svm.airdrop(Pubkey.from_bytes(group), lamports)
     ledger.apply(DepositCredit("sol", "SOL", lamports, "airdrop-1", 0))
