@@ -132,3 +132,35 @@ def test_flood_from_one_peer_keeps_memory_flat() -> None:
     assert end - base <= bound(), (end - base, bound())
     # Flat: the second, larger half of the flood added less than a tenth of the bound.
     assert end - middle <= bound() // 10, (end - middle, bound())
+
+
+def test_a_signer_answers_at_most_n_minus_t_plus_one_requests_per_turn(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from synod.protocols.base import Incoming
+    from synod.protocols.codec import pack, unpack
+    from synod.protocols.roast import COMMIT, OPEN, SHARE, SIGN, AggregatorSchedule, RoastSigner
+    from synod.state.session_store import SessionStore
+
+    keys, public = frost.local_dkg(frost.Ciphersuite.SECP256K1_TR, 2, 3)
+    schedule = AggregatorSchedule(b"s" * 32, 1, (1, 2, 3), 0.0, 5.0)
+    store = SessionStore(tmp_path / "n.db", b"k" * 32)
+    msg = b"m" * 32
+    signer = RoastSigner(schedule, 1, keys[1], public, lambda _s, m: m == msg, store)
+    agg = schedule.candidates[0]
+    (commit,) = signer.receive(Incoming(agg, OPEN, 0, pack(0, msg)), 0.1)
+    assert commit.kind == COMMIT
+    raw = unpack(commit.payload, "ib")[1]
+    answers = 0
+    for sub_id in range(1, 20):  # a hostile aggregator asks again and again
+        assert isinstance(raw, bytes)
+        mine = frost.SigningCommitments.from_bytes(raw)
+        other = frost.commit(keys[2])[1]
+        package = frost.signing_package({1: mine, 2: other}, msg)
+        out = signer.receive(Incoming(agg, SIGN, sub_id, pack(0, sub_id, package.to_bytes())), 0.2)
+        if not out:
+            break
+        assert out[0].kind == SHARE
+        answers += 1
+        raw = unpack(out[0].payload, "iibb")[3]
+    assert answers == 3 - 2 + 1
+    assert signer.events()[-1].data["reason"] == "too_many_requests"
+    assert len(store.nonce_uses()) == answers

@@ -397,6 +397,12 @@ class RoastSigner(Session):
         if (idx, sub_id) in self.answered:
             self._emit("dropped", reason="replayed_request", sub_id=sub_id)
             return []
+        # An honest coordinator needs at most n − t + 1 sub-sessions in its turn, so a signer
+        # is in at most that many: more requests would only spend its nonces and disk.
+        most = len(self.participants) - self.key_package.min_signers + 1
+        if sum(1 for i, _ in self.answered if i == idx) >= most:
+            self._emit("refused", reason="too_many_requests", sub_id=sub_id)
+            return []
         package = frost.SigningPackage.from_bytes(raw)
         if self.outstanding is None or self.agg_index != idx:
             self._emit("refused", reason="no_outstanding_commitment", sub_id=sub_id)
