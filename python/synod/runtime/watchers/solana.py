@@ -18,7 +18,7 @@ from typing import Protocol
 from synod.runtime.watchers.base import Block, Deposit
 
 SYSTEM_PROGRAM = "11111111111111111111111111111111"
-TOKEN_PROGRAM = "TokenkegQfeZyiNwAdMbNUwcMYQ6V7Gn9CZTcqp1sE5V2Bj"  # classic SPL Token
+TOKEN_PROGRAM = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"  # classic SPL Token
 _SYSTEM_TRANSFER = 2
 _TOKEN_TRANSFER, _TOKEN_TRANSFER_CHECKED = 3, 12
 
