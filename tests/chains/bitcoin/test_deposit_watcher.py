@@ -159,3 +159,18 @@ def test_reorg_deeper_than_the_depth_is_detected_and_rescanned(
     assert pipeline.watcher.stats.already_credited == 1
     assert set(pipeline.utxos()) == {f"{txid}:0", f"{later}:0"}
     assert pipeline.deposited() == 6 * COIN
+
+
+def test_the_committees_own_transactions_are_not_deposits(
+    chain: Node, frost_group: FrostGroup
+) -> None:
+    """A transaction spending an output the ledger holds is a withdrawal: its change is
+    credited by `Confirm`, so the watcher skips its outputs."""
+    txid = pay(chain, frost_group, 1 * COIN)
+    [mined] = chain.rpc.generate(1)
+    height = chain.rpc.get_block_count()
+    spent = {f"{vin['txid']}:{vin['vout']}" for vin in chain.rpc.get_raw_transaction(txid)["vin"]}
+    plain = BitcoinDeposits(chain.rpc, [SCRIPT]).block(height)
+    assert plain.hash == mined and [d.ref for d in plain.deposits] == [f"{txid}:0"]
+    ours = BitcoinDeposits(chain.rpc, [SCRIPT], ours=spent.__contains__).block(height)
+    assert ours.deposits == ()

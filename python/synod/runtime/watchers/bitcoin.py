@@ -4,11 +4,15 @@ Blocks come from ``getblockhash`` / ``getblock <hash> 2`` (btcd and Bitcoin Core
 every transaction at verbosity 2: btcd under ``rawtx``, Core under ``tx``). An output counts
 when its scriptPubKey equals one of the committee's scripts. A coinbase output is credited
 only once it is spendable (`COINBASE_MATURITY` blocks deep), whatever the configured depth.
+
+The committee's own transactions (withdrawals) pay their change back to the committee's
+script; that change is credited by the ledger's `Confirm`, not as a deposit. A transaction
+spending any output the ledger holds (`ours`, e.g. `Ledger.has_utxo`) is therefore skipped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -35,8 +39,14 @@ class BitcoinDeposits:
 
     chain = "btc"
 
-    def __init__(self, node: BitcoinNode, scripts: Iterable[str]) -> None:
+    def __init__(
+        self,
+        node: BitcoinNode,
+        scripts: Iterable[str],
+        ours: Callable[[str], bool] = lambda outpoint: False,
+    ) -> None:
         self.node = node
+        self.ours = ours
         self.scripts = {s.lower() for s in scripts}
         if not self.scripts:
             raise ValueError("watch at least one script")
@@ -57,7 +67,10 @@ class BitcoinDeposits:
         for tx in txs:
             if not isinstance(tx, dict):
                 raise ValueError("the node did not decode the block's transactions")
-            coinbase = any("coinbase" in vin for vin in tx.get("vin", []))
+            inputs = tx.get("vin", [])
+            coinbase = any("coinbase" in vin for vin in inputs)
+            if any("txid" in vin and self.ours(f"{vin['txid']}:{vin['vout']}") for vin in inputs):
+                continue  # a withdrawal of ours: its change is credited by `Confirm`
             for out in tx.get("vout", []):
                 script = str(out.get("scriptPubKey", {}).get("hex", "")).lower()
                 sats = _sats(out.get("value", 0))
