@@ -6,20 +6,28 @@ backend interface."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from synod.chains.evm.adapter import EthTesterBackend, JsonRpcBackend
 from synod.chains.evm.address import keccak256
-from synod.chains.evm.custody import uint_word
+from synod.chains.evm.custody import bytes_word, selector, uint_word
 from synod.chains.evm.devchain import LocalEvm
 from synod.chains.evm.devnode import GethNode, GethUnavailable, start_geth
 from synod.runtime.consensus import LocalConsensus
 from synod.runtime.journal import Journal
 from synod.runtime.watchers.base import DepositWatcher
-from synod.runtime.watchers.evm import DEPOSIT_TOPIC, TRANSFER_TOPIC, EvmDeposits, EvmNode
+from synod.runtime.watchers.evm import (
+    DEPOSIT_TOPIC,
+    TRANSFER_TOPIC,
+    EvmDeposits,
+    EvmNode,
+    Header,
+    Log,
+)
 from synod.state.db import SqliteDatabase
 from synod.state.machine import Ledger
 from synod.state.watch_store import WatchStore
@@ -33,6 +41,24 @@ SUPPLY = 10**24
 def test_topics_are_the_event_signatures() -> None:
     assert "0x" + keccak256(b"Deposit(address,uint256)").hex() == DEPOSIT_TOPIC
     assert "0x" + keccak256(b"Transfer(address,address,uint256)").hex() == TRANSFER_TOPIC
+
+
+class Capped:
+    """The node as seen up to block `cap`: geth --dev mines blocks of its own accord, so the
+    tests fix which tip the watcher sees. Headers and logs are the node's."""
+
+    def __init__(self, node: EvmNode) -> None:
+        self.node = node
+        self.cap = 0
+
+    def block_number(self) -> int:
+        return min(self.node.block_number(), self.cap)
+
+    def block_header(self, number: int) -> Header | None:
+        return self.node.block_header(number)
+
+    def logs(self, number: int, addresses: list[str]) -> Sequence[Log]:
+        return self.node.logs(number, addresses)
 
 
 class Pipeline:
@@ -67,26 +93,40 @@ def advance(chain: LocalEvm, blocks: int) -> None:
         assert chain.transact(random_address(), value=1)["status"] == 1
 
 
+def mined_in(receipt: dict[str, Any]) -> tuple[str, int]:
+    """(transaction hash, block number) from an eth-tester or a JSON-RPC receipt."""
+    if "transaction_hash" in receipt:
+        return str(receipt["transaction_hash"]).lower(), int(receipt["block_number"])
+    return str(receipt["transactionHash"]).lower(), int(receipt["blockNumber"], 16)
+
+
 def credited_once_at_depth(chain: LocalEvm, node: EvmNode, group: Group, workdir: Path) -> None:
     custody = deploy_custody(chain, group.px, fund=0)
     token = chain.deploy("TestToken", uint_word(SUPPLY))
-    pipeline = Pipeline(workdir, node, custody, token)
+    view = Capped(node)
+    pipeline = Pipeline(workdir, view, custody, token)
     try:
-        native = chain.transact(custody, value=2 * ETHER)
-        assert pipeline.watcher.step() == 0  # 1 confirmation
-        chain.token_transfer(token, custody, 5_000)
-        assert pipeline.watcher.step() == 0  # 2 confirmations
-        assert pipeline.deposited("ETH") == 0
+        txhash, native_block = mined_in(chain.transact(custody, value=2 * ETHER))
+        data = selector("transfer(address,uint256)") + bytes_word(bytes.fromhex(custody[2:]), 20)
+        _, token_block = mined_in(chain.transact(token, data + uint_word(5_000)))
         chain.token_transfer(token, random_address(), 7)  # not to the committee: ignored
-        assert pipeline.watcher.step() == 1  # the native deposit is DEPTH deep, the token not
-        txhash = str(native.get("transaction_hash") or native["transactionHash"])
-        assert pipeline.lots() == {f"eth:ETH:{txhash.lower()}:0"}
-        advance(chain, 1)
+        advance(chain, DEPTH)
+        assert token_block > native_block
+
+        view.cap = native_block + DEPTH - 2  # the native deposit one confirmation short
+        assert pipeline.watcher.step() == 0
+        assert pipeline.deposited("ETH") == 0
+        view.cap += 1
+        assert pipeline.watcher.step() == 1
+        assert pipeline.lots() == {f"eth:ETH:{txhash}:0"}
+        view.cap = token_block + DEPTH - 2
+        assert pipeline.watcher.step() == 0
+        view.cap += 1
         assert pipeline.watcher.step() == 1
         assert (pipeline.deposited("ETH"), pipeline.deposited("USDT")) == (2 * ETHER, 5_000)
 
         pipeline.restart()  # the cursor survives; nothing is credited again
-        advance(chain, DEPTH)
+        view.cap = node.block_number()
         assert pipeline.watcher.step() == 0
         pipeline.watcher.store.rewind("eth", -1)  # even a lost cursor only rescans
         assert pipeline.watcher.step() == 0
