@@ -9,6 +9,7 @@ import hmac
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -102,6 +103,9 @@ def test_events_are_signed_and_filtered(ledger: Ledger, receiver: Receiver) -> N
     everything = webhooks.subscribe(receiver.url, [e.value for e in EventKind], SECRET)
     deposits_only = webhooks.subscribe(receiver.url + "?d", ["deposit.credited"], SECRET[::-1])
     assert SECRET not in repr(everything)
+    listed = {s.sub_id: s for s in webhooks.list()}
+    assert set(listed) == {everything.sub_id, deposits_only.sub_id}
+    assert all(s.secret == "" and s.active for s in listed.values())
     ledger.apply(DepositCredit("btc", "BTC", 90_000, OUTPOINT, 7, "51" * 34))
     queued = ledger.apply(WithdrawRequest("req-1", "btc", "BTC", "bcrt1qdest", 10_000))
     wid = queued.result["withdraw_id"]
@@ -222,3 +226,27 @@ def test_bad_subscriptions_are_refused(ledger: Ledger) -> None:
             webhooks.subscribe(url, kinds)
     assert webhooks.list() == []
     webhooks.close()
+
+
+def test_the_delivery_loop_runs_in_its_own_thread(tmp_path: Path, receiver: Receiver) -> None:
+    """The loop on its own connection to the ledger's database, as a node runs it."""
+    ledger = Ledger(SqliteDatabase(tmp_path / "ledger.db"))
+    webhooks = Webhooks(SqliteDatabase(tmp_path / "ledger.db"), Policy(timeout_s=2.0))
+    webhooks.subscribe(receiver.url, ["deposit.credited"], SECRET)
+    stop = threading.Event()
+    loop = threading.Thread(target=webhooks.run, args=(stop, 0.01))
+    loop.start()
+    try:
+        ledger.apply(DepositCredit("sol", "SOL", 9, "sig:0", 4))
+        for _ in range(1000):
+            if receiver.received:
+                break
+            stop.wait(0.01)
+    finally:
+        stop.set()
+        loop.join()
+    [(headers, body)] = receiver.received
+    assert verify(headers, body, SECRET, time.time())["data"]["ref"] == "sig:0"
+    webhooks.close()
+    webhooks.store.db.close()
+    ledger.db.close()

@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 
@@ -106,7 +106,8 @@ class Webhooks:
         return self.store.unsubscribe(sub_id)
 
     def list(self) -> list[Subscription]:
-        return self.store.subscriptions()
+        """Every subscription, without its secret (shown once, by `subscribe`)."""
+        return [replace(s, secret="") for s in self.store.subscriptions()]
 
     def deliveries(self, sub_id: str, limit: int = 100) -> builtins.list[Delivery]:
         """Events queued for the subscription, newest first, with their state."""
