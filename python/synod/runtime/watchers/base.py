@@ -129,15 +129,15 @@ class DepositWatcher:
         credited = 0
         for _ in range(max_blocks):
             height = cursor.height + 1 if cursor else self.start_height
-            if height > tip:
-                break
+            if height > tip - self.confirmations + 1:
+                break  # not deep enough yet (nothing to read)
             block = self.source.block(height)
             if cursor is not None and block.parent != cursor.hash:
                 self._deep_reorg()
                 break  # rescan from the fork point on the next pass
             need = max([self.confirmations, *(d.min_depth for d in block.deposits)])
             if tip - height + 1 < need:
-                break
+                break  # a deposit that must be deeper (a coinbase) holds the cursor here
             for deposit in block.deposits:
                 credited += self._credit(deposit)
             self.store.advance(self.name, height, block.hash, KEEP_HASHES)
