@@ -89,6 +89,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         """
         ALTER TABLE applied_tx ADD COLUMN withdraw_id TEXT;
         CREATE INDEX applied_tx_withdrawal ON applied_tx (withdraw_id, seq);
+        CREATE INDEX applied_tx_kind ON applied_tx (kind, seq);
         ALTER TABLE withdrawals ADD COLUMN requested_at BIGINT NOT NULL DEFAULT 0;
         CREATE INDEX withdrawals_requested ON withdrawals (requested_at, seq);
         CREATE TABLE api_tokens (

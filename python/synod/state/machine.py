@@ -231,6 +231,15 @@ class Ledger:
             params.append(chain)
         return [_withdrawal(r) for r in self.db.query(sql + " ORDER BY seq", params)]
 
+    def select_withdrawals(self, where: str, params: Sequence[Any], limit: int) -> list[Withdrawal]:
+        """Up to `limit` withdrawals matching a condition on the table's columns (`?` for each
+        of `params`), in request order: the read the API's filtered pages use."""
+        rows = self.db.query(
+            f"SELECT {_W_COLUMNS} FROM withdrawals WHERE {where} ORDER BY seq LIMIT ?",
+            (*params, limit),
+        )
+        return [_withdrawal(r) for r in rows]
+
     def open_withdrawals(self) -> list[Withdrawal]:
         """Everything not yet confirmed or cancelled, in FIFO order: what the runtime works on."""
         rows = self.db.query(
