@@ -246,7 +246,7 @@ def test_cancel_while_queued_only(api: Api) -> None:
     assert p["state"] == "RESERVED" and "needs" in p["detail"]
     assert api.snapshot() == before
     again = api.client.post(f"/v1/withdrawals/{a['id']}/cancel", headers=api.headers())
-    problem(again, 409, "invalid-transition")
+    assert again.status_code == 200 and again.json() == done.json()  # safe to retry
 
 
 def test_balances_conserve_and_deposits_page(api: Api) -> None:

@@ -48,7 +48,7 @@ from synod.metrics import API_RATE_LIMITED, API_REQUESTS, REGISTRY
 from synod.runtime.consensus import LocalConsensus
 from synod.state import errors as E
 from synod.state.audit import AuditAction, AuditLog
-from synod.state.machine import STATUSES, withdraw_id_for
+from synod.state.machine import CANCELLED, STATUSES, withdraw_id_for
 from synod.state.transactions import Cancel, WithdrawRequest
 
 log = structlog.get_logger("synod.api")
@@ -431,11 +431,14 @@ def create_app(
         withdrawal_id: str, body: CancelRequest | None = None, _: ApiToken = operator
     ) -> dict[str, Any]:
         """Only while it is QUEUED and no funds or template were ever reserved for it (then
-        nothing can have been signed); later a 409 says why not."""
+        nothing can have been signed); later a 409 says why not. Cancelling a cancelled
+        withdrawal again returns it as it is (safe to retry)."""
         try:
             w = ledger.withdrawal(withdrawal_id[:64])
         except E.UnknownWithdrawal:
             raise Problem(ProblemType.NOT_FOUND, f"no withdrawal {withdrawal_id[:64]!r}") from None
+        if w.status == CANCELLED:  # a retried cancel: the outcome the first one had
+            return withdrawal_view(w, ledger, nodes)
         reason = body.reason if body else CancelRequest().reason
         try:
             consensus.submit(Cancel(w.withdraw_id, reason, attempt=w.attempt))

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
 import uvicorn
 from fastapi import FastAPI
 
@@ -74,6 +75,9 @@ def serve(
     app = build_app(engine, settings, node)
     engine.audit.append(
         node_id, AuditAction.NODE_START, {"role": "api", "host": host, "port": port}
+    )
+    structlog.get_logger("synod.api").info(
+        "api serving", url=f"http://{host}:{port}", docs=f"http://{host}:{port}/docs"
     )
     try:
         uvicorn.run(
