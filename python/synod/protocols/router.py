@@ -9,6 +9,10 @@ per peer and in total: `Limits`) and replayed when the session is registered; a
 session buffers messages for rounds it has not reached.
 Outbound `Send`s become signed envelopes; private payloads are sealed to their
 recipient. Messages a node sends to itself are delivered locally.
+
+The `now` a node passes in is its wall clock (Unix seconds; the simulator's shared virtual
+clock in tests): it stamps outgoing envelopes and judges incoming ones against the replay
+window, so nodes' clocks must agree within `Limits.clock_skew_s`.
 """
 
 from __future__ import annotations
