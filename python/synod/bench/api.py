@@ -1,0 +1,254 @@
+"""Withdrawal submissions per second through the REST API (`python -m synod.bench --api`).
+
+A uvicorn server (`synod api run`) runs in a subprocess on a loopback port over a fresh store;
+a bounded load generator in this process keeps `concurrency` keep-alive connections busy with
+`POST /v1/withdrawals` (each with its own external_id and Idempotency-Key) until it has sent
+`requests` of them or `duration` seconds have passed, whichever comes first, then stops. It
+reports submissions per second and p50/p99 latency of the accepted ones, and checks that the
+ledger holds exactly one withdrawal per accepted submission.
+
+The client is a minimal HTTP/1.1 writer/reader on asyncio streams so that, on a small machine,
+it takes as little CPU from the server as possible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import synod
+from synod.api.auth import Role, TokenStore
+from synod.chains.bitcoin.address import Network, p2tr_address
+from synod.state.db import open_database
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ApiBenchResult:
+    backend: str
+    sent: int
+    accepted: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    concurrency: int
+    in_ledger: int
+
+    @property
+    def per_second(self) -> float:
+        return self.accepted / self.seconds if self.seconds else 0.0
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def _load(
+    port: int, token: str, requests: int, duration: float, concurrency: int, destination: str
+) -> tuple[list[float], int, int, float]:
+    """(latencies of 201s, sent, errors, elapsed)."""
+    latencies: list[float] = []
+    counter = iter(range(requests))
+    errors = 0
+    sent = 0
+    start = time.perf_counter()
+    deadline = start + duration
+    run = uuid.uuid4().hex[:8]
+
+    async def worker() -> None:
+        nonlocal errors, sent
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            for i in counter:
+                if time.perf_counter() >= deadline:
+                    return
+                body = json.dumps(
+                    {
+                        "chain": "btc",
+                        "asset": "BTC",
+                        "destination": destination,
+                        "amount": str(10_000 + i),
+                        "external_id": f"bench-{run}-{i}",
+                    }
+                ).encode()
+                request = (
+                    f"POST /v1/withdrawals HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+                    f"Authorization: Bearer {token}\r\nIdempotency-Key: {run}-{i}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                ).encode() + body
+                t0 = time.perf_counter()
+                writer.write(request)
+                await writer.drain()
+                status = await _read_response(reader)
+                sent += 1
+                if status == 201:
+                    latencies.append(time.perf_counter() - t0)
+                else:
+                    errors += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, sent, errors, time.perf_counter() - start
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    index = min(len(sorted_values) - 1, max(0, round(q * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def run_api_bench(
+    db_url: str,
+    backend: str,
+    requests: int,
+    duration: float,
+    concurrency: int,
+    progress: Callable[[str], None],
+) -> ApiBenchResult:
+    db = open_database(db_url)
+    token, _ = TokenStore(db).create(Role.OPERATOR, "bench")
+    db.close()
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(synod.__file__).parents[1])}
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            sys.executable,
+            "-m",
+            "synod.cli.main",
+            "api",
+            "run",
+            "--db",
+            db_url,
+            "--port",
+            str(port),
+            "--rate",
+            "1000000",
+            "--burst",
+            "1000000",
+            "--journal",
+            str(Path(tmp) / "journal.db"),
+        ]
+        server = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            _wait_ready(server, port)
+            progress(f"{backend}: {requests} submissions, {concurrency} connections, ≤{duration}s")
+            destination = p2tr_address(bytes(range(1, 33)), Network.MAINNET)
+            latencies, sent, errors, elapsed = asyncio.run(
+                _load(port, token, requests, duration, concurrency, destination)
+            )
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+    db = open_database(db_url)
+    in_ledger = int(db.query("SELECT count(*) FROM withdrawals")[0][0])
+    db.close()
+    latencies.sort()
+    return ApiBenchResult(
+        backend,
+        sent,
+        len(latencies),
+        errors,
+        elapsed,
+        _percentile(latencies, 0.5) * 1000,
+        _percentile(latencies, 0.99) * 1000,
+        concurrency,
+        in_ledger,
+    )
+
+
+def _wait_ready(server: subprocess.Popen[bytes], port: int) -> None:
+    import httpx
+
+    for _ in range(600):
+        if server.poll() is not None:
+            raise RuntimeError(f"the API server exited with {server.returncode}")
+        try:
+            if httpx.get(f"http://{HOST}:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the API server did not become ready")
+
+
+def api_table(
+    requests: int,
+    duration: float,
+    concurrency: int,
+    postgres_dsn: str | None,
+    progress: Callable[[str], None],
+) -> str:
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        results.append(
+            run_api_bench(
+                str(Path(tmp) / "bench.db"), "sqlite", requests, duration, concurrency, progress
+            )
+        )
+    if postgres_dsn:
+        results.append(_postgres(postgres_dsn, requests, duration, concurrency, progress))
+    else:
+        progress("PostgreSQL skipped (set SYNOD_BENCH_POSTGRES_DSN or --postgres-dsn)")
+    head = "| store | sent | accepted | errors | seconds | submissions/s | p50 | p99 | conns |"
+    lines = [head, "|" + "---|" * 9]
+    for r in results:
+        assert r.in_ledger == r.accepted, "ledger and accepted submissions disagree"
+        lines.append(
+            f"| {r.backend} | {r.sent} | {r.accepted} | {r.errors} | {r.seconds:.2f} | "
+            f"{r.per_second:.0f} | {r.p50_ms:.1f} ms | {r.p99_ms:.1f} ms | {r.concurrency} |"
+        )
+    return "\n".join(lines)
+
+
+def _postgres(
+    dsn: str, requests: int, duration: float, concurrency: int, progress: Callable[[str], None]
+) -> ApiBenchResult:
+    import psycopg
+
+    name = f"synod_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        return run_api_bench(
+            f"{dsn} dbname={name}", "postgres", requests, duration, concurrency, progress
+        )
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
