@@ -15,7 +15,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from importlib import resources
+from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Security
@@ -427,8 +428,11 @@ def create_app(
         cursor: Annotated[
             str | None, Query(description="`next_cursor` of the previous page")
         ] = None,
+        order: Annotated[
+            Literal["asc", "desc"], Query(description="asc: oldest first (FIFO); desc: newest")
+        ] = "asc",
     ) -> dict[str, Any]:
-        """In request (FIFO) order; `next_cursor` is null on the last page."""
+        """In request (FIFO) order, or newest first; `next_cursor` is null on the last page."""
         if state is not None and state not in STATUSES:
             raise Problem(
                 ProblemType.VALIDATION, f"state must be one of {', '.join(STATUSES)}", "query.state"
@@ -447,7 +451,7 @@ def create_app(
             _ms(created_after, "query.created_after"),
             _ms(created_before, "query.created_before"),
         )
-        page, last = withdrawals_page(ledger, f, decode_cursor(cursor), limit)
+        page, last = withdrawals_page(ledger, f, decode_cursor(cursor), limit, order == "desc")
         return {
             "items": [withdrawal_view(w, ledger, nodes) for w in page],
             "next_cursor": None if last is None else encode_cursor(last),
@@ -566,6 +570,38 @@ def create_app(
         app.include_router(router, prefix="/v1")
 
     # ------------------------------------------------------------------ operations
+    # ------------------------------------------------------------------ dashboard
+    static = resources.files("synod.api").joinpath("static")
+    pages = {
+        name: (static.joinpath(name).read_bytes(), kind)
+        for name, kind in (
+            ("dashboard.html", "text/html; charset=utf-8"),
+            ("dashboard.js", "text/javascript; charset=utf-8"),
+            ("dashboard.css", "text/css; charset=utf-8"),
+        )
+    }
+    page_headers = {
+        "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+        "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard() -> Response:
+        """A page that reads only through this API, with the token the user gives it."""
+        content, kind = pages["dashboard.html"]
+        return Response(content, media_type=kind, headers=page_headers)
+
+    @app.get("/dashboard/{name}", include_in_schema=False)
+    async def dashboard_asset(name: str) -> Response:
+        if name not in ("dashboard.js", "dashboard.css"):
+            raise Problem(ProblemType.NOT_FOUND, f"no dashboard file {name[:64]!r}")
+        content, kind = pages[name]
+        return Response(content, media_type=kind, headers=page_headers)
+
     @app.get("/healthz", tags=["operations"], summary="The process is up")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
