@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -25,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import synod
 from synod.api.auth import Role, TokenStore
+from synod.api.embedded import api_process
 from synod.chains.bitcoin.address import Network, p2tr_address
 from synod.state.db import open_database
 
@@ -119,15 +116,6 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def run_api_bench(
     db_url: str,
     backend: str,
@@ -139,43 +127,15 @@ def run_api_bench(
     db = open_database(db_url)
     token, _ = TokenStore(db).create(Role.OPERATOR, "bench")
     db.close()
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(Path(synod.__file__).parents[1])}
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "synod.cli.main",
-            "api",
-            "run",
-            "--db",
-            db_url,
-            "--port",
-            str(port),
-            "--rate",
-            "1000000",
-            "--burst",
-            "1000000",
-            "--journal",
-            str(Path(tmp) / "journal.db"),
-        ]
-        server = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            _wait_ready(server, port)
+        args = ["--rate", "1000000", "--burst", "1000000", "--journal", f"{tmp}/journal.db"]
+        with api_process(db_url, args=args) as url:
+            port = int(url.rsplit(":", 1)[1])
             progress(f"{backend}: {requests} submissions, {concurrency} connections, ≤{duration}s")
             destination = p2tr_address(bytes(range(1, 33)), Network.MAINNET)
             latencies, sent, errors, elapsed = asyncio.run(
                 _load(port, token, requests, duration, concurrency, destination)
             )
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
     db = open_database(db_url)
     in_ledger = int(db.query("SELECT count(*) FROM withdrawals")[0][0])
     db.close()
@@ -191,21 +151,6 @@ def run_api_bench(
         concurrency,
         in_ledger,
     )
-
-
-def _wait_ready(server: subprocess.Popen[bytes], port: int) -> None:
-    import httpx
-
-    for _ in range(600):
-        if server.poll() is not None:
-            raise RuntimeError(f"the API server exited with {server.returncode}")
-        try:
-            if httpx.get(f"http://{HOST}:{port}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the API server did not become ready")
 
 
 def api_table(
