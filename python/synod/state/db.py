@@ -230,20 +230,28 @@ def _statements(sql: str) -> list[str]:
     return [s.strip() for s in sql.split(";") if s.strip()]
 
 
-def migrate(db: SqliteDatabase | PostgresDatabase) -> int:
-    """Apply pending migrations; returns the schema version."""
+def migrate(
+    db: SqliteDatabase | PostgresDatabase,
+    migrations: Sequence[tuple[int, str]] = MIGRATIONS,
+    version_table: str = "schema_version",
+) -> int:
+    """Apply pending migrations; returns the schema version.
+
+    A component with tables of its own beside the ledger's (the deposit watchers' cursors,
+    the webhook outbox) passes its own list and version table, so its numbering is its own.
+    """
     with db.transaction():
-        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-        rows = db.query("SELECT version FROM schema_version")
+        db.execute(f"CREATE TABLE IF NOT EXISTS {version_table} (version BIGINT NOT NULL)")
+        rows = db.query(f"SELECT version FROM {version_table}")
         current = rows[0][0] if rows else 0
-        for version, script in MIGRATIONS:
+        for version, script in migrations:
             if version > current:
                 db.executescript(script)
                 current = version
         if rows:
-            db.execute("UPDATE schema_version SET version = ?", (current,))
+            db.execute(f"UPDATE {version_table} SET version = ?", (current,))
         else:
-            db.execute("INSERT INTO schema_version (version) VALUES (?)", (current,))
+            db.execute(f"INSERT INTO {version_table} (version) VALUES (?)", (current,))
     return int(current)
 
 

@@ -274,6 +274,10 @@ class Ledger:
         keys = ("outpoint", "value", "script", "height", "locked_by", "spent_by")
         return [{**dict(zip(keys, r, strict=True)), "value": int(r[1])} for r in rows]
 
+    def has_utxo(self, outpoint: str) -> bool:
+        """Whether the ledger holds (or held) this output: a transaction spending it is ours."""
+        return bool(self.db.query("SELECT 1 FROM utxos WHERE outpoint = ?", (outpoint,)))
+
     def lots(self, chain: str, asset: str) -> list[dict[str, Any]]:
         rows = self.db.query(
             "SELECT lot_id, amount, remaining, height FROM lots "
