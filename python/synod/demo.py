@@ -27,7 +27,7 @@ from synod.api.auth import Role, TokenStore
 from synod.api.client import ApiClient
 from synod.api.embedded import api_process
 from synod.chains.evm.address import checksum_address
-from synod.config import ConfigError, load_config
+from synod.config import ConfigError, SynodConfig, load_config
 from synod.crypto import frost
 from synod.runtime.consensus import LocalConsensus
 from synod.runtime.interfaces import ChainAdapter, Signer
@@ -296,6 +296,13 @@ def run_demo(
     """The whole pipeline; with `api`, the withdrawals are submitted through the REST API (a
     `synod api run` child process over the same ledger) and the dashboard stays up until
     `api.hold` returns."""
+    cfg = load_config()  # a configuration the demo cannot run ends here, before anything starts
+    eoa = sorted(cfg.chains.nonce_chains & set(chains))
+    if eoa:
+        raise ConfigError(
+            f"chains.{eoa[0]}.custody: the demo pays EVM withdrawals from the custody "
+            'contract; set it to "contract" (EOA mode is not part of the demo)'
+        )
     with ExitStack() as stack:
         submit: Submit | None = None
         dashboard = ""
@@ -316,7 +323,7 @@ def run_demo(
             submit = _api_submitter(client)
             dashboard = f"{url}/dashboard#token={token}"
             progress(f"REST API at {url} (docs {url}/docs); withdrawals are submitted through it")
-        report = _run(workdir, per_chain, progress, chains, submit)
+        report = _run(workdir, per_chain, progress, chains, submit, cfg)
         if api is not None:
             api.hold(report, dashboard)
         return report
@@ -328,15 +335,9 @@ def _run(
     progress: Progress,
     chains: tuple[str, ...],
     submit: Submit | None,
+    cfg: SynodConfig,
 ) -> DemoReport:
     started = time.perf_counter()
-    cfg = load_config()
-    eoa = sorted(cfg.chains.nonce_chains & set(chains))
-    if eoa:
-        raise ConfigError(
-            f"chains.{eoa[0]}.custody: the demo pays EVM withdrawals from the custody "
-            'contract; set it to "contract" (EOA mode is not part of the demo)'
-        )
     fees = FeeSchedule.from_config(cfg.chains)
     ledger = Ledger.from_config(SqliteDatabase(workdir / "ledger.db"), cfg.chains)
     consensus = LocalConsensus(ledger, Journal(workdir / "journal.db"), AuditLog(ledger.db))
