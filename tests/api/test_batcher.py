@@ -71,3 +71,32 @@ def test_concurrent_requests_share_commits_and_one_idempotency_key(api: Api) -> 
     assert sum(r.headers.get("idempotent-replayed") == "true" for r in twins) == 3
     assert len(api.ledger.withdrawals()) == 13
     assert api.audit.verify().ok
+
+
+class _Conflict(Exception):
+    sqlstate = "40001"  # what psycopg reports for a serialization failure
+
+
+def test_a_conflict_with_another_writer_reruns_the_whole_batch(tmp_path: Path) -> None:
+    db = SqliteDatabase(tmp_path / "r.db")
+    batcher = CommitBatcher(db)
+    calls = {"a": 0, "b": 0}
+
+    def write(key: str, conflicts: int) -> str:
+        calls[key] += 1
+        db.execute("INSERT INTO meta (key, value) VALUES (?, 'y')", (key,))
+        if calls[key] <= conflicts:
+            raise _Conflict("could not serialize access")
+        return key
+
+    async def main() -> list[object]:
+        return await asyncio.gather(
+            batcher.run(lambda: write("a", 0)),
+            batcher.run(lambda: write("b", 1)),
+            return_exceptions=True,
+        )
+
+    assert asyncio.run(main()) == ["a", "b"]
+    assert calls == {"a": 2, "b": 2}  # the first attempt was rolled back as a whole
+    assert sorted(r[0] for r in db.query("SELECT key FROM meta WHERE value = 'y'")) == ["a", "b"]
+    db.close()

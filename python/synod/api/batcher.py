@@ -17,6 +17,21 @@ from synod.state.db import PostgresDatabase, SqliteDatabase
 
 T = TypeVar("T")
 
+RETRY_SQLSTATES = frozenset({"40001", "40P01", "23505"})
+"""Serialization failure, deadlock, and a unique key taken by a concurrent writer (another
+process appending to the audit trail): the whole batch is rolled back and run again."""
+ATTEMPTS = 3
+
+
+def _retryable(err: BaseException) -> bool:
+    return getattr(err, "sqlstate", None) in RETRY_SQLSTATES
+
+
+class _Retry(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
 
 class CommitBatcher:
     def __init__(self, db: SqliteDatabase | PostgresDatabase, max_batch: int = 256) -> None:
@@ -39,17 +54,18 @@ class CommitBatcher:
 
     def _flush(self) -> None:
         batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        try:
-            with self.db.transaction():
-                for job, future in batch:
-                    try:
-                        with self.db.savepoint():
-                            outcomes.append((future, job(), None))
-                    except Exception as err:  # the job's own failure, undone; delivered below
-                        outcomes.append((future, None, err))
-        except Exception as err:  # the commit failed: nothing in the batch happened
-            outcomes = [(future, None, err) for _, future in batch]
+        for attempt in range(ATTEMPTS):
+            try:
+                outcomes = self._commit(batch)
+                break
+            except _Retry as retry:
+                if attempt + 1 == ATTEMPTS:
+                    outcomes = [(future, None, retry.cause) for _, future in batch]
+            except Exception as err:  # the commit failed: nothing in the batch happened
+                if _retryable(err) and attempt + 1 < ATTEMPTS:
+                    continue
+                outcomes = [(future, None, err) for _, future in batch]
+                break
         self.batches += 1
         self.jobs += len(batch)
         for future, result, error in outcomes:
@@ -63,3 +79,18 @@ class CommitBatcher:
             asyncio.get_running_loop().call_soon(self._flush)
         else:
             self._scheduled = False
+
+    def _commit(
+        self, batch: list[tuple[Callable[[], Any], asyncio.Future[Any]]]
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        with self.db.transaction():
+            for job, future in batch:
+                try:
+                    with self.db.savepoint():
+                        outcomes.append((future, job(), None))
+                except Exception as err:  # the job's own failure, undone; delivered below
+                    if _retryable(err):
+                        raise _Retry(err) from err  # a conflict with another writer: all again
+                    outcomes.append((future, None, err))
+        return outcomes
