@@ -135,6 +135,8 @@ def test_metrics_health_and_openapi(api: Api) -> None:
     )
     assert "HTTPBearer" in doc["components"]["securitySchemes"]
     assert "swagger" in api.client.get("/docs").text.lower()
+    wrong = api.client.delete("/v1/balances", headers=api.headers())
+    assert wrong.status_code == 405 and wrong.json()["type"] == "urn:synod:problem:http-error"
 
 
 def test_logs_are_json_and_never_hold_a_secret(capsys: pytest.CaptureFixture[str]) -> None:

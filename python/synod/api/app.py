@@ -204,7 +204,7 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        kind = ProblemType.NOT_FOUND if exc.status_code == 404 else ProblemType.VALIDATION
+        kind = ProblemType.NOT_FOUND if exc.status_code == 404 else ProblemType.HTTP
         body = Problem(kind, str(exc.detail)).body(request.url.path)
         body["status"] = exc.status_code
         return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_JSON)
