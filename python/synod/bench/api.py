@@ -40,7 +40,7 @@ class ApiBenchResult:
     p50_ms: float
     p99_ms: float
     concurrency: int
-    in_ledger: int
+    in_ledger: int | None  # withdrawals the store holds afterwards (None: not a submission run)
 
     @property
     def per_second(self) -> float:
@@ -60,17 +60,44 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
+def _submission(port: int, token: str, destination: str, run: str, i: int) -> tuple[bytes, int]:
+    """A withdrawal submission and the status that counts as accepted."""
+    body = json.dumps(
+        {
+            "chain": "btc",
+            "asset": "BTC",
+            "destination": destination,
+            "amount": str(10_000 + i),
+            "external_id": f"bench-{run}-{i}",
+        }
+    ).encode()
+    head = (
+        f"POST /v1/withdrawals HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+        f"Authorization: Bearer {token}\r\nIdempotency-Key: {run}-{i}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body, 201
+
+
+def _health(port: int) -> tuple[bytes, int]:
+    """The cheapest route (no store, no token): the framework's own ceiling here."""
+    return f"GET /healthz HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode(), 200
+
+
 async def _load(
-    port: int, token: str, requests: int, duration: float, concurrency: int, destination: str
+    port: int,
+    make: Callable[[int], tuple[bytes, int]],
+    requests: int,
+    duration: float,
+    concurrency: int,
 ) -> tuple[list[float], int, int, float]:
-    """(latencies of 201s, sent, errors, elapsed)."""
+    """(latencies of accepted requests, sent, errors, elapsed)."""
     latencies: list[float] = []
     counter = iter(range(requests))
     errors = 0
     sent = 0
     start = time.perf_counter()
     deadline = start + duration
-    run = uuid.uuid4().hex[:8]
 
     async def worker() -> None:
         nonlocal errors, sent
@@ -79,26 +106,13 @@ async def _load(
             for i in counter:
                 if time.perf_counter() >= deadline:
                     return
-                body = json.dumps(
-                    {
-                        "chain": "btc",
-                        "asset": "BTC",
-                        "destination": destination,
-                        "amount": str(10_000 + i),
-                        "external_id": f"bench-{run}-{i}",
-                    }
-                ).encode()
-                request = (
-                    f"POST /v1/withdrawals HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-                    f"Authorization: Bearer {token}\r\nIdempotency-Key: {run}-{i}\r\n"
-                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-                ).encode() + body
+                request, accepted = make(i)
                 t0 = time.perf_counter()
                 writer.write(request)
                 await writer.drain()
                 status = await _read_response(reader)
                 sent += 1
-                if status == 201:
+                if status == accepted:
                     latencies.append(time.perf_counter() - t0)
                 else:
                     errors += 1
@@ -123,7 +137,11 @@ def run_api_bench(
     duration: float,
     concurrency: int,
     progress: Callable[[str], None],
-) -> ApiBenchResult:
+    baseline: bool = False,
+) -> list[ApiBenchResult]:
+    """Submissions on the store at `db_url`; with `baseline`, first the same load on
+    `GET /healthz` against the same server."""
+    results: list[ApiBenchResult] = []
     db = open_database(db_url)
     token, _ = TokenStore(db).create(Role.OPERATOR, "bench")
     db.close()
@@ -131,17 +149,43 @@ def run_api_bench(
         args = ["--rate", "1000000", "--burst", "1000000", "--journal", f"{tmp}/journal.db"]
         with api_process(db_url, args=args) as url:
             port = int(url.rsplit(":", 1)[1])
+            if baseline:
+                progress(f"{backend}: GET /healthz baseline, {concurrency} connections")
+                health = asyncio.run(
+                    _load(port, lambda i: _health(port), requests, duration, concurrency)
+                )
+                results.append(_result(f"{backend} GET /healthz", concurrency, *health, None))
             progress(f"{backend}: {requests} submissions, {concurrency} connections, ≤{duration}s")
             destination = p2tr_address(bytes(range(1, 33)), Network.MAINNET)
-            latencies, sent, errors, elapsed = asyncio.run(
-                _load(port, token, requests, duration, concurrency, destination)
+            run = uuid.uuid4().hex[:8]
+            submitted = asyncio.run(
+                _load(
+                    port,
+                    lambda i: _submission(port, token, destination, run, i),
+                    requests,
+                    duration,
+                    concurrency,
+                )
             )
     db = open_database(db_url)
     in_ledger = int(db.query("SELECT count(*) FROM withdrawals")[0][0])
     db.close()
+    results.append(_result(f"{backend} POST /v1/withdrawals", concurrency, *submitted, in_ledger))
+    return results
+
+
+def _result(
+    label: str,
+    concurrency: int,
+    latencies: list[float],
+    sent: int,
+    errors: int,
+    elapsed: float,
+    in_ledger: int | None,
+) -> ApiBenchResult:
     latencies.sort()
     return ApiBenchResult(
-        backend,
+        label,
         sent,
         len(latencies),
         errors,
@@ -160,21 +204,25 @@ def api_table(
     postgres_dsn: str | None,
     progress: Callable[[str], None],
 ) -> str:
-    results = []
     with tempfile.TemporaryDirectory() as tmp:
-        results.append(
-            run_api_bench(
-                str(Path(tmp) / "bench.db"), "sqlite", requests, duration, concurrency, progress
-            )
+        results = run_api_bench(
+            str(Path(tmp) / "bench.db"),
+            "sqlite",
+            requests,
+            duration,
+            concurrency,
+            progress,
+            baseline=True,
         )
     if postgres_dsn:
-        results.append(_postgres(postgres_dsn, requests, duration, concurrency, progress))
+        results += _postgres(postgres_dsn, requests, duration, concurrency, progress)
     else:
         progress("PostgreSQL skipped (set SYNOD_BENCH_POSTGRES_DSN or --postgres-dsn)")
-    head = "| store | sent | accepted | errors | seconds | submissions/s | p50 | p99 | conns |"
+    head = "| store, route | sent | accepted | errors | seconds | per second | p50 | p99 | conns |"
     lines = [head, "|" + "---|" * 9]
     for r in results:
-        assert r.in_ledger == r.accepted, "ledger and accepted submissions disagree"
+        if r.in_ledger is not None and r.in_ledger != r.accepted:
+            raise RuntimeError(f"{r.backend}: {r.accepted} accepted, {r.in_ledger} in the ledger")
         lines.append(
             f"| {r.backend} | {r.sent} | {r.accepted} | {r.errors} | {r.seconds:.2f} | "
             f"{r.per_second:.0f} | {r.p50_ms:.1f} ms | {r.p99_ms:.1f} ms | {r.concurrency} |"
@@ -184,7 +232,7 @@ def api_table(
 
 def _postgres(
     dsn: str, requests: int, duration: float, concurrency: int, progress: Callable[[str], None]
-) -> ApiBenchResult:
+) -> list[ApiBenchResult]:
     import psycopg
 
     name = f"synod_bench_{uuid.uuid4().hex[:10]}"
