@@ -26,6 +26,7 @@ import coincurve
 from synod.api.auth import Role, TokenStore
 from synod.api.client import ApiClient
 from synod.api.embedded import api_process
+from synod.api.providers import GroupKey, Member, write_node_view
 from synod.chains.evm.address import checksum_address
 from synod.config import ConfigError, SynodConfig, load_config
 from synod.crypto import frost
@@ -277,6 +278,41 @@ class DemoApi:
     hold: Callable[[DemoReport, str], None] = lambda report, dashboard: None
 
 
+NODE_VIEW = "node-view.json"
+ROLES = {4: "silent", 5: "sends invalid shares"}
+
+
+def _publish_node_view(path: Path, setups: list[ChainSetup]) -> None:
+    """What the committee's simulated nodes saw, for the API's keys, committee and culprits."""
+    from synod.chains.bitcoin.address import Network, p2tr_address
+    from synod.chains.solana.address import solana_address
+
+    keys = []
+    for s in setups:
+        key = s.signer.public.group_public_key(s.signer.tweak)
+        scheme = "ed25519" if s.chain == "sol" else "bip340"
+        found = {}
+        if s.chain == "btc":
+            found["btc"] = p2tr_address(key, Network.REGTEST)
+        elif s.chain == "sol":
+            found["sol"] = solana_address(key)
+        keys.append(GroupKey(scheme, key.hex(), found))
+    records = [r for s in setups for r in s.signer.records]
+    culprits: dict[str, list[int]] = {}
+    for r in records:
+        culprits[r.withdraw_id] = sorted({*culprits.get(r.withdraw_id, []), *r.culprits})
+    members = [
+        Member(
+            i,
+            f"node {i}" + (f" ({ROLES[i]})" if i in ROLES else ""),
+            None,
+            sum(i in r.culprits for r in records),
+        )
+        for i in range(1, PARTIES + 1)
+    ]
+    write_node_view(path, keys, THRESHOLD, members, culprits, {})
+
+
 def _api_submitter(client: ApiClient) -> Submit:
     def submit(tx: WithdrawRequest) -> object:
         return client.create_withdrawal(
@@ -314,7 +350,7 @@ def run_demo(
                 api_process(
                     str(workdir / "ledger.db"),
                     api.port or None,
-                    ["--btc-network", "regtest"],
+                    ["--btc-network", "regtest", "--node-view", str(workdir / NODE_VIEW)],
                     log=workdir / "api.log",
                 )
             )
@@ -386,6 +422,7 @@ def _run(
                 break
         report.processing_s = time.perf_counter() - processing_started
         report.virtual_signing_s = sum(r.virtual_s for s in setups for r in s.signer.records)
+        _publish_node_view(workdir / NODE_VIEW, setups)
         for w in ledger.withdrawals():
             setup = next(s for s in setups if s.chain == w.chain)
             records = [r for r in setup.signer.records if r.withdraw_id == w.withdraw_id]
