@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from synod.api.auth import Role, TokenStore
+from synod.api.providers import GroupKey, Member, write_node_view
 from synod.state.db import SqliteDatabase
 from synod.state.machine import Ledger
 from synod.state.transactions import (
@@ -121,8 +122,12 @@ def test_dashboard_renders_live_data_in_chromium(tmp_path: Path) -> None:
     ledger.apply(WithdrawRequest("dash-queued", "sol", "SOL", VALID["sol"], 5000, now + 1))
     admin, _ = TokenStore(db).create(Role.ADMIN, "dashboard")
     db.close()
+    view = tmp_path / "node-view.json"
+    members = [Member(i, f"node {i}", now, 1 if i == 5 else 0) for i in range(1, 6)]
+    write_node_view(view, [GroupKey("bip340", "ab" * 32, {})], 3, members, {wid: [5]}, {})
 
-    with api_server(db_path, "--btc-network", "regtest") as url, webdriver() as (client, s):
+    args = ("--btc-network", "regtest", "--node-view", str(view))
+    with api_server(db_path, *args) as url, webdriver() as (client, s):
         client.post(f"{s}/url", json={"url": f"{url}/dashboard#token={admin}"})
         text = ""
         for _ in range(300):  # until the page has drawn the API's data
@@ -136,6 +141,7 @@ def test_dashboard_renders_live_data_in_chromium(tmp_path: Path) -> None:
         )
         balances = _script(client, s, "return document.querySelector('#balances tbody').innerText;")
         sessions = _script(client, s, "return document.querySelector('#sessions tbody').innerText;")
+        committee = _script(client, s, "return document.querySelector('#committee').innerText;")
         shot = client.get(f"{s}/screenshot").json()["value"]
         # The token left the address bar as soon as the page read it.
         assert "token=" not in _script(client, s, "return location.href;")
@@ -148,5 +154,6 @@ def test_dashboard_renders_live_data_in_chromium(tmp_path: Path) -> None:
     assert rows == 2
     assert "dash-paid" in text and "CONFIRMED" in text and "QUEUED 1" in text
     assert "btc\tBTC\t900000" in balances and "yes" in balances
-    assert "session-one" in sessions and "signed" in sessions
+    assert "session-one" in sessions and "signed" in sessions and "5" in sessions
+    assert "threshold 3 of 5 members" in text and "node 5\t" in committee
     assert "/v1/balances" in text  # the audit tail shows the page's own reads
