@@ -27,8 +27,8 @@ from synod.crypto import frost
 from synod.runtime.consensus import LocalConsensus
 from synod.runtime.interfaces import ChainAdapter, Signer
 from synod.runtime.journal import Journal
-from synod.runtime.signers import FrostCommitteeSigner
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
+from synod.sim.committee_signer import FrostCommitteeSigner
 from synod.state.db import SqliteDatabase
 from synod.state.fees import FeeSchedule
 from synod.state.machine import BROADCAST, CONFIRMED, Ledger
