@@ -108,7 +108,7 @@ def test_a_node_refuses_a_message_its_validator_rejects() -> None:
     for i, host in cluster.nodes.items():
         result = host.signer.result(SID)
         assert result is not None and result.status is SessionStatus.FAILED
-        assert result.reason == "timeout" and result.signature is None
+        assert result.reason == "timeout: template_mismatch" and result.signature is None
         store = host.signer.nonces
         assert isinstance(store, SessionStore)
         assert store.raw_nonce_rows() == [], f"node {i} made a nonce for a refused message"

@@ -58,7 +58,8 @@ class SessionResult:
         if self.finished:
             return
         self.status = status
-        self.reason = reason
+        if reason:  # keep what was seen before the end: "timeout: template_mismatch"
+            self.reason = f"{reason}: {self.reason}" if self.reason else reason
         self.finished_at = now
 
     def observe(self, node: int, event: Event, now: float) -> None:

@@ -322,6 +322,16 @@ class SignerNode:
         self._now = now
         self._send(self.router.register(session, kinds, now, private_kinds=private))
 
+    def close(self) -> None:
+        """Shut down: close every session (a node process calls this on its own thread, so
+        the sessions' native objects are released where they were made)."""
+        for sid in list(self._results):
+            self.router.close(sid)
+        self._sessions.clear()
+        self._turns.clear()
+        for result in self._results.values():
+            result.output = None
+
     # -- poll -----------------------------------------------------------------------
     def result(self, session_id: bytes) -> SessionResult | None:
         return self._results.get(session_id)

@@ -19,7 +19,7 @@ from typing import Any
 from synod.crypto import ecdsa, frost
 from synod.node.keyring import KeyRing
 from synod.protocols.cggmp import CggmpSigningDriver
-from synod.runtime.interfaces import SigningTimeout
+from synod.runtime.interfaces import BlockingSigner, SigningTimeout
 from synod.sim.cluster import Cluster
 from synod.sim.roast import RoastRun
 from synod.state.machine import Withdrawal
@@ -42,7 +42,7 @@ class SigningRecord:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-class FrostCommitteeSigner:
+class FrostCommitteeSigner(BlockingSigner):
     """ROAST over FROST among a simulated committee (BIP340/Taproot or Ed25519)."""
 
     def __init__(
@@ -57,6 +57,7 @@ class FrostCommitteeSigner:
         rotate_timeout: float = 5.0,
         corrupt: dict[int, str] | None = None,
     ) -> None:
+        super().__init__()
         self.keys = keys
         self.public = public
         self.threshold = threshold
@@ -119,7 +120,7 @@ class FrostCommitteeSigner:
         return sig.hex()
 
 
-class CggmpCommitteeSigner:
+class CggmpCommitteeSigner(BlockingSigner):
     """CGGMP signing among a simulated committee, retrying around stalled members."""
 
     def __init__(
@@ -130,6 +131,7 @@ class CggmpCommitteeSigner:
         silent: set[int] | None = None,
         attempt_timeout: float = 5.0,
     ) -> None:
+        super().__init__()
         self.shares = shares
         self.threshold = threshold
         self.digest_for = digest_for
