@@ -115,6 +115,12 @@ class ControlServicer(pb_grpc.ControlServicer):
                 return f"member {node.node_id} is not a participant"
             if key_id in node.keys.key_ids() and node.result(sid) is None:
                 return f"key {key_id!r} already exists on this member"
+            try:
+                return start(node, now)
+            except ValueError as err:
+                return str(err)
+
+        def start(node: SignerNode, now: float) -> str | None:
             if scheme == pb.ECDSA:
                 if self.runner.aux_info is None:
                     return "no CGGMP aux info on this member: it cannot run an ECDSA keygen"
@@ -194,6 +200,8 @@ class ControlServicer(pb_grpc.ControlServicer):
                     )
             except UnknownKey as err:
                 return str(err.args[0])
+            except ValueError as err:  # e.g. a member outside the key's committee
+                return str(err)
             return None
 
         refused = self.runner.call(begin)

@@ -212,7 +212,7 @@ class SignerNode:
     ) -> None:
         """CGGMP aux info (Paillier keys and ring-Pedersen parameters); the output is in
         `result(session_id).output` for the caller's keystore."""
-        members = tuple(sorted(set(participants)))
+        members = self._member_of(participants)
         eid = cggmp_eid(b"aux", session_id)
         idx, n = members.index(self.node_id), len(members)
         self._cggmp_run(
@@ -238,7 +238,7 @@ class SignerNode:
         timeout: float = 120.0,
     ) -> None:
         """CGGMP keygen; joined with this node's aux info, the share joins its key ring."""
-        members = tuple(sorted(set(participants)))
+        members = self._member_of(participants)
         eid = cggmp_eid(b"keygen", session_id)
         idx, n = members.index(self.node_id), len(members)
         self._cggmp_run(
@@ -347,6 +347,12 @@ class SignerNode:
         return self._turns.get(session_id)
 
     # -- inside ---------------------------------------------------------------------
+    def _member_of(self, participants: Iterable[int]) -> tuple[int, ...]:
+        members = tuple(sorted(set(participants)))
+        if self.node_id not in members:
+            raise ValueError(f"node {self.node_id} is not one of the participants")
+        return members
+
     def _known(self, session_id: bytes) -> bool:
         """A session already begun here: starting it again is a no-op (begin is idempotent)."""
         return session_id in self._results or self.router.is_closed(session_id)

@@ -177,15 +177,15 @@ class NodeSigner:
             except ControlError as err:
                 self.errors[member] = str(err)
                 continue
-            statuses.append(result.status)
-            if result.signature is not None and self._verifies(
-                signing.messages[index], result.signature
-            ):
-                signing.signatures[index] = result.signature
-                signing.results.setdefault(index, []).append(result)
-                return statuses
             if result.signature is not None:
+                if self._verifies(signing.messages[index], result.signature):
+                    signing.signatures[index] = result.signature
+                    signing.results.setdefault(index, []).append(result)
+                    return [*statuses, result.status]
                 log.warning("member %d reported a signature that does not verify", member)
+                statuses.append(SessionStatus.FAILED)  # a lie counts as no signature
+                continue
+            statuses.append(result.status)
         return statuses
 
     def _verifies(self, message: bytes, signature: bytes) -> bool:
