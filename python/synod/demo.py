@@ -33,9 +33,9 @@ from synod.crypto import frost
 from synod.runtime.consensus import LocalConsensus
 from synod.runtime.interfaces import ChainAdapter, Signer
 from synod.runtime.journal import Journal
-from synod.runtime.signers import FrostCommitteeSigner
 from synod.runtime.watchers.base import BlockSource, DepositWatcher, WatcherLoop
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
+from synod.sim.committee_signer import FrostCommitteeSigner
 from synod.state.audit import AuditLog
 from synod.state.db import SqliteDatabase
 from synod.state.fees import FeeSchedule

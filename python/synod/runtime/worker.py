@@ -175,11 +175,15 @@ class WithdrawWorker:
             return True
         if w.status == SIGNING:
             assert w.session_id is not None
+            signer = self.signers[w.chain]
+            signer.begin(w, w.session_id)  # idempotent: a running session just goes on
             try:
-                ref = self.signers[w.chain].sign(w, w.session_id)
+                ref = signer.poll(w.session_id)
             except SigningTimeout:
                 self._submit(Requeue(w.withdraw_id, "signing session timed out", attempt=w.attempt))
                 return True
+            if ref is None:
+                return False  # still signing; the pass goes on with the others
             self._submit(Signed(w.withdraw_id, w.session_id, ref, attempt=w.attempt))
             return True
         if w.status == SIGNED:
