@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import synod.api.webhooks
 from synod.api.auth import Role
 from synod.api.views import MAX_PAGE
 from synod.cli.main import main
@@ -114,6 +115,19 @@ def test_invalid_subscriptions_write_nothing(api: Api, over: dict[str, Any], fie
     r = api.client.post("/v1/webhooks", json={**HOOK, **over}, headers=api.headers(Role.ADMIN))
     problem(r, 422, "validation-error", field)
     assert api.ledger.db.query("SELECT count(*) FROM webhook_subscriptions") == [(0,)]
+
+
+def test_active_subscriptions_are_bounded(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(synod.api.webhooks, "MAX_SUBSCRIPTIONS", 2)
+    admin = api.headers(Role.ADMIN)
+    made = [api.client.post("/v1/webhooks", json=HOOK, headers=admin) for _ in range(2)]
+    assert [r.status_code for r in made] == [201, 201]
+    problem(api.client.post("/v1/webhooks", json=HOOK, headers=admin), 409, "limit-reached")
+    assert len(api.webhooks.list()) == 2
+    api.client.delete(f"/v1/webhooks/{made[0].json()['id']}", headers=admin)
+    assert api.client.post("/v1/webhooks", json=HOOK, headers=admin).status_code == 201
+    statuses = [r.as_dict()["detail"]["status"] for r in reversed(api.audit.tail(5))]
+    assert statuses == [201, 201, 409, 200, 201]  # the refusal is audited too
 
 
 def test_a_withdrawal_through_the_api_is_delivered_signed(

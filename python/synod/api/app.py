@@ -276,13 +276,13 @@ def create_app(
     ) -> None:
         query = request.url.query
         detail: dict[str, Any] = {
+            **(extra or {}),  # what a route adds never replaces the fields every row has
             "method": request.method,
             "path": request.url.path + (f"?{query[:200]}" if query else ""),
             "status": status,
             "client": request.client.host if request.client else None,
             "role": principal.role.value,
         }
-        detail.update(extra or {})
         audit.append(f"token:{principal.token_id}", AuditAction.API_CALL, detail)
         request.state.audited = True
 

@@ -33,6 +33,7 @@ from synod.state.webhooks import (
 log = structlog.get_logger("synod.api")
 
 MAX_SUB_ID = 64
+MAX_SUBSCRIPTIONS = 100  # active at once: each event is queued once per subscription
 
 
 class WebhookCreate(BaseModel):
@@ -92,7 +93,7 @@ def webhook_router(webhooks: Webhooks, kit: RouteKit) -> APIRouter:
         "/webhooks",
         status_code=201,
         summary="Subscribe a URL to events",
-        responses=problem_responses(413, 422),
+        responses=problem_responses(409, 413, 422),
     )
     async def create_webhook(
         request: Request, body: WebhookCreate, principal: ApiToken = kit.admin
@@ -102,6 +103,12 @@ def webhook_router(webhooks: Webhooks, kit: RouteKit) -> APIRouter:
         this answer only: store it now."""
 
         def subscribe() -> Subscription:
+            # Counted in the serial write path, so concurrent requests cannot overshoot.
+            if len(webhooks.store.subscriptions(active_only=True)) >= MAX_SUBSCRIPTIONS:
+                raise Problem(
+                    ProblemType.LIMIT_REACHED,
+                    f"at most {MAX_SUBSCRIPTIONS} active subscriptions: delete one first",
+                )
             sub = webhooks.subscribe(body.url, [k.value for k in body.events])
             # The audit row names the subscription, in the same commit as the subscription.
             kit.audit_call(request, principal, 201, {"subscription": sub.sub_id, "url": sub.url})
@@ -109,6 +116,9 @@ def webhook_router(webhooks: Webhooks, kit: RouteKit) -> APIRouter:
 
         try:
             sub = await kit.batcher.run(subscribe)
+        except Problem:
+            request.state.audited = False
+            raise
         except SubscriptionError as err:
             request.state.audited = False
             raise Problem(ProblemType.VALIDATION, str(err), "body.url") from None
