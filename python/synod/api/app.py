@@ -96,7 +96,8 @@ class ProblemModel(BaseModel):
     instance: str | None = None
 
 
-def _problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for problem+json answers with these statuses."""
     return {
         s: {"model": ProblemModel, "content": {PROBLEM_JSON: {}}, "description": "problem"}
         for s in statuses
@@ -150,6 +151,22 @@ def _ms(text: str | None, field: str) -> int | None:
     return int(when.timestamp() * 1000)
 
 
+@dataclass(frozen=True)
+class RouteKit:
+    """What a router mounted beside the built-in ones shares with them: the role dependencies
+    (authentication, rate limit, role check, audit row), the group-commit write path, and the
+    audit row written inside a write's own commit."""
+
+    viewer: Any
+    operator: Any
+    admin: Any
+    batcher: CommitBatcher
+    audit_call: Callable[[Request, ApiToken, int, dict[str, Any] | None], None]
+
+
+RouterFactory = Callable[[RouteKit], APIRouter]
+
+
 def _body_hash(body: BaseModel) -> str:
     return hashlib.sha256(
         json.dumps(body.model_dump(), sort_keys=True, separators=(",", ":")).encode()
@@ -162,13 +179,14 @@ def create_app(
     audit: AuditLog,
     node: NodeView | None = None,
     settings: ApiSettings | None = None,
-    extra_routers: Sequence[APIRouter] = (),
+    extra_routers: Sequence[RouterFactory] = (),
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """The API over `consensus.ledger`'s store.
 
-    `extra_routers` are mounted under `/v1` beside the built-in routes: the slot where webhook
-    subscription endpoints (and other services sharing the auth model) plug in.
+    `extra_routers` build routers (given the shared `RouteKit`) mounted under `/v1` beside the
+    built-in routes: the slot where webhook subscription endpoints (and other services sharing
+    the auth model) plug in.
     """
     settings = settings or ApiSettings()
     ledger = consensus.ledger
@@ -250,19 +268,22 @@ def create_app(
                 time.perf_counter() - start
             )
 
-    def _audit_call(request: Request, principal: ApiToken, status: int) -> None:
+    def _audit_call(
+        request: Request,
+        principal: ApiToken,
+        status: int,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         query = request.url.query
-        audit.append(
-            f"token:{principal.token_id}",
-            AuditAction.API_CALL,
-            {
-                "method": request.method,
-                "path": request.url.path + (f"?{query[:200]}" if query else ""),
-                "status": status,
-                "client": request.client.host if request.client else None,
-                "role": principal.role.value,
-            },
-        )
+        detail: dict[str, Any] = {
+            **(extra or {}),  # what a route adds never replaces the fields every row has
+            "method": request.method,
+            "path": request.url.path + (f"?{query[:200]}" if query else ""),
+            "status": status,
+            "client": request.client.host if request.client else None,
+            "role": principal.role.value,
+        }
+        audit.append(f"token:{principal.token_id}", AuditAction.API_CALL, detail)
         request.state.audited = True
 
     # ------------------------------------------------------------------ auth
@@ -306,14 +327,14 @@ def create_app(
     viewer = Depends(require(Role.VIEWER))
     operator = Depends(require(Role.OPERATOR))
     admin = Depends(require(Role.ADMIN))
-    v1 = APIRouter(prefix="/v1", responses=_problem_responses(401, 403, 429))
+    v1 = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 429))
 
     # ------------------------------------------------------------------ withdrawals
     @v1.post(
         "/withdrawals",
         status_code=201,
         tags=["withdrawals"],
-        responses=_problem_responses(409, 413, 422),
+        responses=problem_responses(409, 413, 422),
         summary="Submit a withdrawal",
     )
     async def create_withdrawal(
@@ -414,7 +435,7 @@ def create_app(
         "/withdrawals",
         tags=["withdrawals"],
         summary="List withdrawals",
-        responses=_problem_responses(422),
+        responses=problem_responses(422),
     )
     async def list_withdrawals(
         _: ApiToken = viewer,
@@ -460,7 +481,7 @@ def create_app(
     @v1.get(
         "/withdrawals/{withdrawal_id}",
         tags=["withdrawals"],
-        responses=_problem_responses(404),
+        responses=problem_responses(404),
         summary="One withdrawal",
     )
     async def get_withdrawal(withdrawal_id: str, _: ApiToken = viewer) -> dict[str, Any]:
@@ -475,7 +496,7 @@ def create_app(
     @v1.post(
         "/withdrawals/{withdrawal_id}/cancel",
         tags=["withdrawals"],
-        responses=_problem_responses(404, 409),
+        responses=problem_responses(404, 409),
         summary="Cancel a queued withdrawal",
     )
     async def cancel_withdrawal(
@@ -502,7 +523,7 @@ def create_app(
 
     # ------------------------------------------------------------------ other reads
     @v1.get(
-        "/deposits", tags=["funds"], summary="Credited deposits", responses=_problem_responses(422)
+        "/deposits", tags=["funds"], summary="Credited deposits", responses=problem_responses(422)
     )
     async def list_deposits(
         _: ApiToken = viewer,
@@ -566,8 +587,9 @@ def create_app(
 
     app.include_router(v1)
     app.add_middleware(_Observe, observe=observe)
-    for router in extra_routers:  # webhook subscriptions plug in here, under /v1
-        app.include_router(router, prefix="/v1")
+    kit = RouteKit(viewer, operator, admin, batcher, _audit_call)
+    for factory in extra_routers:  # webhook subscriptions plug in here, under /v1
+        app.include_router(factory(kit), prefix="/v1", responses=problem_responses(401, 403, 429))
 
     # ------------------------------------------------------------------ operations
     # ------------------------------------------------------------------ dashboard
@@ -610,7 +632,7 @@ def create_app(
         "/readyz",
         tags=["operations"],
         summary="The store answers",
-        responses=_problem_responses(503),
+        responses=problem_responses(503),
     )
     async def readyz() -> Response:
         try:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from synod.api.app import create_app
 from synod.api.auth import TokenStore
+from synod.api.webhooks import webhook_router
 from synod.runtime.consensus import LocalConsensus
 from synod.runtime.journal import Journal
+from synod.runtime.webhooks import Webhooks
 from synod.state.audit import AuditLog
 from synod.state.db import SqliteDatabase
 from synod.state.machine import Ledger
@@ -22,11 +25,18 @@ def openapi_document() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         db = SqliteDatabase(Path(tmp) / "openapi.db")
         journal = Journal(Path(tmp) / "journal.db")
+        webhooks = Webhooks(db)
         try:
             consensus = LocalConsensus(Ledger(db), journal)
-            app = create_app(consensus, TokenStore(db), AuditLog(db))
+            app = create_app(
+                consensus,
+                TokenStore(db),
+                AuditLog(db),
+                extra_routers=[partial(webhook_router, webhooks)],
+            )
             return app.openapi()
         finally:
+            webhooks.close()
             journal.close()
             db.close()
 
