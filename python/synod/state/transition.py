@@ -248,6 +248,17 @@ class TransitionBook:
             "purpose = ? AND key_epoch = ?", (MIGRATION, self._from_epoch(epoch)), 10_000
         )
 
+    def next_batch(self, epoch: int, chain: str, asset: str) -> int | None:
+        """The batch number of the next migration of `chain:asset`, or None while one of the
+        contract's key updates is still open (a second one would be a duplicate)."""
+        rows = self.db.query(
+            "SELECT status FROM withdrawals WHERE purpose = ? AND request_id LIKE ?",
+            (MIGRATION, f"migration/{epoch}/{chain}/{asset}/%"),
+        )
+        if asset == UPDATE_PUBKEY and any(r[0] not in ("CONFIRMED", "CANCELLED") for r in rows):
+            return None
+        return len(rows)
+
     def _from_epoch(self, epoch: int) -> int:
         return self.transition(epoch).from_epoch
 
