@@ -259,6 +259,35 @@ class TransitionBook:
             return None
         return len(rows)
 
+    def report(self) -> dict[str, Any]:
+        """The operator's view: every transition with its migration transactions, the
+        strikes per member, the active epoch (the CLI's `status`, the API's /transitions)."""
+        out = []
+        for t in self.transitions():
+            row = t.as_dict()
+            row["migrations"] = [
+                {
+                    "withdraw_id": m.withdraw_id,
+                    "chain": m.chain,
+                    "asset": m.asset,
+                    "amount": str(m.amount),
+                    "status": m.status,
+                    "txid": m.txid,
+                }
+                for m in self.ledger.select_withdrawals(
+                    "purpose = ? AND request_id LIKE ?",
+                    (MIGRATION, f"migration/{t.epoch}/%"),
+                    1000,
+                )
+            ]
+            out.append(row)
+        return {
+            "active_epoch": self.active_epoch(),
+            "transitions": out,
+            "strikes": {str(m): c for m, c in self.strikes().items()},
+            "strike_limit": self.rules.strike_limit,
+        }
+
     def _from_epoch(self, epoch: int) -> int:
         return self.transition(epoch).from_epoch
 
