@@ -21,7 +21,7 @@ from synod.sim.committee import SimCommittee, message_digest
 from synod.state.db import SqliteDatabase
 from synod.state.machine import BALANCE_FIELDS, CONFIRMED, Ledger
 from synod.state.transactions import SignerSetUpdate, WithdrawRequest
-from synod.state.transition import Phase
+from synod.state.transition import Phase, TransitionRules
 
 from .fakes import FakeChain
 
@@ -48,6 +48,7 @@ class World:
     network: Network = Network.REGTEST
     policy: WorkerPolicy = POLICY
     after_step: Callable[[], None] | None = None  # e.g. mine a block
+    rules: TransitionRules = field(default_factory=TransitionRules)
     recipient: Callable[[str, int], str] = lambda chain, n: f"to{n}"
     ledger: Ledger = field(init=False)
     consensus: LocalConsensus = field(init=False)
@@ -61,7 +62,7 @@ class World:
 
     def open(self) -> None:
         """(Re)start the node's processes from what is on disk; the members keep their shares."""
-        self.ledger = Ledger(SqliteDatabase(self.path / "ledger.db"))
+        self.ledger = Ledger(SqliteDatabase(self.path / "ledger.db"), rules=self.rules)
         self.consensus = LocalConsensus(self.ledger, Journal(self.path / "journal.db"))
         if self.make_adapters is None:
             self.chains = {
@@ -82,7 +83,11 @@ class World:
             self.consensus,
             self.committee,
             self.address_for,
-            TransitionPolicy(frost_handover=self.mode, chains=tuple(self.messages)),
+            TransitionPolicy(
+                frost_handover=self.mode,
+                chains=tuple(self.messages),
+                schemes=self.committee.schemes,
+            ),
         )
 
     def address_for(self, chain: str, scheme: str, key: bytes) -> dict[str, str]:

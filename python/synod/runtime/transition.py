@@ -222,7 +222,9 @@ class TransitionWorker:
         keys: dict[str, dict[str, str]] = {}
         try:
             for scheme, mode in plan.modes.items():
-                group_key = result.group_keys[scheme]
+                group_key = result.group_keys.get(scheme)
+                if group_key is None:
+                    raise ProofRejected(f"{scheme}: the ceremony produced no key")
                 message = proof_message(t.epoch, scheme, group_key)
                 signature = self.handover.sign_proof(t.epoch, scheme, message)
                 verify_proof(scheme, group_key, message, signature)
