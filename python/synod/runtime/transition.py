@@ -269,7 +269,7 @@ class TransitionWorker:
             try:
                 self.consensus.submit(MigrationRequest(t.epoch, chain, asset, batch))
                 acted = True
-            except (E.InsufficientFunds, E.DuplicateRequest):
+            except (E.InsufficientFunds, E.DuplicateRequest, E.InvalidTransition):
                 continue  # everything old is locked by payments in flight: later
         if not pending:
             try:

@@ -518,8 +518,20 @@ class TransitionBook:
         if tx.asset == UPDATE_PUBKEY:
             if chain_scheme(tx.chain, self.ledger.nonce_chains) != "bip340" or tx.chain == "sol":
                 raise E.MalformedTransaction(f"{tx.chain} has no custody contract here")
-            new_key = t.keys["bip340"]["group_key"]
-            template = {**base, "kind": "update_pubkey", "new_key": new_key, "fee": "0"}
+            self._no_old_payments(t, tx.chain)
+            # The contract's epoch moves by one per key update, from 0 at deployment.
+            updates = self.db.query(
+                "SELECT COUNT(*) FROM withdrawals WHERE purpose = ? AND chain = ? AND asset = ? "
+                "AND status = 'CONFIRMED'",
+                (MIGRATION, tx.chain, UPDATE_PUBKEY),
+            )
+            template = {
+                **base,
+                "kind": "update_pubkey",
+                "new_key": t.keys["bip340"]["group_key"],
+                "contract_epoch": int(updates[0][0]) + 1,
+                "fee": "0",
+            }
             return {"amount": 0, "fee": 0, "takes": [], "template": template}
         native = CHAINS[tx.chain]
         fee = fees.account_fee(tx.chain, tx.asset)
@@ -551,6 +563,17 @@ class TransitionBook:
         if tx.chain in self.ledger.nonce_chains:
             template["nonce"] = str(self.ledger._next(f"account_nonce:{tx.chain}") - 1)
         return {"amount": amount, "fee": fee, "takes": takes, "template": template}
+
+    def _no_old_payments(self, t: Transition, chain: str) -> None:
+        """A contract's key changes only once nothing signed by the old key can still be sent:
+        its signature would no longer verify."""
+        rows = self.db.query(
+            "SELECT withdraw_id FROM withdrawals WHERE chain = ? AND purpose = 'withdrawal' "
+            "AND key_epoch = ? AND status NOT IN ('CONFIRMED', 'CANCELLED') LIMIT 1",
+            (chain, t.from_epoch),
+        )
+        if rows:
+            raise E.InvalidTransition(f"{rows[0][0]} is still in flight under the old key")
 
     def _old_lots(self, chain: str, asset: str, epoch: int) -> list[tuple[str, int]]:
         rows = self.db.query(
