@@ -72,12 +72,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--withdrawals", type=int, default=10_000, help="withdrawals for --state")
     p.add_argument("--e2e", action="store_true", help="end-to-end withdrawals per minute")
     p.add_argument("--per-chain", type=int, default=20, help="withdrawals per chain for --e2e")
+    p.add_argument("--transition", action="store_true", help="power transitions instead")
+    p.add_argument("--utxos", type=int, default=100, help="old-key UTXOs to sweep (fresh key)")
     args = p.parse_args(argv)
 
     def progress(msg: str) -> None:
         print(f"  … {msg}", file=sys.stderr, flush=True)
 
     print(f"machine: {machine()}", file=sys.stderr)
+    if args.transition:
+        from synod.bench.transition import transition_table
+
+        print(transition_table(args.utxos, progress))
+        return 0
     if args.e2e:
         from synod.bench.e2e import e2e_table
 
