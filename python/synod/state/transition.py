@@ -472,6 +472,8 @@ class TransitionBook:
                 t.from_epoch,
             ),
         )
+        if "nonce" in plan["template"]:  # EOA mode: the old account's next nonce is its own
+            self.ledger._set(withdraw_id, account_nonce=int(plan["template"]["nonce"]))
         self.ledger._lock_funds(withdraw_id, tx.chain, plan["takes"])
         template_hash = self.ledger._fix_template(withdraw_id, plan["template"], plan["fee"])
         return {
