@@ -71,10 +71,23 @@ class SimCommittee:
     results: dict[str, HandoverResult] = field(default_factory=dict)
     records: list[CeremonyRecord] = field(default_factory=list)
     erased: set[tuple[int, int]] = field(default_factory=set)  # (member, epoch)
+    dealt: dict[int, dict[str, tuple[dict[int, frost.KeyPackage], frost.PublicKeyPackage]]] = field(
+        default_factory=dict
+    )
+    """Keys given for an epoch instead of a ceremony (benchmarks of large committees start
+    from a dealt genesis, as the ROAST simulator does above 30 members)."""
 
     # -- KeyHandover --------------------------------------------------------------
     def begin(self, plan: HandoverPlan) -> None:
         self._drop(plan.epoch)  # a restarted ceremony starts from nothing
+        if plan.epoch in self.dealt:
+            for scheme, (keys, public) in self.dealt[plan.epoch].items():
+                for member, key in keys.items():
+                    self._keep(plan.epoch, scheme, member, key)
+                self.public[(plan.epoch, scheme)] = public
+            group = {s: p.group_public_key() for s, (_, p) in self.dealt[plan.epoch].items()}
+            self.results[plan.session_id] = HandoverResult(True, group)
+            return
         group_keys: dict[str, bytes] = {}
         culprits: set[int] = set()
         reasons = []
