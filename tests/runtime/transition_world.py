@@ -49,6 +49,7 @@ class World:
     policy: WorkerPolicy = POLICY
     after_step: Callable[[], None] | None = None  # e.g. mine a block
     rules: TransitionRules = field(default_factory=TransitionRules)
+    nonce_chains: tuple[str, ...] = ()
     recipient: Callable[[str, int], str] = lambda chain, n: f"to{n}"
     ledger: Ledger = field(init=False)
     consensus: LocalConsensus = field(init=False)
@@ -62,7 +63,11 @@ class World:
 
     def open(self) -> None:
         """(Re)start the node's processes from what is on disk; the members keep their shares."""
-        self.ledger = Ledger(SqliteDatabase(self.path / "ledger.db"), rules=self.rules)
+        self.ledger = Ledger(
+            SqliteDatabase(self.path / "ledger.db"),
+            rules=self.rules,
+            nonce_chains=self.nonce_chains,
+        )
         self.consensus = LocalConsensus(self.ledger, Journal(self.path / "journal.db"))
         if self.make_adapters is None:
             self.chains = {
@@ -71,8 +76,10 @@ class World:
             }
         else:
             self.chains = dict(self.make_adapters(self.path))
-        signers = {
-            chain: self.committee.signer(scheme, message_for, tweak)
+        signers: dict[str, Any] = {
+            chain: self.committee.ecdsa_signer(message_for)
+            if scheme == "ecdsa"
+            else self.committee.signer(scheme, message_for, tweak)
             for chain, (scheme, message_for, tweak) in self.messages.items()
         }
         self.withdraw = WithdrawWorker(

@@ -16,13 +16,18 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from synod.crypto import frost
+from synod.crypto import ecdsa, frost
 from synod.protocols.base import Send
 from synod.protocols.dkg import FrostDkgSession
 from synod.protocols.reshare import KINDS as RESHARE_KINDS
 from synod.protocols.reshare import PRIVATE as RESHARE_PRIVATE
 from synod.protocols.reshare import SHARE, ReshareSession
-from synod.runtime.signers import FrostCommitteeSigner, MessagesFor
+from synod.runtime.signers import (
+    CggmpCommitteeSigner,
+    FrostCommitteeSigner,
+    MessageFor,
+    MessagesFor,
+)
 from synod.runtime.transition import HandoverPlan, HandoverResult
 from synod.sim.cluster import Cluster
 from synod.sim.dkg import KINDS as DKG_KINDS
@@ -76,6 +81,10 @@ class SimCommittee:
     )
     """Keys given for an epoch instead of a ceremony (benchmarks of large committees start
     from a dealt genesis, as the ROAST simulator does above 30 members)."""
+    ecdsa_aux: Callable[[int], list[ecdsa.AuxInfo]] | None = None
+    """Aux info for n CGGMP parties (made ahead from pregenerated primes); needed for the
+    "ecdsa" scheme, whose key is always fresh (the crate has no resharing)."""
+    ecdsa_shares: dict[int, dict[int, ecdsa.KeyShare]] = field(default_factory=dict)
 
     # -- KeyHandover --------------------------------------------------------------
     def begin(self, plan: HandoverPlan) -> None:
@@ -94,7 +103,9 @@ class SimCommittee:
         for scheme in self.schemes:
             mode = plan.modes.get(scheme, "fresh")
             sid = hashlib.sha256(f"{plan.session_id}/{scheme}".encode()).digest()
-            if mode == "reshare":
+            if scheme == "ecdsa":
+                ok, bad, vtime = self._cggmp(plan, sid)
+            elif mode == "reshare":
                 ok, bad, vtime = self._reshare(plan, scheme, sid)
             else:
                 ok, bad, vtime = self._dkg(plan, scheme, sid)
@@ -105,7 +116,10 @@ class SimCommittee:
                 culprits |= bad
                 reasons.append(f"{scheme} {mode} failed, culprits {sorted(bad)}")
                 continue
-            group_keys[scheme] = self.public[(plan.epoch, scheme)].group_public_key()
+            if scheme == "ecdsa":
+                group_keys[scheme] = next(iter(self.ecdsa_shares[plan.epoch].values())).public_key
+            else:
+                group_keys[scheme] = self.public[(plan.epoch, scheme)].group_public_key()
         if reasons:
             self._drop(plan.epoch)
             result = HandoverResult(
@@ -119,12 +133,18 @@ class SimCommittee:
         return self.results.get(plan.session_id)
 
     def sign_proof(self, epoch: int, scheme: str, message: bytes) -> bytes:
+        if scheme == "ecdsa":
+            shares = list(self.ecdsa_shares[epoch].values())
+            signers = [k.index for k in shares[: shares[0].threshold]]
+            return ecdsa.local_sign(shares, signers, message).to_recoverable()
         public = self.public[(epoch, scheme)]
         keys = self.keys(epoch, scheme)
         signers = sorted(keys)[: public.min_signers]
         return frost.local_sign(keys, public, message, signers).raw
 
     def retire(self, epoch: int) -> None:
+        for member in self.ecdsa_shares.pop(epoch, {}):
+            self.erased.add((member, epoch))
         for member, held in self.shares.items():
             for key in [k for k in held if k[0] == epoch]:
                 del held[key]
@@ -144,7 +164,12 @@ class SimCommittee:
         raise KeyError(f"no {scheme} key {group_key.hex()}")
 
     def holds(self, member: int, epoch: int) -> bool:
+        if member in self.ecdsa_shares.get(epoch, {}):
+            return True
         return any(k[0] == epoch for k in self.shares.get(member, {}))
+
+    def ecdsa_signer(self, digest_for: MessageFor) -> EcdsaEpochSigner:
+        return EcdsaEpochSigner(self, digest_for)
 
     def signer(
         self, scheme: str, message_for: MessagesFor, tweak: frost.TaprootTweak | None = None
@@ -152,7 +177,19 @@ class SimCommittee:
         return EpochSigner(self, scheme, message_for, tweak)
 
     # -- ceremonies ------------------------------------------------------------------
+    def _cggmp(self, plan: HandoverPlan, sid: bytes) -> tuple[bool, set[int], float]:
+        """A fresh CGGMP key among the new members (keygen indices in member order)."""
+        if self.ecdsa_aux is None:
+            return False, set(), 0.0
+        members = sorted(plan.new_members)
+        shares = ecdsa.local_keygen(
+            plan.new_threshold, len(members), self.ecdsa_aux(len(members)), sid
+        )
+        self.ecdsa_shares[plan.epoch] = dict(zip(members, shares, strict=True))
+        return True, set(), 0.0
+
     def _drop(self, epoch: int) -> None:
+        self.ecdsa_shares.pop(epoch, None)
         for held in self.shares.values():
             for key in [k for k in held if k[0] == epoch]:
                 del held[key]
@@ -254,6 +291,29 @@ class EpochSigner:
             keys, public, public.min_signers, _bound(self.message_for, epoch), self.tweak
         )
         self.signers[epoch] = signer
+        return signer.sign(withdrawal, session_id)
+
+
+@dataclass
+class EcdsaEpochSigner:
+    """CGGMP signing with the shares of the withdrawal's key epoch (EOA mode, TRON)."""
+
+    committee: SimCommittee
+    digest_for: MessageFor
+
+    def sign(self, withdrawal: Withdrawal, session_id: str) -> str:
+        epoch = withdrawal.key_epoch
+        shares = self.committee.ecdsa_shares.get(epoch or 0)
+        if epoch is None or not shares:
+            raise KeyRetired(f"no ECDSA shares of epoch {epoch} for {withdrawal.withdraw_id}")
+        ordered = [shares[m] for m in sorted(shares)]
+
+        def digest(w: Withdrawal) -> bytes:
+            if w.key_epoch != epoch:
+                raise KeyRetired(f"{w.withdraw_id} is recorded under epoch {w.key_epoch}")
+            return self.digest_for(w)
+
+        signer = CggmpCommitteeSigner(ordered, ordered[0].threshold, digest)
         return signer.sign(withdrawal, session_id)
 
 

@@ -482,7 +482,8 @@ class Ledger:
         """The withdrawal's account nonce: its own if it ever had one, else the chain's next."""
         if w.account_nonce is not None:
             return w.account_nonce
-        nonce = self._next(f"account_nonce:{w.chain}") - 1  # accounts start at nonce 0
+        # accounts start at nonce 0; a fresh key is a new account with its own count
+        nonce = self._next(self.transitions.nonce_counter(w.chain)) - 1
         self._set(w.withdraw_id, account_nonce=nonce)
         return nonce
 

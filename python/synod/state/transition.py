@@ -248,6 +248,18 @@ class TransitionBook:
             "purpose = ? AND key_epoch = ?", (MIGRATION, self._from_epoch(epoch)), 10_000
         )
 
+    def chain_key_epoch(self, chain: str) -> int:
+        """The epoch whose fresh key owns the chain's current address (0: the first one)."""
+        for t in reversed(self.transitions()):
+            if t.phase is Phase.ACTIVE and chain in t.addresses:
+                return t.epoch
+        return 0
+
+    def nonce_counter(self, chain: str) -> str:
+        """The ledger's nonce counter of the account that pays on `chain` now (EOA mode)."""
+        epoch = self.chain_key_epoch(chain)
+        return f"account_nonce:{chain}" + (f"@{epoch}" if epoch else "")
+
     def next_batch(self, epoch: int, chain: str, asset: str) -> int | None:
         """The batch number of the next migration of `chain:asset`, or None while one of the
         contract's key updates is still open (a second one would be a duplicate)."""
@@ -563,7 +575,7 @@ class TransitionBook:
             "lots": [[src, asset, str(a)] for src, asset, a in takes],
         }
         if tx.chain in self.ledger.nonce_chains:
-            template["nonce"] = str(self.ledger._next(f"account_nonce:{tx.chain}") - 1)
+            template["nonce"] = str(self.ledger._next(self.nonce_counter(tx.chain)) - 1)
         return {"amount": amount, "fee": fee, "takes": takes, "template": template}
 
     def _no_old_payments(self, t: Transition, chain: str) -> None:
