@@ -62,7 +62,9 @@ def run_transition_demo(
 
     started = time.perf_counter()
     cfg = load_config()
-    ledger = Ledger.from_config(SqliteDatabase(workdir / "ledger.db"), cfg.chains, cfg.transition)
+    ledger = Ledger.from_config(
+        SqliteDatabase(workdir / "ledger.db"), cfg.chains, cfg.withdraw, cfg.transition
+    )
     consensus = LocalConsensus(ledger, Journal(workdir / "journal.db"))
     committee = SimCommittee()
     mode = "reshare"

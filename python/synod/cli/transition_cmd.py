@@ -50,7 +50,10 @@ def _ledger(args: argparse.Namespace) -> Any:
 
     config = load_config(args.config)
     url = str(args.db) if args.db else store_url(config)
-    return Ledger.from_config(open_database(url), config.chains, config.transition), url
+    ledger = Ledger.from_config(
+        open_database(url), config.chains, config.withdraw, config.transition
+    )
+    return ledger, url
 
 
 def _start(args: argparse.Namespace) -> int:
