@@ -15,7 +15,7 @@ import pytest
 from synod.sim.committee import SimCommittee
 from synod.state.machine import CONFIRMED
 from synod.state.transactions import DepositCredit, SignerSetUpdate
-from synod.state.transition import Phase
+from synod.state.transition import Phase, TransitionRules
 
 from .transition_world import NEW, OLD, World, conserved, genesis, handover
 
@@ -127,3 +127,16 @@ def test_crash_at_a_random_step_resumes_with_nothing_lost(tmp_path: Path, seed: 
         conserved(world.ledger)
     paid_once(world)
     assert world.ledger.transitions.transition(2).phase is Phase.ACTIVE
+
+
+def test_invalid_signature_shares_strike_and_exclude_a_member(tmp_path: Path) -> None:
+    committee = SimCommittee(corrupt={2: "invalid-share"})
+    world = World(tmp_path, committee, rules=TransitionRules(strike_limit=1))
+    genesis(world)
+    deposits(world)
+    world.request(4)
+    world.run()
+    paid_once(world)
+    assert set(world.ledger.transitions.strikes()) == {2}  # only the member proven lying
+    r = world.ledger.apply(SignerSetUpdate((1, 2, 3, 4, 6), 3, "next committee"))
+    assert r.result["excluded"] == [2] and 2 not in r.result["members"]

@@ -4,7 +4,7 @@ with the signing sessions and the chain adapters; tests use fakes at this edge o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from synod.state.machine import Withdrawal
 
@@ -21,6 +21,14 @@ class Signer(Protocol):
         call again with the same session id after a crash.
         """
         ...
+
+
+@runtime_checkable
+class CulpritReporter(Protocol):
+    """A signer that can name members proven to have misbehaved in a session (an invalid
+    signature share checked against their verifying share): the worker records a strike."""
+
+    def proven_culprits(self, withdrawal: Withdrawal, session_id: str) -> list[int]: ...
 
 
 @dataclass(frozen=True)

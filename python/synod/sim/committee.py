@@ -27,6 +27,7 @@ from synod.runtime.signers import (
     FrostCommitteeSigner,
     MessageFor,
     MessagesFor,
+    SigningRecord,
 )
 from synod.runtime.transition import HandoverPlan, HandoverResult
 from synod.sim.cluster import Cluster
@@ -85,6 +86,8 @@ class SimCommittee:
     """Aux info for n CGGMP parties (made ahead from pregenerated primes); needed for the
     "ecdsa" scheme, whose key is always fresh (the crate has no resharing)."""
     ecdsa_shares: dict[int, dict[int, ecdsa.KeyShare]] = field(default_factory=dict)
+    corrupt: dict[int, str] = field(default_factory=dict)
+    """Members that misbehave when signing (a `synod.sim.adversary` strategy each)."""
 
     # -- KeyHandover --------------------------------------------------------------
     def begin(self, plan: HandoverPlan) -> None:
@@ -280,6 +283,7 @@ class EpochSigner:
     message_for: MessagesFor
     tweak: frost.TaprootTweak | None = None
     signers: dict[int, FrostCommitteeSigner] = field(default_factory=dict)
+    records: list[SigningRecord] = field(default_factory=list)
 
     def sign(self, withdrawal: Withdrawal, session_id: str) -> str:
         epoch = withdrawal.key_epoch
@@ -287,11 +291,33 @@ class EpochSigner:
         if epoch is None or not keys:
             raise KeyRetired(f"no shares of epoch {epoch} for {withdrawal.withdraw_id}")
         public = self.committee.public[(epoch, self.scheme)]
+        corrupt = {m: how for m, how in self.committee.corrupt.items() if m in keys}
         signer = FrostCommitteeSigner(
-            keys, public, public.min_signers, _bound(self.message_for, epoch), self.tweak
+            keys,
+            public,
+            public.min_signers,
+            _bound(self.message_for, epoch),
+            self.tweak,
+            corrupt=corrupt or None,
         )
         self.signers[epoch] = signer
-        return signer.sign(withdrawal, session_id)
+        try:
+            return signer.sign(withdrawal, session_id)
+        finally:
+            self.records.extend(signer.records)
+
+    def proven_culprits(self, withdrawal: Withdrawal, session_id: str) -> list[int]:
+        """Members whose signature shares failed verification in this session's sub-sessions
+        (ROAST excludes a member only on an invalid share)."""
+        return sorted(
+            {
+                c
+                for r in self.records
+                if r.withdraw_id == withdrawal.withdraw_id
+                and r.session_id.startswith(session_id + "/")
+                for c in r.culprits
+            }
+        )
 
 
 @dataclass
