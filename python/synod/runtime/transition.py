@@ -179,8 +179,8 @@ class TransitionWorker:
         """Advance the open transition by at most one phase; True if anything happened."""
         self._retire_old()
         t = self.book.open_transition()
-        if t is None:
-            return False
+        if t is None or self.consensus.paused:
+            return False  # a transition's steps are decisions: they wait for consensus
         try:
             return self._act(t)
         except E.Rejected as err:
