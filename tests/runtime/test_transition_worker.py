@@ -140,3 +140,14 @@ def test_invalid_signature_shares_strike_and_exclude_a_member(tmp_path: Path) ->
     assert set(world.ledger.transitions.strikes()) == {2}  # only the member proven lying
     r = world.ledger.apply(SignerSetUpdate((1, 2, 3, 4, 6), 3, "next committee"))
     assert r.result["excluded"] == [2] and 2 not in r.result["members"]
+
+
+def test_no_transition_step_while_consensus_is_paused(tmp_path: Path) -> None:
+    world = World(tmp_path, SimCommittee())
+    world.ledger.apply(SignerSetUpdate(OLD, 3, "genesis"))
+    world.consensus.pause()
+    assert not world.transition.step()
+    assert world.ledger.transitions.transition(1).phase is Phase.DETECTED
+    world.consensus.resume()
+    assert world.transition.step()
+    assert world.ledger.transitions.transition(1).phase is Phase.KEYGEN
