@@ -573,6 +573,12 @@ def create_app(
             ],
         }
 
+    @v1.get("/transitions", tags=["committee"], summary="Power transitions and strikes")
+    async def get_transitions(_: ApiToken = viewer) -> dict[str, Any]:
+        """Every transition (state, members, threshold, migration transactions, switch window,
+        culprits), the strikes per member and the active epoch."""
+        return ledger.transitions.report()
+
     @v1.get("/sessions", tags=["committee"], summary="Recent signing sessions")
     async def get_sessions(
         _: ApiToken = viewer, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50

@@ -66,7 +66,7 @@ class Engine:
 def open_engine(url: str, config: SynodConfig, journal: Path | None = None) -> Engine:
     db = open_database(url)
     audit = AuditLog(db)
-    ledger = Ledger.from_config(db, config.chains, config.withdraw)
+    ledger = Ledger.from_config(db, config.chains, config.withdraw, config.transition)
     consensus = LocalConsensus(ledger, Journal(journal or default_journal(db)), audit)
     webhooks = Webhooks(db, Policy.from_config(config.webhooks))
     return Engine(url, db, consensus, TokenStore(db), audit, webhooks)

@@ -82,12 +82,19 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("SYNOD_BENCH_POSTGRES_DSN"),
         help="PostgreSQL server for --api (a database is created and dropped)",
     )
+    p.add_argument("--transition", action="store_true", help="power transitions instead")
+    p.add_argument("--utxos", type=int, default=100, help="old-key UTXOs to sweep (fresh key)")
     args = p.parse_args(argv)
 
     def progress(msg: str) -> None:
         print(f"  … {msg}", file=sys.stderr, flush=True)
 
     print(f"machine: {machine()}", file=sys.stderr)
+    if args.transition:
+        from synod.bench.transition import transition_table
+
+        print(transition_table(args.utxos, progress))
+        return 0
     if args.api:
         from synod.bench.api import api_table
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from synod.state.machine import Withdrawal
 
@@ -61,6 +61,14 @@ class BlockingSigner(ABC):
         if isinstance(outcome, SigningTimeout):
             raise outcome
         return outcome
+
+
+@runtime_checkable
+class CulpritReporter(Protocol):
+    """A signer that can name members proven to have misbehaved in a session (an invalid
+    signature share checked against their verifying share): the worker records a strike."""
+
+    def proven_culprits(self, withdrawal: Withdrawal, session_id: str) -> list[int]: ...
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ class Cluster:
             self.net.send(node, to, data, kind)
 
     def start(
-        self, node: int, session: Session, kinds: set[str], private: Iterable[str] = ()
+        self, node: int, session: Session, kinds: Iterable[str], private: Iterable[str] = ()
     ) -> None:
         """Run a hand-built session on a node (the `SignerNode.start_*` methods build theirs)."""
         self.nodes[node].signer.attach(session, kinds, self.net.now, private)

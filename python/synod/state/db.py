@@ -108,6 +108,31 @@ MIGRATIONS: list[tuple[int, str]] = [
         )
         """,
     ),
+    (
+        6,
+        # Power transitions: a committee per epoch, the transition queue, strikes per member;
+        # the epoch whose key signs each withdrawal, and migration transactions kept as
+        # withdrawals of purpose 'migration'; the key epoch each deposit lot was paid to.
+        """
+        CREATE TABLE committees (
+            epoch BIGINT PRIMARY KEY, members TEXT NOT NULL, threshold BIGINT NOT NULL,
+            keys TEXT NOT NULL, status TEXT NOT NULL
+        );
+        CREATE TABLE transitions (
+            epoch BIGINT PRIMARY KEY, from_epoch BIGINT NOT NULL, state TEXT NOT NULL,
+            members TEXT NOT NULL, threshold BIGINT NOT NULL, attempt BIGINT NOT NULL,
+            session_id TEXT, reason TEXT, culprits TEXT NOT NULL, keys TEXT, addresses TEXT,
+            key_ready_at BIGINT, active_at BIGINT
+        );
+        CREATE TABLE strikes (
+            member BIGINT PRIMARY KEY, count BIGINT NOT NULL, last_reason TEXT NOT NULL
+        );
+        ALTER TABLE withdrawals ADD COLUMN purpose TEXT NOT NULL DEFAULT 'withdrawal';
+        ALTER TABLE withdrawals ADD COLUMN key_epoch BIGINT;
+        CREATE INDEX withdrawals_epoch ON withdrawals (key_epoch, purpose, status);
+        ALTER TABLE lots ADD COLUMN key_epoch BIGINT NOT NULL DEFAULT 0
+        """,
+    ),
 ]
 
 
