@@ -1,0 +1,1 @@
+"""A committee member as a process: transport, keystore, manifest and PKI."""
