@@ -202,6 +202,12 @@ class GrpcTransport:
             return {m: p.links for m, p in self._peers.items()}
 
     # -- lifecycle -----------------------------------------------------------
+    def add_service(self, add: Callable[[Any], None]) -> None:
+        """Serve another gRPC service on the same port (called with the server before start)."""
+        if self._thread is not None:
+            raise RuntimeError("add services before the transport starts")
+        self._services = (*self._services, add)
+
     def start(self) -> None:
         """Bind the server and start dialling; raises if the endpoint cannot be bound."""
         if self._thread is not None:
