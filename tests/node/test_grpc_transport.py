@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,17 +9,9 @@ import grpc
 import pytest
 
 from synod.node.committee import NodeMaterial
-from synod.node.grpc_transport import LINK_METHOD, GrpcTransport, Limits, PeerState, TlsMaterial
-from synod.node.manifest import Manifest
-from synod.node.pki import CommitteeCA, cert_to_pem, key_to_pem, member_dns_name, new_key
-from synod.node.proto import peer_pb2
-from synod.protocols.envelope import Envelope, Identity
-from tests.node.conftest import make_committee, wait_for
-
-
-def envelope(identity: Identity, to: int, payload: bytes, epoch: int = 0) -> bytes:
-    env = Envelope(b"session-1", "test", identity.node_id, to, epoch, 1, payload)
-    return env.sign(identity).to_bytes()
+from synod.node.grpc_transport import GrpcTransport, Limits, PeerState, TlsMaterial
+from synod.node.pki import CommitteeCA, cert_to_pem, key_to_pem, new_key
+from tests.node.helpers import Rogue, envelope, make_committee, wait_for
 
 
 @pytest.fixture
@@ -106,41 +97,6 @@ def test_queues_are_bounded_and_drops_counted(
     started.append(a)
     wait_for(lambda: b.counters["recv_queue_full"] == 4, "4 frames over b's receive buffer")
     assert len(b.receive(0.1)) == 4
-
-
-class Rogue:
-    """A hand-made peer client: any certificate, any frames."""
-
-    def __init__(
-        self, target: Manifest, member: int, key_pem: bytes, cert_pem: bytes, ca_pem: bytes
-    ) -> None:
-        self.address = str(target.member(member).endpoint)
-        self.name = member_dns_name(member)
-        self.creds = grpc.ssl_channel_credentials(ca_pem, key_pem, cert_pem)
-
-    def send(self, frames: list[bytes]) -> tuple[grpc.StatusCode | None, list[str]]:
-        async def run() -> tuple[grpc.StatusCode | None, list[str]]:
-            opts = [("grpc.ssl_target_name_override", self.name)]
-            async with grpc.aio.secure_channel(self.address, self.creds, options=opts) as ch:
-                call = ch.stream_stream(
-                    LINK_METHOD,
-                    request_serializer=peer_pb2.Frame.SerializeToString,
-                    response_deserializer=peer_pb2.Frame.FromString,
-                )()
-                seen: list[str] = []
-                try:
-                    first = await call.read()
-                    seen.append(first.WhichOneof("body") if first is not grpc.aio.EOF else "eof")
-                    for data in frames:
-                        await call.write(peer_pb2.Frame(envelope=data))
-                    await call.done_writing()
-                    while (msg := await call.read()) is not grpc.aio.EOF:
-                        seen.append(msg.WhichOneof("body"))
-                except grpc.aio.AioRpcError as err:
-                    return err.code(), seen
-                return None, seen
-
-        return asyncio.run(run())
 
 
 def test_valid_certificate_but_envelopes_of_another_member_dropped(
