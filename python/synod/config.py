@@ -55,6 +55,7 @@ __all__ = [
     "TimeoutsConfig",
     "TransitionConfig",
     "TronChainConfig",
+    "WebhooksConfig",
     "WithdrawConfig",
     "default_config_text",
     "load_config",
@@ -255,6 +256,25 @@ class RuntimeConfig(_Model):
         return self.poll_interval_ms / 1000
 
 
+class WebhooksConfig(_Model):
+    """Delivery of signed webhooks: attempts per event, exponential backoff, HTTP timeout."""
+
+    max_attempts: _Positive
+    backoff_ms: _Positive
+    max_backoff_ms: _Positive
+    timeout_ms: _Positive
+
+    @model_validator(mode="after")
+    def _backoff_within_max(self) -> Self:
+        if self.backoff_ms > self.max_backoff_ms:
+            raise _cross_field(
+                "backoffMs",
+                f"must not exceed maxBackoffMs ({self.max_backoff_ms}), got {self.backoff_ms}",
+                "maxBackoffMs",
+            )
+        return self
+
+
 class SynodConfig(_Model):
     committee: CommitteeConfig
     timeouts: TimeoutsConfig
@@ -264,6 +284,7 @@ class SynodConfig(_Model):
     fee_policy: FeePolicyConfig
     store: StoreConfig
     runtime: RuntimeConfig
+    webhooks: WebhooksConfig
 
     @overload
     def chain(self, name: Literal["btc"]) -> BtcChainConfig: ...

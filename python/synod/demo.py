@@ -4,9 +4,10 @@ A committee of five nodes with threshold three — one of them silent, one sendi
 invalid shares — custodies funds on local chain engines: btcd in regtest (Bitcoin),
 two in-process EVMs with the Vyper custody contract (Ethereum, BNB Chain), and the
 Solana runtime (LiteSVM). Deposits are made on the engines and credited to a SQLite
-ledger; a batch of withdrawals is queued and the withdraw worker drives each one
-FIFO through reservation, ROAST signing in the deterministic simulator, broadcast
-and confirmation. A chain whose engine cannot run here is reported as such.
+ledger by the deposit watchers, at the configured depth; a batch of withdrawals is
+queued and the withdraw worker drives each one FIFO through reservation, ROAST signing
+in the deterministic simulator, broadcast and confirmation. A chain whose engine cannot
+run here is reported as such.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from synod.runtime.consensus import LocalConsensus
 from synod.runtime.interfaces import ChainAdapter, Signer
 from synod.runtime.journal import Journal
 from synod.runtime.signers import FrostCommitteeSigner
+from synod.runtime.watchers.base import BlockSource, DepositWatcher, WatcherLoop
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
 from synod.state.db import SqliteDatabase
 from synod.state.fees import FeeSchedule
 from synod.state.machine import BROADCAST, CONFIRMED, Ledger
-from synod.state.transactions import DepositCredit, WithdrawRequest
+from synod.state.transactions import WithdrawRequest
+from synod.state.watch_store import WatchStore
 
 THRESHOLD, PARTIES = 3, 5
 FAULTS = {4: "silent", 5: "invalid-share"}
@@ -54,6 +57,8 @@ class ChainSetup:
     after_pass: Callable[[Ledger], None] = lambda ledger: None
     paid: Callable[[Any], int] | None = None  # what the engine shows the recipient received
     cleanup: Callable[[], None] = lambda: None
+    deposits: BlockSource | None = None  # where the chain's watcher finds the deposits
+    start_height: int = 0
 
 
 @dataclass
@@ -80,6 +85,7 @@ def _bitcoin(ledger: Ledger, workdir: Path, count: int, progress: Progress) -> C
     from synod.chains.bitcoin.adapter import BitcoinAdapter
     from synod.chains.bitcoin.address import Network, p2tr_address, p2tr_script
     from synod.chains.bitcoin.devnode import TAPROOT_ACTIVE_HEIGHT, start_btcd
+    from synod.runtime.watchers.bitcoin import BitcoinDeposits
 
     keys, public = frost.local_dkg(frost.Ciphersuite.SECP256K1_TR, THRESHOLD, PARTIES)
     output_key = public.group_public_key(frost.KEY_PATH)
@@ -87,12 +93,8 @@ def _bitcoin(ledger: Ledger, workdir: Path, count: int, progress: Progress) -> C
     progress(f"btc: starting btcd (regtest) mining to the committee's P2TR address {address}")
     node = start_btcd(address, workdir / "btcd")
     node.mine(TAPROOT_ACTIVE_HEIGHT)  # Taproot active; the first coinbases matured
-    script = p2tr_script(output_key).hex()
-    for height in range(1, 3):  # two matured coinbase outputs become deposit UTXOs
-        block = node.rpc.call("getblock", node.rpc.call("getblockhash", height))
-        coinbase = node.rpc.get_raw_transaction(block["tx"][0])
-        sats = round(coinbase["vout"][0]["value"] * 10**8)
-        ledger.apply(DepositCredit("btc", "BTC", sats, f"{block['tx'][0]}:0", height, script))
+    script = p2tr_script(output_key).hex()  # the matured coinbases paying it are deposits
+    deposits = BitcoinDeposits(node.rpc, [script], ours=ledger.has_utxo)
     adapter = BitcoinAdapter(node.rpc, Network.REGTEST)
     signer = FrostCommitteeSigner(
         keys, public, THRESHOLD, adapter.sighashes, frost.KEY_PATH, corrupt=FAULTS
@@ -113,11 +115,11 @@ def _bitcoin(ledger: Ledger, workdir: Path, count: int, progress: Progress) -> C
             if w.to in out["scriptPubKey"].get("addresses", [out["scriptPubKey"].get("address")])
         )
 
-    return ChainSetup("btc", adapter, signer, mine_if_broadcast, paid, node.stop)
+    return ChainSetup("btc", adapter, signer, mine_if_broadcast, paid, node.stop, deposits)
 
 
 def _evm(
-    chain: str, ledger: Ledger, count: int, fees: FeeSchedule, progress: Progress
+    chain: str, ledger: Ledger, count: int, fees: FeeSchedule, progress: Progress, depth: int
 ) -> ChainSetup:
     from eth_account import Account
 
@@ -125,22 +127,16 @@ def _evm(
     from synod.chains.evm.address import parse_address
     from synod.chains.evm.custody import build_withdraw_call, selector
     from synod.chains.evm.devchain import DEV_RELAYER_KEY, ETHER, GWEI, DevChain, deploy_custody
+    from synod.runtime.watchers.evm import EvmDeposits
 
     keys, public = frost.local_dkg(frost.Ciphersuite.SECP256K1_TR, THRESHOLD, PARTIES)
     dev = DevChain()
     progress(f"{chain}: in-process EVM (py-evm), deploying the custody contract")
     custody = deploy_custody(dev, public.group_public_key(), fund=0)
-    receipt = dev.transact(custody, value=50 * ETHER)
+    dev.transact(custody, value=50 * ETHER)  # the contract's Deposit event
+    dev.tester.mine_blocks(depth)  # deep enough for the watcher to credit it
     native = UNITS[chain][0]
-    ledger.apply(
-        DepositCredit(
-            chain,
-            native,
-            50 * ETHER,
-            str(receipt["transaction_hash"]),
-            int(receipt["block_number"]),
-        )
-    )
+    deposits = EvmDeposits(chain, EthTesterBackend(dev.tester), custody, native, {})
     epoch = int.from_bytes(dev.call(custody, selector("epoch()")), "big")
     gas_price = (fees.eth_gas_price_gwei if chain == "eth" else fees.bnb_gas_price_gwei) * GWEI
     relayer = Account.from_key(DEV_RELAYER_KEY)
@@ -177,23 +173,38 @@ def _evm(
     for i in range(count):
         to = checksum_address(os.urandom(20))
         ledger.apply(WithdrawRequest(f"{chain}-{i}", chain, native, to, ETHER // 20 * (i + 1)))
-    return ChainSetup(chain, adapter, signer, paid=lambda w: dev.balance(w.to))  # fresh address
+    fresh = lambda w: dev.balance(w.to)  # noqa: E731 (a fresh address: its balance is its pay)
+    return ChainSetup(chain, adapter, signer, paid=fresh, deposits=deposits)
 
 
-def _solana(ledger: Ledger, count: int, progress: Progress) -> ChainSetup:
+def _solana(ledger: Ledger, count: int, progress: Progress, depth: int) -> ChainSetup:
     from solders.keypair import Keypair
     from solders.litesvm import LiteSVM
+    from solders.message import Message
     from solders.pubkey import Pubkey
+    from solders.system_program import TransferParams, transfer
+    from solders.transaction import Transaction
 
     from synod.chains.solana.adapter import SolanaAdapter
+    from synod.chains.solana.blocks import LocalBlocks
+    from synod.runtime.watchers.solana import SolanaDeposits
 
     keys, public = frost.local_dkg(frost.Ciphersuite.ED25519, THRESHOLD, PARTIES)
     group = public.group_public_key()
-    progress("sol: in-process Solana runtime (LiteSVM), airdropping to the committee's account")
+    progress("sol: in-process Solana runtime (LiteSVM), a transfer to the committee's account")
     svm = LiteSVM()
-    lamports = 500 * 10**9
-    svm.airdrop(Pubkey.from_bytes(group), lamports)
-    ledger.apply(DepositCredit("sol", "SOL", lamports, "airdrop-1", 0))
+    blocks = LocalBlocks(svm)
+    funder, lamports = Keypair(), 500 * 10**9
+    svm.airdrop(funder.pubkey(), lamports + 10**9)
+    committee = Pubkey.from_bytes(group)
+    pay = transfer(
+        TransferParams(from_pubkey=funder.pubkey(), to_pubkey=committee, lamports=lamports)
+    )
+    bh = svm.latest_blockhash()
+    blocks.send(Transaction([funder], Message.new_with_blockhash([pay], funder.pubkey(), bh), bh))
+    for _ in range(depth):  # deep enough for the watcher to credit it
+        blocks.close_block()
+    deposits = SolanaDeposits(blocks, str(committee))
     adapter = SolanaAdapter(svm, group, confirmations=1, store={})
 
     def message(w: Any) -> bytes:
@@ -207,10 +218,30 @@ def _solana(ledger: Ledger, count: int, progress: Progress) -> ChainSetup:
     def paid(w: Any) -> int:  # a fresh account: its balance is what it was paid
         return int(svm.get_balance(Pubkey.from_string(w.to)) or 0)
 
-    return ChainSetup("sol", adapter, signer, paid=paid)
+    return ChainSetup(
+        "sol", adapter, signer, paid=paid, deposits=deposits, start_height=blocks.first_slot
+    )
 
 
 # ----------------------------------------------------------------------------- the run
+
+
+def _credit_deposits(
+    setups: list[ChainSetup], consensus: LocalConsensus, cfg: Any, progress: Progress
+) -> None:
+    """Run the deposit watchers (depth from ``chains.<chain>.confirmations``) until a pass
+    credits nothing more."""
+    store = WatchStore(consensus.ledger.db)
+    watchers = [
+        DepositWatcher.from_config(s.deposits, consensus, store, cfg, s.start_height)
+        for s in setups
+        if s.deposits is not None
+    ]
+    loop = WatcherLoop.from_config(watchers, cfg)
+    while loop.run_once():
+        pass
+    for w in watchers:
+        progress(f"{w.name}: {w.stats.credited} deposit(s) credited by the watcher")
 
 
 CHAINS = ("btc", "eth", "bnb", "sol", "trx")
@@ -243,14 +274,16 @@ def run_demo(
                 report.unavailable["btc"] = f"no local engine: {err}"
         for chain in ("eth", "bnb"):
             if chain in chains:
-                setups.append(_evm(chain, ledger, per_chain, fees, progress))
+                depth = cfg.chain(chain).confirmations
+                setups.append(_evm(chain, ledger, per_chain, fees, progress, depth))
         if "sol" in chains:
-            setups.append(_solana(ledger, per_chain, progress))
+            setups.append(_solana(ledger, per_chain, progress, cfg.chain("sol").confirmations))
         if "trx" in chains:
             report.unavailable["trx"] = (
                 "no local engine: java-tron is a JVM full node with its own network; "
                 "TRON transactions are built and signed offline and checked in the tests"
             )
+        _credit_deposits(setups, consensus, cfg, progress)
         adapters: dict[str, ChainAdapter] = {s.chain: s.adapter for s in setups}
         signers: dict[str, Signer] = {s.chain: s.signer for s in setups}
         # Local engines: one confirmation is final, and there is no reason to back off.

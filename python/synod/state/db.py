@@ -81,6 +81,33 @@ MIGRATIONS: list[tuple[int, str]] = [
         )
         """,
     ),
+    (
+        5,
+        # The withdrawal each applied transaction is about (its state history, indexed), when
+        # a request was submitted (a field of the request), and the operator surface: API
+        # tokens (only a hash of each), idempotency keys, and the hash-chained audit trail.
+        """
+        ALTER TABLE applied_tx ADD COLUMN withdraw_id TEXT;
+        CREATE INDEX applied_tx_withdrawal ON applied_tx (withdraw_id, seq);
+        CREATE INDEX applied_tx_kind ON applied_tx (kind, seq);
+        ALTER TABLE withdrawals ADD COLUMN requested_at BIGINT NOT NULL DEFAULT 0;
+        CREATE INDEX withdrawals_requested ON withdrawals (requested_at, seq);
+        CREATE TABLE api_tokens (
+            token_hash TEXT PRIMARY KEY, token_id TEXT NOT NULL UNIQUE, role TEXT NOT NULL,
+            name TEXT NOT NULL, created_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0
+        );
+        CREATE TABLE api_idempotency (
+            token_id TEXT NOT NULL, idem_key TEXT NOT NULL, body_hash TEXT NOT NULL,
+            status BIGINT NOT NULL, response TEXT NOT NULL, created_at BIGINT NOT NULL,
+            PRIMARY KEY (token_id, idem_key)
+        );
+        CREATE TABLE audit_log (
+            seq BIGINT PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL,
+            action TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )
+        """,
+    ),
 ]
 
 
@@ -188,20 +215,28 @@ def _statements(sql: str) -> list[str]:
     return [s.strip() for s in sql.split(";") if s.strip()]
 
 
-def migrate(db: SqliteDatabase | PostgresDatabase) -> int:
-    """Apply pending migrations; returns the schema version."""
+def migrate(
+    db: SqliteDatabase | PostgresDatabase,
+    migrations: Sequence[tuple[int, str]] = MIGRATIONS,
+    version_table: str = "schema_version",
+) -> int:
+    """Apply pending migrations; returns the schema version.
+
+    A component with tables of its own beside the ledger's (the deposit watchers' cursors,
+    the webhook outbox) passes its own list and version table, so its numbering is its own.
+    """
     with db.transaction():
-        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-        rows = db.query("SELECT version FROM schema_version")
+        db.execute(f"CREATE TABLE IF NOT EXISTS {version_table} (version BIGINT NOT NULL)")
+        rows = db.query(f"SELECT version FROM {version_table}")
         current = rows[0][0] if rows else 0
-        for version, script in MIGRATIONS:
+        for version, script in migrations:
             if version > current:
                 db.executescript(script)
                 current = version
         if rows:
-            db.execute("UPDATE schema_version SET version = ?", (current,))
+            db.execute(f"UPDATE {version_table} SET version = ?", (current,))
         else:
-            db.execute("INSERT INTO schema_version (version) VALUES (?)", (current,))
+            db.execute(f"INSERT INTO {version_table} (version) VALUES (?)", (current,))
     return int(current)
 
 

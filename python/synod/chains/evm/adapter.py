@@ -29,6 +29,25 @@ class Receipt:
     success: bool  # False: mined but reverted (the nonce and gas are spent)
 
 
+@dataclass(frozen=True)
+class BlockHeader:
+    number: int
+    hash: str  # 0x-prefixed, lower case
+    parent_hash: str
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One event log, in the node-independent form the deposit watcher reads."""
+
+    address: str  # 0x-prefixed, lower case
+    topics: tuple[str, ...]  # 0x-prefixed 32-byte words, lower case
+    data: str  # 0x-prefixed hex
+    transaction_hash: str
+    log_index: int
+    block_hash: str
+
+
 class EvmBackend(Protocol):
     def send_raw_transaction(self, raw: bytes) -> None: ...
 
@@ -72,6 +91,34 @@ class EthTesterBackend:
 
     def block_number(self) -> int:
         return int(self.tester.get_block_by_number("latest")["number"])
+
+    def block_header(self, number: int) -> BlockHeader | None:
+        from eth_tester.exceptions import BlockNotFound
+
+        try:
+            b = self.tester.get_block_by_number(number)
+        except BlockNotFound:
+            return None
+        return BlockHeader(int(b["number"]), str(b["hash"]).lower(), str(b["parent_hash"]).lower())
+
+    def logs(self, number: int, addresses: list[str]) -> list[LogEntry]:
+        """The logs emitted by `addresses` in block `number`."""
+        f = self.tester.create_log_filter(from_block=number, to_block=number, address=addresses)
+        try:
+            found = self.tester.get_all_filter_logs(f)
+        finally:
+            self.tester.delete_filter(f)
+        return [
+            LogEntry(
+                str(e["address"]).lower(),
+                tuple(str(t).lower() for t in e["topics"]),
+                str(e["data"]),
+                str(e["transaction_hash"]).lower(),
+                int(e["log_index"]),
+                str(e["block_hash"]).lower(),
+            )
+            for e in found
+        ]
 
 
 class JsonRpcError(Exception):
@@ -122,6 +169,30 @@ class JsonRpcBackend:
 
     def block_number(self) -> int:
         return int(self.request("eth_blockNumber"), 16)
+
+    def block_header(self, number: int) -> BlockHeader | None:
+        b = self.request("eth_getBlockByNumber", hex(number), False)
+        if b is None:
+            return None
+        return BlockHeader(int(b["number"], 16), b["hash"].lower(), b["parentHash"].lower())
+
+    def logs(self, number: int, addresses: list[str]) -> list[LogEntry]:
+        """The logs emitted by `addresses` in block `number`."""
+        found = self.request(
+            "eth_getLogs", {"fromBlock": hex(number), "toBlock": hex(number), "address": addresses}
+        )
+        return [
+            LogEntry(
+                e["address"].lower(),
+                tuple(t.lower() for t in e["topics"]),
+                e["data"],
+                e["transactionHash"].lower(),
+                int(e["logIndex"], 16),
+                e["blockHash"].lower(),
+            )
+            for e in found or []
+            if not e.get("removed")
+        ]
 
 
 class EvmAdapter:

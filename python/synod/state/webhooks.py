@@ -1,0 +1,323 @@
+"""Webhook subscriptions, the outbox and the delivery log, beside the ledger's tables.
+
+Events are derived from the ledger's own log of applied transactions (`applied_tx`), never
+reported by the code paths that apply them: `fill_outbox` reads the log past a persisted
+cursor and, in the same database transaction, queues one delivery per matching subscription
+and moves the cursor. A crash anywhere leaves either both or neither, so no event is lost and
+none is queued twice (a delivery is unique per subscription and event).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from synod.state.db import PostgresDatabase, SqliteDatabase, migrate
+from synod.state.transactions import DepositCredit
+
+WEBHOOK_MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE webhook_subscriptions (
+            sub_id TEXT PRIMARY KEY, url TEXT NOT NULL, secret TEXT NOT NULL,
+            kinds TEXT NOT NULL, active BIGINT NOT NULL, after_seq BIGINT NOT NULL
+        );
+        CREATE TABLE webhook_cursor (name TEXT PRIMARY KEY, seq BIGINT NOT NULL);
+        CREATE TABLE webhook_outbox (
+            delivery_id TEXT PRIMARY KEY, sub_id TEXT NOT NULL, event_id TEXT NOT NULL,
+            kind TEXT NOT NULL, seq BIGINT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL,
+            attempts BIGINT NOT NULL, next_at DOUBLE PRECISION NOT NULL, last_error TEXT,
+            UNIQUE (sub_id, event_id)
+        );
+        CREATE INDEX webhook_due ON webhook_outbox (status, next_at, seq);
+        CREATE TABLE webhook_attempts (
+            delivery_id TEXT NOT NULL, sub_id TEXT NOT NULL, attempt BIGINT NOT NULL,
+            at DOUBLE PRECISION NOT NULL, status_code BIGINT, error TEXT,
+            PRIMARY KEY (delivery_id, attempt)
+        );
+        CREATE INDEX webhook_attempts_sub ON webhook_attempts (sub_id, at);
+        """,
+    ),
+]
+
+MAX_URL = 2048
+OUTBOX_BATCH = 500  # ledger transactions read per fill
+MAX_ERROR = 500  # characters of an error kept in the log
+
+
+class EventKind(enum.StrEnum):
+    DEPOSIT_CREDITED = "deposit.credited"
+    WITHDRAWAL_STATE = "withdrawal.state_changed"
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # every attempt used
+
+
+class SubscriptionError(ValueError):
+    """A subscription request that cannot be accepted (bad URL, unknown event kind)."""
+
+
+@dataclass(frozen=True)
+class Subscription:
+    sub_id: str
+    url: str
+    kinds: tuple[EventKind, ...]
+    active: bool
+    secret: str = field(repr=False)  # the HMAC key: never in a repr or a log
+
+
+@dataclass(frozen=True)
+class Delivery:
+    delivery_id: str
+    sub_id: str
+    event_id: str
+    kind: EventKind
+    seq: int
+    body: str
+    status: DeliveryStatus
+    attempts: int
+    next_at: float
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    delivery_id: str
+    event_id: str
+    attempt: int
+    at: float
+    status_code: int | None
+    error: str | None
+
+
+def event_of(
+    seq: int, tx_id: str, kind: str, body: dict[str, Any], result: dict[str, Any]
+) -> tuple[EventKind, dict[str, Any]] | None:
+    """The webhook event a ledger transaction makes (None for none), as (kind, payload)."""
+    if kind == DepositCredit.KIND:
+        data: dict[str, Any] = {
+            "chain": body["chain"],
+            "asset": body["asset"],
+            "amount": str(body["amount"]),
+            "ref": body["ref"],
+            "height": body["height"],
+        }
+        event = EventKind.DEPOSIT_CREDITED
+    elif "withdraw_id" in result and "status" in result:
+        data = {"withdraw_id": result["withdraw_id"], "state": result["status"]}
+        for name in ("request_id", "txid", "height", "reason"):
+            if body.get(name) not in (None, ""):
+                data[name] = body[name]
+        event = EventKind.WITHDRAWAL_STATE
+    else:
+        return None
+    return event, {"id": tx_id, "type": event.value, "seq": seq, "data": data}
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if len(url) > MAX_URL or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SubscriptionError(f"a webhook URL is http(s)://host/..., at most {MAX_URL} long")
+    return url
+
+
+def _kinds(kinds: Iterable[str]) -> tuple[EventKind, ...]:
+    try:
+        chosen = tuple(sorted({EventKind(k) for k in kinds}))
+    except ValueError:
+        known = ", ".join(k.value for k in EventKind)
+        raise SubscriptionError(f"unknown event kind in {list(kinds)} (known: {known})") from None
+    if not chosen:
+        raise SubscriptionError("subscribe to at least one event kind")
+    return chosen
+
+
+class WebhookStore:
+    """The tables, over the ledger's database (the outbox reads its `applied_tx`)."""
+
+    def __init__(self, db: SqliteDatabase | PostgresDatabase) -> None:
+        self.db = db
+        migrate(db, WEBHOOK_MIGRATIONS, "webhook_schema_version")
+
+    # ------------------------------------------------------------------ subscriptions
+    def subscribe(self, url: str, kinds: Iterable[str], secret: str | None = None) -> Subscription:
+        """A new active subscription, for events applied from now on."""
+        url, chosen = _check_url(url), _kinds(kinds)
+        secret = secret or secrets.token_hex(32)
+        if len(secret) < 16 or len(secret) > 256:
+            raise SubscriptionError("a webhook secret is 16 to 256 characters")
+        sub_id = "sub_" + secrets.token_hex(8)
+        with self.db.transaction():
+            last = self.db.query("SELECT COALESCE(MAX(seq), 0) FROM applied_tx")[0][0]
+            self.db.execute(
+                "INSERT INTO webhook_subscriptions (sub_id, url, secret, kinds, active, "
+                "after_seq) VALUES (?, ?, ?, ?, 1, ?)",
+                (sub_id, url, secret, ",".join(chosen), int(last)),
+            )
+        return Subscription(sub_id, url, chosen, True, secret)
+
+    def unsubscribe(self, sub_id: str) -> bool:
+        """Deactivate (deliveries not yet made are dropped); False if unknown."""
+        with self.db.transaction():
+            n = self.db.execute(
+                "UPDATE webhook_subscriptions SET active = 0 WHERE sub_id = ?", (sub_id,)
+            )
+            self.db.execute(
+                "UPDATE webhook_outbox SET status = ?, last_error = ? "
+                "WHERE sub_id = ? AND status = ?",
+                (DeliveryStatus.FAILED, "unsubscribed", sub_id, DeliveryStatus.PENDING),
+            )
+        return n > 0
+
+    def subscriptions(self, active_only: bool = False) -> list[Subscription]:
+        sql = "SELECT sub_id, url, kinds, active, secret FROM webhook_subscriptions"
+        if active_only:
+            sql += " WHERE active = 1"
+        return [
+            Subscription(
+                str(s), str(u), tuple(EventKind(k) for k in str(k_).split(",")), bool(a), str(x)
+            )
+            for s, u, k_, a, x in self.db.query(sql + " ORDER BY sub_id")
+        ]
+
+    def subscription(self, sub_id: str) -> Subscription | None:
+        return next((s for s in self.subscriptions() if s.sub_id == sub_id), None)
+
+    # ------------------------------------------------------------------ outbox
+    def fill_outbox(self, now: float, batch: int = OUTBOX_BATCH) -> int:
+        """Queue deliveries for ledger transactions past the cursor; the number queued."""
+        queued = 0
+        with self.db.transaction():
+            rows = self.db.query("SELECT seq FROM webhook_cursor WHERE name = 'outbox'")
+            cursor = int(rows[0][0]) if rows else 0
+            txs = self.db.query(
+                "SELECT seq, tx_id, kind, body, result FROM applied_tx WHERE seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (cursor, batch),
+            )
+            if not txs:
+                return 0
+            subs = self.db.query(
+                "SELECT sub_id, kinds, after_seq FROM webhook_subscriptions WHERE active = 1"
+            )
+            for seq, tx_id, kind, body, result in txs:
+                made = event_of(
+                    int(seq), str(tx_id), str(kind), json.loads(body), json.loads(result)
+                )
+                if made is None:
+                    continue
+                event, payload = made
+                text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+                for sub_id, kinds, after in subs:
+                    if event.value not in str(kinds).split(",") or int(seq) <= int(after):
+                        continue
+                    self.db.execute(
+                        "INSERT INTO webhook_outbox (delivery_id, sub_id, event_id, kind, seq, "
+                        "body, status, attempts, next_at, last_error) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, NULL)",
+                        (
+                            f"{sub_id}:{tx_id}",
+                            sub_id,
+                            tx_id,
+                            event.value,
+                            int(seq),
+                            text,
+                            DeliveryStatus.PENDING,
+                            now,
+                        ),
+                    )
+                    queued += 1
+            last = int(txs[-1][0])
+            if rows:
+                self.db.execute("UPDATE webhook_cursor SET seq = ? WHERE name = 'outbox'", (last,))
+            else:
+                self.db.execute(
+                    "INSERT INTO webhook_cursor (name, seq) VALUES ('outbox', ?)", (last,)
+                )
+        return queued
+
+    def due(self, now: float, limit: int) -> list[Delivery]:
+        rows = self.db.query(
+            "SELECT delivery_id, sub_id, event_id, kind, seq, body, status, attempts, next_at, "
+            "last_error FROM webhook_outbox WHERE status = ? AND next_at <= ? "
+            "ORDER BY next_at, seq LIMIT ?",
+            (DeliveryStatus.PENDING, now, limit),
+        )
+        return [_delivery(r) for r in rows]
+
+    def record_attempt(
+        self,
+        delivery: Delivery,
+        at: float,
+        status_code: int | None,
+        error: str | None,
+        next_status: DeliveryStatus,
+        next_at: float,
+    ) -> None:
+        """Log one attempt and move the delivery on, in one transaction."""
+        attempt = delivery.attempts + 1
+        error = None if error is None else error[:MAX_ERROR]
+        with self.db.transaction():
+            self.db.execute(
+                "INSERT INTO webhook_attempts (delivery_id, sub_id, attempt, at, status_code, "
+                "error) VALUES (?, ?, ?, ?, ?, ?)",
+                (delivery.delivery_id, delivery.sub_id, attempt, at, status_code, error),
+            )
+            self.db.execute(
+                "UPDATE webhook_outbox SET status = ?, attempts = ?, next_at = ?, last_error = ? "
+                "WHERE delivery_id = ? AND status = ?",
+                (
+                    next_status,
+                    attempt,
+                    next_at,
+                    error,
+                    delivery.delivery_id,
+                    DeliveryStatus.PENDING,
+                ),
+            )
+
+    def deliveries(self, sub_id: str, limit: int = 100) -> list[Delivery]:
+        rows = self.db.query(
+            "SELECT delivery_id, sub_id, event_id, kind, seq, body, status, attempts, next_at, "
+            "last_error FROM webhook_outbox WHERE sub_id = ? ORDER BY seq DESC LIMIT ?",
+            (sub_id, limit),
+        )
+        return [_delivery(r) for r in rows]
+
+    def attempts(self, sub_id: str, limit: int = 100) -> list[Attempt]:
+        """The delivery log of one subscription, newest first."""
+        rows = self.db.query(
+            "SELECT a.delivery_id, o.event_id, a.attempt, a.at, a.status_code, a.error "
+            "FROM webhook_attempts a JOIN webhook_outbox o ON o.delivery_id = a.delivery_id "
+            "WHERE a.sub_id = ? ORDER BY a.at DESC, a.attempt DESC LIMIT ?",
+            (sub_id, limit),
+        )
+        return [
+            Attempt(str(d), str(e), int(n), float(t), None if c is None else int(c), err)
+            for d, e, n, t, c, err in rows
+        ]
+
+
+def _delivery(row: tuple[Any, ...]) -> Delivery:
+    d, s, e, k, seq, body, status, attempts, next_at, err = row
+    return Delivery(
+        str(d),
+        str(s),
+        str(e),
+        EventKind(k),
+        int(seq),
+        str(body),
+        DeliveryStatus(status),
+        int(attempts),
+        float(next_at),
+        err,
+    )
