@@ -8,6 +8,7 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -32,7 +33,7 @@ def status(root: Path) -> dict[int, dict[str, object]]:
     return {m["id"]: m for m in json.loads(done.stdout)["members"]}
 
 
-def counters(root: Path, member: int, section: str) -> dict[str, int]:
+def counters(root: Path, member: int, section: str) -> dict[str, Any]:
     value = status(root)[member][section]
     assert isinstance(value, dict)
     return value
@@ -134,6 +135,21 @@ def test_replayed_envelope_after_receiver_restart_dropped(cluster: Path) -> None
     accepted = {k for k in first if first[k] > before.get(k, 0)}
     assert grew and not grew & accepted, (grew, accepted)
     assert "replay" in grew
+
+
+def test_sigkilled_member_restarts_and_relinks(cluster: Path) -> None:
+    pid = running_pid(cluster / "node-2")
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not status(cluster)[2]["running"], "member 2 seen not running")
+    wait_for(
+        lambda: all(counters(cluster, m, "peers").get("2") != "connected" for m in (1, 3)),
+        "members 1 and 3 seeing the link to 2 down",
+    )
+    up = synod_cmd("cluster", "up", "--dir", str(cluster), "--json")
+    assert up.returncode == 0, up.stderr
+    assert json.loads(up.stdout)["started"] == [2]
+    wait_for(lambda: all_linked(cluster), "member 2 back and linked to everyone")
 
 
 def _secret_forms(raw: bytes) -> list[bytes]:

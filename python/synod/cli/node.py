@@ -97,8 +97,9 @@ def run_node_cmd(args: argparse.Namespace) -> int:
         return _fail("run", err)
     try:
         return run_node(material)
-    except OSError as err:  # e.g. the endpoint is taken
-        return _fail("run", err)
+    except OSError as err:  # e.g. the endpoint is taken: not bad input, exit status 1
+        print(f"synod node run: error: {err}", file=sys.stderr)
+        return 1
 
 
 def run_passwd(args: argparse.Namespace) -> int:

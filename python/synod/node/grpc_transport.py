@@ -300,8 +300,12 @@ class GrpcTransport:
             require_client_auth=True,
         )
         address = f"{self.endpoint.host}:{self.endpoint.port}"
-        if server.add_secure_port(address, creds) == 0:
-            raise OSError(f"cannot listen on {address}")
+        try:
+            bound = server.add_secure_port(address, creds)
+        except RuntimeError:
+            bound = 0
+        if bound == 0:
+            raise OSError(f"cannot listen on {address} (address in use?)")
         await server.start()
         dialers = [
             asyncio.create_task(self._dial(p)) for m, p in self._peers.items() if m > self.me

@@ -213,9 +213,11 @@ def run_node(material: NodeMaterial, limits: Limits | None = None) -> int:
         transport.add_service(add)
     me = material.manifest.member(material.member_id)
     status = Status(material.member_id, os.getpid(), "starting", str(me.endpoint), {}, {}, {})
+    wrote_pid = False
     try:
         transport.start()
         atomic_write(directory / PID_FILE, f"{os.getpid()}\n".encode(), 0o644)
+        wrote_pid = True
         status.state = "ready"
         log.info("member %d ready on %s (pid %d)", material.member_id, me.endpoint, os.getpid())
         next_status = 0.0
@@ -236,7 +238,8 @@ def run_node(material: NodeMaterial, limits: Limits | None = None) -> int:
     finally:
         transport.stop()
         store.close()
-        (directory / PID_FILE).unlink(missing_ok=True)
+        if wrote_pid:
+            (directory / PID_FILE).unlink(missing_ok=True)
         for sig, old in previous.items():
             signal.signal(sig, old)
     status.state = "stopped"
