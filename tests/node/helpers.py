@@ -107,3 +107,17 @@ class Rogue:
                 return None, seen
 
         return asyncio.run(run())
+
+
+def send_until(rogue: Rogue, frames: list[bytes], done: Callable[[], bool], what: str) -> None:
+    """Send `frames` on a fresh stream until `done()` holds (the impersonated member's own
+    link may replace the rogue's stream before its frames are read: then send again)."""
+    end = time.monotonic() + 60.0
+    while time.monotonic() < end:
+        rogue.send(frames)
+        inner = time.monotonic() + 5.0
+        while time.monotonic() < inner:
+            if done():
+                return
+            time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
