@@ -30,7 +30,7 @@ from typing import Any, Protocol, TypeVar
 from synod.node.committee import NodeMaterial
 from synod.node.grpc_transport import GrpcTransport, Limits
 from synod.node.keystore import SecretKind, atomic_write
-from synod.node.transport import Transport
+from synod.node.transport import Clock, Transport
 from synod.protocols.router import Router
 from synod.state.session_store import SessionStore
 
@@ -200,8 +200,24 @@ class NodeRunner:
                 future.set_exception(err)
 
 
-def run_node(material: NodeMaterial, limits: Limits | None = None) -> int:
+class WallClock:
+    """The node's clock in a member process: the system's wall clock.
+
+    Every envelope carries its sender's send time, which the receiver compares with its
+    own clock (replay window, future-dated envelopes), so the members of a committee need
+    one time base across hosts: wall-clock time kept in sync (NTP), not a per-process
+    monotonic clock.
+    """
+
+    def now(self) -> float:
+        return time.time()
+
+
+def run_node(
+    material: NodeMaterial, limits: Limits | None = None, clock: Clock | None = None
+) -> int:
     """Run the member until SIGTERM/SIGINT; returns the exit status."""
+    clock = clock or WallClock()
     directory = material.directory
     stop = _Stop()
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -224,11 +240,11 @@ def run_node(material: NodeMaterial, limits: Limits | None = None) -> int:
         next_tick = 0.0
         while not stop.requested:
             for _peer, data in transport.receive(TICK):
-                handler.on_message(data, time.monotonic())
+                handler.on_message(data, clock.now())
             runner.run_pending()
-            now = time.monotonic()
+            now = time.monotonic()  # schedules the loop; the node sees `clock`
             if now >= next_tick:
-                handler.on_tick(now)
+                handler.on_tick(clock.now())
                 next_tick = now + TICK
             if now >= next_status:
                 _refresh(status, transport, handler).write(directory)
