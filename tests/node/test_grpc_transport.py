@@ -99,6 +99,23 @@ def test_queues_are_bounded_and_drops_counted(
     assert len(b.receive(0.1)) == 4
 
 
+def test_queues_are_bounded_in_bytes(
+    committee: dict[int, NodeMaterial], started: list[GrpcTransport]
+) -> None:
+    limits = Limits(max_message=4096, send_queue_bytes=10_000, recv_queue_bytes=7_000)
+    a, b = transport(committee[1], limits), transport(committee[2], limits)
+    frames = [envelope(committee[1].identity, 2, bytes([k]) * 3000) for k in range(5)]
+    for data in frames:  # about 3.2 kB each: three fit in 10 kB
+        a.send(2, data, "test")
+    assert a.counters == {"send_queue_full": 2}
+    b.start()
+    started.append(b)
+    a.start()
+    started.append(a)
+    wait_for(lambda: b.counters["recv_queue_full"] == 1, "one frame over b's 7 kB buffer")
+    assert [d for _, d in b.receive(0.1)] == frames[:2]
+
+
 def test_valid_certificate_but_envelopes_of_another_member_dropped(
     committee: dict[int, NodeMaterial], started: list[GrpcTransport]
 ) -> None:

@@ -90,6 +90,8 @@ class Limits:
     max_message: int = 4 << 20  # bytes of one envelope, both directions
     send_queue: int = 4096  # frames per peer
     recv_queue: int = 4096  # frames per peer
+    send_queue_bytes: int = 32 << 20  # bytes per peer
+    recv_queue_bytes: int = 32 << 20  # bytes per peer
     backoff_initial: float = 0.05
     backoff_max: float = 5.0
     hello_timeout: float = 10.0
@@ -109,6 +111,8 @@ class _Peer:
     member_id: int
     outbox: deque[bytes] = field(default_factory=deque)
     inbox: deque[bytes] = field(default_factory=deque)
+    outbox_bytes: int = 0
+    inbox_bytes: int = 0
     state: PeerState = PeerState.DOWN
     wake: asyncio.Event | None = None
     link: asyncio.Task[None] | None = None  # the stream currently carrying this link
@@ -158,11 +162,15 @@ class GrpcTransport:
             self._count(Drop.OVERSIZE)
             return
         with self._lock:
-            if len(peer.outbox) >= self.limits.send_queue:
+            if (
+                len(peer.outbox) >= self.limits.send_queue
+                or peer.outbox_bytes + len(data) > self.limits.send_queue_bytes
+            ):
                 self._counters[Drop.SEND_QUEUE_FULL] += 1
                 return
             was_empty = not peer.outbox
             peer.outbox.append(bytes(data))
+            peer.outbox_bytes += len(data)
         if was_empty and self._loop is not None and peer.wake is not None:
             with contextlib.suppress(RuntimeError):  # loop closed while stopping
                 self._loop.call_soon_threadsafe(peer.wake.set)
@@ -180,7 +188,9 @@ class GrpcTransport:
                     peer = self._peers[self._order[self._rr]]
                     self._rr = (self._rr + 1) % len(self._order)
                     if peer.inbox:
-                        out.append((peer.member_id, peer.inbox.popleft()))
+                        data = peer.inbox.popleft()
+                        peer.inbox_bytes -= len(data)
+                        out.append((peer.member_id, data))
                         budget -= 1
                         took = True
                 if not took:
@@ -283,6 +293,7 @@ class GrpcTransport:
         server = grpc.aio.server(
             options=[*self._options(), ("grpc.max_concurrent_streams", 4 * len(self._peers) + 16)],
             migration_thread_pool=self._pool,
+            maximum_concurrent_rpcs=4 * len(self._peers) + 64,
         )
         handler = grpc.stream_stream_rpc_method_handler(
             self._serve_link,
@@ -355,10 +366,14 @@ class GrpcTransport:
             self._count(Drop.PEER_MISMATCH)
             return
         with self._ready:
-            if len(peer.inbox) >= self.limits.recv_queue:
+            if (
+                len(peer.inbox) >= self.limits.recv_queue
+                or peer.inbox_bytes + len(data) > self.limits.recv_queue_bytes
+            ):
                 self._counters[Drop.RECV_QUEUE_FULL] += 1
                 return
             peer.inbox.append(data)
+            peer.inbox_bytes += len(data)
             self._ready.notify()
 
     async def _pump(self, peer: _Peer, write: Callable[[Any], Awaitable[None]]) -> None:
@@ -371,6 +386,7 @@ class GrpcTransport:
                     if not peer.outbox:
                         break
                     data = peer.outbox.popleft()
+                    peer.outbox_bytes -= len(data)
                 await write(peer_pb2.Frame(envelope=data))
 
     async def _carry(
