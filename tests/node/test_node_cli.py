@@ -73,6 +73,9 @@ def test_init_refuses_bad_input(tmp_path: Path, committee: Path) -> None:
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "threshold" in bad.stderr
     again = synod_cmd("committee", "init", "-t", "2", "-n", "3", "--dir", str(committee))
     assert again.returncode == 2 and "not empty" in again.stderr
+    for command in ("run", "passwd"):
+        nowhere = synod_cmd("node", command, "--dir", str(tmp_path))
+        assert nowhere.returncode == 2 and "not a member directory" in nowhere.stderr
 
 
 @pytest.mark.parametrize("damage", ["wrong passphrase", "truncated", "flipped byte"])

@@ -74,7 +74,7 @@ def _fail(command: str, err: Exception) -> int:
 
 
 def run_node_cmd(args: argparse.Namespace) -> int:
-    from synod.node.committee import CommitteeError, load_node
+    from synod.node.committee import CommitteeError, load_node, read_member_id
     from synod.node.keystore import KeystoreError
     from synod.node.process import run_node, running_pid
 
@@ -87,6 +87,7 @@ def run_node_cmd(args: argparse.Namespace) -> int:
     if pid is not None:
         return _fail("run", RuntimeError(f"member in {args.dir} is already running (pid {pid})"))
     try:
+        read_member_id(args.dir)
         passphrase, dev = current_passphrase(args.dir, args.passphrase_file)
         if dev is not None:
             logging.getLogger("synod.node").warning(

@@ -156,6 +156,8 @@ class NodeMaterial:
 def read_member_id(directory: Path) -> int:
     try:
         doc = json.loads((directory / "node.json").read_text())
+    except FileNotFoundError:
+        raise CommitteeError(f"{directory} is not a member directory (no node.json)") from None
     except (OSError, ValueError) as err:
         raise CommitteeError(f"{directory}/node.json: {err}") from None
     member_id = doc.get("member_id") if isinstance(doc, dict) else None
