@@ -404,23 +404,30 @@ class GrpcTransport:
         assert peer.wake is not None
         peer.wake.set()  # flush what queued while the link was down
         pump = asyncio.create_task(self._pump(peer, write))
+        reader = asyncio.create_task(self._read_all(peer, read))
+        try:  # the link ends when either direction ends
+            await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, reader):
+                task.cancel()
+            for result in await asyncio.gather(pump, reader, return_exceptions=True):
+                if isinstance(result, Exception) and not isinstance(result, grpc.aio.AioRpcError):
+                    log.warning("member %d: link to %d failed: %r", self.me, peer.member_id, result)
+            if peer.link is current:
+                peer.link = None
+                self._set_state(peer, PeerState.DOWN)
+
+    async def _read_all(self, peer: _Peer, read: Callable[[], Awaitable[Any]]) -> None:
         try:
             while True:
                 frame = await read()
                 if frame is grpc.aio.EOF:
-                    break
+                    return
                 self._inbound(peer, frame)
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 self._count(Drop.OVERSIZE)
             log.info("member %d: link to %d ended: %s", self.me, peer.member_id, err.code())
-        finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
-                await pump
-            if peer.link is current:
-                peer.link = None
-                self._set_state(peer, PeerState.DOWN)
 
     # -- serving side ----------------------------------------------------------
     def _authenticate(self, context: Any) -> _Peer | None:
