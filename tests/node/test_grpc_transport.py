@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -213,3 +214,21 @@ def test_higher_id_may_not_dial_and_oversize_frames_end_the_stream(
     code, _ = rogue.send([huge, small])
     assert code is not None
     assert b.receive(0.2) == []
+
+
+def test_emulated_link_delay_holds_frames_back(
+    committee: dict[int, NodeMaterial], started: list[GrpcTransport]
+) -> None:
+    """With `link_delay` no frame arrives before its delay has passed (a lower bound only)."""
+    delay = 0.3
+    a, b = transport(committee[1], Limits(link_delay=delay)), transport(committee[2])
+    for t in (a, b):
+        t.start()
+        started.append(t)
+    wait_for(lambda: a.peers()[2] is PeerState.CONNECTED, "link 1-2 up")
+    frames = [envelope(committee[1].identity, 2, bytes([k])) for k in range(3)]
+    sent_at = time.monotonic()
+    for data in frames:
+        a.send(2, data, "test")
+    assert [d for _, d in collect(b, 3)] == frames
+    assert time.monotonic() - sent_at >= delay

@@ -25,6 +25,7 @@ import enum
 import logging
 import random
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -92,6 +93,7 @@ class Limits:
     recv_queue: int = 4096  # frames per peer
     send_queue_bytes: int = 32 << 20  # bytes per peer
     recv_queue_bytes: int = 32 << 20  # bytes per peer
+    link_delay: float = 0.0  # seconds added to every frame sent (emulated latency; benchmarks)
     backoff_initial: float = 0.05
     backoff_max: float = 5.0
     hello_timeout: float = 10.0
@@ -109,7 +111,7 @@ class TlsMaterial:
 @dataclass
 class _Peer:
     member_id: int
-    outbox: deque[bytes] = field(default_factory=deque)
+    outbox: deque[tuple[float, bytes]] = field(default_factory=deque)  # (due, frame)
     inbox: deque[bytes] = field(default_factory=deque)
     outbox_bytes: int = 0
     inbox_bytes: int = 0
@@ -169,7 +171,7 @@ class GrpcTransport:
                 self._counters[Drop.SEND_QUEUE_FULL] += 1
                 return
             was_empty = not peer.outbox
-            peer.outbox.append(bytes(data))
+            peer.outbox.append((time.monotonic() + self.limits.link_delay, bytes(data)))
             peer.outbox_bytes += len(data)
         if was_empty and self._loop is not None and peer.wake is not None:
             with contextlib.suppress(RuntimeError):  # loop closed while stopping
@@ -385,7 +387,12 @@ class GrpcTransport:
                 with self._lock:
                     if not peer.outbox:
                         break
-                    data = peer.outbox.popleft()
+                    due = peer.outbox[0][0]
+                wait = due - time.monotonic()
+                if wait > 0:  # only with an emulated link delay
+                    await asyncio.sleep(wait)
+                with self._lock:
+                    _, data = peer.outbox.popleft()
                     peer.outbox_bytes -= len(data)
                 await write(peer_pb2.Frame(envelope=data))
 
