@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import signal
@@ -20,7 +19,6 @@ from synod.node.keystore import Keystore, SecretKind
 from synod.node.manifest import Manifest
 from synod.node.pki import CommitteeCA, cert_to_pem, key_from_pem, key_to_pem, new_key
 from synod.node.process import PID_FILE, running_pid
-from synod.protocols.router import Router
 from tests.node.helpers import Rogue, envelope, free_base_port, send_until, wait_for
 from tests.node.test_node_cli import synod_cmd
 
@@ -108,11 +106,6 @@ def test_certificate_from_another_ca_refused(cluster: Path) -> None:
     assert counters(cluster, 3, "router") == before
 
 
-@pytest.mark.xfail(
-    "seen_store" not in inspect.signature(Router).parameters,
-    reason="the router's replay memory does not survive a restart in this build",
-    strict=True,
-)
 def test_replayed_envelope_after_receiver_restart_dropped(cluster: Path) -> None:
     one = load_node(cluster / "node-1", passphrase(cluster, 1))
     captured = envelope(one.identity, 3, b"captured on the wire")

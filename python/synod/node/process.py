@@ -12,7 +12,6 @@ SIGINT. Logs go to stderr.
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 import logging
 import os
@@ -103,10 +102,9 @@ def make_handler(
         )
         return node
     log.warning("this build has no synod.node.signer_node: member routes envelopes only")
-    kwargs: dict[str, Any] = {}
-    if "seen_store" in inspect.signature(Router).parameters:
-        kwargs["seen_store"] = store  # replay memory that survives a restart
-    return RouterNode(Router(material.identity, directory, epoch, **kwargs), transport)
+    # The session store keeps the replay memory, so a replay after a restart is still one.
+    router = Router(material.identity, directory, epoch, seen_store=store, now=time.time())
+    return RouterNode(router, transport)
 
 
 def control_services(runner: NodeRunner) -> list[Callable[[Any], None]]:
