@@ -232,3 +232,21 @@ def test_emulated_link_delay_holds_frames_back(
         a.send(2, data, "test")
     assert [d for _, d in collect(b, 3)] == frames
     assert time.monotonic() - sent_at >= delay
+
+
+def test_idle_link_survives_keepalive_pings(
+    committee: dict[int, NodeMaterial], started: list[GrpcTransport]
+) -> None:
+    """The serving side accepts the dialer's keepalive pings (gRPC sends them at most every
+    10 s; with the server's default policy the third one drew a GOAWAY and a reconnect)."""
+    a, b = transport(committee[1]), transport(committee[2])
+    for t in (a, b):
+        t.start()
+        started.append(t)
+    wait_for(lambda: a.peers()[2] is PeerState.CONNECTED, "link 1-2 up")
+    end = time.monotonic() + 50.0  # five keepalive periods, idle
+    while time.monotonic() < end:
+        assert a.links()[2] == 1 and a.peers()[2] is PeerState.CONNECTED, "link was redialled"
+        time.sleep(0.5)
+    a.send(2, envelope(committee[1].identity, 2, b"still there"), "test")
+    assert len(collect(b, 1)) == 1

@@ -97,6 +97,7 @@ class Limits:
     backoff_initial: float = 0.05
     backoff_max: float = 5.0
     hello_timeout: float = 10.0
+    keepalive: float = 10.0  # seconds between HTTP/2 pings on an idle link
 
 
 @dataclass(frozen=True)
@@ -277,10 +278,13 @@ class GrpcTransport:
         return [
             ("grpc.max_send_message_length", size),
             ("grpc.max_receive_message_length", size),
-            ("grpc.keepalive_time_ms", 10_000),
-            ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.keepalive_time_ms", int(self.limits.keepalive * 1000)),
+            ("grpc.keepalive_timeout_ms", int(self.limits.keepalive * 500) + 1),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.max_pings_without_data", 0),
+            # the serving side must accept the dialer's keepalive pings (its default of one
+            # per 5 minutes answers a 10 s keepalive with GOAWAY "too_many_pings")
+            ("grpc.http2.min_ping_interval_without_data_ms", int(self.limits.keepalive * 500)),
             ("grpc.so_reuseport", 0),
         ]
 
