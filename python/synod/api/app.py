@@ -15,7 +15,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from importlib import resources
+from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Security
@@ -27,8 +28,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from synod.api.auth import ApiToken, RateLimiter, Role, TokenStore
+from synod.api.batcher import CommitBatcher
 from synod.api.problems import PROBLEM_JSON, Problem, ProblemType
 from synod.api.providers import LedgerNodeView, NodeView
 from synod.api.validation import check_amount, check_asset, check_chain, check_destination
@@ -120,6 +123,21 @@ class _WithdrawalsCollector(Collector):
         yield family
 
 
+class _Observe:
+    """Pure ASGI middleware around the app, delegating to the `observe` closure."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        observe: Callable[[Scope, Receive, Send, ASGIApp], Awaitable[None]],
+    ) -> None:
+        self.app = app
+        self.observe = observe
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.observe(scope, receive, send, self.app)
+
+
 def _ms(text: str | None, field: str) -> int | None:
     if text is None:
         return None
@@ -157,6 +175,7 @@ def create_app(
     db = ledger.db
     nodes: NodeView = node or LedgerNodeView(ledger)
     limiter = RateLimiter(settings.rate_per_second, settings.burst)
+    batcher = CommitBatcher(db)
     bearer = HTTPBearer(auto_error=False, description="An API token: `Bearer synod_…`")
     scrape = CollectorRegistry(auto_describe=True)
     scrape.register(_WithdrawalsCollector(consensus))
@@ -185,39 +204,51 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        kind = ProblemType.NOT_FOUND if exc.status_code == 404 else ProblemType.VALIDATION
+        kind = ProblemType.NOT_FOUND if exc.status_code == 404 else ProblemType.HTTP
         body = Problem(kind, str(exc.detail)).body(request.url.path)
         body["status"] = exc.status_code
         return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_JSON)
 
     # ------------------------------------------------------------------ middleware
-    @app.middleware("http")
-    async def _observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    async def observe(scope: Scope, receive: Receive, send: Send, inner: ASGIApp) -> None:
+        """Body size bound, latency metric, and the audit row of every authenticated call
+        (written before the response starts, so no call is answered unrecorded)."""
+        if scope["type"] != "http":
+            await inner(scope, receive, send)
+            return
         start = time.perf_counter()
-        length = request.headers.get("content-length")
-        if request.method in ("POST", "PUT", "PATCH"):
+        request = Request(scope)
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            length = request.headers.get("content-length")
+            refusal = None
             if length is None or not length.isdigit():
                 if request.headers.get("transfer-encoding"):
-                    return Problem(ProblemType.BODY_TOO_LARGE, "send a Content-Length").response(
-                        request.url.path
-                    )
+                    refusal = "send a Content-Length"
             elif int(length) > settings.max_body_bytes:
-                return Problem(
-                    ProblemType.BODY_TOO_LARGE,
-                    f"at most {settings.max_body_bytes} bytes",
-                ).response(request.url.path)
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        API_REQUESTS.labels(request.method, template, str(response.status_code)).observe(
-            time.perf_counter() - start
-        )
-        principal: ApiToken | None = getattr(request.state, "principal", None)
-        if principal is not None and not getattr(request.state, "audited", False):
-            _audit_call(request, principal, response.status_code)
-        return response
+                refusal = f"at most {settings.max_body_bytes} bytes"
+            if refusal:
+                response = Problem(ProblemType.BODY_TOO_LARGE, refusal).response(scope["path"])
+                await response(scope, receive, send)
+                return
+        status = 500
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                state = scope.get("state", {})
+                principal: ApiToken | None = state.get("principal")
+                if principal is not None and not state.get("audited"):
+                    await batcher.run(lambda: _audit_call(request, principal, status))
+            await send(message)
+
+        try:
+            await inner(scope, receive, send_observed)
+        finally:
+            template = getattr(scope.get("route"), "path", "unmatched")
+            API_REQUESTS.labels(scope["method"], template, str(status)).observe(
+                time.perf_counter() - start
+            )
 
     def _audit_call(request: Request, principal: ApiToken, status: int) -> None:
         query = request.url.query
@@ -297,24 +328,9 @@ def create_app(
         `Idempotency-Key` and body returns the original response; the same key with another
         body is a 409, and so is an `external_id` used before."""
         digest = _body_hash(body)
-        if idempotency_key is not None:
-            stored = db.query(
-                "SELECT body_hash, status, response FROM api_idempotency "
-                "WHERE token_id = ? AND idem_key = ?",
-                (principal.token_id, idempotency_key),
-            )
-            if stored:
-                if stored[0][0] != digest:
-                    raise Problem(
-                        ProblemType.IDEMPOTENCY_MISMATCH,
-                        "this Idempotency-Key was used with a different body",
-                        "header.Idempotency-Key",
-                    )
-                return JSONResponse(
-                    json.loads(stored[0][2]),
-                    status_code=int(stored[0][1]),
-                    headers={"Idempotent-Replayed": "true"},
-                )
+        replay = _replay(principal, idempotency_key, digest)
+        if replay is not None:
+            return replay
         chain = check_chain(body.chain)
         asset = check_asset(chain, body.asset, held_assets(ledger, chain))
         amount = check_amount(chain, body.amount)
@@ -323,29 +339,39 @@ def create_app(
             body.external_id, chain, asset, destination, amount, int(clock() * 1000)
         )
         wid = withdraw_id_for(body.external_id)
+
+        def submit() -> Response:
+            # Authoritative here, in the serial write path: a concurrent twin may have won.
+            again = _replay(principal, idempotency_key, digest)
+            if again is not None:
+                return again
+            receipt = consensus.submit(tx)
+            if receipt is None:  # consensus paused: journaled, applied on resume
+                status, payload = 202, {"id": wid, "external_id": body.external_id}
+                payload["state"] = "PENDING"
+            else:
+                status = 201
+                payload = withdrawal_view(ledger.withdrawal(wid), ledger, nodes)
+            if idempotency_key is not None:
+                db.execute(
+                    "INSERT INTO api_idempotency (token_id, idem_key, body_hash, status, "
+                    "response, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        principal.token_id,
+                        idempotency_key,
+                        digest,
+                        status,
+                        json.dumps(payload),
+                        int(clock() * 1000),
+                    ),
+                )
+            _audit_call(request, principal, status)  # in the same commit as the request
+            return JSONResponse(
+                payload, status_code=status, headers={"Location": f"/v1/withdrawals/{wid}"}
+            )
+
         try:
-            with db.transaction():
-                receipt = consensus.submit(tx)
-                if receipt is None:  # consensus paused: journaled, applied on resume
-                    status, payload = 202, {"id": wid, "external_id": body.external_id}
-                    payload["state"] = "PENDING"
-                else:
-                    status = 201
-                    payload = withdrawal_view(ledger.withdrawal(wid), ledger, nodes)
-                if idempotency_key is not None:
-                    db.execute(
-                        "INSERT INTO api_idempotency (token_id, idem_key, body_hash, status, "
-                        "response, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                        (
-                            principal.token_id,
-                            idempotency_key,
-                            digest,
-                            status,
-                            json.dumps(payload),
-                            int(clock() * 1000),
-                        ),
-                    )
-                _audit_call(request, principal, status)
+            response = await batcher.run(submit)
         except E.DuplicateRequest:
             request.state.audited = False
             raise Problem(
@@ -357,9 +383,31 @@ def create_app(
         except E.Rejected as err:
             request.state.audited = False
             raise Problem(ProblemType.REJECTED, str(err)) from None
-        log.info("withdrawal submitted", withdraw_id=wid, chain=chain, asset=asset)
+        if response.status_code < 300:
+            log.info("withdrawal submitted", withdraw_id=wid, chain=chain, asset=asset)
+        return response
+
+    def _replay(principal: ApiToken, key: str | None, digest: str) -> Response | None:
+        """The stored response of an earlier request with this Idempotency-Key, if any."""
+        if key is None:
+            return None
+        stored = db.query(
+            "SELECT body_hash, status, response FROM api_idempotency "
+            "WHERE token_id = ? AND idem_key = ?",
+            (principal.token_id, key),
+        )
+        if not stored:
+            return None
+        if stored[0][0] != digest:
+            raise Problem(
+                ProblemType.IDEMPOTENCY_MISMATCH,
+                "this Idempotency-Key was used with a different body",
+                "header.Idempotency-Key",
+            )
         return JSONResponse(
-            payload, status_code=status, headers={"Location": f"/v1/withdrawals/{wid}"}
+            json.loads(stored[0][2]),
+            status_code=int(stored[0][1]),
+            headers={"Idempotent-Replayed": "true"},
         )
 
     @v1.get(
@@ -380,8 +428,11 @@ def create_app(
         cursor: Annotated[
             str | None, Query(description="`next_cursor` of the previous page")
         ] = None,
+        order: Annotated[
+            Literal["asc", "desc"], Query(description="asc: oldest first (FIFO); desc: newest")
+        ] = "asc",
     ) -> dict[str, Any]:
-        """In request (FIFO) order; `next_cursor` is null on the last page."""
+        """In request (FIFO) order, or newest first; `next_cursor` is null on the last page."""
         if state is not None and state not in STATUSES:
             raise Problem(
                 ProblemType.VALIDATION, f"state must be one of {', '.join(STATUSES)}", "query.state"
@@ -400,7 +451,7 @@ def create_app(
             _ms(created_after, "query.created_after"),
             _ms(created_before, "query.created_before"),
         )
-        page, last = withdrawals_page(ledger, f, decode_cursor(cursor), limit)
+        page, last = withdrawals_page(ledger, f, decode_cursor(cursor), limit, order == "desc")
         return {
             "items": [withdrawal_view(w, ledger, nodes) for w in page],
             "next_cursor": None if last is None else encode_cursor(last),
@@ -441,7 +492,7 @@ def create_app(
             return withdrawal_view(w, ledger, nodes)
         reason = body.reason if body else CancelRequest().reason
         try:
-            consensus.submit(Cancel(w.withdraw_id, reason, attempt=w.attempt))
+            await batcher.run(lambda: consensus.submit(Cancel(w.withdraw_id, reason, w.attempt)))
         except E.InvalidTransition as err:
             raise Problem(ProblemType.INVALID_TRANSITION, err.message, state=w.status) from None
         except E.Rejected as err:
@@ -514,10 +565,43 @@ def create_app(
         return {"items": [r.as_dict() for r in audit.tail(limit)]}
 
     app.include_router(v1)
+    app.add_middleware(_Observe, observe=observe)
     for router in extra_routers:  # webhook subscriptions plug in here, under /v1
         app.include_router(router, prefix="/v1")
 
     # ------------------------------------------------------------------ operations
+    # ------------------------------------------------------------------ dashboard
+    static = resources.files("synod.api").joinpath("static")
+    pages = {
+        name: (static.joinpath(name).read_bytes(), kind)
+        for name, kind in (
+            ("dashboard.html", "text/html; charset=utf-8"),
+            ("dashboard.js", "text/javascript; charset=utf-8"),
+            ("dashboard.css", "text/css; charset=utf-8"),
+        )
+    }
+    page_headers = {
+        "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+        "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard() -> Response:
+        """A page that reads only through this API, with the token the user gives it."""
+        content, kind = pages["dashboard.html"]
+        return Response(content, media_type=kind, headers=page_headers)
+
+    @app.get("/dashboard/{name}", include_in_schema=False)
+    async def dashboard_asset(name: str) -> Response:
+        if name not in ("dashboard.js", "dashboard.css"):
+            raise Problem(ProblemType.NOT_FOUND, f"no dashboard file {name[:64]!r}")
+        content, kind = pages[name]
+        return Response(content, media_type=kind, headers=page_headers)
+
     @app.get("/healthz", tags=["operations"], summary="The process is up")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}

@@ -38,6 +38,7 @@ class ProblemType(enum.Enum):
     INVALID_TRANSITION = ("invalid-transition", 409, "The withdrawal's state does not allow this")
     REJECTED = ("rejected", 409, "The ledger refused the transaction")
     BODY_TOO_LARGE = ("body-too-large", 413, "Request body too large")
+    HTTP = ("http-error", 400, "The HTTP request cannot be served")  # 405 and the like
 
     @property
     def uri(self) -> str:

@@ -29,11 +29,11 @@ def store_url(config: SynodConfig) -> str:
     return config.store.sqlite_path
 
 
-def default_journal(url: str) -> Path:
+def default_journal(db: SqliteDatabase | PostgresDatabase) -> Path:
     """The consensus journal beside a SQLite store, or in the working directory."""
-    if url.startswith(("postgresql://", "postgres://", "dbname=")) or "=" in url:
-        return Path("synod-api.journal")
-    return Path(url.removeprefix("sqlite:///").removeprefix("sqlite://") + ".api-journal")
+    if isinstance(db, SqliteDatabase):
+        return Path(db.path + ".api-journal")
+    return Path("synod-api.journal")
 
 
 @dataclass
@@ -54,7 +54,7 @@ def open_engine(url: str, config: SynodConfig, journal: Path | None = None) -> E
     db = open_database(url)
     audit = AuditLog(db)
     ledger = Ledger.from_config(db, config.chains, config.withdraw)
-    consensus = LocalConsensus(ledger, Journal(journal or default_journal(url)), audit)
+    consensus = LocalConsensus(ledger, Journal(journal or default_journal(db)), audit)
     return Engine(db, consensus, TokenStore(db), audit)
 
 

@@ -152,6 +152,21 @@ class _Transactional(ABC):
         finally:
             self._depth = 0
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction: on an exception undo only what this block wrote, then re-raise
+        (the transaction goes on), so many independent writes can share one commit."""
+        if not self._depth:
+            raise RuntimeError("a savepoint needs an open transaction")
+        self._raw("SAVEPOINT synod_sp")
+        try:
+            yield
+        except BaseException:
+            self._raw("ROLLBACK TO SAVEPOINT synod_sp")
+            self._raw("RELEASE SAVEPOINT synod_sp")
+            raise
+        self._raw("RELEASE SAVEPOINT synod_sp")
+
     def executescript(self, sql: str) -> None:
         for statement in _statements(sql):
             self._raw(statement)
@@ -240,9 +255,17 @@ def migrate(
     return int(current)
 
 
+_LIBPQ_KEYWORDS = frozenset(
+    {"host", "hostaddr", "port", "dbname", "user", "password", "sslmode", "service"}
+)
+
+
 def open_database(url: str) -> SqliteDatabase | PostgresDatabase:
-    """``sqlite:///path/to.db`` (or a plain path) or ``postgresql://...``."""
-    if url.startswith(("postgresql://", "postgres://")) or url.startswith("dbname="):
+    """``sqlite:///path/to.db`` (or a plain path), ``postgresql://...`` or a libpq keyword DSN
+    (``host=... dbname=...``)."""
+    first = url.split(maxsplit=1)[0] if url.strip() else ""
+    keyword_dsn = "=" in first and first.split("=", 1)[0] in _LIBPQ_KEYWORDS
+    if url.startswith(("postgresql://", "postgres://")) or keyword_dsn:
         return PostgresDatabase(url)
     path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
     return SqliteDatabase(path)

@@ -246,11 +246,14 @@ class Ledger:
             params.append(chain)
         return [_withdrawal(r) for r in self.db.query(sql + " ORDER BY seq", params)]
 
-    def select_withdrawals(self, where: str, params: Sequence[Any], limit: int) -> list[Withdrawal]:
+    def select_withdrawals(
+        self, where: str, params: Sequence[Any], limit: int, newest_first: bool = False
+    ) -> list[Withdrawal]:
         """Up to `limit` withdrawals matching a condition on the table's columns (`?` for each
-        of `params`), in request order: the read the API's filtered pages use."""
+        of `params`), in request order (or its reverse): the read the API's pages use."""
+        order = "DESC" if newest_first else "ASC"
         rows = self.db.query(
-            f"SELECT {_W_COLUMNS} FROM withdrawals WHERE {where} ORDER BY seq LIMIT ?",
+            f"SELECT {_W_COLUMNS} FROM withdrawals WHERE {where} ORDER BY seq {order} LIMIT ?",
             (*params, limit),
         )
         return [_withdrawal(r) for r in rows]
