@@ -250,3 +250,23 @@ def test_idle_link_survives_keepalive_pings(
         time.sleep(0.5)
     a.send(2, envelope(committee[1].identity, 2, b"still there"), "test")
     assert len(collect(b, 1)) == 1
+
+
+def test_replaced_stream_is_closed_for_the_other_side_too(
+    committee: dict[int, NodeMaterial], started: list[GrpcTransport]
+) -> None:
+    """A newer stream for member 1 (here a rogue with 1's certificate) replaces 1's link on
+    member 3; member 1 must see its stream end and redial, not keep a half-open link."""
+    a, c = transport(committee[1]), transport(committee[3])
+    for t in (a, c):
+        t.start()
+        started.append(t)
+    wait_for(lambda: a.peers()[3] is PeerState.CONNECTED, "link 1-3 up")
+    one = committee[1].tls
+    Rogue(a.manifest, 3, one.key_pem, one.cert_pem, one.ca_pem).send([])
+    wait_for(
+        lambda: a.links()[3] >= 2 and a.peers()[3] is PeerState.CONNECTED,
+        "member 1 redialling after its stream was replaced",
+    )
+    a.send(3, envelope(committee[1].identity, 3, b"over the new link"), "test")
+    assert len(collect(c, 1)) == 1

@@ -119,6 +119,7 @@ class _Peer:
     state: PeerState = PeerState.DOWN
     wake: asyncio.Event | None = None
     link: asyncio.Task[None] | None = None  # the stream currently carrying this link
+    evict: asyncio.Event | None = None  # set to end that stream (a newer one replaces it)
     links: int = 0  # streams established so far
 
 
@@ -407,25 +408,30 @@ class GrpcTransport:
         write: Callable[[Any], Awaitable[None]],
     ) -> None:
         """Run one established stream until it ends or is replaced."""
-        if peer.link is not None:
-            peer.link.cancel()  # a newer stream replaces an older one (peer restarted)
+        if peer.evict is not None:
+            # A newer stream replaces an older one (the peer restarted). The older one ends
+            # by returning, which closes its call for the other side too; cancelling its task
+            # would leave that side believing the link is up.
+            peer.evict.set()
         current = asyncio.current_task()
-        peer.link = current
+        evict = asyncio.Event()
+        peer.link, peer.evict = current, evict
         self._set_state(peer, PeerState.CONNECTED)
         assert peer.wake is not None
         peer.wake.set()  # flush what queued while the link was down
         pump = asyncio.create_task(self._pump(peer, write))
         reader = asyncio.create_task(self._read_all(peer, read))
-        try:  # the link ends when either direction ends
-            await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
+        evicted = asyncio.create_task(evict.wait())
+        try:  # the link ends when either direction ends, or a newer stream replaces it
+            await asyncio.wait({pump, reader, evicted}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (pump, reader):
+            for task in (pump, reader, evicted):
                 task.cancel()
-            for result in await asyncio.gather(pump, reader, return_exceptions=True):
+            for result in await asyncio.gather(pump, reader, evicted, return_exceptions=True):
                 if isinstance(result, Exception) and not isinstance(result, grpc.aio.AioRpcError):
                     log.warning("member %d: link to %d failed: %r", self.me, peer.member_id, result)
             if peer.link is current:
-                peer.link = None
+                peer.link, peer.evict = None, None
                 self._set_state(peer, PeerState.DOWN)
 
     async def _read_all(self, peer: _Peer, read: Callable[[], Awaitable[Any]]) -> None:
