@@ -19,7 +19,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from synod.cli import api_cmd, client_cmd, config_cmd, demo, keygen, sim, transition_cmd
+    from synod.cli import (
+        api_cmd,
+        client_cmd,
+        cluster,
+        committee,
+        config_cmd,
+        demo,
+        keygen,
+        node,
+        sim,
+        transition_cmd,
+    )
 
     parser = _Parser(prog="synod", description="Threshold-signing custody engine.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -30,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     api_cmd.add_parser(sub)
     client_cmd.add_parser(sub)
     transition_cmd.add_parser(sub)
+    committee.add_parser(sub)
+    node.add_parser(sub)
+    cluster.add_parser(sub)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""One committee member: `SignerNode` and the small interfaces it is driven through.
+"""One committee member: `SignerNode` and the small interfaces it is driven through; as a
+process, its gRPC transport, keystore, manifest and PKI.
 
 A node is sans-I/O like the sessions it runs: whoever owns the transport hands it
 inbound bytes (`on_message`) and clock ticks (`on_tick`), and everything it wants

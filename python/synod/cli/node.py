@@ -1,0 +1,141 @@
+"""`synod node run|passwd`: run one committee member; change its keystore passphrase.
+
+The keystore passphrase comes from ``--passphrase-file``, else the environment
+variable SYNOD_PASSPHRASE, else (development committees only) the member
+directory's ``passphrase`` file. It is never an argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from synod.node.keystore import NEW_PASSPHRASE_ENV, PASSPHRASE_ENV
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("node", help="run one committee member", description=__doc__)
+    actions = p.add_subparsers(dest="node_command", required=True, metavar="{run,passwd}")
+    run = actions.add_parser(
+        "run",
+        help="run one member until SIGTERM",
+        description="Open the member's keystore, serve the peer (and control) service on its "
+        "manifest endpoint over mutual TLS, link to the other members and run the node. Logs "
+        "go to stderr; DIR/node.pid exists while it runs and DIR/status.json shows its links "
+        "and counters. SIGTERM or SIGINT stops it cleanly. A bad directory or passphrase is "
+        "one error line and exit status 2.",
+    )
+    run.add_argument("--dir", required=True, type=Path, help="the member directory")
+    run.add_argument(
+        "--passphrase-file", type=Path, help=f"keystore passphrase file (else ${PASSPHRASE_ENV})"
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.set_defaults(run=run_node_cmd)
+    pw = actions.add_parser(
+        "passwd",
+        help="re-encrypt a member's keystore under a new passphrase",
+        description="Open the keystore with the current passphrase (--passphrase-file, "
+        f"${PASSPHRASE_ENV} or the development passphrase file) and re-encrypt every entry "
+        f"under the new one (--new-passphrase-file or ${NEW_PASSPHRASE_ENV}) with a fresh salt. "
+        "The member must not be running. Nothing is written if anything fails.",
+    )
+    pw.add_argument("--dir", required=True, type=Path, help="the member directory")
+    pw.add_argument("--passphrase-file", type=Path, help="current passphrase file")
+    pw.add_argument("--new-passphrase-file", type=Path, help="new passphrase file")
+    pw.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    pw.set_defaults(run=run_passwd)
+
+
+def current_passphrase(directory: Path, file: Path | None) -> tuple[bytes, Path | None]:
+    """The passphrase and, when it came from the development file, that file's path."""
+    import os
+
+    from synod.node.committee import check_mode, dev_passphrase_path
+    from synod.node.keystore import read_passphrase
+
+    if file is not None:
+        check_mode(file)
+        return read_passphrase(file), None
+    if PASSPHRASE_ENV in os.environ:
+        return read_passphrase(None, PASSPHRASE_ENV), None
+    dev = dev_passphrase_path(directory)
+    if dev is None:
+        return read_passphrase(None, PASSPHRASE_ENV), None  # the "no passphrase" error
+    check_mode(dev)
+    return read_passphrase(dev), dev
+
+
+def _fail(command: str, err: Exception) -> int:
+    print(f"synod node {command}: error: {err}", file=sys.stderr)
+    return 2
+
+
+def run_node_cmd(args: argparse.Namespace) -> int:
+    from synod.node.committee import CommitteeError, load_node, read_member_id
+    from synod.node.keystore import KeystoreError
+    from synod.node.process import run_node, running_pid
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    pid = running_pid(args.dir)
+    if pid is not None:
+        return _fail("run", RuntimeError(f"member in {args.dir} is already running (pid {pid})"))
+    try:
+        read_member_id(args.dir)
+        passphrase, dev = current_passphrase(args.dir, args.passphrase_file)
+        if dev is not None:
+            logging.getLogger("synod.node").warning(
+                "DEVELOPMENT: keystore passphrase read from %s", dev
+            )
+        material = load_node(args.dir, passphrase)
+    except (KeystoreError, CommitteeError) as err:
+        return _fail("run", err)
+    try:
+        return run_node(material)
+    except OSError as err:  # e.g. the endpoint is taken: not bad input, exit status 1
+        print(f"synod node run: error: {err}", file=sys.stderr)
+        return 1
+
+
+def run_passwd(args: argparse.Namespace) -> int:
+    import json
+
+    from synod.node.committee import check_mode, read_member_id
+    from synod.node.keystore import Keystore, KeystoreError, read_passphrase
+    from synod.node.process import running_pid
+
+    directory: Path = args.dir
+    try:
+        read_member_id(directory)
+        pid = running_pid(directory)
+        if pid is not None:
+            raise KeystoreError(f"member in {directory} is running (pid {pid}); stop it first")
+        old, dev = current_passphrase(directory, args.passphrase_file)
+        if args.new_passphrase_file is not None:
+            check_mode(args.new_passphrase_file)
+        new = read_passphrase(args.new_passphrase_file, NEW_PASSPHRASE_ENV)
+        store = Keystore.open(directory / "keystore", old)
+        store.change_passphrase(new)
+    except (KeystoreError, ValueError) as err:
+        return _fail("passwd", err)
+    if dev is not None:
+        dev.unlink()
+    note = (
+        f"the development passphrase file {dev} was removed: give the new passphrase with "
+        f"--passphrase-file or ${PASSPHRASE_ENV}"
+        if dev is not None
+        else None
+    )
+    if args.json:
+        print(json.dumps({"dir": str(directory), "entries": len(store.items()), "note": note}))
+    else:
+        print(f"keystore of {directory} re-encrypted ({len(store.items())} entries)")
+        if note:
+            print(note, file=sys.stderr)
+    return 0

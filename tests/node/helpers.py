@@ -1,0 +1,123 @@
+"""Helpers for node tests: free loopback ports, a committee on disk, hand-made peers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from synod.node.committee import NodeMaterial, init_committee, load_node, node_dir
+from synod.node.grpc_transport import LINK_METHOD
+from synod.node.keystore import KdfParams
+from synod.node.manifest import Manifest
+from synod.node.pki import member_dns_name
+from synod.node.proto import peer_pb2
+from synod.protocols.envelope import Envelope, Identity
+
+FAST_KDF = KdfParams(time_cost=1, memory_cost=64, parallelism=1)  # tests only
+
+
+def free_base_port(n: int) -> int:
+    """A base port P with P+1..P+n free on 127.0.0.1 right now."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 60000)
+        socks = []
+        try:
+            for i in range(1, n + 1):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port range on 127.0.0.1")
+
+
+def wait_for(cond: Callable[[], bool], what: str, deadline: float = 60.0) -> None:
+    """Poll `cond` until it holds; fail naming `what` after a generous deadline."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def make_committee(root: Path, t: int, n: int) -> dict[int, NodeMaterial]:
+    init_committee(root, t, n, free_base_port(n), kdf=FAST_KDF)
+    return {
+        i: load_node(node_dir(root, i), (node_dir(root, i) / "passphrase").read_bytes().strip())
+        for i in range(1, n + 1)
+    }
+
+
+def envelope(identity: Identity, to: int, payload: bytes, epoch: int = 0) -> bytes:
+    """A correctly signed envelope from `identity` (whatever fields this envelope version has)."""
+    names = {f.name for f in dataclasses.fields(Envelope)}
+    extra: dict[str, Any] = {}
+    if "nonce" in names:  # envelope v2: a send time and a per-send nonce
+        extra = {"sent_ms": int(time.time() * 1000), "nonce": os.urandom(16)}
+    env = Envelope(b"session-1", "test", identity.node_id, to, epoch, 1, payload, **extra)
+    return env.sign(identity).to_bytes()
+
+
+class Rogue:
+    """A hand-made peer client: any certificate, any frames."""
+
+    def __init__(
+        self, target: Manifest, member: int, key_pem: bytes, cert_pem: bytes, ca_pem: bytes
+    ) -> None:
+        self.address = str(target.member(member).endpoint)
+        self.name = member_dns_name(member)
+        self.creds = grpc.ssl_channel_credentials(ca_pem, key_pem, cert_pem)
+
+    def send(self, frames: list[bytes]) -> tuple[grpc.StatusCode | None, list[str]]:
+        async def run() -> tuple[grpc.StatusCode | None, list[str]]:
+            opts = [("grpc.ssl_target_name_override", self.name)]
+            async with grpc.aio.secure_channel(self.address, self.creds, options=opts) as ch:
+                call = ch.stream_stream(
+                    LINK_METHOD,
+                    request_serializer=peer_pb2.Frame.SerializeToString,
+                    response_deserializer=peer_pb2.Frame.FromString,
+                )()
+                seen: list[str] = []
+                try:
+                    first = await call.read()
+                    seen.append(first.WhichOneof("body") if first is not grpc.aio.EOF else "eof")
+                    for data in frames:
+                        await call.write(peer_pb2.Frame(envelope=data))
+                    await call.done_writing()
+                    while (msg := await call.read()) is not grpc.aio.EOF:
+                        seen.append(msg.WhichOneof("body"))
+                except grpc.aio.AioRpcError as err:
+                    return err.code(), seen
+                return None, seen
+
+        return asyncio.run(run())
+
+
+def send_until(rogue: Rogue, frames: list[bytes], done: Callable[[], bool], what: str) -> None:
+    """Send `frames` on a fresh stream until `done()` holds (the impersonated member's own
+    link may replace the rogue's stream before its frames are read: then send again)."""
+    end = time.monotonic() + 60.0
+    while time.monotonic() < end:
+        rogue.send(frames)
+        inner = time.monotonic() + 5.0
+        while time.monotonic() < inner:
+            if done():
+                return
+            time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
