@@ -98,7 +98,7 @@ def make_handler(
     signer_node = _optional("synod.node.signer_node")
     if signer_node is not None:
         node: MessageHandler = signer_node.SignerNode(
-            material.identity, directory, epoch, transport, store
+            material.identity, directory, epoch, transport, store, seen=store, now=time.time()
         )
         return node
     log.warning("this build has no synod.node.signer_node: member routes envelopes only")
