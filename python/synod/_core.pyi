@@ -47,6 +47,14 @@ def frost_verify(suite: str, verifying_key: bytes, message: bytes, signature: by
 def frost_signing_package_info(
     suite: str, signing_package: bytes
 ) -> tuple[bytes, dict[int, bytes]]: ...
+def frost_check_signing_package(
+    suite: str,
+    signing_package: bytes,
+    me: int,
+    min_signers: int,
+    committee: list[int],
+    max_message: int,
+) -> None: ...
 def frost_key_package_info(suite: str, key_package: bytes) -> tuple[int, int, bytes, bytes]: ...
 def frost_public_package_info(
     suite: str, public_package: bytes

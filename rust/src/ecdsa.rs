@@ -332,7 +332,10 @@ impl<M: Serialize + DeserializeOwned + 'static> Driver<M> {
                 let Some(msg) = self.inbox.pop_front() else {
                     return;
                 };
-                if self.machine.received_msg(msg).is_err() {
+                let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.machine.received_msg(msg).is_ok()
+                }));
+                if !matches!(delivered, Ok(true)) {
                     self.fail(
                         vec![],
                         "state machine refused a message it asked for".into(),
@@ -341,7 +344,14 @@ impl<M: Serialize + DeserializeOwned + 'static> Driver<M> {
                 }
                 self.waiting_for_msg = false;
             }
-            match self.machine.proceed() {
+            // A panic inside the crate poisons its state machine: the run fails for good.
+            let step =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.machine.proceed()));
+            let Ok(step) = step else {
+                self.fail(vec![], "internal error in the protocol".into());
+                return;
+            };
+            match step {
                 ProceedResult::SendMsg(out) => {
                     let recipient = match out.recipient {
                         MessageDestination::AllParties => None,
@@ -491,7 +501,7 @@ impl EcdsaSession {
     /// Raises `protocol` if the message is undecodable (naming the sender) or makes the
     /// protocol abort (naming whoever the crate blames).
     fn receive(&mut self, sender: u16, broadcast: bool, msg: &[u8]) -> PyResult<()> {
-        self.inner.receive(sender, broadcast, msg)
+        crate::guarded(|| self.inner.receive(sender, broadcast, msg))
     }
 
     /// Drain the messages produced so far: `(recipient or None for broadcast, bytes)`.
@@ -510,7 +520,7 @@ impl EcdsaSession {
     /// Bytes for aux info / incomplete key share / signature (64 bytes); an
     /// `EcdsaPresignature` for presigning. Raises `protocol` if the protocol aborted.
     fn output(&mut self, py: Python<'_>) -> PyResult<PyObject> {
-        self.inner.output(py)
+        crate::guarded(|| self.inner.output(py))
     }
 
     #[getter]
@@ -549,48 +559,52 @@ fn check_n(i: u16, n: u16) -> PyResult<()> {
 /// Start auxiliary info generation (Paillier keys + ring-Pedersen parameters) for party `i` of `n`.
 #[pyfunction]
 fn ecdsa_aux_info_session(eid: Vec<u8>, i: u16, n: u16, primes: &[u8]) -> PyResult<EcdsaSession> {
-    check_n(i, n)?;
-    let primes = load_primes(primes)?;
-    let machine: Machine<AuxMsg> = Box::new(cggmp21::round_based::state_machine::wrap_protocol(
-        move |party| async move {
-            let mut rng = OsRng;
-            cggmp21::aux_info_gen(ExecutionId::new(&eid), i, n, primes)
-                .start(&mut rng, party)
-                .await
-                .map_err(Failure::from_error)
-                .and_then(|aux: AuxInfo<L>| json_output(&aux))
-        },
-    ));
-    Ok(EcdsaSession {
-        inner: Box::new(Driver::start(machine, all_parties(n), i)),
+    crate::guarded(|| {
+        check_n(i, n)?;
+        let primes = load_primes(primes)?;
+        let machine: Machine<AuxMsg> = Box::new(
+            cggmp21::round_based::state_machine::wrap_protocol(move |party| async move {
+                let mut rng = OsRng;
+                cggmp21::aux_info_gen(ExecutionId::new(&eid), i, n, primes)
+                    .start(&mut rng, party)
+                    .await
+                    .map_err(Failure::from_error)
+                    .and_then(|aux: AuxInfo<L>| json_output(&aux))
+            }),
+        );
+        Ok(EcdsaSession {
+            inner: Box::new(Driver::start(machine, all_parties(n), i)),
+        })
     })
 }
 
 /// Start threshold DKG (`t`-of-`n`, HD-enabled so non-hardened BIP32 derivation works).
 #[pyfunction]
 fn ecdsa_keygen_session(eid: Vec<u8>, i: u16, n: u16, t: u16) -> PyResult<EcdsaSession> {
-    check_n(i, n)?;
-    if !(2..=n).contains(&t) {
-        return Err(core_err(
-            "invalid_parameters",
-            vec![],
-            format!("threshold must satisfy 2 <= t <= n, got t = {t}, n = {n}"),
-        ));
-    }
-    let machine: Machine<KeygenMsg> = Box::new(cggmp21::round_based::state_machine::wrap_protocol(
-        move |party| async move {
-            let mut rng = OsRng;
-            cggmp21::keygen::<E>(ExecutionId::new(&eid), i, n)
-                .set_threshold(t)
-                .hd_wallet(true)
-                .start(&mut rng, party)
-                .await
-                .map_err(Failure::from_error)
-                .and_then(|share: IncompleteKeyShare<E>| json_output(&share))
-        },
-    ));
-    Ok(EcdsaSession {
-        inner: Box::new(Driver::start(machine, all_parties(n), i)),
+    crate::guarded(|| {
+        check_n(i, n)?;
+        if !(2..=n).contains(&t) {
+            return Err(core_err(
+                "invalid_parameters",
+                vec![],
+                format!("threshold must satisfy 2 <= t <= n, got t = {t}, n = {n}"),
+            ));
+        }
+        let machine: Machine<KeygenMsg> = Box::new(
+            cggmp21::round_based::state_machine::wrap_protocol(move |party| async move {
+                let mut rng = OsRng;
+                cggmp21::keygen::<E>(ExecutionId::new(&eid), i, n)
+                    .set_threshold(t)
+                    .hd_wallet(true)
+                    .start(&mut rng, party)
+                    .await
+                    .map_err(Failure::from_error)
+                    .and_then(|share: IncompleteKeyShare<E>| json_output(&share))
+            }),
+        );
+        Ok(EcdsaSession {
+            inner: Box::new(Driver::start(machine, all_parties(n), i)),
+        })
     })
 }
 
@@ -657,33 +671,35 @@ fn ecdsa_presign_session(
     key_share: &[u8],
     signers: Vec<u16>,
 ) -> PyResult<EcdsaSession> {
-    let share = load_key_share(key_share)?;
-    let (signers, me) = check_signers(&share, &signers)?;
-    let epub = epub_of(&share)?;
-    let public = PresignaturePublic {
-        index: share.core.i,
-        signers: signers.clone(),
-        public_key: share.shared_public_key(),
-        chain_code: epub.chain_code,
-    };
-    let parties = signers.clone();
-    let machine: Machine<SigningMsg> = Box::new(
-        cggmp21::round_based::state_machine::wrap_protocol(move |party| async move {
-            let mut rng = OsRng;
-            cggmp21::signing(ExecutionId::new(&eid), me, &signers, &share)
-                .generate_presignature(&mut rng, party)
-                .await
-                .map(|presignature| {
-                    Output::Presignature(Box::new(PresignatureBlob {
-                        presignature,
-                        public,
-                    }))
-                })
-                .map_err(Failure::from_error)
-        }),
-    );
-    Ok(EcdsaSession {
-        inner: Box::new(Driver::start(machine, parties, me)),
+    crate::guarded(|| {
+        let share = load_key_share(key_share)?;
+        let (signers, me) = check_signers(&share, &signers)?;
+        let epub = epub_of(&share)?;
+        let public = PresignaturePublic {
+            index: share.core.i,
+            signers: signers.clone(),
+            public_key: share.shared_public_key(),
+            chain_code: epub.chain_code,
+        };
+        let parties = signers.clone();
+        let machine: Machine<SigningMsg> = Box::new(
+            cggmp21::round_based::state_machine::wrap_protocol(move |party| async move {
+                let mut rng = OsRng;
+                cggmp21::signing(ExecutionId::new(&eid), me, &signers, &share)
+                    .generate_presignature(&mut rng, party)
+                    .await
+                    .map(|presignature| {
+                        Output::Presignature(Box::new(PresignatureBlob {
+                            presignature,
+                            public,
+                        }))
+                    })
+                    .map_err(Failure::from_error)
+            }),
+        );
+        Ok(EcdsaSession {
+            inner: Box::new(Driver::start(machine, parties, me)),
+        })
     })
 }
 
@@ -697,32 +713,34 @@ fn ecdsa_sign_session(
     digest: &[u8],
     path: Vec<u32>,
 ) -> PyResult<EcdsaSession> {
-    let share = load_key_share(key_share)?;
-    let (signers, me) = check_signers(&share, &signers)?;
-    let data = data_to_sign(digest)?;
-    let path = derivation_path(&path)?;
-    if !path.is_empty() {
-        epub_of(&share)?;
-    }
-    let parties = signers.clone();
-    let machine: Machine<SigningMsg> = Box::new(
-        cggmp21::round_based::state_machine::wrap_protocol(move |party| async move {
-            let mut rng = OsRng;
-            let mut builder = cggmp21::signing(ExecutionId::new(&eid), me, &signers, &share);
-            if !path.is_empty() {
-                builder = builder
-                    .set_derivation_path_with_algo::<Slip10, _>(path)
-                    .map_err(Failure::from_error)?;
-            }
-            builder
-                .sign(&mut rng, party, data)
-                .await
-                .map(|sig| Output::Bytes(signature_to_bytes(&sig.normalize_s())))
-                .map_err(Failure::from_error)
-        }),
-    );
-    Ok(EcdsaSession {
-        inner: Box::new(Driver::start(machine, parties, me)),
+    crate::guarded(|| {
+        let share = load_key_share(key_share)?;
+        let (signers, me) = check_signers(&share, &signers)?;
+        let data = data_to_sign(digest)?;
+        let path = derivation_path(&path)?;
+        if !path.is_empty() {
+            epub_of(&share)?;
+        }
+        let parties = signers.clone();
+        let machine: Machine<SigningMsg> = Box::new(
+            cggmp21::round_based::state_machine::wrap_protocol(move |party| async move {
+                let mut rng = OsRng;
+                let mut builder = cggmp21::signing(ExecutionId::new(&eid), me, &signers, &share);
+                if !path.is_empty() {
+                    builder = builder
+                        .set_derivation_path_with_algo::<Slip10, _>(path)
+                        .map_err(Failure::from_error)?;
+                }
+                builder
+                    .sign(&mut rng, party, data)
+                    .await
+                    .map(|sig| Output::Bytes(signature_to_bytes(&sig.normalize_s())))
+                    .map_err(Failure::from_error)
+            }),
+        );
+        Ok(EcdsaSession {
+            inner: Box::new(Driver::start(machine, parties, me)),
+        })
     })
 }
 
@@ -742,22 +760,26 @@ fn load_primes(bytes: &[u8]) -> PyResult<PregeneratedPrimes<L>> {
 /// Releases the GIL so several can be generated in parallel threads.
 #[pyfunction]
 fn ecdsa_generate_primes(py: Python<'_>) -> PyResult<Bytes> {
-    let primes = py.allow_threads(|| PregeneratedPrimes::<L>::generate(&mut OsRng));
-    encode("primes", &primes).map(Cow::Owned)
+    crate::guarded(|| {
+        let primes = py.allow_threads(|| PregeneratedPrimes::<L>::generate(&mut OsRng));
+        encode("primes", &primes).map(Cow::Owned)
+    })
 }
 
 /// Validate serialized primes (sizes only; primality is checked by the protocol's proofs).
 #[pyfunction]
 fn ecdsa_primes_validate(primes: &[u8]) -> PyResult<()> {
-    load_primes(primes).map(|_| ())
+    crate::guarded(|| load_primes(primes).map(|_| ()))
 }
 
 /// Validate aux info and return `n`.
 #[pyfunction]
 fn ecdsa_aux_info_info(aux: &[u8]) -> PyResult<u16> {
-    let aux: AuxInfo<L> = decode("aux info", aux)?;
-    u16::try_from(aux.parties.len())
-        .map_err(|_| core_err("decode", vec![], "aux info: too many parties"))
+    crate::guarded(|| {
+        let aux: AuxInfo<L> = decode("aux info", aux)?;
+        u16::try_from(aux.parties.len())
+            .map_err(|_| core_err("decode", vec![], "aux info: too many parties"))
+    })
 }
 
 type ShareInfo = (u16, u16, u16, Bytes, Option<Bytes>);
@@ -777,30 +799,36 @@ fn share_info(core: &cggmp21::key_share::DirtyIncompleteKeyShare<E>) -> ShareInf
 /// Validate an incomplete key share; return `(i, n, t, public_key, chain_code)`.
 #[pyfunction]
 fn ecdsa_incomplete_key_share_info(share: &[u8]) -> PyResult<ShareInfo> {
-    let share: IncompleteKeyShare<E> = decode("incomplete key share", share)?;
-    Ok(share_info(&share))
+    crate::guarded(|| {
+        let share: IncompleteKeyShare<E> = decode("incomplete key share", share)?;
+        Ok(share_info(&share))
+    })
 }
 
 /// Validate a key share; return `(i, n, t, public_key, chain_code)`.
 #[pyfunction]
 fn ecdsa_key_share_info(share: &[u8]) -> PyResult<ShareInfo> {
-    let share = load_key_share(share)?;
-    Ok(share_info(&share.core))
+    crate::guarded(|| {
+        let share = load_key_share(share)?;
+        Ok(share_info(&share.core))
+    })
 }
 
 /// Complete a key share: the crate's `KeyShare::from_parts` checks the two belong together.
 #[pyfunction]
 fn ecdsa_key_share_from_parts(incomplete: &[u8], aux: &[u8]) -> PyResult<Bytes> {
-    let core: IncompleteKeyShare<E> = decode("incomplete key share", incomplete)?;
-    let aux: AuxInfo<L> = decode("aux info", aux)?;
-    let share = KeyShare::<E, L>::from_parts((core, aux)).map_err(|e| {
-        core_err(
-            "invalid_parameters",
-            vec![],
-            format!("key share and aux info do not match: {e}"),
-        )
-    })?;
-    encode("key share", &share).map(Cow::Owned)
+    crate::guarded(|| {
+        let core: IncompleteKeyShare<E> = decode("incomplete key share", incomplete)?;
+        let aux: AuxInfo<L> = decode("aux info", aux)?;
+        let share = KeyShare::<E, L>::from_parts((core, aux)).map_err(|e| {
+            core_err(
+                "invalid_parameters",
+                vec![],
+                format!("key share and aux info do not match: {e}"),
+            )
+        })?;
+        encode("key share", &share).map(Cow::Owned)
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -850,13 +878,15 @@ impl EcdsaPresignature {
 impl EcdsaPresignature {
     #[staticmethod]
     fn from_bytes(bytes: &[u8]) -> PyResult<Self> {
-        Ok(EcdsaPresignature {
-            inner: Some(decode("presignature", bytes)?),
+        crate::guarded(|| {
+            Ok(EcdsaPresignature {
+                inner: Some(decode("presignature", bytes)?),
+            })
         })
     }
 
     fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        Ok(PyBytes::new(py, &encode("presignature", self.get()?)?))
+        crate::guarded(|| Ok(PyBytes::new(py, &encode("presignature", self.get()?)?)))
     }
 
     fn is_used(&self) -> bool {
@@ -894,36 +924,40 @@ impl EcdsaPresignature {
         digest: &[u8],
         path: Vec<u32>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let data = data_to_sign(digest)?;
-        let path = derivation_path(&path)?;
-        self.get()?;
-        let blob = self.inner.take().expect("checked above");
-        let epub = ExtendedPublicKey {
-            public_key: *blob.public.public_key,
-            chain_code: blob.public.chain_code,
-        };
-        let presignature = blob
-            .presignature
-            .set_derivation_path_with_algo::<Slip10, _>(epub, path)?;
-        let partial = presignature.issue_partial_signature(data);
-        Ok(PyBytes::new(
-            py,
-            &encode(
-                "partial signature",
-                &PartialBlob {
-                    index: blob.public.index,
-                    partial,
-                },
-            )?,
-        ))
+        crate::guarded(|| {
+            let data = data_to_sign(digest)?;
+            let path = derivation_path(&path)?;
+            self.get()?;
+            let blob = self.inner.take().expect("checked above");
+            let epub = ExtendedPublicKey {
+                public_key: *blob.public.public_key,
+                chain_code: blob.public.chain_code,
+            };
+            let presignature = blob
+                .presignature
+                .set_derivation_path_with_algo::<Slip10, _>(epub, path)?;
+            let partial = presignature.issue_partial_signature(data);
+            Ok(PyBytes::new(
+                py,
+                &encode(
+                    "partial signature",
+                    &PartialBlob {
+                        index: blob.public.index,
+                        partial,
+                    },
+                )?,
+            ))
+        })
     }
 }
 
 /// Validate a partial signature; return the index of the party that issued it.
 #[pyfunction]
 fn ecdsa_partial_signature_info(partial: &[u8]) -> PyResult<u16> {
-    let blob: PartialBlob = decode("partial signature", partial)?;
-    Ok(blob.index)
+    crate::guarded(|| {
+        let blob: PartialBlob = decode("partial signature", partial)?;
+        Ok(blob.index)
+    })
 }
 
 /// Combine partial signatures (one per signer) into a low-s signature and verify it under
@@ -936,77 +970,83 @@ fn ecdsa_combine<'py>(
     public_key: &[u8],
     digest: &[u8],
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let pk = point_from_sec1("public key", public_key)?;
-    let data = data_to_sign(digest)?;
-    let mut seen = Vec::new();
-    let mut parts = Vec::new();
-    for p in &partials {
-        let blob: PartialBlob = decode("partial signature", p)?;
-        if seen.contains(&blob.index) {
+    crate::guarded(|| {
+        let pk = point_from_sec1("public key", public_key)?;
+        let data = data_to_sign(digest)?;
+        let mut seen = Vec::new();
+        let mut parts = Vec::new();
+        for p in &partials {
+            let blob: PartialBlob = decode("partial signature", p)?;
+            if seen.contains(&blob.index) {
+                return Err(core_err(
+                    "invalid_parameters",
+                    vec![blob.index],
+                    "two partial signatures from the same party",
+                ));
+            }
+            seen.push(blob.index);
+            parts.push(blob.partial);
+        }
+        if parts.iter().any(|p| p.r != parts[0].r) {
             return Err(core_err(
-                "invalid_parameters",
-                vec![blob.index],
-                "two partial signatures from the same party",
+                "invalid_share",
+                vec![],
+                "partial signatures come from different presignatures",
             ));
         }
-        seen.push(blob.index);
-        parts.push(blob.partial);
-    }
-    if parts.iter().any(|p| p.r != parts[0].r) {
-        return Err(core_err(
-            "invalid_share",
-            vec![],
-            "partial signatures come from different presignatures",
-        ));
-    }
-    let sig = PartialSignature::combine(&parts)
-        .ok_or_else(|| core_err("invalid_share", vec![], "partial signatures do not combine"))?
-        .normalize_s();
-    sig.verify(&pk, &data).map_err(|_| {
-        core_err(
-            "invalid_signature",
-            vec![],
-            "combined signature does not verify",
-        )
-    })?;
-    Ok(PyBytes::new(py, &signature_to_bytes(&sig)))
+        let sig = PartialSignature::combine(&parts)
+            .ok_or_else(|| core_err("invalid_share", vec![], "partial signatures do not combine"))?
+            .normalize_s();
+        sig.verify(&pk, &data).map_err(|_| {
+            core_err(
+                "invalid_signature",
+                vec![],
+                "combined signature does not verify",
+            )
+        })?;
+        Ok(PyBytes::new(py, &signature_to_bytes(&sig)))
+    })
 }
 
 /// Verify a 64-byte `r || s` signature on a 32-byte digest with the crate's verifier.
 #[pyfunction]
 fn ecdsa_verify(public_key: &[u8], digest: &[u8], signature: &[u8]) -> PyResult<bool> {
-    let pk = point_from_sec1("public key", public_key)?;
-    let data = data_to_sign(digest)?;
-    let sig = signature_from_bytes(signature)?;
-    Ok(sig.verify(&pk, &data).is_ok())
+    crate::guarded(|| {
+        let pk = point_from_sec1("public key", public_key)?;
+        let data = data_to_sign(digest)?;
+        let sig = signature_from_bytes(signature)?;
+        Ok(sig.verify(&pk, &data).is_ok())
+    })
 }
 
 /// Recovery id (0 or 1: parity of R.y) of a valid signature, found by trying both parities
 /// and checking which recovers `public_key`. Raises `invalid_signature` if neither does.
 #[pyfunction]
 fn ecdsa_recovery_id(public_key: &[u8], digest: &[u8], signature: &[u8]) -> PyResult<u8> {
-    let pk = point_from_sec1("public key", public_key)?;
-    let z = data_to_sign(digest)?.to_scalar();
-    let sig = signature_from_bytes(signature)?;
-    let r_inv = sig.r.invert();
-    for v in 0u8..2 {
-        let mut enc = [0u8; 33];
-        enc[0] = 0x02 | v;
-        enc[1..].copy_from_slice(&sig.r.to_be_bytes());
-        let Ok(big_r) = Point::<E>::from_bytes(enc) else {
-            continue;
-        };
-        let q = (big_r * *sig.s - Point::<E>::generator() * z) * *r_inv;
-        if q == *pk {
-            return Ok(v);
+    crate::guarded(|| {
+        let pk = point_from_sec1("public key", public_key)?;
+        let z = data_to_sign(digest)?.to_scalar();
+        let sig = signature_from_bytes(signature)?;
+        let r_inv = sig.r.invert();
+        for v in 0u8..2 {
+            let mut enc = [0u8; 33];
+            enc[0] = 0x02 | v;
+            enc[1..].copy_from_slice(&sig.r.to_be_bytes());
+            let Ok(big_r) = Point::<E>::from_bytes(enc) else {
+                continue;
+            };
+            let q = (big_r * *sig.s - Point::<E>::generator() * z) * *r_inv;
+            if q == *pk {
+                return Ok(v);
+            }
         }
-    }
-    // r = R.x - n (recovery ids 2, 3) happens with probability ~2^-128; not supported.
-    Err(core_err(
-        "invalid_signature",
-        vec![],
-        "signature does not recover to the public key",
-    ))
+        // r = R.x - n (recovery ids 2, 3) happens with probability ~2^-128; not supported.
+        Err(core_err(
+            "invalid_signature",
+            vec![],
+            "signature does not recover to the public key",
+        ))
+    })
 }
 
 /// Non-hardened BIP32 (SLIP-10) child of `(public_key, chain_code)` along `path`.
@@ -1017,13 +1057,15 @@ fn ecdsa_derive_public_key<'py>(
     chain_code: &[u8],
     path: Vec<u32>,
 ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
-    let epub = extended_public_key(public_key, chain_code)?;
-    let path = derivation_path(&path)?;
-    let child = Slip10::derive_child_public_key_with_path(&epub, path);
-    Ok((
-        PyBytes::new(py, &point_to_sec1(&child.public_key)),
-        PyBytes::new(py, &child.chain_code),
-    ))
+    crate::guarded(|| {
+        let epub = extended_public_key(public_key, chain_code)?;
+        let path = derivation_path(&path)?;
+        let child = Slip10::derive_child_public_key_with_path(&epub, path);
+        Ok((
+            PyBytes::new(py, &point_to_sec1(&child.public_key)),
+            PyBytes::new(py, &child.chain_code),
+        ))
+    })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

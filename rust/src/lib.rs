@@ -11,16 +11,49 @@ use pyo3::prelude::*;
 mod ecdsa;
 mod frost;
 
-create_exception!(_core, CoreError, PyException, "Error raised by the Rust core: args = (kind, culprits, message).");
+create_exception!(
+    _core,
+    CoreError,
+    PyException,
+    "Error raised by the Rust core: args = (kind, culprits, message)."
+);
 
 /// Build a `CoreError` carrying a machine-readable kind and the culprits' identifiers.
 pub(crate) fn core_err(kind: &str, culprits: Vec<u16>, message: impl Into<String>) -> PyErr {
     CoreError::new_err((kind.to_string(), culprits, message.into()))
 }
 
+/// Run one entry point so that a panic (a bug in this glue or in a crate) becomes a
+/// `CoreError("internal", ...)` instead of pyo3's `PanicException`, which derives from
+/// `BaseException` and would escape every `except Exception`. The panic payload is not
+/// copied into the error: it may describe secret values.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(_) => Err(core_err(
+            "internal",
+            vec![],
+            "internal error in the core (a bug: please report it)",
+        )),
+    }
+}
+
+/// Panics are caught by [`guarded`]; the hook only names where, never the payload.
+fn quiet_panic_hook(info: &std::panic::PanicHookInfo<'_>) {
+    match info.location() {
+        Some(loc) => eprintln!(
+            "synod core: internal error at {}:{}",
+            loc.file(),
+            loc.line()
+        ),
+        None => eprintln!("synod core: internal error"),
+    }
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CoreError", m.py().get_type::<CoreError>())?;
+    std::panic::set_hook(Box::new(quiet_panic_hook));
     frost::register(m)?;
     ecdsa::register(m)?;
     Ok(())

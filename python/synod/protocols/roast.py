@@ -363,7 +363,7 @@ class RoastSigner(Session):
         if (idx, sub_id) in self.answered:
             self._emit("dropped", reason="replayed_request", sub_id=sub_id)
             return []
-        package = frost.SigningPackage.from_bytes(raw)
+        package = frost.receive_signing_package(raw, self.key_package, self.public.identifiers)
         if self.outstanding is None or self.agg_index != idx:
             self._emit("refused", reason="no_outstanding_commitment", sub_id=sub_id)
             return []
