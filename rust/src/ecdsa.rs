@@ -30,7 +30,7 @@ use cggmp21::{
 };
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use rand_core::OsRng;
+use rand_core::{OsRng, RngCore};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +49,56 @@ type SigningMsg = cggmp21::signing::msg::Msg<E, D>;
 
 /// Upper bound on `n`: keeps every index a `u16` and the crate's vectors small.
 const MAX_PARTIES: u16 = 1000;
+
+/// Longest string in a protocol message. Big integers cross as hex strings; every integer
+/// the crate's proofs produce at this security level is below 2^(ℓ'+ε)·N·N̂ with ℓ' = 848,
+/// ε = 230 and both moduli of 8 × 384 = 3072 bits (7,222 bits; the largest seen in practice
+/// are the factoring proof's responses, 2^(ℓ+ε)·N·N̂, and Paillier ciphertexts mod N²).
+/// A longer string is refused before the crate sees it: a megabyte-long integer would
+/// otherwise cost seconds of modular arithmetic. (+2: a sign and a rounding digit.)
+const MAX_MESSAGE_STRING: usize = {
+    use cggmp21::security_level::{KeygenSecurityLevel, SecurityLevel};
+    (L::ELL_PRIME + L::EPSILON + 16 * L::SECURITY_BITS as usize) / 4 + 2
+};
+
+/// Longest array in a protocol message: per-party vectors (at most `MAX_PARTIES`) and the
+/// proofs' repetitions (128 at this security level).
+const MAX_MESSAGE_ARRAY: usize = 1024;
+
+/// Most fields in one object of a protocol message (the crate's structs have a handful).
+const MAX_MESSAGE_FIELDS: usize = 64;
+
+/// Check every string, array and object of a decoded message against the bounds above.
+fn check_json_bounds(root: &serde_json::Value) -> Result<(), String> {
+    use serde_json::Value;
+    let mut stack = vec![root];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) if s.len() > MAX_MESSAGE_STRING => {
+                return Err(format!(
+                    "a string of {} bytes (at most {MAX_MESSAGE_STRING})",
+                    s.len()
+                ));
+            }
+            Value::Array(a) if a.len() > MAX_MESSAGE_ARRAY => {
+                return Err(format!(
+                    "an array of {} items (at most {MAX_MESSAGE_ARRAY})",
+                    a.len()
+                ));
+            }
+            Value::Object(o) if o.len() > MAX_MESSAGE_FIELDS => {
+                return Err(format!(
+                    "an object of {} fields (at most {MAX_MESSAGE_FIELDS})",
+                    o.len()
+                ));
+            }
+            Value::Array(a) => stack.extend(a.iter()),
+            Value::Object(o) => stack.extend(o.values()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 // ---------------------------------------------------------------------------
 // Encoding helpers
@@ -417,14 +467,20 @@ impl<M: Serialize + DeserializeOwned + 'static> Session for Driver<M> {
                 "a party cannot receive its own message",
             ));
         }
-        // An undecodable message is dropped (the session is unchanged) and its sender named.
-        let decoded: M = serde_json::from_slice(msg).map_err(|e| {
+        // An undecodable or oversized message is dropped (the session is unchanged) and its
+        // sender named. Sizes are checked on the generic JSON tree, before the crate's types
+        // (and their big integers) are built from it.
+        let refuse = |why: String| {
             core_err(
                 "protocol",
                 vec![sender],
-                format!("undecodable message from party {sender}: {e}"),
+                format!("undecodable message from party {sender}: {why}"),
             )
-        })?;
+        };
+        let tree: serde_json::Value =
+            serde_json::from_slice(msg).map_err(|e| refuse(e.to_string()))?;
+        check_json_bounds(&tree).map_err(refuse)?;
+        let decoded: M = serde_json::from_value(tree).map_err(|e| refuse(e.to_string()))?;
         let id = self.next_msg_id;
         self.next_msg_id += 1;
         self.msg_senders.insert(id, local);
@@ -565,7 +621,12 @@ fn ecdsa_aux_info_session(eid: Vec<u8>, i: u16, n: u16, primes: &[u8]) -> PyResu
         let machine: Machine<AuxMsg> = Box::new(
             cggmp21::round_based::state_machine::wrap_protocol(move |party| async move {
                 let mut rng = OsRng;
+                // Each party precomputes for its own aux info: CRT exponentiation with its
+                // Paillier secret (secret, like the rest of the aux info) and the
+                // multi-exponentiation tables of every party's ring-Pedersen parameters.
                 cggmp21::aux_info_gen(ExecutionId::new(&eid), i, n, primes)
+                    .precompute_crt(true)
+                    .precompute_multiexp_tables(true)
                     .start(&mut rng, party)
                     .await
                     .map_err(Failure::from_error)
@@ -756,12 +817,32 @@ fn load_primes(bytes: &[u8]) -> PyResult<PregeneratedPrimes<L>> {
         .ok_or_else(|| core_err("decode", vec![], "primes: too small for SecurityLevel128"))
 }
 
-/// Generate a fresh pair of safe primes for aux info generation (slow: seconds to minutes).
-/// Releases the GIL so several can be generated in parallel threads.
+/// One safe prime of the size the security level needs, searched with a hash-based CSPRNG
+/// seeded once from the OS (the search draws millions of random words).
+fn safe_prime() -> cggmp21::rug::Integer {
+    use cggmp21::security_level::KeygenSecurityLevel;
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    let mut rng = rand_hash::HashRng::<sha2::Sha256, _>::from_seed(udigest::Bytes(seed));
+    cggmp21::fast_paillier::utils::generate_safe_prime(&mut rng, 4 * L::SECURITY_BITS)
+}
+
+/// Generate a fresh pair of safe primes for aux info generation (tens of seconds): the two
+/// primes are searched in parallel threads. Releases the GIL, so several parties' primes
+/// can be generated at once.
 #[pyfunction]
 fn ecdsa_generate_primes(py: Python<'_>) -> PyResult<Bytes> {
     crate::guarded(|| {
-        let primes = py.allow_threads(|| PregeneratedPrimes::<L>::generate(&mut OsRng));
+        let (p, q) = py.allow_threads(|| {
+            std::thread::scope(|scope| {
+                let p = scope.spawn(safe_prime);
+                let q = safe_prime();
+                (p.join(), q)
+            })
+        });
+        let p = p.map_err(|_| core_err("internal", vec![], "prime search failed"))?;
+        let primes = PregeneratedPrimes::<L>::new(p, q)
+            .ok_or_else(|| core_err("internal", vec![], "generated primes are too small"))?;
         encode("primes", &primes).map(Cow::Owned)
     })
 }
@@ -859,8 +940,8 @@ struct PartialBlob {
 
 /// A presignature, usable exactly once: issuing a partial signature consumes it and a
 /// second use raises `presignature_used`. Signing two messages with one presignature
-/// leaks the key. `to_bytes()` yields a copy that this object cannot track: whoever
-/// stores it must ensure each stored copy is used at most once.
+/// leaks the key, so there is no copy: `move_out` hands the bytes over and uses this
+/// object up.
 #[pyclass(unsendable, module = "synod._core")]
 pub struct EcdsaPresignature {
     inner: Option<PresignatureBlob>,
@@ -876,17 +957,16 @@ impl EcdsaPresignature {
 
 #[pymethods]
 impl EcdsaPresignature {
-    #[staticmethod]
-    fn from_bytes(bytes: &[u8]) -> PyResult<Self> {
+    /// Move the presignature out as bytes for a single-use store: this object is used up.
+    /// The only way back is `ecdsa_presignature_restore`, which the store calls once, after
+    /// erasing the bytes.
+    fn move_out<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         crate::guarded(|| {
-            Ok(EcdsaPresignature {
-                inner: Some(decode("presignature", bytes)?),
-            })
+            let blob = self.get()?;
+            let bytes = encode("presignature", blob)?;
+            self.inner = None;
+            Ok(PyBytes::new(py, &bytes))
         })
-    }
-
-    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        crate::guarded(|| Ok(PyBytes::new(py, &encode("presignature", self.get()?)?)))
     }
 
     fn is_used(&self) -> bool {
@@ -951,6 +1031,17 @@ impl EcdsaPresignature {
     }
 }
 
+/// A presignature from the bytes `EcdsaPresignature.move_out` produced. Only the node's
+/// store calls this, once per stored presignature, after erasing the stored copy.
+#[pyfunction]
+fn ecdsa_presignature_restore(data: &[u8]) -> PyResult<EcdsaPresignature> {
+    crate::guarded(|| {
+        Ok(EcdsaPresignature {
+            inner: Some(decode("presignature", data)?),
+        })
+    })
+}
+
 /// Validate a partial signature; return the index of the party that issued it.
 #[pyfunction]
 fn ecdsa_partial_signature_info(partial: &[u8]) -> PyResult<u16> {
@@ -966,7 +1057,7 @@ fn ecdsa_partial_signature_info(partial: &[u8]) -> PyResult<u16> {
 #[pyfunction]
 fn ecdsa_combine<'py>(
     py: Python<'py>,
-    partials: Vec<Vec<u8>>,
+    partials: Vec<crate::Raw>,
     public_key: &[u8],
     digest: &[u8],
 ) -> PyResult<Bound<'py, PyBytes>> {
@@ -1075,6 +1166,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ecdsa_keygen_session, m)?)?;
     m.add_function(wrap_pyfunction!(ecdsa_presign_session, m)?)?;
     m.add_function(wrap_pyfunction!(ecdsa_sign_session, m)?)?;
+    m.add_function(wrap_pyfunction!(ecdsa_presignature_restore, m)?)?;
     m.add_function(wrap_pyfunction!(ecdsa_generate_primes, m)?)?;
     m.add_function(wrap_pyfunction!(ecdsa_primes_validate, m)?)?;
     m.add_function(wrap_pyfunction!(ecdsa_aux_info_info, m)?)?;

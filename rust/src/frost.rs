@@ -35,6 +35,9 @@ type Ed = frost_ed25519::Ed25519Sha512;
 
 type Bytes = Vec<u8>;
 type IdMap = BTreeMap<u16, Bytes>;
+/// Arguments from Python: bytes copied in one step (see `crate::Raw`).
+type In = crate::Raw;
+type InMap = BTreeMap<u16, In>;
 
 /// What differs between the two ciphersuites: only the BIP341 tweak.
 trait Suite: Ciphersuite {
@@ -160,7 +163,7 @@ fn frost_err<C: Ciphersuite>(e: Error<C>) -> PyErr {
 
 /// Deserialize every value of an identifier-keyed map, naming the sender of undecodable bytes.
 fn decode_map<C: Ciphersuite, T>(
-    m: &IdMap,
+    m: &InMap,
     what: &str,
     de: impl Fn(&[u8]) -> Result<T, Error<C>>,
 ) -> PyResult<BTreeMap<Identifier<C>, T>> {
@@ -236,11 +239,7 @@ fn dkg_part1_g<C: Suite>(
     Ok((ser(secret.serialize())?, ser(package.serialize())?))
 }
 
-fn dkg_part2_g<C: Suite>(
-    flavour: Flavour,
-    secret: Bytes,
-    round1: IdMap,
-) -> PyResult<(Bytes, IdMap)> {
+fn dkg_part2_g<C: Suite>(flavour: Flavour, secret: In, round1: InMap) -> PyResult<(Bytes, IdMap)> {
     let secret = de(
         &secret,
         "round-1 secret package",
@@ -271,8 +270,8 @@ type Round2Inputs<C> = (
 
 fn decode_part3<C: Suite>(
     secret: &[u8],
-    round1: &IdMap,
-    round2: &IdMap,
+    round1: &InMap,
+    round2: &InMap,
 ) -> PyResult<Round2Inputs<C>> {
     let secret = de(
         secret,
@@ -292,7 +291,7 @@ fn decode_part3<C: Suite>(
     Ok((secret, r1, r2))
 }
 
-fn dkg_part3_g<C: Suite>(secret: Bytes, round1: IdMap, round2: IdMap) -> PyResult<(Bytes, Bytes)> {
+fn dkg_part3_g<C: Suite>(secret: In, round1: InMap, round2: InMap) -> PyResult<(Bytes, Bytes)> {
     let (secret, r1, r2) = decode_part3::<C>(&secret, &round1, &round2)?;
     let (kp, pkp) = dkg::part3(&secret, &r1, &r2).map_err(|e| frost_err(e))?;
     Ok((ser(kp.serialize())?, ser(pkp.serialize())?))
@@ -329,8 +328,8 @@ fn frost_dkg_part2(
     py: Python<'_>,
     suite: &str,
     refresh: bool,
-    secret: Bytes,
-    round1: IdMap,
+    secret: In,
+    round1: InMap,
 ) -> PyResult<(Py<PyBytes>, IdMap)> {
     let (s, out) = dispatch!(suite, dkg_part2_g(Flavour::of(refresh), secret, round1))?;
     Ok((py_bytes(py, s), out))
@@ -340,9 +339,9 @@ fn frost_dkg_part2(
 fn frost_dkg_part3(
     py: Python<'_>,
     suite: &str,
-    secret: Bytes,
-    round1: IdMap,
-    round2: IdMap,
+    secret: In,
+    round1: InMap,
+    round2: InMap,
 ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
     let (k, p) = dispatch!(suite, dkg_part3_g(secret, round1, round2))?;
     Ok((py_bytes(py, k), py_bytes(py, p)))
@@ -352,13 +351,13 @@ fn frost_dkg_part3(
 // Signing: round 1, signing package, round 2, aggregate, verify
 // ---------------------------------------------------------------------------
 
-fn round1_g<C: Suite>(key_package: Bytes) -> PyResult<(Bytes, Bytes)> {
+fn round1_g<C: Suite>(key_package: In) -> PyResult<(Bytes, Bytes)> {
     let kp = de(&key_package, "key package", KeyPackage::<C>::deserialize)?;
     let (nonces, commitments) = frost_core::round1::commit(kp.signing_share(), &mut OsRng);
     Ok((ser(nonces.serialize())?, ser(commitments.serialize())?))
 }
 
-fn signing_package_g<C: Suite>(commitments: IdMap, message: Bytes) -> PyResult<Bytes> {
+fn signing_package_g<C: Suite>(commitments: InMap, message: In) -> PyResult<Bytes> {
     let c = decode_map(
         &commitments,
         "signing commitments",
@@ -367,7 +366,7 @@ fn signing_package_g<C: Suite>(commitments: IdMap, message: Bytes) -> PyResult<B
     ser(SigningPackage::new(c, &message).serialize())
 }
 
-fn tweak_root(taproot: bool, merkle_root: &Option<Bytes>) -> PyResult<Option<Option<&[u8]>>> {
+fn tweak_root(taproot: bool, merkle_root: &Option<In>) -> PyResult<Option<Option<&[u8]>>> {
     match (taproot, merkle_root) {
         (false, None) => Ok(None),
         (false, Some(_)) => Err(core_err(
@@ -380,11 +379,11 @@ fn tweak_root(taproot: bool, merkle_root: &Option<Bytes>) -> PyResult<Option<Opt
 }
 
 fn round2_g<C: Suite>(
-    signing_package: Bytes,
-    nonces: Bytes,
-    key_package: Bytes,
+    signing_package: In,
+    nonces: In,
+    key_package: In,
     taproot: bool,
-    merkle_root: Option<Bytes>,
+    merkle_root: Option<In>,
 ) -> PyResult<Bytes> {
     let sp = de(
         &signing_package,
@@ -401,11 +400,11 @@ fn round2_g<C: Suite>(
 }
 
 fn aggregate_g<C: Suite>(
-    signing_package: Bytes,
-    shares: IdMap,
-    public_package: Bytes,
+    signing_package: In,
+    shares: InMap,
+    public_package: In,
     taproot: bool,
-    merkle_root: Option<Bytes>,
+    merkle_root: Option<In>,
 ) -> PyResult<Bytes> {
     let sp = de(
         &signing_package,
@@ -429,11 +428,11 @@ fn aggregate_g<C: Suite>(
 /// Check one signature share as it arrives (ROAST excludes a signer on its first bad share).
 fn verify_share_g<C: Suite>(
     id: u16,
-    signing_package: Bytes,
-    share: Bytes,
-    public_package: Bytes,
+    signing_package: In,
+    share: In,
+    public_package: In,
     taproot: bool,
-    merkle_root: Option<Bytes>,
+    merkle_root: Option<In>,
 ) -> PyResult<()> {
     let sp = de(
         &signing_package,
@@ -468,9 +467,9 @@ fn verify_share_g<C: Suite>(
 }
 
 fn verifying_key_g<C: Suite>(
-    public_package: Bytes,
+    public_package: In,
     taproot: bool,
-    merkle_root: Option<Bytes>,
+    merkle_root: Option<In>,
 ) -> PyResult<Bytes> {
     let mut pkp = de(
         &public_package,
@@ -483,7 +482,7 @@ fn verifying_key_g<C: Suite>(
     ser(pkp.verifying_key().serialize())
 }
 
-fn verify_g<C: Suite>(verifying_key: Bytes, message: Bytes, signature: Bytes) -> PyResult<()> {
+fn verify_g<C: Suite>(verifying_key: In, message: In, signature: In) -> PyResult<()> {
     let vk = de(
         &verifying_key,
         "verifying key",
@@ -503,7 +502,7 @@ fn verify_g<C: Suite>(verifying_key: Bytes, message: Bytes, signature: Bytes) ->
 fn frost_round1(
     py: Python<'_>,
     suite: &str,
-    key_package: Bytes,
+    key_package: In,
 ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
     let (n, c) = dispatch!(suite, round1_g(key_package))?;
     Ok((py_bytes(py, n), py_bytes(py, c)))
@@ -513,8 +512,8 @@ fn frost_round1(
 fn frost_signing_package(
     py: Python<'_>,
     suite: &str,
-    commitments: IdMap,
-    message: Bytes,
+    commitments: InMap,
+    message: In,
 ) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(
         py,
@@ -527,11 +526,11 @@ fn frost_signing_package(
 fn frost_round2(
     py: Python<'_>,
     suite: &str,
-    signing_package: Bytes,
-    nonces: Bytes,
-    key_package: Bytes,
+    signing_package: In,
+    nonces: In,
+    key_package: In,
     taproot: bool,
-    merkle_root: Option<Bytes>,
+    merkle_root: Option<In>,
 ) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(
         py,
@@ -547,11 +546,11 @@ fn frost_round2(
 fn frost_aggregate(
     py: Python<'_>,
     suite: &str,
-    signing_package: Bytes,
-    shares: IdMap,
-    public_package: Bytes,
+    signing_package: In,
+    shares: InMap,
+    public_package: In,
     taproot: bool,
-    merkle_root: Option<Bytes>,
+    merkle_root: Option<In>,
 ) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(
         py,
@@ -573,11 +572,11 @@ fn frost_aggregate(
 fn frost_verify_share(
     suite: &str,
     id: u16,
-    signing_package: Bytes,
-    share: Bytes,
-    public_package: Bytes,
+    signing_package: In,
+    share: In,
+    public_package: In,
     taproot: bool,
-    merkle_root: Option<Bytes>,
+    merkle_root: Option<In>,
 ) -> PyResult<()> {
     dispatch!(
         suite,
@@ -597,9 +596,9 @@ fn frost_verify_share(
 fn frost_verifying_key(
     py: Python<'_>,
     suite: &str,
-    public_package: Bytes,
+    public_package: In,
     taproot: bool,
-    merkle_root: Option<Bytes>,
+    merkle_root: Option<In>,
 ) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(
         py,
@@ -609,12 +608,7 @@ fn frost_verifying_key(
 
 /// Verify a signature with the crate's verifier (BIP340 for secp256k1-tr, RFC 8032 for ed25519).
 #[pyfunction]
-fn frost_verify(
-    suite: &str,
-    verifying_key: Bytes,
-    message: Bytes,
-    signature: Bytes,
-) -> PyResult<()> {
+fn frost_verify(suite: &str, verifying_key: In, message: In, signature: In) -> PyResult<()> {
     dispatch!(suite, verify_g(verifying_key, message, signature))
 }
 
@@ -622,7 +616,7 @@ fn frost_verify(
 // Inspecting packages
 // ---------------------------------------------------------------------------
 
-fn key_package_info_g<C: Suite>(key_package: Bytes) -> PyResult<(u16, u16, Bytes, Bytes)> {
+fn key_package_info_g<C: Suite>(key_package: In) -> PyResult<(u16, u16, Bytes, Bytes)> {
     let kp = de(&key_package, "key package", KeyPackage::<C>::deserialize)?;
     let id = id_or_err(kp.identifier(), "key package")?;
     Ok((
@@ -633,7 +627,7 @@ fn key_package_info_g<C: Suite>(key_package: Bytes) -> PyResult<(u16, u16, Bytes
     ))
 }
 
-fn public_package_info_g<C: Suite>(public_package: Bytes) -> PyResult<(Option<u16>, IdMap, Bytes)> {
+fn public_package_info_g<C: Suite>(public_package: In) -> PyResult<(Option<u16>, IdMap, Bytes)> {
     let pkp = de(
         &public_package,
         "public key package",
@@ -650,7 +644,7 @@ fn public_package_info_g<C: Suite>(public_package: Bytes) -> PyResult<(Option<u1
     ))
 }
 
-fn signing_package_info_g<C: Suite>(signing_package: Bytes) -> PyResult<(Bytes, IdMap)> {
+fn signing_package_info_g<C: Suite>(signing_package: In) -> PyResult<(Bytes, IdMap)> {
     let sp = de(
         &signing_package,
         "signing package",
@@ -740,7 +734,7 @@ fn bad_package(message: impl Into<String>) -> PyErr {
 /// `min_signers`, every identifier a committee member's (in the crate's strictly increasing
 /// order), `me` among them, a message of at most `max_message` bytes, nothing after it.
 fn check_signing_package_g<C: Suite>(
-    signing_package: Bytes,
+    signing_package: In,
     me: u16,
     min_signers: u16,
     committee: Vec<u16>,
@@ -818,7 +812,7 @@ fn check_signing_package_g<C: Suite>(
 #[pyfunction]
 fn frost_check_signing_package(
     suite: &str,
-    signing_package: Bytes,
+    signing_package: In,
     me: u16,
     min_signers: u16,
     committee: Vec<u16>,
@@ -835,7 +829,7 @@ fn frost_check_signing_package(
 fn frost_signing_package_info(
     py: Python<'_>,
     suite: &str,
-    signing_package: Bytes,
+    signing_package: In,
 ) -> PyResult<(Py<PyBytes>, IdMap)> {
     let (m, c) = dispatch!(suite, signing_package_info_g(signing_package))?;
     Ok((py_bytes(py, m), c))
@@ -846,7 +840,7 @@ fn frost_signing_package_info(
 fn frost_key_package_info(
     py: Python<'_>,
     suite: &str,
-    key_package: Bytes,
+    key_package: In,
 ) -> PyResult<(u16, u16, Py<PyBytes>, Py<PyBytes>)> {
     let (id, t, vs, vk) = dispatch!(suite, key_package_info_g(key_package))?;
     Ok((id, t, py_bytes(py, vs), py_bytes(py, vk)))
@@ -857,14 +851,14 @@ fn frost_key_package_info(
 fn frost_public_package_info(
     py: Python<'_>,
     suite: &str,
-    public_package: Bytes,
+    public_package: In,
 ) -> PyResult<(Option<u16>, IdMap, Py<PyBytes>)> {
     let (t, shares, vk) = dispatch!(suite, public_package_info_g(public_package))?;
     Ok((t, shares, py_bytes(py, vk)))
 }
 
 /// Check that bytes deserialize as the named FROST object (used to validate untrusted input early).
-fn check_g<C: Suite>(kind: &str, bytes: Bytes) -> PyResult<()> {
+fn check_g<C: Suite>(kind: &str, bytes: In) -> PyResult<()> {
     let r: Result<(), Error<C>> = match kind {
         "key_package" => KeyPackage::<C>::deserialize(&bytes).map(drop),
         "public_key_package" => PublicKeyPackage::<C>::deserialize(&bytes).map(drop),
@@ -895,7 +889,7 @@ fn check_g<C: Suite>(kind: &str, bytes: Bytes) -> PyResult<()> {
 }
 
 #[pyfunction]
-fn frost_check(suite: &str, kind: &str, bytes: Bytes) -> PyResult<()> {
+fn frost_check(suite: &str, kind: &str, bytes: In) -> PyResult<()> {
     dispatch!(suite, check_g(kind, bytes))
 }
 
@@ -904,11 +898,11 @@ fn frost_check(suite: &str, kind: &str, bytes: Bytes) -> PyResult<()> {
 // ---------------------------------------------------------------------------
 
 fn refresh_part3_g<C: Suite>(
-    secret: Bytes,
-    round1: IdMap,
-    round2: IdMap,
-    public_package: Bytes,
-    key_package: Bytes,
+    secret: In,
+    round1: InMap,
+    round2: InMap,
+    public_package: In,
+    key_package: In,
 ) -> PyResult<(Bytes, Bytes)> {
     let (secret, r1, r2) = decode_part3::<C>(&secret, &round1, &round2)?;
     let pkp = de(
@@ -934,11 +928,11 @@ fn refresh_part3_g<C: Suite>(
 fn frost_refresh_part3(
     py: Python<'_>,
     suite: &str,
-    secret: Bytes,
-    round1: IdMap,
-    round2: IdMap,
-    public_package: Bytes,
-    key_package: Bytes,
+    secret: In,
+    round1: InMap,
+    round2: InMap,
+    public_package: In,
+    key_package: In,
 ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
     let (k, p) = dispatch!(
         suite,
@@ -953,7 +947,7 @@ fn frost_refresh_part3(
 
 fn repair_part1_g<C: Suite>(
     helpers: Vec<u16>,
-    key_package: Bytes,
+    key_package: In,
     participant: u16,
 ) -> PyResult<IdMap> {
     let kp = de(&key_package, "key package", KeyPackage::<C>::deserialize)?;
@@ -966,16 +960,16 @@ fn repair_part1_g<C: Suite>(
     encode_map(&deltas, |d| Ok(d.serialize()))
 }
 
-fn repair_part2_g<C: Suite>(deltas: IdMap) -> PyResult<Bytes> {
+fn repair_part2_g<C: Suite>(deltas: InMap) -> PyResult<Bytes> {
     let ds = decode_map(&deltas, "repair delta", repairable::Delta::<C>::deserialize)?;
     let ds: Vec<_> = ds.into_values().collect();
     Ok(repairable::repair_share_part2(&ds).serialize())
 }
 
 fn repair_part3_g<C: Suite>(
-    sigmas: IdMap,
+    sigmas: InMap,
     participant: u16,
-    public_package: Bytes,
+    public_package: In,
 ) -> PyResult<Bytes> {
     let ss = decode_map(&sigmas, "repair sigma", repairable::Sigma::<C>::deserialize)?;
     let ss: Vec<_> = ss.into_values().collect();
@@ -1002,14 +996,14 @@ fn repair_part3_g<C: Suite>(
 fn frost_repair_part1(
     suite: &str,
     helpers: Vec<u16>,
-    key_package: Bytes,
+    key_package: In,
     participant: u16,
 ) -> PyResult<IdMap> {
     dispatch!(suite, repair_part1_g(helpers, key_package, participant))
 }
 
 #[pyfunction]
-fn frost_repair_part2(py: Python<'_>, suite: &str, deltas: IdMap) -> PyResult<Py<PyBytes>> {
+fn frost_repair_part2(py: Python<'_>, suite: &str, deltas: InMap) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(py, dispatch!(suite, repair_part2_g(deltas))?))
 }
 
@@ -1017,9 +1011,9 @@ fn frost_repair_part2(py: Python<'_>, suite: &str, deltas: IdMap) -> PyResult<Py
 fn frost_repair_part3(
     py: Python<'_>,
     suite: &str,
-    sigmas: IdMap,
+    sigmas: InMap,
     participant: u16,
-    public_package: Bytes,
+    public_package: In,
 ) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(
         py,
@@ -1058,7 +1052,7 @@ fn check_new_threshold(new_min: u16, new_ids: &[u16]) -> PyResult<()> {
 /// Old signer `kp.identifier` in `old_signers`: split λ_i·s_i among `new_ids` with threshold `new_min`.
 /// Returns the VSS commitment (to broadcast) and one sub-share per new identifier (to send privately).
 fn reshare_part1_g<C: Suite>(
-    key_package: Bytes,
+    key_package: In,
     old_signers: Vec<u16>,
     new_ids: Vec<u16>,
     new_min: u16,
@@ -1119,9 +1113,9 @@ fn reshare_part2_g<C: Suite>(
     id: u16,
     new_ids: Vec<u16>,
     new_min: u16,
-    old_public_package: Bytes,
-    commitments: IdMap,
-    shares: IdMap,
+    old_public_package: In,
+    commitments: InMap,
+    shares: InMap,
 ) -> PyResult<(Bytes, Bytes)> {
     check_new_threshold(new_min, &new_ids)?;
     let old = de(
@@ -1257,7 +1251,7 @@ fn reshare_part2_g<C: Suite>(
 fn frost_reshare_part1(
     py: Python<'_>,
     suite: &str,
-    key_package: Bytes,
+    key_package: In,
     old_signers: Vec<u16>,
     new_ids: Vec<u16>,
     new_min: u16,
@@ -1277,9 +1271,9 @@ fn frost_reshare_part2(
     id: u16,
     new_ids: Vec<u16>,
     new_min: u16,
-    old_public_package: Bytes,
-    commitments: IdMap,
-    shares: IdMap,
+    old_public_package: In,
+    commitments: InMap,
+    shares: InMap,
 ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
     let (k, p) = dispatch!(
         suite,
@@ -1300,7 +1294,7 @@ fn frost_reshare_part2(
 // ---------------------------------------------------------------------------
 
 fn split_g<C: Suite>(
-    secret: Option<Bytes>,
+    secret: Option<In>,
     max_signers: u16,
     min_signers: u16,
 ) -> PyResult<(IdMap, Bytes)> {
@@ -1333,7 +1327,7 @@ fn split_g<C: Suite>(
     Ok((out, ser(pkp.serialize())?))
 }
 
-fn reconstruct_g<C: Suite>(key_packages: Vec<Bytes>) -> PyResult<Bytes> {
+fn reconstruct_g<C: Suite>(key_packages: Vec<In>) -> PyResult<Bytes> {
     let kps = key_packages
         .iter()
         .map(|b| de(b, "key package", KeyPackage::<C>::deserialize))
@@ -1343,7 +1337,7 @@ fn reconstruct_g<C: Suite>(key_packages: Vec<Bytes>) -> PyResult<Bytes> {
 }
 
 /// Build packages from raw per-participant secret scalars (e.g. published test vectors).
-fn import_shares_g<C: Suite>(shares: IdMap, min_signers: u16) -> PyResult<(IdMap, Bytes)> {
+fn import_shares_g<C: Suite>(shares: InMap, min_signers: u16) -> PyResult<(IdMap, Bytes)> {
     let mut verifying_shares = BTreeMap::new();
     let mut signing = BTreeMap::new();
     for (id, raw) in &shares {
@@ -1374,7 +1368,7 @@ fn import_shares_g<C: Suite>(shares: IdMap, min_signers: u16) -> PyResult<(IdMap
 }
 
 /// Wrap raw (hiding, binding) commitment points, or a raw share scalar, as crate objects.
-fn raw_commitments_g<C: Suite>(hiding: Bytes, binding: Bytes) -> PyResult<Bytes> {
+fn raw_commitments_g<C: Suite>(hiding: In, binding: In) -> PyResult<Bytes> {
     let h = de(
         &hiding,
         "hiding commitment",
@@ -1388,7 +1382,7 @@ fn raw_commitments_g<C: Suite>(hiding: Bytes, binding: Bytes) -> PyResult<Bytes>
     ser(SigningCommitments::new(h, b).serialize())
 }
 
-fn raw_share_g<C: Suite>(scalar: Bytes) -> PyResult<Bytes> {
+fn raw_share_g<C: Suite>(scalar: In) -> PyResult<Bytes> {
     let s = de(&scalar, "signature share", SignatureShare::<C>::deserialize)?;
     Ok(s.serialize())
 }
@@ -1400,18 +1394,14 @@ fn frost_split(
     suite: &str,
     max_signers: u16,
     min_signers: u16,
-    secret: Option<Bytes>,
+    secret: Option<In>,
 ) -> PyResult<(IdMap, Py<PyBytes>)> {
     let (kps, pkp) = dispatch!(suite, split_g(secret, max_signers, min_signers))?;
     Ok((kps, py_bytes(py, pkp)))
 }
 
 #[pyfunction]
-fn frost_reconstruct(
-    py: Python<'_>,
-    suite: &str,
-    key_packages: Vec<Bytes>,
-) -> PyResult<Py<PyBytes>> {
+fn frost_reconstruct(py: Python<'_>, suite: &str, key_packages: Vec<In>) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(py, dispatch!(suite, reconstruct_g(key_packages))?))
 }
 
@@ -1419,7 +1409,7 @@ fn frost_reconstruct(
 fn frost_import_shares(
     py: Python<'_>,
     suite: &str,
-    shares: IdMap,
+    shares: InMap,
     min_signers: u16,
 ) -> PyResult<(IdMap, Py<PyBytes>)> {
     let (kps, pkp) = dispatch!(suite, import_shares_g(shares, min_signers))?;
@@ -1430,8 +1420,8 @@ fn frost_import_shares(
 fn frost_raw_commitments(
     py: Python<'_>,
     suite: &str,
-    hiding: Bytes,
-    binding: Bytes,
+    hiding: In,
+    binding: In,
 ) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(
         py,
@@ -1440,7 +1430,7 @@ fn frost_raw_commitments(
 }
 
 #[pyfunction]
-fn frost_raw_share(py: Python<'_>, suite: &str, scalar: Bytes) -> PyResult<Py<PyBytes>> {
+fn frost_raw_share(py: Python<'_>, suite: &str, scalar: In) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(py, dispatch!(suite, raw_share_g(scalar))?))
 }
 
@@ -1459,10 +1449,10 @@ struct Prepared<C: Ciphersuite> {
 }
 
 fn prepare_g<C: Suite>(
-    signing_package: Bytes,
-    public_package: Bytes,
+    signing_package: In,
+    public_package: In,
     taproot: bool,
-    merkle_root: Option<Bytes>,
+    merkle_root: Option<In>,
 ) -> PyResult<Prepared<C>> {
     let sp = de(
         &signing_package,
@@ -1552,10 +1542,10 @@ impl FrostShareVerifier {
     #[pyo3(signature = (suite, signing_package, public_package, taproot=false, merkle_root=None))]
     fn new(
         suite: &str,
-        signing_package: Bytes,
-        public_package: Bytes,
+        signing_package: In,
+        public_package: In,
         taproot: bool,
-        merkle_root: Option<Bytes>,
+        merkle_root: Option<In>,
     ) -> PyResult<Self> {
         let inner = match suite {
             "secp256k1-tr" => AnyPrepared::Tr(Box::new(prepare_g::<Tr>(
@@ -1582,7 +1572,7 @@ impl FrostShareVerifier {
     }
 
     /// Raise `CoreError("invalid_share", [id], ...)` unless `share` is valid for signer `id`.
-    fn verify(&self, id: u16, share: Bytes) -> PyResult<()> {
+    fn verify(&self, id: u16, share: In) -> PyResult<()> {
         match &self.inner {
             AnyPrepared::Tr(p) => check_prepared(p, id, &share),
             AnyPrepared::Ed(p) => check_prepared(p, id, &share),

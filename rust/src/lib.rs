@@ -7,6 +7,7 @@
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes};
 
 mod ecdsa;
 mod frost;
@@ -21,6 +22,29 @@ create_exception!(
 /// Build a `CoreError` carrying a machine-readable kind and the culprits' identifiers.
 pub(crate) fn core_err(kind: &str, culprits: Vec<u16>, message: impl Into<String>) -> PyErr {
     CoreError::new_err((kind.to_string(), culprits, message.into()))
+}
+
+/// Bytes handed in from Python, copied in one step. (pyo3 extracts a `Vec<u8>` item by
+/// item, which for a 16 MiB peer message costs most of a second.)
+pub(crate) struct Raw(pub Vec<u8>);
+
+impl<'py> FromPyObject<'py> for Raw {
+    fn extract_bound(ob: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(b) = ob.downcast::<PyBytes>() {
+            return Ok(Raw(b.as_bytes().to_vec()));
+        }
+        if let Ok(b) = ob.downcast::<PyByteArray>() {
+            return Ok(Raw(b.to_vec()));
+        }
+        Err(core_err("invalid_parameters", vec![], "expected bytes"))
+    }
+}
+
+impl std::ops::Deref for Raw {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// Run one entry point so that a panic (a bug in this glue or in a crate) becomes a

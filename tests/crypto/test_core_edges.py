@@ -185,7 +185,8 @@ def _ecdsa_calls() -> list[Call]:
     sig = ecdsa.combine(partials, digest, shares[0].public_key)
     pk, cc = shares[0].public_key, shares[0].chain_code or b""
     session = _core.ecdsa_keygen_session(os.urandom(32), 0, 3, 2)
-    fresh = ecdsa.local_presign(shares, [0, 1])[0]
+    fresh, spare = ecdsa.local_presign(shares, [0, 1])
+    moved = bytes(spare._core.move_out())
     return [
         # Starting aux info generation with valid arguments costs seconds: mutate the rest.
         Call(
@@ -229,6 +230,7 @@ def _ecdsa_calls() -> list[Call]:
         Call("ecdsa_derive_public_key", _core.ecdsa_derive_public_key, (pk, cc, [1, 2])),
         Call("EcdsaSession.receive", session.receive, (1, True, b"{}")),
         Call("EcdsaPresignature.issue_partial", fresh._core.issue_partial, (digest, [1])),
+        Call("ecdsa_presignature_restore", _core.ecdsa_presignature_restore, (moved,)),
     ]
 
 
@@ -289,6 +291,7 @@ _ECDSA_NAMES = [
     "ecdsa_derive_public_key",
     "EcdsaSession.receive",
     "EcdsaPresignature.issue_partial",
+    "ecdsa_presignature_restore",
 ]
 
 

@@ -3,6 +3,7 @@
 python -m synod.bench                      # FROST + CGGMP, default sizes
 python -m synod.bench --with-rust          # also run the Rust examples; adds a ratio column
 python -m synod.bench --frost-sizes 3/5 --no-ecdsa
+python -m synod.bench --worst-message      # what the worst peer message costs a receiver
 """
 
 from __future__ import annotations
@@ -72,12 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--withdrawals", type=int, default=10_000, help="withdrawals for --state")
     p.add_argument("--e2e", action="store_true", help="end-to-end withdrawals per minute")
     p.add_argument("--per-chain", type=int, default=20, help="withdrawals per chain for --e2e")
+    p.add_argument(
+        "--worst-message", action="store_true", help="cost of the worst message a peer may send"
+    )
     args = p.parse_args(argv)
 
     def progress(msg: str) -> None:
         print(f"  … {msg}", file=sys.stderr, flush=True)
 
     print(f"machine: {machine()}", file=sys.stderr)
+    if args.worst_message:
+        from synod.bench.worst import worst_rows
+
+        print(render(worst_rows(_sizes(args.frost_sizes), progress)))
+        return 0
     if args.e2e:
         from synod.bench.e2e import e2e_table
 

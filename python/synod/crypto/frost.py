@@ -421,6 +421,45 @@ def receive_signing_package(
     return SigningPackage.from_raw(key_package.suite, raw)
 
 
+#: Serialized group element length per ciphersuite (SEC1 compressed; Ed25519).
+_ELEMENT_LEN = {Ciphersuite.SECP256K1_TR: 33, Ciphersuite.ED25519: 32}
+
+
+def _varint_len(n: int) -> int:
+    return max(1, (n.bit_length() + 6) // 7)
+
+
+def _receive_exact(cls: type[_T], data: bytes, suite: Ciphersuite, length: int) -> _T:
+    """Parse a peer's object whose length the threshold fixes, checking it first."""
+    tag = encoding.kind_of(data)
+    expected = f"frost:{suite.value}:{cls.KIND}"
+    if tag != expected:
+        raise DecodeError(f"expected {expected!r}, got {tag!r}")
+    raw = encoding.unwrap(tag, data)
+    if len(raw) != length:
+        raise DecodeError(f"{cls.KIND}: {len(raw)} bytes, expected {length}")
+    return cls.from_raw(suite, raw)
+
+
+def receive_dkg_round1_package(
+    data: bytes, suite: Ciphersuite, min_signers: int
+) -> DkgRound1Package:
+    """A peer's round-1 package, its length checked against the threshold before the crate
+    decodes its t commitment points and proof (a hostile package of 16 MiB would otherwise
+    cost seconds)."""
+    e = _ELEMENT_LEN[suite]
+    # header, count, t points, 64-byte proof of knowledge with its length byte
+    length = 5 + _varint_len(min_signers) + min_signers * e + 1 + 64
+    return _receive_exact(DkgRound1Package, data, suite, length)
+
+
+def receive_reshare_commitment(
+    data: bytes, suite: Ciphersuite, new_min_signers: int
+) -> ReshareCommitment:
+    """An old signer's reshare commitment: exactly `new_min_signers` points, checked first."""
+    return _receive_exact(ReshareCommitment, data, suite, new_min_signers * _ELEMENT_LEN[suite])
+
+
 def sign(
     package: SigningPackage,
     nonces: SigningNonces,
