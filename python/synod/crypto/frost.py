@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Self, TypeVar
 
@@ -67,6 +67,15 @@ class TaprootTweak:
 
 KEY_PATH = TaprootTweak()
 
+#: Serialized group element length per ciphersuite (SEC1 compressed; Ed25519).
+_ELEMENT_LEN = {Ciphersuite.SECP256K1_TR: 33, Ciphersuite.ED25519: 32}
+#: Crate serializations of a fixed length, checked before any copy or parse of peer bytes.
+_FIXED_LEN: dict[str, Callable[[int], int]] = {
+    "signing_commitments": lambda e: 5 + 2 * e,  # header and two points
+    "signature_share": lambda e: 32,
+    "signature": lambda e: 64,
+}
+
 _T = TypeVar("_T", bound="FrostObject")
 
 
@@ -94,6 +103,9 @@ class FrostObject:
             suite = Ciphersuite(parts[1])
         except ValueError:
             raise DecodeError(f"unknown ciphersuite in {tag!r}") from None
+        fixed = _FIXED_LEN.get(cls.KIND)
+        if fixed is not None and len(data) != _header_len(tag) + fixed(_ELEMENT_LEN[suite]):
+            raise DecodeError(f"a {cls.KIND} has {fixed(_ELEMENT_LEN[suite])} bytes")
         return cls.from_raw(suite, encoding.unwrap(tag, data))
 
     @classmethod
@@ -407,8 +419,12 @@ def receive_signing_package(
     expected = f"frost:{key_package.suite.value}:{SigningPackage.KIND}"
     if tag != expected:
         raise DecodeError(f"expected {expected!r}, got {tag!r}")
-    raw = encoding.unwrap(tag, data)
     members = _ids(committee)
+    e, k = _ELEMENT_LEN[key_package.suite], len(members)
+    longest = 5 + _varint_len(k) + k * (32 + 5 + 2 * e) + _varint_len(max_message) + max_message
+    if len(data) > _header_len(tag) + longest:
+        raise DecodeError(f"signing package of {len(data)} bytes for a committee of {k}")
+    raw = encoding.unwrap(tag, data)
     with core_errors():
         _core.frost_check_signing_package(
             key_package.suite.value,
@@ -421,12 +437,12 @@ def receive_signing_package(
     return SigningPackage.from_raw(key_package.suite, raw)
 
 
-#: Serialized group element length per ciphersuite (SEC1 compressed; Ed25519).
-_ELEMENT_LEN = {Ciphersuite.SECP256K1_TR: 33, Ciphersuite.ED25519: 32}
-
-
 def _varint_len(n: int) -> int:
     return max(1, (n.bit_length() + 6) // 7)
+
+
+def _header_len(tag: str) -> int:
+    return 4 + len(tag.encode("ascii"))
 
 
 def _receive_exact(cls: type[_T], data: bytes, suite: Ciphersuite, length: int) -> _T:
@@ -435,10 +451,9 @@ def _receive_exact(cls: type[_T], data: bytes, suite: Ciphersuite, length: int) 
     expected = f"frost:{suite.value}:{cls.KIND}"
     if tag != expected:
         raise DecodeError(f"expected {expected!r}, got {tag!r}")
-    raw = encoding.unwrap(tag, data)
-    if len(raw) != length:
-        raise DecodeError(f"{cls.KIND}: {len(raw)} bytes, expected {length}")
-    return cls.from_raw(suite, raw)
+    if len(data) != _header_len(tag) + length:
+        raise DecodeError(f"{cls.KIND}: {len(data) - _header_len(tag)} bytes, expected {length}")
+    return cls.from_raw(suite, encoding.unwrap(tag, data))
 
 
 def receive_dkg_round1_package(
