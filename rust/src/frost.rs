@@ -1547,6 +1547,28 @@ impl FrostShareVerifier {
         taproot: bool,
         merkle_root: Option<In>,
     ) -> PyResult<Self> {
+        crate::guarded(|| {
+            Self::prepare(suite, signing_package, public_package, taproot, merkle_root)
+        })
+    }
+
+    /// Raise `CoreError("invalid_share", [id], ...)` unless `share` is valid for signer `id`.
+    fn verify(&self, id: u16, share: In) -> PyResult<()> {
+        crate::guarded(|| match &self.inner {
+            AnyPrepared::Tr(p) => check_prepared(p, id, &share),
+            AnyPrepared::Ed(p) => check_prepared(p, id, &share),
+        })
+    }
+}
+
+impl FrostShareVerifier {
+    fn prepare(
+        suite: &str,
+        signing_package: In,
+        public_package: In,
+        taproot: bool,
+        merkle_root: Option<In>,
+    ) -> PyResult<Self> {
         let inner = match suite {
             "secp256k1-tr" => AnyPrepared::Tr(Box::new(prepare_g::<Tr>(
                 signing_package,
@@ -1569,14 +1591,6 @@ impl FrostShareVerifier {
             }
         };
         Ok(Self { inner })
-    }
-
-    /// Raise `CoreError("invalid_share", [id], ...)` unless `share` is valid for signer `id`.
-    fn verify(&self, id: u16, share: In) -> PyResult<()> {
-        match &self.inner {
-            AnyPrepared::Tr(p) => check_prepared(p, id, &share),
-            AnyPrepared::Ed(p) => check_prepared(p, id, &share),
-        }
     }
 }
 
