@@ -4,6 +4,7 @@ python -m synod.bench                      # FROST + CGGMP, default sizes
 python -m synod.bench --with-rust          # also run the Rust examples; adds a ratio column
 python -m synod.bench --frost-sizes 3/5 --no-ecdsa
 python -m synod.bench --api                # withdrawal submissions/s through the REST API
+python -m synod.bench --worst-message      # what the worst peer message costs a receiver
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--transition", action="store_true", help="power transitions instead")
     p.add_argument("--utxos", type=int, default=100, help="old-key UTXOs to sweep (fresh key)")
+    p.add_argument(
+        "--worst-message", action="store_true", help="cost of the worst message a peer may send"
+    )
     args = p.parse_args(argv)
 
     def progress(msg: str) -> None:
@@ -109,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
                 progress,
             )
         )
+        return 0
+    if args.worst_message:
+        from synod.bench.worst import worst_rows
+
+        print(render(worst_rows(_sizes(args.frost_sizes), progress)))
         return 0
     if args.e2e:
         from synod.bench.e2e import e2e_table
