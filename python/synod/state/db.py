@@ -7,6 +7,7 @@ recorded in ``schema_version``, so every store can be upgraded in place.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -214,8 +215,9 @@ def migrate(
 
 
 def open_database(url: str) -> SqliteDatabase | PostgresDatabase:
-    """``sqlite:///path/to.db`` (or a plain path) or ``postgresql://...``."""
-    if url.startswith(("postgresql://", "postgres://")) or url.startswith("dbname="):
+    """``sqlite:///path/to.db`` (or a plain path), ``postgresql://...`` or a libpq key=value DSN
+    (``host=... dbname=...``)."""
+    if url.startswith(("postgresql://", "postgres://")) or re.match(r"^\w+=", url):
         return PostgresDatabase(url)
     path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
     return SqliteDatabase(path)
