@@ -13,9 +13,18 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from synod.state import errors as E
 from synod.state.fees import FeeSchedule
-from synod.state.machine import BALANCE_FIELDS, CONFIRMED, QUEUED, RESERVED, SIGNING, Ledger
+from synod.state.machine import (
+    BALANCE_FIELDS,
+    CANCELLED,
+    CONFIRMED,
+    QUEUED,
+    RESERVED,
+    SIGNING,
+    Ledger,
+)
 from synod.state.transactions import (
     Broadcast,
+    Cancel,
     Confirm,
     DepositCredit,
     Fail,
@@ -454,6 +463,26 @@ class LedgerMachine(RuleBasedStateMachine):
                     gone = [u for u in self.ledger.utxos(True) if u["outpoint"] == outpoint]
                     assert gone[0]["spent_by"] and not gone[0]["locked_by"]
 
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        """Allowed only while QUEUED with no template or nonce ever fixed; final afterwards."""
+        ids = self._ids()
+        if not ids:
+            return
+        w = self.ledger.withdrawal(data.draw(st.sampled_from(ids)))
+        before = self._snapshot()
+        cancellable = w.status == QUEUED and w.template_hash is None and w.account_nonce is None
+        self.requests += 1  # a fresh reason: a repeat of an applied cancel is a replay instead
+        cancel = Cancel(w.withdraw_id, f"requester {self.requests}", attempt=w.attempt)
+        assert self._apply(cancel) == cancellable
+        if not cancellable:
+            assert self._snapshot() == before
+            return
+        assert self.ledger.withdrawal(w.withdraw_id).status == CANCELLED
+        assert w.withdraw_id not in {o.withdraw_id for o in self.ledger.open_withdrawals()}
+        with pytest.raises(E.InvalidTransition):
+            self.ledger.apply(Reserve(w.withdraw_id, attempt=w.attempt))
+
     @precondition(lambda self: bool(self.applied))
     @rule(data=st.data())
     def replay(self, data: st.DataObject) -> None:
@@ -545,3 +574,26 @@ def test_state_machine(new_store: StoreFactory) -> None:
         suppress_health_check=list(HealthCheck),
     )
     runner().runTest()
+
+
+def test_cancel_only_before_any_template(open_db: Opener) -> None:
+    ledger = Ledger(open_db())
+    ledger.apply(btc_deposit(1, 100_000))
+    first = ledger.apply(WithdrawRequest("c1", "btc", "BTC", "bc1pdest", 10_000)).result
+    second = ledger.apply(WithdrawRequest("c2", "btc", "BTC", "bc1pdest", 10_000)).result
+    done = ledger.apply(Cancel(first["withdraw_id"], "requester changed their mind"))
+    assert done.result == {"withdraw_id": first["withdraw_id"], "status": CANCELLED}
+    history = ledger.history(first["withdraw_id"])
+    assert [h["kind"] for h in history] == ["withdraw_request", "cancel"]
+    with pytest.raises(E.InvalidTransition, match=r"needs .* in QUEUED, it is CANCELLED"):
+        ledger.apply(Reserve(first["withdraw_id"]))
+    ledger.apply(Reserve(second["withdraw_id"]))
+    with pytest.raises(E.InvalidTransition, match=r"needs .* in QUEUED, it is RESERVED"):
+        ledger.apply(Cancel(second["withdraw_id"], "too late"))
+    ledger.apply(StartSign(second["withdraw_id"], "s1"))
+    ledger.apply(Requeue(second["withdraw_id"], "session timeout"))
+    with pytest.raises(E.InvalidTransition, match="reserved template that may have been signed"):
+        ledger.apply(Cancel(second["withdraw_id"], "too late", attempt=1))
+    # The cancelled one never took funds; the other still holds its template's.
+    b = ledger.balance("btc", "BTC")
+    assert b["reserved"] == 100_000 and b["available"] == 0

@@ -19,7 +19,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from synod.cli import config_cmd, demo, keygen, sim
+    from synod.cli import api_cmd, client_cmd, config_cmd, demo, keygen, sim
 
     parser = _Parser(prog="synod", description="Threshold-signing custody engine.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_parser(sub)
     config_cmd.add_parser(sub)
     demo.add_parser(sub)
+    api_cmd.add_parser(sub)
+    client_cmd.add_parser(sub)
     return parser
 
 

@@ -33,8 +33,8 @@ DEFAULT_PERMISSIONS: Mapping[str, frozenset[str]] = {
             ATTEST,
         }
     ),
-    # User requests come in through an operator key (console or API), never a member's word.
-    OPERATOR: frozenset({"withdraw_request"}),
+    # User requests (and their cancellation) come in through an operator key (console or API).
+    OPERATOR: frozenset({"withdraw_request", "cancel"}),
 }
 
 

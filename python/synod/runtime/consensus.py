@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 
+from synod.metrics import LEDGER_TRANSACTIONS
 from synod.runtime.journal import Journal
+from synod.state.audit import AuditAction, AuditLog
 from synod.state.errors import Rejected
 from synod.state.machine import Ledger, Receipt
 from synod.state.transactions import Tx
@@ -18,9 +20,13 @@ log = logging.getLogger("synod.runtime.consensus")
 
 
 class LocalConsensus:
-    def __init__(self, ledger: Ledger, journal: Journal) -> None:
+    """`audit`, when given, gets one row per transaction applied, in the same database
+    transaction as the ledger's change (so the trail never misses nor invents one)."""
+
+    def __init__(self, ledger: Ledger, journal: Journal, audit: AuditLog | None = None) -> None:
         self.ledger = ledger
         self.journal = journal
+        self.audit = audit
         self.paused = False
 
     def submit(self, tx: Tx) -> Receipt | None:
@@ -30,7 +36,25 @@ class LocalConsensus:
             if not self.paused:
                 self.resume()
             return None
-        return self.ledger.apply(tx)
+        return self._apply(tx)
+
+    def _apply(self, tx: Tx) -> Receipt:
+        with self.ledger.db.transaction():
+            receipt = self.ledger.apply(tx)
+            if self.audit is not None and not receipt.duplicate:
+                self.audit.append(
+                    "consensus",
+                    AuditAction.LEDGER_TX,
+                    {
+                        "kind": receipt.kind,
+                        "tx_id": receipt.tx_id,
+                        "seq": receipt.seq,
+                        "withdraw_id": receipt.result.get("withdraw_id"),
+                    },
+                )
+        if not receipt.duplicate:
+            LEDGER_TRANSACTIONS.labels(receipt.kind).inc()
+        return receipt
 
     def pause(self) -> None:
         self.paused = True
@@ -41,7 +65,7 @@ class LocalConsensus:
         done: list[tuple[Tx, Receipt | Rejected]] = []
         for seq, tx in self.journal.pending():
             try:
-                outcome: Receipt | Rejected = self.ledger.apply(tx)
+                outcome: Receipt | Rejected = self._apply(tx)
             except Rejected as err:
                 log.warning("journaled %s refused on resume: %s", tx.KIND, err)
                 outcome = err

@@ -9,7 +9,9 @@ on every node and on both stores.
 
 Withdrawal states: QUEUED → RESERVED → SIGNING → SIGNED → BROADCAST → CONFIRMED,
 with BROADCAST → FAILED, FAILED → QUEUED and SIGNING → QUEUED (same template), and
-FAILED → CONFIRMED when the transaction reported failed is mined after all.
+FAILED → CONFIRMED when the transaction reported failed is mined after all, and
+QUEUED → CANCELLED while no template was ever reserved. `TRANSITIONS` is the one table of
+which transaction applies in which states.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from synod.state.fees import FeeSchedule
 from synod.state.transactions import (
     CHAINS,
     Broadcast,
+    Cancel,
     Confirm,
     DepositCredit,
     Fail,
@@ -43,11 +46,31 @@ if TYPE_CHECKING:
 
 QUEUED, RESERVED, SIGNING, SIGNED = "QUEUED", "RESERVED", "SIGNING", "SIGNED"
 BROADCAST, CONFIRMED, FAILED = "BROADCAST", "CONFIRMED", "FAILED"
-STATUSES = (QUEUED, RESERVED, SIGNING, SIGNED, BROADCAST, CONFIRMED, FAILED)
+CANCELLED = "CANCELLED"
+STATUSES = (QUEUED, RESERVED, SIGNING, SIGNED, BROADCAST, CONFIRMED, FAILED, CANCELLED)
+FINAL = (CONFIRMED, CANCELLED)
+"""No transaction moves a withdrawal out of these."""
+
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    Reserve.KIND: (QUEUED,),
+    StartSign.KIND: (RESERVED, SIGNING),  # SIGNING: refused as SessionActive, named as such
+    Signed.KIND: (SIGNING,),
+    Broadcast.KIND: (SIGNED,),
+    Confirm.KIND: (BROADCAST, FAILED),  # FAILED: reported failed, then mined after all
+    Fail.KIND: (BROADCAST,),
+    Requeue.KIND: (SIGNING, FAILED),
+    Cancel.KIND: (QUEUED,),
+}
+"""The states each transaction about an existing withdrawal may find it in."""
 BTC_DUST = 330  # sats: the smallest P2TR output worth creating
 BALANCE_FIELDS = ("deposited", "available", "reserved", "withdrawn", "fees", "external")
 
 TemplateBuilder = Callable[[dict[str, Any]], bytes]
+
+
+def withdraw_id_for(request_id: str) -> str:
+    """The id the ledger gives the withdrawal of `request_id` (known before it is applied)."""
+    return hashlib.sha256(b"synod/withdraw/" + request_id.encode()).hexdigest()[:32]
 
 
 def canonical_template(template: dict[str, Any]) -> bytes:
@@ -85,11 +108,13 @@ class Withdrawal:
     attempt: int
     reason: str | None
     account_nonce: int | None = None
+    requested_at: int = 0
 
 
 _W_COLUMNS = (
     "withdraw_id, seq, request_id, chain, asset, to_addr, amount, status, fee, template_hash, "
-    "template, session_id, signature_ref, txid, height, sessions, attempt, reason, account_nonce"
+    "template, session_id, signature_ref, txid, height, sessions, attempt, reason, account_nonce, "
+    "requested_at"
 )
 
 
@@ -146,6 +171,7 @@ class Ledger:
             Confirm.KIND: self._confirm,
             Fail.KIND: self._fail,
             Requeue.KIND: self._requeue,
+            Cancel.KIND: self._cancel,
         }
 
     @classmethod
@@ -171,8 +197,16 @@ class Ledger:
             result = self._handlers[tx.KIND](tx)
             seq = self._next("tx_seq")
             self.db.execute(
-                "INSERT INTO applied_tx (tx_id, seq, kind, body, result) VALUES (?, ?, ?, ?, ?)",
-                (tx_id, seq, tx.KIND, tx.canonical().decode(), json.dumps(result, sort_keys=True)),
+                "INSERT INTO applied_tx (tx_id, seq, kind, body, result, withdraw_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    tx_id,
+                    seq,
+                    tx.KIND,
+                    tx.canonical().decode(),
+                    json.dumps(result, sort_keys=True),
+                    result.get("withdraw_id"),
+                ),
             )
         return Receipt(tx_id, tx.KIND, seq, result)
 
@@ -197,10 +231,19 @@ class Ledger:
             params.append(chain)
         return [_withdrawal(r) for r in self.db.query(sql + " ORDER BY seq", params)]
 
-    def open_withdrawals(self) -> list[Withdrawal]:
-        """Everything not yet confirmed, in FIFO order: what the runtime works on."""
+    def select_withdrawals(self, where: str, params: Sequence[Any], limit: int) -> list[Withdrawal]:
+        """Up to `limit` withdrawals matching a condition on the table's columns (`?` for each
+        of `params`), in request order: the read the API's filtered pages use."""
         rows = self.db.query(
-            f"SELECT {_W_COLUMNS} FROM withdrawals WHERE status != ? ORDER BY seq", (CONFIRMED,)
+            f"SELECT {_W_COLUMNS} FROM withdrawals WHERE {where} ORDER BY seq LIMIT ?",
+            (*params, limit),
+        )
+        return [_withdrawal(r) for r in rows]
+
+    def open_withdrawals(self) -> list[Withdrawal]:
+        """Everything not yet confirmed or cancelled, in FIFO order: what the runtime works on."""
+        rows = self.db.query(
+            f"SELECT {_W_COLUMNS} FROM withdrawals WHERE status NOT IN (?, ?) ORDER BY seq", FINAL
         )
         return [_withdrawal(r) for r in rows]
 
@@ -240,6 +283,17 @@ class Ledger:
         )
         return [
             {"lot_id": r[0], "amount": int(r[1]), "remaining": int(r[2]), "height": r[3]}
+            for r in rows
+        ]
+
+    def history(self, withdraw_id: str) -> list[dict[str, Any]]:
+        """The applied transactions about the withdrawal, in order (its state history)."""
+        rows = self.db.query(
+            "SELECT seq, kind, body, result FROM applied_tx WHERE withdraw_id = ? ORDER BY seq",
+            (withdraw_id,),
+        )
+        return [
+            {"seq": int(r[0]), "kind": r[1], "tx": json.loads(r[2]), "result": json.loads(r[3])}
             for r in rows
         ]
 
@@ -298,7 +352,9 @@ class Ledger:
             (*fields.values(), withdraw_id),
         )
 
-    def _expect(self, tx: Any, *allowed: str) -> Withdrawal:
+    def _expect(self, tx: Any) -> Withdrawal:
+        """The withdrawal `tx` is about, in one of the states `TRANSITIONS` allows for it."""
+        allowed = TRANSITIONS[tx.KIND]
         w = self.withdrawal(tx.withdraw_id)
         if tx.attempt != w.attempt:
             raise E.StaleAttempt(
@@ -347,10 +403,10 @@ class Ledger:
         if tx.chain == "btc" and tx.asset != "BTC":
             raise E.MalformedTransaction("Bitcoin withdrawals are in BTC")
         seq = self._next("withdraw_seq")
-        withdraw_id = hashlib.sha256(b"synod/withdraw/" + tx.request_id.encode()).hexdigest()[:32]
+        withdraw_id = withdraw_id_for(tx.request_id)
         self.db.execute(
             "INSERT INTO withdrawals (withdraw_id, seq, request_id, chain, asset, to_addr, amount, "
-            "status, sessions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+            "status, sessions, requested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
             (
                 withdraw_id,
                 seq,
@@ -360,6 +416,7 @@ class Ledger:
                 tx.to,
                 str(int(tx.amount)),
                 QUEUED,
+                tx.requested_at,
             ),
         )
         return {"withdraw_id": withdraw_id, "seq": seq, "status": QUEUED}
@@ -433,7 +490,7 @@ class Ledger:
         return {"fee": fee, "takes": takes, "template": template, "change": change}
 
     def _reserve(self, tx: Reserve) -> dict[str, Any]:
-        w = self._expect(tx, QUEUED)
+        w = self._expect(tx)
         if w.template_hash is not None:
             # Re-queued after a session timeout: same funds, same template.
             self._set(w.withdraw_id, status=RESERVED)
@@ -527,14 +584,14 @@ class Ledger:
         return [_withdrawal(r) for r in rows]
 
     def _start_sign(self, tx: StartSign) -> dict[str, Any]:
-        w = self._expect(tx, RESERVED, SIGNING)
+        w = self._expect(tx)
         if w.status == SIGNING:
             raise E.SessionActive(f"{w.withdraw_id} is already being signed in {w.session_id}")
         self._set(w.withdraw_id, status=SIGNING, session_id=tx.session_id, sessions=w.sessions + 1)
         return {"withdraw_id": w.withdraw_id, "status": SIGNING, "template_hash": w.template_hash}
 
     def _signed(self, tx: Signed) -> dict[str, Any]:
-        w = self._expect(tx, SIGNING)
+        w = self._expect(tx)
         if w.session_id != tx.session_id:
             raise E.SessionMismatch(
                 f"{w.withdraw_id} is being signed in {w.session_id}, not {tx.session_id}"
@@ -543,7 +600,7 @@ class Ledger:
         return {"withdraw_id": w.withdraw_id, "status": SIGNED}
 
     def _broadcast(self, tx: Broadcast) -> dict[str, Any]:
-        w = self._expect(tx, SIGNED)
+        w = self._expect(tx)
         if not self.db.query(
             "SELECT 1 FROM broadcasts WHERE withdraw_id = ? AND txid = ?", (w.withdraw_id, tx.txid)
         ):
@@ -557,7 +614,7 @@ class Ledger:
 
     def _confirm(self, tx: Confirm) -> dict[str, Any]:
         # FAILED too: a transaction reported failed can still be mined (its txid is kept).
-        w = self._expect(tx, BROADCAST, FAILED)
+        w = self._expect(tx)
         if w.txid != tx.txid and not (
             # EOA mode excepted: there every transaction of the withdrawal shares one nonce,
             # so an earlier one mined instead of the last is the one payment.
@@ -598,12 +655,12 @@ class Ledger:
         return {"withdraw_id": w.withdraw_id, "status": CONFIRMED}
 
     def _fail(self, tx: Fail) -> dict[str, Any]:
-        w = self._expect(tx, BROADCAST)
+        w = self._expect(tx)
         self._set(w.withdraw_id, status=FAILED, reason=tx.reason)
         return {"withdraw_id": w.withdraw_id, "status": FAILED}
 
     def _requeue(self, tx: Requeue) -> dict[str, Any]:
-        w = self._expect(tx, SIGNING, FAILED)
+        w = self._expect(tx)
         if w.status == SIGNING and (tx.spent_outpoints or tx.nonce_spent):
             raise E.InvalidTransition(f"{w.withdraw_id}: nothing was broadcast, nothing was spent")
         if tx.nonce_spent and w.chain not in self.nonce_chains:
@@ -640,6 +697,21 @@ class Ledger:
             reason=f"{tx.reason} (unspendable: {tx.unspendable_proof})",
         )
         return {"withdraw_id": w.withdraw_id, "status": QUEUED, "template_hash": None}
+
+    def _cancel(self, tx: Cancel) -> dict[str, Any]:
+        w = self._expect(tx)
+        if w.template_hash is not None:
+            raise E.InvalidTransition(
+                f"{w.withdraw_id} has a reserved template that may have been signed; "
+                "it can no longer be cancelled"
+            )
+        if w.account_nonce is not None:
+            raise E.InvalidTransition(
+                f"{w.withdraw_id} holds account nonce {w.account_nonce}; cancelling it would "
+                "leave a gap no later transaction can pass"
+            )
+        self._set(w.withdraw_id, status=CANCELLED, reason=tx.reason)
+        return {"withdraw_id": w.withdraw_id, "status": CANCELLED}
 
     def _write_off(self, w: Withdrawal, outpoints: Sequence[str]) -> None:
         """Inputs of `w` shown spent by another transaction: gone, never back to the pool."""

@@ -119,6 +119,15 @@ class WithdrawRequest(Tx):
     asset: str
     to: str
     amount: int
+    # When the requester submitted it (Unix milliseconds, 0 = not given): data of the request,
+    # so the ledger records it without reading a clock.
+    requested_at: int = 0
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        if not self.requested_at:  # requests from before the field keep their ids
+            del body["requested_at"]
+        return body
 
     def validate(self) -> None:
         _text("request_id", self.request_id)
@@ -126,6 +135,7 @@ class WithdrawRequest(Tx):
         _text("asset", self.asset, 32)
         _text("to", self.to, 128)
         _amount("amount", self.amount)
+        _count("requested_at", self.requested_at)
 
 
 @dataclass(frozen=True)
@@ -250,6 +260,21 @@ class Requeue(Tx):
             raise MalformedTransaction("spent_outpoints need the unspendable_proof that shows them")
 
 
+@dataclass(frozen=True)
+class Cancel(Tx):
+    """The requester withdrew a request that is still QUEUED and was never given funds or a
+    template (nothing can have been signed for it); afterwards it is CANCELLED for good."""
+
+    KIND: ClassVar[str] = "cancel"
+    withdraw_id: str
+    reason: str
+    attempt: int = 0
+
+    def validate(self) -> None:
+        _about(self)
+        _text("reason", self.reason, 1000)
+
+
 TX_TYPES: dict[str, type[Tx]] = {
     cls.KIND: cls
     for cls in (
@@ -262,6 +287,7 @@ TX_TYPES: dict[str, type[Tx]] = {
         Confirm,
         Fail,
         Requeue,
+        Cancel,
     )
 }
 

@@ -1,0 +1,557 @@
+"""The FastAPI application: `create_app` wires the ledger, consensus, tokens, audit trail and
+node view into the `/v1` routes, `/metrics`, `/healthz`, `/readyz` and the docs pages.
+
+Handlers are `async` and call the store directly: they run one at a time on the event loop,
+which is what the single database connection of each store needs, and a submission commits its
+ledger transaction, its audit row and its idempotency record in one database transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from synod.api.auth import ApiToken, RateLimiter, Role, TokenStore
+from synod.api.problems import PROBLEM_JSON, Problem, ProblemType
+from synod.api.providers import LedgerNodeView, NodeView
+from synod.api.validation import check_amount, check_asset, check_chain, check_destination
+from synod.api.views import (
+    MAX_PAGE,
+    WithdrawalFilter,
+    balances_view,
+    decode_cursor,
+    deposits_page,
+    encode_cursor,
+    held_assets,
+    withdrawal_view,
+    withdrawals_page,
+)
+from synod.chains.bitcoin.address import Network
+from synod.metrics import API_RATE_LIMITED, API_REQUESTS, REGISTRY
+from synod.runtime.consensus import LocalConsensus
+from synod.state import errors as E
+from synod.state.audit import AuditAction, AuditLog
+from synod.state.machine import CANCELLED, STATUSES, withdraw_id_for
+from synod.state.transactions import Cancel, WithdrawRequest
+
+log = structlog.get_logger("synod.api")
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    btc_network: Network = Network.MAINNET
+    rate_per_second: float = 50.0
+    burst: int = 100
+    max_body_bytes: int = 16_384
+
+
+# --------------------------------------------------------------------------- request models
+class WithdrawalCreate(BaseModel):
+    """A withdrawal to submit. `amount` is a decimal string of base units (satoshis, wei, sun,
+    lamports or token units); `external_id` is the caller's unique id for it."""
+
+    model_config = ConfigDict(extra="forbid")
+    chain: str = Field(max_length=8, examples=["btc"])
+    asset: str = Field(max_length=32, examples=["BTC"])
+    destination: str = Field(max_length=128, examples=["bc1p..."])
+    amount: str = Field(max_length=100, examples=["150000"])
+    external_id: str = Field(min_length=1, max_length=200, examples=["exchange-payout-8812"])
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="cancelled by operator", min_length=1, max_length=500)
+
+
+class ProblemModel(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+    instance: str | None = None
+
+
+def _problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        s: {"model": ProblemModel, "content": {PROBLEM_JSON: {}}, "description": "problem"}
+        for s in statuses
+    }
+
+
+class _WithdrawalsCollector(Collector):
+    """`synod_withdrawals{state,chain}` from the ledger at scrape time."""
+
+    def __init__(self, consensus: LocalConsensus) -> None:
+        self.consensus = consensus
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "synod_withdrawals",
+            "Withdrawals in the ledger, by state and chain.",
+            labels=["state", "chain"],
+        )
+        rows = self.consensus.ledger.db.query(
+            "SELECT status, chain, count(*) FROM withdrawals GROUP BY status, chain"
+        )
+        for status, chain, count in rows:
+            family.add_metric([status, chain], float(count))
+        yield family
+
+
+def _ms(text: str | None, field: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise Problem(ProblemType.VALIDATION, "not an RFC 3339 time", field) from None
+    if when.tzinfo is None:
+        raise Problem(ProblemType.VALIDATION, "the time needs a UTC offset (or Z)", field)
+    return int(when.timestamp() * 1000)
+
+
+def _body_hash(body: BaseModel) -> str:
+    return hashlib.sha256(
+        json.dumps(body.model_dump(), sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def create_app(
+    consensus: LocalConsensus,
+    tokens: TokenStore,
+    audit: AuditLog,
+    node: NodeView | None = None,
+    settings: ApiSettings | None = None,
+    extra_routers: Sequence[APIRouter] = (),
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """The API over `consensus.ledger`'s store.
+
+    `extra_routers` are mounted under `/v1` beside the built-in routes: the slot where webhook
+    subscription endpoints (and other services sharing the auth model) plug in.
+    """
+    settings = settings or ApiSettings()
+    ledger = consensus.ledger
+    db = ledger.db
+    nodes: NodeView = node or LedgerNodeView(ledger)
+    limiter = RateLimiter(settings.rate_per_second, settings.burst)
+    bearer = HTTPBearer(auto_error=False, description="An API token: `Bearer synod_…`")
+    scrape = CollectorRegistry(auto_describe=True)
+    scrape.register(_WithdrawalsCollector(consensus))
+
+    app = FastAPI(
+        title="synod",
+        version="1",
+        summary="Threshold-signing custody engine: withdrawals, deposits, balances, committee.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+
+    # ------------------------------------------------------------------ errors
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> Response:
+        return exc.response(request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        field = ".".join(str(p) for p in first.get("loc", ()))
+        return Problem(ProblemType.VALIDATION, str(first.get("msg")), field or None).response(
+            request.url.path
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        kind = ProblemType.NOT_FOUND if exc.status_code == 404 else ProblemType.VALIDATION
+        body = Problem(kind, str(exc.detail)).body(request.url.path)
+        body["status"] = exc.status_code
+        return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_JSON)
+
+    # ------------------------------------------------------------------ middleware
+    @app.middleware("http")
+    async def _observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        length = request.headers.get("content-length")
+        if request.method in ("POST", "PUT", "PATCH"):
+            if length is None or not length.isdigit():
+                if request.headers.get("transfer-encoding"):
+                    return Problem(ProblemType.BODY_TOO_LARGE, "send a Content-Length").response(
+                        request.url.path
+                    )
+            elif int(length) > settings.max_body_bytes:
+                return Problem(
+                    ProblemType.BODY_TOO_LARGE,
+                    f"at most {settings.max_body_bytes} bytes",
+                ).response(request.url.path)
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        API_REQUESTS.labels(request.method, template, str(response.status_code)).observe(
+            time.perf_counter() - start
+        )
+        principal: ApiToken | None = getattr(request.state, "principal", None)
+        if principal is not None and not getattr(request.state, "audited", False):
+            _audit_call(request, principal, response.status_code)
+        return response
+
+    def _audit_call(request: Request, principal: ApiToken, status: int) -> None:
+        query = request.url.query
+        audit.append(
+            f"token:{principal.token_id}",
+            AuditAction.API_CALL,
+            {
+                "method": request.method,
+                "path": request.url.path + (f"?{query[:200]}" if query else ""),
+                "status": status,
+                "client": request.client.host if request.client else None,
+                "role": principal.role.value,
+            },
+        )
+        request.state.audited = True
+
+    # ------------------------------------------------------------------ auth
+    def require(role: Role) -> Callable[..., Awaitable[ApiToken]]:
+        async def dependency(
+            request: Request,
+            credentials: HTTPAuthorizationCredentials | None = Security(bearer),  # noqa: B008
+        ) -> ApiToken:
+            if credentials is None or credentials.scheme.lower() != "bearer":
+                raise Problem(
+                    ProblemType.UNAUTHENTICATED,
+                    "send 'Authorization: Bearer <token>'",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            principal = tokens.authenticate(credentials.credentials)
+            if principal is None:
+                raise Problem(
+                    ProblemType.UNAUTHENTICATED,
+                    "unknown or revoked token",
+                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                )
+            request.state.principal = principal
+            wait = limiter.allow(principal.token_id)
+            if wait:
+                API_RATE_LIMITED.inc()
+                raise Problem(
+                    ProblemType.RATE_LIMITED,
+                    f"rate limit of {settings.rate_per_second:g}/s reached",
+                    headers={"Retry-After": str(math.ceil(wait))},
+                )
+            if not principal.role.allows(role):
+                raise Problem(
+                    ProblemType.FORBIDDEN,
+                    f"needs role {role.value}, the token has {principal.role.value}",
+                )
+            structlog.contextvars.bind_contextvars(token_id=principal.token_id)
+            return principal
+
+        return dependency
+
+    viewer = Depends(require(Role.VIEWER))
+    operator = Depends(require(Role.OPERATOR))
+    admin = Depends(require(Role.ADMIN))
+    v1 = APIRouter(prefix="/v1", responses=_problem_responses(401, 403, 429))
+
+    # ------------------------------------------------------------------ withdrawals
+    @v1.post(
+        "/withdrawals",
+        status_code=201,
+        tags=["withdrawals"],
+        responses=_problem_responses(409, 413, 422),
+        summary="Submit a withdrawal",
+    )
+    async def create_withdrawal(
+        request: Request,
+        body: WithdrawalCreate,
+        principal: ApiToken = operator,
+        idempotency_key: Annotated[
+            str | None, Header(alias="Idempotency-Key", max_length=MAX_IDEMPOTENCY_KEY)
+        ] = None,
+    ) -> Response:
+        """Queues a withdrawal as a `WithdrawRequest` ledger transaction. Retrying with the same
+        `Idempotency-Key` and body returns the original response; the same key with another
+        body is a 409, and so is an `external_id` used before."""
+        digest = _body_hash(body)
+        if idempotency_key is not None:
+            stored = db.query(
+                "SELECT body_hash, status, response FROM api_idempotency "
+                "WHERE token_id = ? AND idem_key = ?",
+                (principal.token_id, idempotency_key),
+            )
+            if stored:
+                if stored[0][0] != digest:
+                    raise Problem(
+                        ProblemType.IDEMPOTENCY_MISMATCH,
+                        "this Idempotency-Key was used with a different body",
+                        "header.Idempotency-Key",
+                    )
+                return JSONResponse(
+                    json.loads(stored[0][2]),
+                    status_code=int(stored[0][1]),
+                    headers={"Idempotent-Replayed": "true"},
+                )
+        chain = check_chain(body.chain)
+        asset = check_asset(chain, body.asset, held_assets(ledger, chain))
+        amount = check_amount(chain, body.amount)
+        destination = check_destination(chain, body.destination, settings.btc_network)
+        tx = WithdrawRequest(
+            body.external_id, chain, asset, destination, amount, int(clock() * 1000)
+        )
+        wid = withdraw_id_for(body.external_id)
+        try:
+            with db.transaction():
+                receipt = consensus.submit(tx)
+                if receipt is None:  # consensus paused: journaled, applied on resume
+                    status, payload = 202, {"id": wid, "external_id": body.external_id}
+                    payload["state"] = "PENDING"
+                else:
+                    status = 201
+                    payload = withdrawal_view(ledger.withdrawal(wid), ledger, nodes)
+                if idempotency_key is not None:
+                    db.execute(
+                        "INSERT INTO api_idempotency (token_id, idem_key, body_hash, status, "
+                        "response, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            principal.token_id,
+                            idempotency_key,
+                            digest,
+                            status,
+                            json.dumps(payload),
+                            int(clock() * 1000),
+                        ),
+                    )
+                _audit_call(request, principal, status)
+        except E.DuplicateRequest:
+            request.state.audited = False
+            raise Problem(
+                ProblemType.DUPLICATE_EXTERNAL_ID,
+                f"external_id {body.external_id!r} was already used",
+                "body.external_id",
+                withdrawal_id=wid,
+            ) from None
+        except E.Rejected as err:
+            request.state.audited = False
+            raise Problem(ProblemType.REJECTED, str(err)) from None
+        log.info("withdrawal submitted", withdraw_id=wid, chain=chain, asset=asset)
+        return JSONResponse(
+            payload, status_code=status, headers={"Location": f"/v1/withdrawals/{wid}"}
+        )
+
+    @v1.get(
+        "/withdrawals",
+        tags=["withdrawals"],
+        summary="List withdrawals",
+        responses=_problem_responses(422),
+    )
+    async def list_withdrawals(
+        _: ApiToken = viewer,
+        state: Annotated[str | None, Query(description=f"one of {', '.join(STATUSES)}")] = None,
+        chain: str | None = None,
+        asset: Annotated[str | None, Query(max_length=32)] = None,
+        external_id: Annotated[str | None, Query(max_length=200)] = None,
+        created_after: Annotated[str | None, Query(description="RFC 3339, inclusive")] = None,
+        created_before: Annotated[str | None, Query(description="RFC 3339, exclusive")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+        cursor: Annotated[
+            str | None, Query(description="`next_cursor` of the previous page")
+        ] = None,
+    ) -> dict[str, Any]:
+        """In request (FIFO) order; `next_cursor` is null on the last page."""
+        if state is not None and state not in STATUSES:
+            raise Problem(
+                ProblemType.VALIDATION, f"state must be one of {', '.join(STATUSES)}", "query.state"
+            )
+        if chain is not None:
+            try:
+                check_chain(chain)
+            except Problem as err:
+                err.field = "query.chain"
+                raise
+        f = WithdrawalFilter(
+            state,
+            chain,
+            asset,
+            external_id,
+            _ms(created_after, "query.created_after"),
+            _ms(created_before, "query.created_before"),
+        )
+        page, last = withdrawals_page(ledger, f, decode_cursor(cursor), limit)
+        return {
+            "items": [withdrawal_view(w, ledger, nodes) for w in page],
+            "next_cursor": None if last is None else encode_cursor(last),
+        }
+
+    @v1.get(
+        "/withdrawals/{withdrawal_id}",
+        tags=["withdrawals"],
+        responses=_problem_responses(404),
+        summary="One withdrawal",
+    )
+    async def get_withdrawal(withdrawal_id: str, _: ApiToken = viewer) -> dict[str, Any]:
+        """With its state history, template hash, txid, confirmations, signing sessions and
+        culprits."""
+        try:
+            w = ledger.withdrawal(withdrawal_id[:64])
+        except E.UnknownWithdrawal:
+            raise Problem(ProblemType.NOT_FOUND, f"no withdrawal {withdrawal_id[:64]!r}") from None
+        return withdrawal_view(w, ledger, nodes)
+
+    @v1.post(
+        "/withdrawals/{withdrawal_id}/cancel",
+        tags=["withdrawals"],
+        responses=_problem_responses(404, 409),
+        summary="Cancel a queued withdrawal",
+    )
+    async def cancel_withdrawal(
+        withdrawal_id: str, body: CancelRequest | None = None, _: ApiToken = operator
+    ) -> dict[str, Any]:
+        """Only while it is QUEUED and no funds or template were ever reserved for it (then
+        nothing can have been signed); later a 409 says why not. Cancelling a cancelled
+        withdrawal again returns it as it is (safe to retry)."""
+        try:
+            w = ledger.withdrawal(withdrawal_id[:64])
+        except E.UnknownWithdrawal:
+            raise Problem(ProblemType.NOT_FOUND, f"no withdrawal {withdrawal_id[:64]!r}") from None
+        if w.status == CANCELLED:  # a retried cancel: the outcome the first one had
+            return withdrawal_view(w, ledger, nodes)
+        reason = body.reason if body else CancelRequest().reason
+        try:
+            consensus.submit(Cancel(w.withdraw_id, reason, attempt=w.attempt))
+        except E.InvalidTransition as err:
+            raise Problem(ProblemType.INVALID_TRANSITION, err.message, state=w.status) from None
+        except E.Rejected as err:
+            raise Problem(ProblemType.REJECTED, str(err)) from None
+        log.info("withdrawal cancelled", withdraw_id=w.withdraw_id)
+        return withdrawal_view(ledger.withdrawal(w.withdraw_id), ledger, nodes)
+
+    # ------------------------------------------------------------------ other reads
+    @v1.get(
+        "/deposits", tags=["funds"], summary="Credited deposits", responses=_problem_responses(422)
+    )
+    async def list_deposits(
+        _: ApiToken = viewer,
+        chain: str | None = None,
+        asset: Annotated[str | None, Query(max_length=32)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Every `DepositCredit` the ledger applied, oldest first."""
+        items, last = deposits_page(ledger, chain, asset, decode_cursor(cursor), limit)
+        return {"items": items, "next_cursor": None if last is None else encode_cursor(last)}
+
+    @v1.get("/balances", tags=["funds"], summary="Balances per chain and asset")
+    async def get_balances(_: ApiToken = viewer) -> dict[str, Any]:
+        """deposited = available + reserved + withdrawn + fees + external, per chain and asset
+        (`conserved` says it holds)."""
+        return {"items": balances_view(ledger)}
+
+    @v1.get("/keys", tags=["committee"], summary="Group keys and addresses")
+    async def get_keys(_: ApiToken = viewer) -> dict[str, Any]:
+        return {
+            "items": [
+                {
+                    "scheme": k.scheme,
+                    "public_key": k.public_key,
+                    "addresses": dict(k.addresses),
+                    "epoch": k.epoch,
+                }
+                for k in nodes.public_keys()
+            ]
+        }
+
+    @v1.get("/committee", tags=["committee"], summary="Committee members")
+    async def get_committee(_: ApiToken = viewer) -> dict[str, Any]:
+        c = nodes.committee()
+        return {
+            "threshold": c.get("threshold"),
+            "epoch": c.get("epoch"),
+            "members": [
+                {
+                    "member_id": m.member_id,
+                    "name": m.name,
+                    "last_seen": m.last_seen,
+                    "culprit_count": m.culprit_count,
+                }
+                for m in c.get("members", [])
+            ],
+        }
+
+    @v1.get("/sessions", tags=["committee"], summary="Recent signing sessions")
+    async def get_sessions(
+        _: ApiToken = viewer, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50
+    ) -> dict[str, Any]:
+        return {"items": nodes.sessions(limit)}
+
+    @v1.get("/audit", tags=["audit"], summary="The newest audit rows")
+    async def get_audit(
+        _: ApiToken = admin, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50
+    ) -> dict[str, Any]:
+        return {"items": [r.as_dict() for r in audit.tail(limit)]}
+
+    app.include_router(v1)
+    for router in extra_routers:  # webhook subscriptions plug in here, under /v1
+        app.include_router(router, prefix="/v1")
+
+    # ------------------------------------------------------------------ operations
+    @app.get("/healthz", tags=["operations"], summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="The store answers",
+        responses=_problem_responses(503),
+    )
+    async def readyz() -> Response:
+        try:
+            db.query("SELECT 1")
+        except Exception as err:  # any store failure means not ready
+            body = Problem(ProblemType.REJECTED, f"store unavailable: {type(err).__name__}").body()
+            body.update(status=503, title="Not ready")
+            return JSONResponse(body, status_code=503, media_type=PROBLEM_JSON)
+        return JSONResponse(
+            {
+                "status": "ready",
+                "consensus_paused": consensus.paused,
+                "journal": len(consensus.journal),
+            }
+        )
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=PlainTextResponse,
+        summary="Prometheus metrics",
+    )
+    async def metrics() -> Response:
+        return Response(
+            generate_latest(REGISTRY) + generate_latest(scrape), media_type=CONTENT_TYPE_LATEST
+        )
+
+    return app

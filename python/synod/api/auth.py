@@ -1,0 +1,147 @@
+"""API tokens, roles and per-token rate limits.
+
+A token is 256 random bits (`synod_` + URL-safe base64). It is shown once, when created; the
+store keeps only its SHA-256 (a 256-bit random secret needs no slow hash) and a short public
+`token_id` derived from that hash, which is what logs and the audit trail name.
+
+Roles are ordered: a `viewer` reads, an `operator` also submits and cancels withdrawals, an
+`admin` also reads the audit trail.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from synod.state.db import PostgresDatabase, SqliteDatabase
+
+TOKEN_PREFIX = "synod_"
+MAX_TOKEN_LENGTH = 128
+
+
+class Role(enum.StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    token_id: str
+    role: Role
+    name: str
+    created_at: int
+    revoked: bool = False
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenStore:
+    """Tokens in the store's `api_tokens` table."""
+
+    def __init__(
+        self, db: SqliteDatabase | PostgresDatabase, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.db = db
+        self.clock = clock
+
+    def create(self, role: Role, name: str) -> tuple[str, ApiToken]:
+        """A new token: (the secret, shown only now; its record)."""
+        if not name or len(name) > 100:
+            raise ValueError("a token name is 1 to 100 characters")
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        digest = token_hash(secret)
+        record = ApiToken(digest[:16], Role(role), name, int(self.clock()))
+        with self.db.transaction():
+            self.db.execute(
+                "INSERT INTO api_tokens (token_hash, token_id, role, name, created_at, revoked) "
+                "VALUES (?, ?, ?, ?, ?, 0)",
+                (digest, record.token_id, record.role.value, name, record.created_at),
+            )
+        return secret, record
+
+    def authenticate(self, presented: str) -> ApiToken | None:
+        """The live token matching `presented`, or None."""
+        if not presented.startswith(TOKEN_PREFIX) or len(presented) > MAX_TOKEN_LENGTH:
+            return None
+        digest = token_hash(presented)
+        rows = self.db.query(
+            "SELECT token_hash, token_id, role, name, created_at, revoked FROM api_tokens "
+            "WHERE token_hash = ?",
+            (digest,),
+        )
+        if not rows or not hmac.compare_digest(rows[0][0], digest) or rows[0][5]:
+            return None
+        _, token_id, role, name, created_at, _ = rows[0]
+        return ApiToken(token_id, Role(role), name, int(created_at))
+
+    def list(self) -> list[ApiToken]:
+        rows = self.db.query(
+            "SELECT token_id, role, name, created_at, revoked FROM api_tokens ORDER BY created_at"
+        )
+        return [ApiToken(r[0], Role(r[1]), r[2], int(r[3]), bool(r[4])) for r in rows]
+
+    def revoke(self, token_id: str) -> bool:
+        with self.db.transaction():
+            return (
+                self.db.execute("UPDATE api_tokens SET revoked = 1 WHERE token_id = ?", (token_id,))
+                > 0
+            )
+
+
+class RateLimiter:
+    """A token bucket per key: `rate` requests per second on average, bursts up to `burst`.
+
+    Memory is bounded: at most `max_keys` buckets, the least recently used dropped first (a
+    dropped bucket comes back full, which only ever favours a client that went quiet)."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be positive and burst at least 1")
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self.clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> float:
+        """0.0 if a request may go now (and take a token), else seconds until one may."""
+        with self._lock:
+            now = self.clock()
+            tokens, last = self._buckets.pop(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            wait = 0.0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait = (1.0 - tokens) / self.rate
+            self._buckets[key] = (tokens, now)
+            while len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+            return wait
+
+    def __len__(self) -> int:
+        return len(self._buckets)

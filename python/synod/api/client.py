@@ -1,0 +1,93 @@
+"""A small client of the REST API (httpx): what the CLI and the benchmark use.
+
+Errors come back as `ApiError` carrying the problem document, so callers can branch on its
+`type` and show its `detail`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from synod.api.problems import TYPE_PREFIX
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        field = f" ({problem['field']})" if problem.get("field") else ""
+        super().__init__(
+            f"{status} {problem.get('title', 'error')}: {problem.get('detail', '')}{field}"
+        )
+
+    @property
+    def slug(self) -> str:
+        return str(self.problem.get("type", "")).removeprefix(TYPE_PREFIX)
+
+
+class ApiClient:
+    def __init__(self, base_url: str, token: str, timeout: float = 10.0) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {"detail": response.text[:200]}
+            raise ApiError(response.status_code, problem if isinstance(problem, dict) else {})
+        return response.json()
+
+    def create_withdrawal(
+        self,
+        chain: str,
+        asset: str,
+        destination: str,
+        amount: str,
+        external_id: str,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        body = {
+            "chain": chain,
+            "asset": asset,
+            "destination": destination,
+            "amount": amount,
+            "external_id": external_id,
+        }
+        result: dict[str, Any] = self._call("POST", "/v1/withdrawals", json=body, headers=headers)
+        return result
+
+    def withdrawal(self, withdrawal_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/withdrawals/{withdrawal_id}")
+        return result
+
+    def withdrawals(self, **filters: Any) -> dict[str, Any]:
+        params = {k: v for k, v in filters.items() if v is not None}
+        result: dict[str, Any] = self._call("GET", "/v1/withdrawals", params=params)
+        return result
+
+    def cancel(self, withdrawal_id: str, reason: str | None = None) -> dict[str, Any]:
+        body = {"reason": reason} if reason else None
+        result: dict[str, Any] = self._call(
+            "POST", f"/v1/withdrawals/{withdrawal_id}/cancel", json=body
+        )
+        return result
+
+    def deposits(self, **filters: Any) -> dict[str, Any]:
+        params = {k: v for k, v in filters.items() if v is not None}
+        result: dict[str, Any] = self._call("GET", "/v1/deposits", params=params)
+        return result
+
+    def balances(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/v1/balances")
+        return result

@@ -1,0 +1,71 @@
+"""An API over a fresh store (SQLite, and PostgreSQL when configured), driven in-process through
+the ASGI interface, with one token per role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from synod.api.app import ApiSettings, create_app
+from synod.api.auth import Role, TokenStore
+from synod.chains.bitcoin.address import Network
+from synod.runtime.consensus import LocalConsensus
+from synod.runtime.journal import Journal
+from synod.state.audit import AuditLog
+from synod.state.machine import Ledger
+
+from ..state.conftest import StoreFactory, new_store, open_db  # noqa: F401  (fixtures)
+
+
+@dataclass
+class Api:
+    client: TestClient
+    ledger: Ledger
+    consensus: LocalConsensus
+    tokens: TokenStore
+    audit: AuditLog
+    secrets: dict[Role, str]
+
+    def headers(self, role: Role = Role.OPERATOR, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secrets[role]}", **extra}
+
+    def snapshot(self) -> Any:
+        """Everything the ledger holds (what a refused request must leave as it was)."""
+        db = self.ledger.db
+        return (
+            db.query("SELECT tx_id, seq, kind, body, result FROM applied_tx ORDER BY seq"),
+            [w.__dict__ for w in self.ledger.withdrawals()],
+            sorted(self.ledger.balances().items()),
+        )
+
+
+def make_api(
+    factory: StoreFactory, tmp_path: Path, settings: ApiSettings | None = None
+) -> Iterator[Api]:
+    db = factory()()
+    ledger = Ledger(db)
+    audit = AuditLog(db)
+    consensus = LocalConsensus(ledger, Journal(tmp_path / "journal.db"), audit)
+    tokens = TokenStore(db)
+    secrets = {role: tokens.create(role, f"test-{role.value}")[0] for role in Role}
+    app = create_app(
+        consensus,
+        tokens,
+        audit,
+        settings=settings
+        or ApiSettings(btc_network=Network.REGTEST, rate_per_second=1000, burst=1000),
+    )
+    with TestClient(app) as client:
+        yield Api(client, ledger, consensus, tokens, audit, secrets)
+    consensus.journal.close()
+    db.close()
+
+
+@pytest.fixture
+def api(new_store: StoreFactory, tmp_path: Path) -> Iterator[Api]:  # noqa: F811
+    yield from make_api(new_store, tmp_path)

@@ -1,0 +1,148 @@
+"""Tokens and roles, rate limits, the audit trail (on SQLite and PostgreSQL), metrics, health
+and the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import structlog
+
+from synod import logs
+from synod.api.app import ApiSettings
+from synod.api.auth import RateLimiter, Role, token_hash
+from synod.chains.bitcoin.address import Network
+from synod.state.audit import AuditAction, AuditLog
+from synod.state.transactions import DepositCredit
+
+from ..state.conftest import Opener, StoreFactory
+from .addresses import VALID
+from .conftest import Api, make_api
+from .test_withdrawals import body, problem
+
+
+def test_tokens_roles_and_what_is_stored(api: Api) -> None:
+    problem(api.client.get("/v1/balances"), 401, "unauthenticated")
+    r = api.client.get("/v1/balances", headers={"Authorization": "Bearer synod_nope"})
+    problem(r, 401, "unauthenticated")
+    assert "invalid_token" in r.headers["www-authenticate"]
+    problem(
+        api.client.post("/v1/withdrawals", json=body(), headers=api.headers(Role.VIEWER)),
+        403,
+        "forbidden",
+    )
+    problem(api.client.get("/v1/audit", headers=api.headers(Role.OPERATOR)), 403, "forbidden")
+    assert api.client.get("/v1/audit", headers=api.headers(Role.ADMIN)).status_code == 200
+    # Only hashes are stored: no secret appears anywhere in the store.
+    dump = json.dumps(api.ledger.db.query("SELECT * FROM api_tokens"))
+    dump += json.dumps(api.ledger.db.query("SELECT * FROM audit_log"))
+    for secret in api.secrets.values():
+        assert secret not in dump and token_hash(secret) in dump
+    viewer = next(t for t in api.tokens.list() if t.role is Role.VIEWER)
+    assert api.tokens.revoke(viewer.token_id)
+    problem(
+        api.client.get("/v1/balances", headers=api.headers(Role.VIEWER)), 401, "unauthenticated"
+    )
+
+
+def test_rate_limit_per_token(new_store: StoreFactory, tmp_path: Path) -> None:
+    settings = ApiSettings(btc_network=Network.REGTEST, rate_per_second=0.001, burst=3)
+    for api in make_api(new_store, tmp_path, settings):
+        for _ in range(3):
+            assert api.client.get("/v1/balances", headers=api.headers()).status_code == 200
+        r = api.client.get("/v1/balances", headers=api.headers())
+        problem(r, 429, "rate-limited")
+        assert int(r.headers["retry-after"]) > 0
+        # Another token has its own bucket.
+        assert api.client.get("/v1/balances", headers=api.headers(Role.VIEWER)).status_code == 200
+
+
+def test_rate_limiter_memory_is_bounded() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=1.0, burst=2, max_keys=100, clock=lambda: now[0])
+    for i in range(1000):
+        limiter.allow(f"k{i}")
+    assert len(limiter) == 100
+    assert limiter.allow("a") == 0 and limiter.allow("a") == 0
+    assert limiter.allow("a") == pytest.approx(1.0)
+    now[0] += 1.0
+    assert limiter.allow("a") == 0
+
+
+def test_calls_and_ledger_transactions_are_audited(api: Api) -> None:
+    api.ledger.apply(DepositCredit("btc", "BTC", 500_000, f"{9:064x}:0", 1, "5120" + "cd" * 32))
+    api.client.post("/v1/withdrawals", json=body(), headers=api.headers())
+    api.client.get("/v1/withdrawals", headers=api.headers(Role.VIEWER))
+    api.client.get("/v1/balances")  # unauthenticated: refused, not audited
+    rows = [r.as_dict() for r in reversed(api.audit.tail(10))]
+    actions = [(r["action"], r["detail"].get("kind") or r["detail"].get("path")) for r in rows]
+    assert actions == [
+        ("ledger_tx", "withdraw_request"),
+        ("api_call", "/v1/withdrawals"),
+        ("api_call", "/v1/withdrawals"),
+    ]
+    post = rows[1]
+    assert post["actor"].startswith("token:") and post["detail"]["status"] == 201
+    assert post["detail"]["client"] and post["detail"]["method"] == "POST"
+    assert api.audit.verify().ok
+
+
+def test_audit_chain_names_the_first_bad_row(open_db: Opener) -> None:
+    db = open_db()
+    audit = AuditLog(db)
+    for i in range(5):
+        audit.append("node-1", AuditAction.NODE_START if i % 2 else AuditAction.KEY_EVENT, {"i": i})
+    good = audit.verify()
+    assert good.ok and good.rows == 5 and good.head_hash == audit.tail(1)[0].hash
+    with db.transaction():
+        db.execute("UPDATE audit_log SET detail = ? WHERE seq = 3", ('{"i":30}',))
+    bad = audit.verify()
+    assert (bad.first_bad, bad.rows) == (3, 2) and "content" in bad.problem
+    with db.transaction():
+        db.execute("UPDATE audit_log SET detail = ? WHERE seq = 3", ('{"i":2}',))
+    assert audit.verify().ok
+    with db.transaction():
+        db.execute("DELETE FROM audit_log WHERE seq = 2")
+    gone = audit.verify()
+    assert gone.first_bad == 2 and "missing" in gone.problem
+    db.close()
+
+
+def test_metrics_health_and_openapi(api: Api) -> None:
+    api.ledger.apply(DepositCredit("eth", "ETH", 10**18, "0xd", 1))
+    api.client.post(
+        "/v1/withdrawals",
+        json=body(chain="eth", asset="ETH", destination=VALID["eth"]),
+        headers=api.headers(),
+    )
+    text = api.client.get("/metrics").text
+    assert 'synod_withdrawals{chain="eth",state="QUEUED"} 1.0' in text
+    assert 'synod_ledger_transactions_applied_total{kind="withdraw_request"}' in text
+    assert (
+        'synod_api_request_seconds_count{method="POST",route="/v1/withdrawals",status="201"}'
+        in text
+    )
+    for name in ("synod_signing_seconds", "synod_envelope_drops", "synod_peers_connected"):
+        assert name in text
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    ready = api.client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["consensus_paused"] is False
+    doc = api.client.get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.1")
+    assert {"/v1/withdrawals", "/v1/withdrawals/{withdrawal_id}/cancel", "/v1/balances"} <= set(
+        doc["paths"]
+    )
+    assert "HTTPBearer" in doc["components"]["securitySchemes"]
+    assert "swagger" in api.client.get("/docs").text.lower()
+
+
+def test_logs_are_json_and_never_hold_a_secret(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure(node_id="node-7")
+    structlog.get_logger("t").info("submitted", withdraw_id="w1", token="synod_secret", nonce=5)
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["withdraw_id"] == "w1" and line["node_id"] == "node-7"
+    assert line["token"] == "[redacted]" and line["nonce"] == "[redacted]"
+    assert "synod_secret" not in json.dumps(line)
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
