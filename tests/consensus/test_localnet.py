@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from synod.chains.localnode import NodeUnavailable, binary_dir, die_with_parent
 from synod.consensus.client import CometRpc, ReplicatedConsensus
-from synod.consensus.localnet import LocalNet, cometbft_binary
+from synod.consensus.localnet import LocalNet
 from synod.consensus.signed import Attest, SignedTx, Unauthorized
 from synod.state.transactions import (
     Broadcast,
@@ -44,12 +45,13 @@ DEADLINE_S = 180.0
 
 @pytest.fixture(scope="module")
 def binary() -> str:
-    found = cometbft_binary()
-    if found is None:
+    """$SYNOD_COMETBFT_DIR, else built once by scripts/cometbft.sh (about two minutes)."""
+    try:
+        return str(binary_dir("SYNOD_COMETBFT_DIR", "cometbft.sh", "cometbft") / "cometbft")
+    except NodeUnavailable as err:
         if os.environ.get("SYNOD_REQUIRE_COMETBFT") == "1":
-            pytest.fail("SYNOD_REQUIRE_COMETBFT=1 but no cometbft (run scripts/cometbft.sh)")
-        pytest.skip("cometbft not built (SYNOD_COMETBFT_DIR=$(scripts/cometbft.sh))")
-    return found
+            pytest.fail(f"SYNOD_REQUIRE_COMETBFT=1 but no cometbft: {err}")
+        pytest.skip(f"cometbft unavailable: {err}")
 
 
 @pytest.fixture
@@ -64,7 +66,9 @@ def net(binary: str, tmp_path: Path) -> Iterator[LocalNet]:
         with psycopg.connect(dsn, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{dbname}"')  # type: ignore[arg-type]
         urls[1] = f"{dsn} dbname={dbname}"
-    network = LocalNet.create(tmp_path / "net", binary, COMMITTEE, urls, timeout_commit_ms=150)
+    network = LocalNet.create(
+        tmp_path / "net", binary, COMMITTEE, urls, timeout_commit_ms=150, preexec=die_with_parent
+    )
     try:
         network.start_all()
         network.wait_height(1, deadline_s=DEADLINE_S)

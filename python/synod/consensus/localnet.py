@@ -10,28 +10,19 @@ every process started is ended by `close`.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from synod.consensus.client import CometRpc, RpcError
 from synod.consensus.committee import Committee
 from synod.consensus.signed import MAX_TX_BYTES
-
-
-def cometbft_binary() -> str | None:
-    """`$SYNOD_COMETBFT_DIR/cometbft` (scripts/cometbft.sh prints the dir), else on PATH."""
-    d = os.environ.get("SYNOD_COMETBFT_DIR", "").strip()
-    if d and (Path(d) / "cometbft").is_file():
-        return str(Path(d) / "cometbft")
-    return shutil.which("cometbft")
 
 
 def free_ports(n: int) -> list[int]:
@@ -78,8 +69,18 @@ class Member:
 
 
 class LocalNet:
-    def __init__(self, root: Path, binary: str, committee: Committee, members: list[Member]):
+    """`preexec` runs in each child before exec (e.g. to have it die with its parent)."""
+
+    def __init__(
+        self,
+        root: Path,
+        binary: str,
+        committee: Committee,
+        members: list[Member],
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
         self.root, self.binary, self.committee, self.members = root, binary, committee, members
+        self.preexec = preexec
 
     @classmethod
     def create(
@@ -89,6 +90,7 @@ class LocalNet:
         committee: Committee,
         db_urls: list[str] | None = None,
         timeout_commit_ms: int = 200,
+        preexec: Callable[[], None] | None = None,
     ) -> LocalNet:
         root.mkdir(parents=True, exist_ok=True)
         ids = sorted(committee.members)
@@ -146,7 +148,7 @@ class LocalNet:
             ):
                 text = set_toml(text, section, key, value)
             path.write_text(text)
-        return cls(root, binary, committee, members)
+        return cls(root, binary, committee, members, preexec)
 
     # ------------------------------------------------------------------ processes
     def member(self, member_id: int) -> Member:
@@ -171,6 +173,7 @@ class LocalNet:
             ],
             stdout=app_log,
             stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec,
         )
         app_log.close()
         self._wait_listening(m.app_port, m.procs["app"])
@@ -179,6 +182,7 @@ class LocalNet:
             [self.binary, "node", "--home", str(m.home)],
             stdout=node_log,
             stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec,
         )
         node_log.close()
 
