@@ -405,6 +405,22 @@ class LedgerApp:
         self.reader.close()
 
 
+def pending_proofs(db: Database, member: int) -> list[tuple[str, Requeue]]:
+    """Proof-carrying Requeues still waiting for a quorum that `member` has not voted on,
+    oldest first: what its runtime re-checks against its own chain node."""
+    rows = db.query(
+        "SELECT tx_id, body, height FROM attested WHERE status = ? AND tx_id NOT IN "
+        "(SELECT tx_id FROM attestations WHERE member = ?)",
+        (AttestStatus.PENDING, member),
+    )
+    out = []
+    for tx_id, body, _ in sorted(rows, key=lambda r: (int(r[2]), r[0])):
+        tx = parse_tx(body)
+        if isinstance(tx, Requeue):
+            out.append((str(tx_id), tx))
+    return out
+
+
 STATE_TABLES = (
     "meta",
     "applied_tx",
