@@ -219,9 +219,12 @@ def test_no_quorum_no_blocks_and_forged_proof_and_outsider_refused(net: LocalNet
         poll(status, lambda s=status: status_everywhere(net, "r1") == {s})
     forged = Requeue(w, "replaced", "forged: nonce used by 0xbeef")
     member(net, 1).submit(forged)
-    poll(
-        "proof pending",
-        lambda: net.member(3).rpc.query("/proof", forged.tx_id.encode()) == {"status": "pending"},
+    poll(  # each member attests from its own replica, once it holds the proof
+        "proof pending everywhere",
+        lambda: all(
+            net.member(i).rpc.query("/proof", forged.tx_id.encode()) == {"status": "pending"}
+            for i in (1, 2, 3, 4)
+        ),
     )
     for i in (2, 3):  # the honest members' own chain nodes show no such thing
         member(net, i).submit(Attest(forged.tx_id, "forged"))

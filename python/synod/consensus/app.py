@@ -212,6 +212,8 @@ class LedgerApp:
         block = ExitStack()
         block.enter_context(self.db.transaction())
         try:
+            if isinstance(self.db, PostgresDatabase):
+                block.enter_context(self.db.pipeline())  # no round trip for each write
             outcomes = [self._deliver(height, raw) for raw in txs]
             app_hash = self._hash(prev_hash, height, txs, outcomes)
         except BaseException:
