@@ -158,8 +158,12 @@ class LedgerApp:
         tx_id = tx.tx_id
         if self.reader.query("SELECT 1 FROM applied_tx WHERE tx_id = ?", (tx_id,)):
             return Outcome(Code.DUPLICATE, f"{tx_id} already applied")
-        if needs_attestation(tx) and self._attested(self.reader, tx_id, stx.member):
-            return Outcome(Code.DUPLICATE, f"{stx.signer} already vouched for {tx_id}")
+        if needs_attestation(tx):
+            rows = self.reader.query("SELECT status FROM attested WHERE tx_id = ?", (tx_id,))
+            if rows and rows[0][0] != AttestStatus.PENDING:
+                return Outcome(Code.REJECTED, f"proof {tx_id} already decided: {rows[0][0]}")
+            if self._attested(self.reader, tx_id, stx.member):
+                return Outcome(Code.DUPLICATE, f"{stx.signer} already vouched for {tx_id}")
         return Outcome(Code.OK)
 
     def _authorized(self, raw: bytes) -> SignedTx:
