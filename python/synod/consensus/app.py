@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import sys
+from collections import OrderedDict
 from contextlib import ExitStack
 from dataclasses import dataclass
 from enum import IntEnum
@@ -50,6 +51,7 @@ from synod.state.transactions import Requeue, Tx, parse_tx
 log = logging.getLogger("synod.consensus.app")
 Database = SqliteDatabase | PostgresDatabase
 HASH_DOMAIN = b"synod/app-hash/v1"
+VERIFIED_CACHE_BYTES = 64 << 20  # authorized transactions remembered, by their size
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -124,6 +126,8 @@ class LedgerApp:
         if self.ledger.db is not db:
             raise ValueError("the ledger must run on the application's writer connection")
         self._block: ExitStack | None = None
+        self._verified: OrderedDict[bytes, tuple[SignedTx, int]] = OrderedDict()
+        self._verified_bytes = 0
         self._pending: tuple[int, bytes] | None = None  # height, app hash awaiting commit
 
     # ------------------------------------------------------------------ Info / InitChain
@@ -167,8 +171,20 @@ class LedgerApp:
         return Outcome(Code.OK)
 
     def _authorized(self, raw: bytes) -> SignedTx:
+        """Decoded and authorized, or the refusal. A pure function of the bytes and the
+        committee, so the result is kept (bounded) between CheckTx, ProcessProposal and
+        FinalizeBlock, which see the same transaction: its signature is verified once."""
+        key = hashlib.sha256(raw).digest()
+        hit = self._verified.get(key)
+        if hit is not None:
+            return hit[0]
         stx = SignedTx.decode(raw)
         stx.authorize(self.committee)
+        self._verified[key] = (stx, len(raw))
+        self._verified_bytes += len(raw)
+        while self._verified_bytes > VERIFIED_CACHE_BYTES:
+            _, (_, size) = self._verified.popitem(last=False)
+            self._verified_bytes -= size
         return stx
 
     @staticmethod
