@@ -125,6 +125,19 @@ class TimeoutsConfig(_Model):
     sig_share_ms: _Positive
     aggregator_rotate_ms: _Positive
     session_max_ms: _Positive
+    rtt_bound_ms: _Positive = 300  # round trip between committee members the turns are sized for
+
+    def aggregator_turn_s(self, n: int, t: int) -> float:
+        """The aggregator turn for a committee of n with threshold t: aggregatorRotateMs, or
+        longer when an honest aggregator needs more to finish against n − t misbehaving
+        signers at rttBoundMs (`synod.protocols.roast.turn_length`)."""
+        from synod.protocols.roast import turn_length
+
+        return max(self.aggregator_rotate_s, turn_length(n, t, self.rtt_bound_ms / 1000))
+
+    def session_limit_s(self, n: int, t: int) -> float:
+        """How long a signing session may run: sessionMaxMs, and at least three turns."""
+        return max(self.session_max_s, 3 * self.aggregator_turn_s(n, t))
 
     @model_validator(mode="after")
     def _within_session(self) -> Self:
@@ -174,6 +187,9 @@ class RetryPolicyConfig(_Model):
 class WithdrawConfig(_Model):
     max_in_flight_per_chain: _Positive
     retry_policy: RetryPolicyConfig
+    # Largest amount one request may ask for, per asset, in base units (satoshi, wei, ...);
+    # an asset not listed has no maximum. The ledger refuses larger requests on arrival.
+    max_request: dict[str, _Positive] = Field(default_factory=dict)
 
 
 class TransitionConfig(_Model):
@@ -188,6 +204,9 @@ class _ChainBase(_Model):
 
 class BtcChainConfig(_ChainBase):
     fee_sats_per_v_byte: _Fee
+    # Blocks a conflicting spend of an input must be buried under before the withdrawal's
+    # template counts as unspendable (its funds then go back to the pool).
+    conflict_depth: Annotated[int, Field(ge=6)] = 6
 
 
 class EvmChainConfig(_ChainBase):

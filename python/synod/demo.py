@@ -179,7 +179,6 @@ def _evm(
 
 def _solana(ledger: Ledger, count: int, progress: Progress, depth: int) -> ChainSetup:
     from solders.keypair import Keypair
-    from solders.litesvm import LiteSVM
     from solders.message import Message
     from solders.pubkey import Pubkey
     from solders.system_program import TransferParams, transfer
@@ -187,12 +186,13 @@ def _solana(ledger: Ledger, count: int, progress: Progress, depth: int) -> Chain
 
     from synod.chains.solana.adapter import SolanaAdapter
     from synod.chains.solana.blocks import LocalBlocks
+    from synod.chains.solana.cluster import LocalCluster
     from synod.runtime.watchers.solana import SolanaDeposits
 
     keys, public = frost.local_dkg(frost.Ciphersuite.ED25519, THRESHOLD, PARTIES)
     group = public.group_public_key()
     progress("sol: in-process Solana runtime (LiteSVM), a transfer to the committee's account")
-    svm = LiteSVM()
+    svm = LocalCluster()  # LiteSVM keeping the account history the unspendable proof reads
     blocks = LocalBlocks(svm)
     funder, lamports = Keypair(), 500 * 10**9
     svm.airdrop(funder.pubkey(), lamports + 10**9)
@@ -262,7 +262,7 @@ def run_demo(
             'contract; set it to "contract" (EOA mode is not part of the demo)'
         )
     fees = FeeSchedule.from_config(cfg.chains)
-    ledger = Ledger.from_config(SqliteDatabase(workdir / "ledger.db"), cfg.chains)
+    ledger = Ledger.from_config(SqliteDatabase(workdir / "ledger.db"), cfg.chains, cfg.withdraw)
     consensus = LocalConsensus(ledger, Journal(workdir / "journal.db"))
     report = DemoReport()
     setups: list[ChainSetup] = []

@@ -73,3 +73,16 @@ def test_sealed_payload_only_opens_for_its_recipient_and_header() -> None:
     assert open_sealed(BOB, sealed, header + b"x") is None
     assert open_sealed(BOB, sealed[:-1] + bytes([sealed[-1] ^ 1]), header) is None
     assert open_sealed(BOB, b"short", header) is None
+
+
+def test_every_send_is_distinct_and_the_version_is_strict() -> None:
+    a = Envelope(b"s", "roast/open", 1, 0, 7, 0, b"same").sign(ALICE)
+    b = Envelope(b"s", "roast/open", 1, 0, 7, 0, b"same").sign(ALICE)
+    assert a.nonce != b.nonce and a.digest() != b.digest() and a.to_bytes() != b.to_bytes()
+    assert not replace(a, nonce=b.nonce).verify(ALICE.public)
+    assert not replace(a, sent_ms=1).verify(ALICE.public)
+    old = b"synod/envelope/v1" + a.to_bytes()[len(b"synod/envelope/v2") :]
+    with pytest.raises(EnvelopeError):
+        Envelope.from_bytes(old)
+    with pytest.raises(EnvelopeError):
+        Envelope.from_bytes(a.to_bytes() + b"\x00")

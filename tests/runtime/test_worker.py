@@ -261,3 +261,17 @@ def test_journal_refuses_a_malformed_transaction(tmp_path: Path) -> None:
     with pytest.raises(MalformedTransaction):
         consensus.submit(Requeue("w", "retry", "x" * 70_000))
     assert len(consensus.journal) == 0 and consensus.journal.pending() == []
+
+
+def test_an_unfundable_request_does_not_block_later_ones_that_fit(tmp_path: Path) -> None:
+    from synod.state.transactions import DepositCredit, WithdrawRequest
+
+    ledger, _, worker, _ = make(tmp_path)
+    script = "5120" + "cd" * 32
+    ledger.apply(DepositCredit("btc", "BTC", 400_000, f"{1:064x}:0", 10, script))
+    big = ledger.apply(WithdrawRequest("big", "btc", "BTC", "bc1pbig", 10_000_000))
+    small = ledger.apply(WithdrawRequest("small", "btc", "BTC", "bc1psmall", 50_000))
+    for _ in range(10):
+        worker.step()
+    assert ledger.withdrawal(small.result["withdraw_id"]).status == CONFIRMED
+    assert ledger.withdrawal(big.result["withdraw_id"]).status == "QUEUED"

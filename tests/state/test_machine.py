@@ -180,6 +180,22 @@ def test_malformed_transactions_get_clear_errors(raw: Any) -> None:
     assert str(err.value).startswith("malformed: ")
 
 
+@pytest.mark.parametrize(
+    "digits", ["\u0665\u0660", "\u00b2", "1\u00b2", "\uff15", " 5", "5 ", "+5"]
+)
+def test_numbers_are_ascii_digits_only(digits: str) -> None:
+    raw = {"kind": "withdraw_request", "request_id": "r", "chain": "eth", "asset": "ETH"}
+    with pytest.raises(E.MalformedTransaction):
+        parse_tx({**raw, "to": "t", "amount": digits})
+    with pytest.raises(E.MalformedTransaction):
+        parse_tx({"kind": "confirm", "withdraw_id": "w", "txid": "t", "height": digits})
+    with pytest.raises(E.MalformedTransaction):
+        DepositCredit("btc", "BTC", digits, "ab" * 32 + ":0", 1, SCRIPT).validate()  # type: ignore[arg-type]
+    with pytest.raises(E.MalformedTransaction):
+        DepositCredit("btc", "BTC", 1, "ab" * 32 + ":" + digits, 1, SCRIPT).validate()
+    assert parse_tx({**raw, "to": "t", "amount": "50"}).amount == 50  # type: ignore[attr-defined]
+
+
 def test_session_timeout_keeps_template_and_unspendable_releases(open_db: Opener) -> None:
     ledger = Ledger(open_db())
     ledger.apply(btc_deposit(1, 100_000))
@@ -574,6 +590,19 @@ def test_state_machine(new_store: StoreFactory) -> None:
         suppress_health_check=list(HealthCheck),
     )
     runner().runTest()
+
+
+def test_requests_above_the_configured_maximum_are_refused_on_arrival(open_db: Opener) -> None:
+    from synod.config import load_config
+
+    cfg = load_config(env={})
+    assert cfg.withdraw.max_request["BTC"] == 100 * 10**8
+    ledger = Ledger.from_config(open_db(), cfg.chains, cfg.withdraw)
+    with pytest.raises(E.AboveMaximum):
+        ledger.apply(WithdrawRequest("huge", "btc", "BTC", "x", 100 * 10**8 + 1))
+    assert ledger.withdrawals() == []
+    ledger.apply(WithdrawRequest("ok", "btc", "BTC", "x", 100 * 10**8))
+    assert Ledger(open_db()).max_request == {}  # no configuration: no maximum
 
 
 def test_cancel_only_before_any_template(open_db: Opener) -> None:

@@ -62,3 +62,23 @@ def test_duplicate_nonce_id_refused(tmp_path: Path) -> None:
     assert store.take_nonce("n") == b"1"  # the first one, untouched
     with pytest.raises(StoreError, match="already exists"):
         store.put_nonce("n", b"s", b"3")  # not even after it was used
+
+
+@pytest.mark.parametrize("how", ["take", "discard"])
+def test_erased_nonce_ciphertext_is_in_neither_file(tmp_path: Path, how: str) -> None:
+    store = SessionStore(tmp_path / "node.db", KEY)
+    for i in range(20):  # neighbours on the same pages
+        store.put_nonce(f"other{i}", b"sid2", bytes([i]) * 64)
+    store.put_nonce("n1", b"sid", b"\x5a" * 64)
+    ((_, sealed),) = [r for r in store.raw_nonce_rows() if r[0] == "n1"]
+    assert sealed is not None
+    files = [tmp_path / "node.db", tmp_path / "node.db-wal"]
+    assert any(sealed in f.read_bytes() for f in files if f.exists())
+    if how == "take":
+        assert store.take_nonce("n1") == b"\x5a" * 64
+    else:
+        assert store.discard_session(b"sid") == 1
+    # While the store is still open (a running node): the bytes are gone from disk.
+    for f in files:
+        if f.exists():
+            assert sealed not in f.read_bytes(), f.name

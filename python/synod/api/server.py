@@ -53,7 +53,7 @@ class Engine:
 def open_engine(url: str, config: SynodConfig, journal: Path | None = None) -> Engine:
     db = open_database(url)
     audit = AuditLog(db)
-    ledger = Ledger.from_config(db, config.chains)
+    ledger = Ledger.from_config(db, config.chains, config.withdraw)
     consensus = LocalConsensus(ledger, Journal(journal or default_journal(url)), audit)
     return Engine(db, consensus, TokenStore(db), audit)
 

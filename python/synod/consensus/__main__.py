@@ -9,10 +9,12 @@ import signal
 import sys
 from types import FrameType
 
+from synod.config import ConfigError, load_config
 from synod.consensus.abci.server import AbciServer
 from synod.consensus.app import LedgerApp
 from synod.consensus.committee import Committee, CommitteeError
 from synod.state.db import open_database
+from synod.state.machine import Ledger
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,19 +23,27 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="serve the ledger application over ABCI")
     serve.add_argument("--db", required=True, help="sqlite:///path or a PostgreSQL DSN")
     serve.add_argument("--committee", required=True, help="the committee file (JSON)")
+    serve.add_argument(
+        "--config",
+        help="synod configuration (JSON) for the ledger's rules: fees, EOA-mode chains, "
+        "withdraw.maxRequest; every member must run the same (default: the packaged one)",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=26658)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         committee = Committee.load(args.committee)
-    except CommitteeError as err:
+        config = load_config(args.config, env={})  # rules from the file only, never the env
+    except (CommitteeError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.db.startswith("sqlite:///:memory:") or args.db == ":memory:":
         print("error: the ledger needs a durable store, not :memory:", file=sys.stderr)
         return 2
-    app = LedgerApp(open_database(args.db), open_database(args.db), committee)
+    db = open_database(args.db)
+    ledger = Ledger.from_config(db, config.chains, config.withdraw)
+    app = LedgerApp(db, open_database(args.db), committee, ledger)
     server = AbciServer(app, args.host, args.port)
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -83,6 +83,8 @@ def core_errors() -> Iterator[None]:
         yield
     except _core.CoreError as err:
         raise from_core(err) from None
+    except OverflowError:  # an identifier or count outside the core's integer type (u16, ...)
+        raise InvalidParametersError("integer argument out of range") from None
 
 
 def call_core(fn: Callable[..., T], *args: object) -> T:

@@ -37,11 +37,17 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+EARLY_PER_PEER = 256  # messages a session keeps for later from one participant
+EARLY_BYTES_PER_PEER = 4 << 20
+
+
 class Session:
     """Base class: a session id, its participants, an event queue and a round buffer.
 
     Subclasses implement `_on_message`; messages for a round the session has not
-    reached yet are kept and replayed when `_advance_round` gets there.
+    reached yet are kept (at most `EARLY_PER_PEER` messages and `EARLY_BYTES_PER_PEER`
+    bytes from each participant, so at most participants × those in total) and
+    replayed when `_advance_round` gets there.
     """
 
     def __init__(
@@ -55,6 +61,7 @@ class Session:
         self.done = False
         self._events: list[Event] = []
         self._early: list[Incoming] = []
+        self._early_use: dict[int, tuple[int, int]] = {}  # sender -> (messages, bytes) buffered
 
     # -- caller side -------------------------------------------------------
     def start(self, now: float) -> list[Send]:
@@ -64,9 +71,30 @@ class Session:
         if self.done or self._foreign(msg):
             return []
         if msg.round > self.round and self._buffers(msg):
-            self._early.append(msg)
+            self._keep_early(msg)
             return []
         return self._on_message(msg, now)
+
+    def _keep_early(self, msg: Incoming) -> bool:
+        """Buffer a message for later within the per-participant caps; False (and a drop
+        event) when the sender's share of the buffer is full."""
+        count, size = self._early_use.get(msg.sender, (0, 0))
+        size += len(msg.payload)
+        if count >= EARLY_PER_PEER or size > EARLY_BYTES_PER_PEER:
+            self._emit("dropped", reason="early_overflow", sender=msg.sender)
+            return False
+        self._early.append(msg)
+        self._early_use[msg.sender] = (count + 1, size)
+        return True
+
+    def _release_early(self, up_to: int) -> list[Incoming]:
+        """Take the buffered messages of rounds up to `up_to` out of the buffer."""
+        ready = [m for m in self._early if m.round <= up_to]
+        self._early = [m for m in self._early if m.round > up_to]
+        for m in ready:
+            count, size = self._early_use[m.sender]
+            self._early_use[m.sender] = (count - 1, size - len(m.payload))
+        return ready
 
     def tick(self, now: float) -> list[Send]:
         return []
@@ -95,8 +123,7 @@ class Session:
 
     def _advance_round(self, new_round: int, now: float) -> list[Send]:
         self.round = new_round
-        ready = [m for m in self._early if m.round <= new_round]
-        self._early = [m for m in self._early if m.round > new_round]
+        ready = self._release_early(new_round)
         out: list[Send] = []
         for m in ready:
             if not self.done:

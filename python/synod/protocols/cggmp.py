@@ -8,16 +8,18 @@ in the sorted committee.
 
 `CggmpSigningDriver` makes signing finish when parties stall: attempts are led
 in turn by the aggregator schedule of `synod.protocols.roast`; the leader of
-attempt k names a t-subset avoiding every party suspected so far, and when an
-attempt times out its participants broadcast whom they never heard from, so the
-next leader leaves them out.
+attempt k names t signers by the rule of `synod.protocols.retry` (every attempt
+that ran out of time pins a misbehaving member in its signers or leader; when an
+attempt times out its participants broadcast whom they never heard from, which
+only orders the leader's choices), so with at most n − t misbehaving members
+signing finishes within `retry.attempt_bound(n, t)` attempts.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from synod.crypto import ecdsa
@@ -25,6 +27,7 @@ from synod.crypto.errors import CryptoError
 from synod.protocols.base import Incoming, Send, Session
 from synod.protocols.codec import CodecError, pack, unpack_ints
 from synod.protocols.envelope import BROADCAST
+from synod.protocols.retry import choose_subset
 from synod.protocols.roast import AggregatorSchedule, TemplateValidator
 
 BCAST, P2P = "cggmp/bcast", "cggmp/p2p"
@@ -152,7 +155,12 @@ class CggmpSigningDriver(Session):
         self.path = list(path)
         self.grace = schedule.rotate_timeout / 20 if grace is None else grace
         self.committee = tuple(sorted(schedule.committee))
-        self.suspected: set[int] = set()
+        # What the retry rule knows: attempts seen started (attempt -> leader, signers),
+        # sets that each hold a misbehaving member, and accusation pairs (bounded by n²).
+        self.starts: dict[int, tuple[int, tuple[int, ...]]] = {}
+        self.failed: list[frozenset[int]] = []
+        self._closed_attempts: set[int] = set()
+        self.accusations: set[tuple[int, int]] = set()  # (accuser, accused)
         self.led: set[int] = set()
         self.run: CggmpRun | None = None
         self.attempts_started = 0
@@ -162,24 +170,43 @@ class CggmpSigningDriver(Session):
         )
 
     # -- leader side -----------------------------------------------------------
+    @property
+    def suspected(self) -> set[int]:
+        """Members someone accused (a report, not a verdict: see `synod.protocols.retry`)."""
+        return {accused for _, accused in self.accusations}
+
+    def conflicts(self) -> Counter[frozenset[int]]:
+        """Accusation pairs {accuser, accused}, weighted by how many directions were said."""
+        return Counter(frozenset(pair) for pair in self.accusations)
+
     def subset_for(self, k: int) -> tuple[int, ...]:
-        """t signers in schedule order, skipping suspects (unless too few would remain)."""
-        order = [c for c in self.schedule.candidates if c not in self.suspected]
-        if len(order) < self.threshold:
-            order = list(self.schedule.candidates)
-        return tuple(sorted(order[: self.threshold]))
+        """The t signers this node names as leader of attempt k (`retry.choose_subset`)."""
+        return choose_subset(self.committee, self.threshold, self.me, self.failed, self.conflicts())
+
+    def _accuse(self, accuser: int, accused: Iterable[int]) -> None:
+        for x in accused:
+            if x != accuser and x in self.committee and accuser in self.committee:
+                self.accusations.add((accuser, x))
+
+    def _close_attempts(self, current: int) -> None:
+        """Every started attempt before `current` that did not sign pins a culprit."""
+        for k, (leader, subset) in self.starts.items():
+            if k < current and k not in self._closed_attempts:
+                self._closed_attempts.add(k)
+                self.failed.append(frozenset(subset) | {leader})
 
     def tick(self, now: float) -> list[Send]:
         if self.done:
             return []
         out: list[Send] = []
         k = self.schedule.index(now)
+        self._close_attempts(k)
         if self.run is not None and self.run.attempt < k and not self.run.done:
             # Our attempt ran out of time: say whom we never heard from enough.
             suspects = self.run.suspects()
             self.run.done = True
             self._emit("attempt_timeout", attempt=self.run.attempt, suspects=suspects)
-            self.suspected.update(suspects)
+            self._accuse(self.me, suspects)
             out.append(Send(BROADCAST, SUSPECT, k, pack(self.run.attempt, *suspects)))
         if (
             self.schedule.active(now) == self.me
@@ -203,7 +230,7 @@ class CggmpSigningDriver(Session):
                 return self._on_start(msg, now)
             if msg.kind == SUSPECT:
                 fields = unpack_ints(msg.payload)
-                self.suspected.update(x for x in fields[1:] if x != msg.sender)
+                self._accuse(msg.sender, fields[1:])
                 return []
             if msg.kind == DONE:
                 return self._on_done(msg)
@@ -213,8 +240,8 @@ class CggmpSigningDriver(Session):
         if msg.kind in RUN_KINDS:
             if self.run is not None and self.run.attempt == msg.round:
                 return self.run.receive(msg, now) + self._check_run()
-            if msg.round >= self.schedule.index(now) and len(self._early) < 4096:
-                self._early.append(msg)  # its START has not reached us yet
+            if msg.round >= self.schedule.index(now):
+                self._keep_early(msg)  # its START has not reached us yet
                 return []
             self._emit("dropped", reason="stale_attempt", sender=msg.sender, attempt=msg.round)
             return []
@@ -223,21 +250,29 @@ class CggmpSigningDriver(Session):
 
     def _on_start(self, msg: Incoming, now: float) -> list[Send]:
         fields = unpack_ints(msg.payload)
+        if not fields:
+            raise CodecError("empty start message")
         k, subset = fields[0], tuple(fields[1:])
         current = self.schedule.index(now)
         leader = self.schedule.candidates[k % len(self.schedule.candidates)]
         if k != current or msg.sender != leader:
             self._emit("dropped", reason="stale_leader", sender=msg.sender, attempt=k)
             return []
-        if len(set(subset)) != self.threshold or not set(subset) <= set(self.committee):
+        if (
+            len(subset) != self.threshold
+            or len(set(subset)) != self.threshold
+            or not set(subset) <= set(self.committee)
+        ):
             self._emit("dropped", reason="bad_subset", sender=msg.sender, attempt=k)
             return []
+        self.starts.setdefault(k, (leader, subset))
         if self.me not in subset:
             return []
         if not self.validator(self.session_id, self.digest):
             self._emit("refused", reason="template_mismatch", attempt=k)
             return []
-        eid = hashlib.sha256(self.session_id + k.to_bytes(8, "big") + bytes(subset)).digest()
+        ids = b"".join(i.to_bytes(4, "big") for i in subset)  # node ids are u32 on the wire
+        eid = hashlib.sha256(self.session_id + k.to_bytes(8, "big") + ids).digest()
         signers = [self.committee.index(s) for s in subset]
 
         def make() -> ecdsa.SignSession:
@@ -249,11 +284,9 @@ class CggmpSigningDriver(Session):
         )
         self.attempts_started += 1
         out = self.run.start(now)
-        early, self._early = (
-            [m for m in self._early if m.round == k],
-            [m for m in self._early if m.round > k],
-        )
-        for m in early:
+        for m in self._release_early(k):
+            if m.round != k:
+                continue  # an earlier attempt's message: that attempt is over
             out += self.run.receive(m, now)
         return out + self._check_run()
 
@@ -261,7 +294,7 @@ class CggmpSigningDriver(Session):
         run = self.run
         if run is None or not run.done or run.failed or run.output is None:
             if run is not None and run.failed:
-                self.suspected.update(run.suspects())
+                self._accuse(self.me, run.suspects())
             return []
         sig: ecdsa.Signature = run.output
         self.signature = sig

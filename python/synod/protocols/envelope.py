@@ -1,9 +1,13 @@
 """Signed, replay-protected envelopes and encrypted point-to-point payloads.
 
-Wire shape (seed 000 §8.2): ``{session_id, kind, from, to, epoch, round, payload,
-signature}``. The signature is Ed25519 by the sender's identity key over a
-domain-separated canonical encoding of every other field, so a relay can neither
-alter nor redirect a message. Point-to-point payloads (DKG shares, reshare
+Wire shape (seed 000 §8.2, version 2): ``{session_id, kind, from, to, epoch, round,
+sent_ms, nonce, payload, signature}``. The signature is Ed25519 by the sender's
+identity key over a domain-separated canonical encoding of every other field, so a
+relay can neither alter nor redirect a message. ``sent_ms`` (the sender's clock) and
+an 8-byte random ``nonce`` make every send distinct, even of the same content after a
+restart, and let a receiver keep its replay memory to a bounded time window. Session
+ids are at most `MAX_SESSION_ID` bytes and kinds at most `MAX_KIND`; parsing is strict
+(no trailing or missing bytes). Point-to-point payloads (DKG shares, reshare
 sub-shares) are sealed to the recipient: ephemeral X25519, HKDF-SHA256 and
 ChaCha20-Poly1305, with the envelope header as associated data.
 """
@@ -22,10 +26,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-DOMAIN = b"synod/envelope/v1"
+DOMAIN = b"synod/envelope/v2"
 SEAL_INFO = b"synod/p2p-seal/v1"
 BROADCAST = 0  # recipient id meaning "everyone in the session"
 MAX_FIELD = 1 << 24
+MAX_SESSION_ID = 64
+MAX_KIND = 32
+NONCE_LEN = 8
 
 
 class EnvelopeError(ValueError):
@@ -87,17 +94,26 @@ class Envelope:
     round: int
     payload: bytes = field(repr=False)
     signature: bytes = field(default=b"", repr=False)
+    sent_ms: int = 0  # the sender's clock when it sent this envelope, in milliseconds
+    nonce: bytes = field(default=b"", repr=False)  # NONCE_LEN random bytes, fresh per send
 
     def header(self) -> bytes:
         """Canonical encoding of everything but payload and signature (AEAD associated data)."""
         kind = self.kind.encode("utf-8")
+        if len(self.session_id) > MAX_SESSION_ID or len(kind) > MAX_KIND:
+            raise EnvelopeError("session id or kind too long")
+        if len(self.nonce) != NONCE_LEN:
+            raise EnvelopeError("an envelope needs its per-send nonce")
         return (
             DOMAIN
-            + struct.pack(">H", len(self.session_id))
+            + struct.pack(">B", len(self.session_id))
             + self.session_id
-            + struct.pack(">H", len(kind))
+            + struct.pack(">B", len(kind))
             + kind
-            + struct.pack(">IIQI", self.sender, self.recipient, self.epoch, self.round)
+            + struct.pack(
+                ">IIQIQ", self.sender, self.recipient, self.epoch, self.round, self.sent_ms
+            )
+            + self.nonce
         )
 
     def signed_bytes(self) -> bytes:
@@ -107,10 +123,17 @@ class Envelope:
         """Identity of a message for replay detection (independent of the signature bytes)."""
         return hashlib.sha256(self.signed_bytes()).digest()
 
+    def stamped(self, sent_ms: int | None = None) -> Envelope:
+        """This envelope with a fresh per-send nonce (and a send time, if given)."""
+        ms = self.sent_ms if sent_ms is None else sent_ms
+        return replace(self, sent_ms=ms, nonce=os.urandom(NONCE_LEN), signature=b"")
+
     def sign(self, identity: Identity) -> Envelope:
+        """Sign; an envelope without a nonce gets a fresh one first."""
         if identity.node_id != self.sender:
             raise ValueError("signing an envelope for another sender")
-        return replace(self, signature=identity.sign_secret.sign(self.signed_bytes()))
+        env = self if len(self.nonce) == NONCE_LEN else self.stamped()
+        return replace(env, signature=identity.sign_secret.sign(env.signed_bytes()))
 
     def verify(self, peer: PeerKeys) -> bool:
         if peer.node_id != self.sender or len(self.signature) != 64:
@@ -119,7 +142,7 @@ class Envelope:
             Ed25519PublicKey.from_public_bytes(peer.sign_key).verify(
                 self.signature, self.signed_bytes()
             )
-        except InvalidSignature:
+        except (InvalidSignature, EnvelopeError):
             return False
         return True
 
@@ -133,16 +156,22 @@ class Envelope:
             if not data.startswith(DOMAIN):
                 raise EnvelopeError("bad domain tag")
             off = len(DOMAIN)
-            (n,) = struct.unpack_from(">H", data, off)
-            off += 2
+            n = data[off]
+            off += 1
+            if n > MAX_SESSION_ID:
+                raise EnvelopeError("session id too long")
             session_id = data[off : off + n]
             off += n
-            (n,) = struct.unpack_from(">H", data, off)
-            off += 2
+            n = data[off]
+            off += 1
+            if n > MAX_KIND:
+                raise EnvelopeError("kind too long")
             kind = data[off : off + n].decode("utf-8")
             off += n
-            sender, recipient, epoch, rnd = struct.unpack_from(">IIQI", data, off)
-            off += 20
+            sender, recipient, epoch, rnd, sent_ms = struct.unpack_from(">IIQIQ", data, off)
+            off += 28
+            nonce = data[off : off + NONCE_LEN]
+            off += NONCE_LEN
             (n,) = struct.unpack_from(">I", data, off)
             off += 4
             if n > MAX_FIELD:
@@ -150,11 +179,13 @@ class Envelope:
             payload = data[off : off + n]
             off += n
             signature = data[off:]
-            if len(payload) != n or len(signature) != 64:
+            if len(payload) != n or len(signature) != 64 or len(nonce) != NONCE_LEN:
                 raise EnvelopeError("truncated envelope")
-        except (struct.error, UnicodeDecodeError) as err:
+        except (struct.error, UnicodeDecodeError, IndexError) as err:
             raise EnvelopeError(f"malformed envelope: {err}") from None
-        return cls(session_id, kind, sender, recipient, epoch, rnd, payload, signature)
+        return cls(
+            session_id, kind, sender, recipient, epoch, rnd, payload, signature, sent_ms, nonce
+        )
 
 
 def seal(recipient: PeerKeys, plaintext: bytes, associated: bytes) -> bytes:

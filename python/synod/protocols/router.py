@@ -2,19 +2,25 @@
 
 Inbound envelopes are checked in a fixed order and every drop is counted by
 reason: malformed, unknown_sender, forged, misdirected, stale_epoch,
-future_epoch, replay, closed_session, undecryptable. An envelope for a session
-this node has not opened yet is buffered (bounded) and replayed when the
-session is registered; a session buffers messages for rounds it has not reached.
+future_epoch, stale (sent before the replay window), future_time, replay,
+rate_limited, closed_session, undecryptable, early_overflow. An envelope for a
+session this node has not opened yet is buffered (bounded in entries and bytes,
+per peer and in total: `Limits`) and replayed when the session is registered; a
+session buffers messages for rounds it has not reached.
 Outbound `Send`s become signed envelopes; private payloads are sealed to their
 recipient. Messages a node sends to itself are delivered locally.
+
+The `now` a node passes in is its wall clock (Unix seconds; the simulator's shared virtual
+clock in tests): it stamps outgoing envelopes and judges incoming ones against the replay
+window, so nodes' clocks must agree within `Limits.clock_skew_s`.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from synod.protocols.base import Event, Incoming, Send, Session
 from synod.protocols.envelope import (
@@ -26,9 +32,9 @@ from synod.protocols.envelope import (
     open_sealed,
     seal,
 )
+from synod.protocols.limits import Limits, ReplayWindow, SeenLog
 
-MAX_EARLY_PER_SESSION = 4096
-MAX_EARLY_SESSIONS = 256
+EVENT_BACKLOG = 4096
 
 
 @dataclass
@@ -47,8 +53,48 @@ class Outbound:
     kind: str = field(default="")
 
 
+@dataclass
+class _Early:
+    """Envelopes for sessions not opened here yet, with their accounting."""
+
+    by_session: dict[bytes, list[tuple[float, Envelope]]] = field(default_factory=dict)
+    count: Counter[int] = field(default_factory=Counter)  # per sender
+    size: Counter[int] = field(default_factory=Counter)  # bytes per sender
+    total: int = 0  # bytes
+
+    def take(self, session_id: bytes) -> list[Envelope]:
+        items = self.by_session.pop(session_id, [])
+        for _, env in items:
+            self.count[env.sender] -= 1
+            self.size[env.sender] -= len(env.payload)
+            self.total -= len(env.payload)
+        return [env for _, env in items]
+
+    def expire(self, before: float) -> None:
+        for sid in [s for s, items in self.by_session.items() if items[0][0] < before]:
+            kept = [(at, e) for at, e in self.by_session[sid] if at >= before]
+            self.take(sid)
+            for at, env in kept:
+                self.add(at, env)
+
+    def add(self, at: float, env: Envelope) -> None:
+        self.by_session.setdefault(env.session_id, []).append((at, env))
+        self.count[env.sender] += 1
+        self.size[env.sender] += len(env.payload)
+        self.total += len(env.payload)
+
+
 class Router:
-    def __init__(self, identity: Identity, directory: dict[int, PeerKeys], epoch: int) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        directory: dict[int, PeerKeys],
+        epoch: int,
+        limits: Limits | None = None,
+        seen_store: SeenLog | None = None,
+        now: float = 0.0,
+    ) -> None:
+        """`seen_store` keeps the replay memory across restarts (the node's session store)."""
         self.identity = identity
         self.me = identity.node_id
         self.directory = directory
@@ -57,9 +103,11 @@ class Router:
         self.cpu: dict[str, float] = defaultdict(float)  # CPU seconds in each session class
         self._sessions: dict[bytes, list[_Registered]] = {}
         self._closed: set[bytes] = set()
-        self._early: dict[bytes, list[Envelope]] = {}
-        self._seen: set[bytes] = set()
-        self.events: list[tuple[bytes, Event]] = []
+        self.limits = limits or Limits()
+        self._early = _Early()
+        self._seen = ReplayWindow(self.limits, seen_store, now)
+        # Without an observer the last `EVENT_BACKLOG` events are kept (peers cause events).
+        self.events: deque[tuple[bytes, Event]] = deque(maxlen=EVENT_BACKLOG)
         self.on_event: Callable[[bytes, Event], None] | None = None
 
     # -- sessions ------------------------------------------------------------
@@ -77,7 +125,7 @@ class Router:
         sends = session.start(now) if start else []
         self._collect(session)
         out = self._outbound(session, sends, now)
-        for env in self._early.pop(session.session_id, []):
+        for env in self._early.take(session.session_id):
             out += self._deliver(env, now)
         return out
 
@@ -87,7 +135,7 @@ class Router:
 
     def close(self, session_id: bytes) -> None:
         self._sessions.pop(session_id, None)
-        self._early.pop(session_id, None)
+        self._early.take(session_id)
         self._closed.add(session_id)
 
     def sessions(self, session_id: bytes) -> list[Session]:
@@ -125,30 +173,44 @@ class Router:
         if env.epoch > self.epoch:
             self.counters["future_epoch"] += 1
             return []
-        digest = env.digest()
-        if digest in self._seen:
-            self.counters["replay"] += 1
+        refused = self._seen.check(env.digest(), env.sender, env.sent_ms, now)
+        if refused is not None:
+            self.counters[refused] += 1
             return []
-        self._seen.add(digest)
         if env.session_id in self._closed:
             self.counters["closed_session"] += 1
             return []
         return self._deliver(env, now)
 
-    def _buffer(self, env: Envelope) -> None:
-        """Keep a message no session here handles yet (its session or role starts later)."""
-        early = self._early.setdefault(env.session_id, [])
-        if len(early) >= MAX_EARLY_PER_SESSION or len(self._early) > MAX_EARLY_SESSIONS:
-            self.counters["early_overflow"] += 1
-            return
-        early.append(env)
+    def _buffer(self, env: Envelope, now: float) -> None:
+        """Keep a message no session here handles yet (its session or role starts later),
+        within the caps of `Limits`; entries older than the replay window are forgotten."""
+        lim, early, size = self.limits, self._early, len(env.payload)
+        if not self._early_fits(env, size):
+            early.expire(now - lim.replay_window_s)
+            if not self._early_fits(env, size):
+                self.counters["early_overflow"] += 1
+                return
+        early.add(now, env)
         self.counters["buffered_early"] += 1
+
+    def _early_fits(self, env: Envelope, size: int) -> bool:
+        lim, early = self.limits, self._early
+        held = early.by_session.get(env.session_id)
+        if held is None and len(early.by_session) >= lim.early_sessions:
+            return False
+        return (
+            (held is None or len(held) < lim.early_per_session)
+            and early.count[env.sender] < lim.early_per_peer
+            and early.size[env.sender] + size <= lim.early_bytes_per_peer
+            and early.total + size <= lim.early_bytes_total
+        )
 
     def _deliver(self, env: Envelope, now: float) -> list[Outbound]:
         out: list[Outbound] = []
         handlers = [r for r in self._sessions.get(env.session_id, []) if env.kind in r.kinds]
         if not handlers:
-            self._buffer(env)
+            self._buffer(env, now)
             return out
         for reg in handlers:
             payload = env.payload
@@ -161,7 +223,20 @@ class Router:
             self.counters["delivered"] += 1
             msg = Incoming(env.sender, env.kind, env.round, payload)
             started = time.process_time()
-            sends = reg.session.receive(msg, now)
+            try:
+                sends = reg.session.receive(msg, now)
+            except Exception as err:  # a peer's bytes must never stop the router
+                # Sessions turn every error a peer can cause into a drop or a culprit; this
+                # counter stays at zero unless a session has a bug (the fuzz test checks it).
+                self.counters["session_error"] += 1
+                reg.session._emit(
+                    "dropped",
+                    reason="session_error",
+                    sender=env.sender,
+                    kind=env.kind,
+                    detail=type(err).__name__,
+                )
+                sends = []
             self.cpu[type(reg.session).__name__] += time.process_time() - started
             self._collect(reg.session)
             out += self._outbound(reg.session, sends, now)
@@ -174,20 +249,20 @@ class Router:
             targets = session.participants if s.to == BROADCAST else (s.to,)
             if s.private:
                 for t in targets:
-                    header = Envelope(
-                        session.session_id, s.kind, self.me, t, session.epoch, s.round, b""
-                    ).header()
-                    env = self._envelope(session, s, t, seal(self.directory[t], s.payload, header))
-                    out += self._route(env, t, now)
+                    env = self._envelope(session, s, t, now)
+                    sealed = seal(self.directory[t], s.payload, env.header())
+                    out += self._route(replace(env, payload=sealed).sign(self.identity), t, now)
             else:
-                env = self._envelope(session, s, s.to, s.payload)
+                env = replace(self._envelope(session, s, s.to, now), payload=s.payload)
+                signed = env.sign(self.identity)
                 for t in targets:
-                    out += self._route(env, t, now)
+                    out += self._route(signed, t, now)
         return out
 
-    def _envelope(self, session: Session, s: Send, to: int, payload: bytes) -> Envelope:
-        env = Envelope(session.session_id, s.kind, self.me, to, session.epoch, s.round, payload)
-        return env.sign(self.identity)
+    def _envelope(self, session: Session, s: Send, to: int, now: float) -> Envelope:
+        """An unsigned envelope with this send's time and a fresh nonce (no payload yet)."""
+        env = Envelope(session.session_id, s.kind, self.me, to, session.epoch, s.round, b"")
+        return env.stamped(max(0, int(now * 1000)))
 
     def _route(self, env: Envelope, to: int, now: float) -> list[Outbound]:
         if to == self.me:

@@ -14,8 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from synod.config import TimeoutsConfig, load_config
 from synod.crypto import ecdsa, frost
 from synod.protocols.cggmp import DRIVER_KINDS, PRIVATE, CggmpSigningDriver
+from synod.protocols.retry import attempt_bound
 from synod.protocols.roast import AggregatorSchedule
 from synod.runtime.interfaces import SigningTimeout
 from synod.sim.cluster import Cluster
@@ -52,9 +54,13 @@ class FrostCommitteeSigner:
         tweak: frost.TaprootTweak | None = None,
         faulty: int = 0,
         strategy: str = "static",
-        rotate_timeout: float = 5.0,
+        rotate_timeout: float | None = None,
         corrupt: dict[int, str] | None = None,
+        timeouts: TimeoutsConfig | None = None,
     ) -> None:
+        """Turn and session length come from `timeouts` (the packaged configuration when
+        not given), sized for the committee; `rotate_timeout` overrides the turn."""
+        times = timeouts or load_config(env={}).timeouts
         self.keys = keys
         self.public = public
         self.threshold = threshold
@@ -62,7 +68,10 @@ class FrostCommitteeSigner:
         self.tweak = tweak
         self.faulty = faulty
         self.strategy = strategy
-        self.rotate_timeout = rotate_timeout
+        self.rotate_timeout = rotate_timeout or times.aggregator_turn_s(len(keys), threshold)
+        self.session_limit = max(
+            times.session_limit_s(len(keys), threshold), 3 * self.rotate_timeout
+        )
         self.corrupt = corrupt
         self.records: list[SigningRecord] = []
 
@@ -90,7 +99,7 @@ class FrostCommitteeSigner:
             self.strategy,
             seed=int.from_bytes(sid[:4], "big"),
             rotate_timeout=self.rotate_timeout,
-            max_time=12 * self.rotate_timeout,
+            max_time=self.session_limit,
             tweak=self.tweak,
             shares=(self.keys, self.public),
             message=message,
@@ -126,13 +135,20 @@ class CggmpCommitteeSigner:
         threshold: int,
         digest_for: MessageFor,
         silent: set[int] | None = None,
-        attempt_timeout: float = 5.0,
+        attempt_timeout: float | None = None,
+        timeouts: TimeoutsConfig | None = None,
     ) -> None:
+        times = timeouts or load_config(env={}).timeouts
         self.shares = shares
         self.threshold = threshold
         self.digest_for = digest_for
         self.silent = silent or set()
-        self.attempt_timeout = attempt_timeout
+        self.attempt_timeout = attempt_timeout or times.aggregator_turn_s(len(shares), threshold)
+        # Long enough for the retry rule's bound of attempts (`synod.protocols.retry`).
+        self.session_limit = max(
+            times.session_limit_s(len(shares), threshold),
+            attempt_bound(len(shares), threshold) * self.attempt_timeout,
+        )
         self.records: list[SigningRecord] = []
 
     def sign(self, withdrawal: Withdrawal, session_id: str) -> str:
@@ -155,7 +171,7 @@ class CggmpCommitteeSigner:
             drivers[node] = driver
             cluster.start(node, driver, DRIVER_KINDS, PRIVATE)
         honest = [d for n, d in drivers.items() if n not in self.silent]
-        cluster.run(12 * self.attempt_timeout, honest)
+        cluster.run(self.session_limit, honest)
         sig = next((d.signature for d in honest if d.signature is not None), None)
         attempts = max((d.attempts_started for d in honest), default=0)
         self.records.append(

@@ -160,8 +160,11 @@ class WithdrawWorker:
                 return False
             try:
                 self._submit(Reserve(w.withdraw_id, attempt=w.attempt))
-            except (E.InsufficientFunds, E.FifoViolation):
-                blocked.add((w.chain, w.asset))  # FIFO: nothing later of this asset may go first
+            except E.InsufficientFunds:
+                # The ledger's FIFO rule: a later request that fits may go before this one.
+                return False
+            except E.FifoViolation:
+                blocked.add((w.chain, w.asset))  # an earlier one fits: it must go first
                 return False
             in_flight[w.chain] = in_flight.get(w.chain, 0) + 1
             return True

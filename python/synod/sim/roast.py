@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,9 @@ class RoastNode:
     def boot(self, now: float) -> Wire:
         self.up = True
         self.coordinators = {}
-        self.router = Router(self.identity, self.directory, self.schedule.epoch)
+        self.router = Router(
+            self.identity, self.directory, self.schedule.epoch, seen_store=self.store, now=now
+        )
         self.router.on_event = lambda _sid, ev: self.run.observe(self.node_id, ev.name, ev.data)
         signer = ByzantineSigner(
             self.schedule,
@@ -203,15 +205,7 @@ class RoastNode:
             restamped: Wire = []
             for to, data, kind in wire:
                 env = Envelope.from_bytes(data)
-                env = Envelope(
-                    env.session_id,
-                    env.kind,
-                    env.sender,
-                    env.recipient,
-                    env.epoch - 1,
-                    env.round,
-                    env.payload,
-                ).sign(self.identity)
+                env = replace(env, epoch=env.epoch - 1).sign(self.identity)
                 restamped.append((to, env.to_bytes(), kind))
             wire = restamped
         if self.adversary.holds_commitment(self.node_id):

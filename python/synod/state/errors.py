@@ -39,6 +39,12 @@ class InsufficientFunds(Rejected):
     reason = "insufficient_funds"
 
 
+class AboveMaximum(Rejected):
+    """The request asks for more than the configured maximum of its asset."""
+
+    reason = "above_maximum"
+
+
 class FifoViolation(Rejected):
     """An earlier queued withdrawal of the same chain and asset fits and must go first."""
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,7 @@ from synod.state.transactions import (
 )
 
 if TYPE_CHECKING:
-    from synod.config import ChainsConfig
+    from synod.config import ChainsConfig, WithdrawConfig
 
 QUEUED, RESERVED, SIGNING, SIGNED = "QUEUED", "RESERVED", "SIGNING", "SIGNED"
 BROADCAST, CONFIRMED, FAILED = "BROADCAST", "CONFIRMED", "FAILED"
@@ -153,7 +153,10 @@ class Ledger:
         fees: FeeSchedule | None = None,
         template_builder: TemplateBuilder = canonical_template,
         nonce_chains: Collection[str] = (),
+        max_request: Mapping[str, int] | None = None,
     ) -> None:
+        """`max_request` caps one request's amount per asset (base units); a request above it
+        is refused when it arrives, so it never sits at the head of the queue."""
         unknown = sorted(set(nonce_chains) - {"eth", "bnb"})
         if unknown:
             raise ValueError(f"account nonces exist only on EVM chains, not {unknown}")
@@ -161,6 +164,7 @@ class Ledger:
         self.fees = fees or FeeSchedule()
         self.template_builder = template_builder
         self.nonce_chains = frozenset(nonce_chains)
+        self.max_request = dict(max_request or {})
         self._handlers: dict[str, Callable[[Any], dict[str, Any]]] = {
             DepositCredit.KIND: self._deposit,
             WithdrawRequest.KIND: self._request,
@@ -175,9 +179,20 @@ class Ledger:
         }
 
     @classmethod
-    def from_config(cls, db: SqliteDatabase | PostgresDatabase, chains: ChainsConfig) -> Ledger:
-        """The ledger a node runs: fees and EOA-mode chains from the `chains` config."""
-        return cls(db, FeeSchedule.from_config(chains), nonce_chains=chains.nonce_chains)
+    def from_config(
+        cls,
+        db: SqliteDatabase | PostgresDatabase,
+        chains: ChainsConfig,
+        withdraw: WithdrawConfig | None = None,
+    ) -> Ledger:
+        """The ledger a node runs: fees and EOA-mode chains from the `chains` config, the
+        per-asset request maximum from `withdraw.maxRequest`."""
+        return cls(
+            db,
+            FeeSchedule.from_config(chains),
+            nonce_chains=chains.nonce_chains,
+            max_request=withdraw.max_request if withdraw is not None else None,
+        )
 
     # ------------------------------------------------------------------ apply
     def apply(self, tx: Tx | dict[str, Any] | bytes | str) -> Receipt:
@@ -402,6 +417,9 @@ class Ledger:
             raise E.DuplicateRequest(f"request {tx.request_id} already queued")
         if tx.chain == "btc" and tx.asset != "BTC":
             raise E.MalformedTransaction("Bitcoin withdrawals are in BTC")
+        most = self.max_request.get(tx.asset)
+        if most is not None and int(tx.amount) > most:
+            raise E.AboveMaximum(f"{tx.amount} {tx.asset} is above the maximum of {most}")
         seq = self._next("withdraw_seq")
         withdraw_id = withdraw_id_for(tx.request_id)
         self.db.execute(

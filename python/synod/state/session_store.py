@@ -6,7 +6,8 @@ Rules it enforces (seed 000 §7, §12):
   may leave the node — `put_nonce` returns only after the commit;
 - a nonce is consumed at most once — `take_nonce` marks it used and erases the
   ciphertext in one transaction before returning it, so a crash after the take
-  loses the nonce instead of offering it again;
+  loses the nonce instead of offering it again; with `secure_delete` and a WAL
+  checkpoint after each take, the erased ciphertext is in neither file on disk;
 - every take is logged, so tests can prove that no nonce was ever used twice.
 
 Secrets (key shares, nonces) are sealed with ChaCha20-Poly1305 under a key
@@ -39,6 +40,12 @@ CREATE TABLE IF NOT EXISTS nonce_uses (
     id TEXT NOT NULL,
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS seen_envelopes (
+    digest BLOB PRIMARY KEY,
+    sender INTEGER NOT NULL,
+    sent_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_envelopes_age ON seen_envelopes (sent_ms);
 CREATE TABLE IF NOT EXISTS secrets (
     name TEXT PRIMARY KEY,
     sealed BLOB NOT NULL
@@ -62,14 +69,25 @@ class SessionStore:
         self.path = str(path)
         self._db = sqlite3.connect(self.path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA secure_delete=ON")  # freed cells are zeroed, not left behind
         self._db.execute(f"PRAGMA synchronous={'FULL' if power_safe else 'OFF'}")
         self._db.executescript(SCHEMA)
+        # The replay memory is written for every accepted envelope: on its own connection
+        # with synchronous=NORMAL it survives a process crash without an fsync per message
+        # (a power cut may lose its last few entries; nonces keep the setting above).
+        self._seen_db = self._db
+        if self.path != ":memory:":
+            self._seen_db = sqlite3.connect(self.path, isolation_level=None)
+            self._seen_db.execute("PRAGMA busy_timeout=5000")
+            self._seen_db.execute("PRAGMA synchronous=NORMAL")
         key = HKDF(hashes.SHA256(), 32, salt=None, info=b"synod/session-store/v1").derive(
             storage_key
         )
         self._aead = ChaCha20Poly1305(key)
 
     def close(self) -> None:
+        if self._seen_db is not self._db:
+            self._seen_db.close()
         self._db.close()
 
     # -- sealing -----------------------------------------------------------
@@ -113,7 +131,13 @@ class SessionStore:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
+        self._scrub()
         return self._open("nonce:" + nonce_id, row[0])
+
+    def _scrub(self) -> None:
+        """Copy the WAL into the database and empty it, so an erased ciphertext survives in
+        neither file (secure_delete zeroes it in the database pages)."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def discard_session(self, session_id: bytes) -> int:
         """Retire every fresh nonce of a session (it ended or its aggregator changed)."""
@@ -122,6 +146,8 @@ class SessionStore:
             "WHERE session_id = ? AND state = 'fresh'",
             (session_id,),
         )
+        if cur.rowcount:
+            self._scrub()
         return cur.rowcount
 
     def fresh_nonce_ids(self, session_id: bytes) -> list[str]:
@@ -138,6 +164,22 @@ class SessionStore:
     def raw_nonce_rows(self) -> list[tuple[str, bytes | None]]:
         """The stored rows as they sit on disk (to check nothing is kept in clear)."""
         return [(r[0], r[1]) for r in self._db.execute("SELECT id, sealed FROM nonces").fetchall()]
+
+    # -- replay memory (the router's window of accepted envelopes) ----------
+    def remember_envelope(self, digest: bytes, sender: int, sent_ms: int) -> None:
+        self._seen_db.execute(
+            "INSERT OR IGNORE INTO seen_envelopes (digest, sender, sent_ms) VALUES (?, ?, ?)",
+            (digest, sender, sent_ms),
+        )
+
+    def seen_envelopes(self, since_ms: int) -> list[tuple[bytes, int, int]]:
+        rows = self._seen_db.execute(
+            "SELECT digest, sender, sent_ms FROM seen_envelopes WHERE sent_ms >= ?", (since_ms,)
+        ).fetchall()
+        return [(bytes(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    def forget_envelopes(self, before_ms: int) -> None:
+        self._seen_db.execute("DELETE FROM seen_envelopes WHERE sent_ms < ?", (before_ms,))
 
     # -- secrets -----------------------------------------------------------
     def put_secret(self, name: str, value: bytes) -> None:

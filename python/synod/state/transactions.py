@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, ClassVar
 
@@ -19,13 +20,20 @@ CHAINS = {"btc": "BTC", "eth": "ETH", "bnb": "BNB", "trx": "TRX", "sol": "SOL"}
 """Chain id -> its native asset."""
 
 
+_DIGITS = re.compile(r"[0-9]{1,78}")
+"""A decimal string: ASCII digits only (int() would also read '٥٠' or '²'), at most 78."""
+
+
+def _is_decimal(value: str) -> bool:
+    return _DIGITS.fullmatch(value) is not None
+
+
 def _amount(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise MalformedTransaction(f"{name} must be an integer (or a decimal string)")
-    try:
-        n = int(value)
-    except ValueError:
-        raise MalformedTransaction(f"{name} must be an integer, got {value!r}") from None
+    if isinstance(value, str) and not _is_decimal(value):
+        raise MalformedTransaction(f"{name} must be an integer, got {value!r}")
+    n = int(value)
     if n <= 0:
         raise MalformedTransaction(f"{name} must be positive, got {n}")
     return n
@@ -47,7 +55,7 @@ def _count(name: str, value: Any) -> int:
 
 def _outpoint(value: Any) -> str:
     txid, _, vout = _text("outpoint", value, 80).partition(":")
-    if len(txid) != 64 or not vout.isdigit():
+    if len(txid) != 64 or not _is_decimal(vout):
         raise MalformedTransaction(f"an outpoint is 'txid:vout', not {value!r}")
     return str(value)
 
@@ -316,7 +324,7 @@ def parse_tx(data: dict[str, Any] | bytes | str) -> Tx:
     for f in fields(cls):
         if f.name in values:
             v = values[f.name]
-            if f.type == "int" and isinstance(v, str) and v.isdigit():
+            if f.type == "int" and isinstance(v, str) and _is_decimal(v):
                 values[f.name] = int(v)
             elif f.type == "int" and (isinstance(v, bool) or not isinstance(v, int)):
                 raise MalformedTransaction(f"{kind}: {f.name} must be an integer")

@@ -164,6 +164,11 @@ def test_conflicting_spend_gives_unspendable_proof(chain: Node, frost_group: Fro
     assert adapter.status(first).confirmations == 1
 
     second = withdrawal(chain, "w-e2e-b", [4, 5, 6], 2 * COIN)
+    # Spent one block deep: a reorg could still undo it, so no proof yet.
+    assert not adapter.status(second).unspendable_proof
+    chain.rpc.generate(4)
+    assert not adapter.status(second).unspendable_proof
+    chain.rpc.generate(1)  # seen spent for six blocks
     status = adapter.status(second)
     assert status.rejected and status.confirmations == 0
     assert coinbase(chain, 4)[0] in status.unspendable_proof

@@ -180,9 +180,14 @@ def test_esplora_refusal_and_conflict(fake: tuple[FakeChain, str], frost_group: 
         "vin": 0,
         "status": {"confirmed": True, "block_height": 99, "block_hash": "cd" * 32},
     }
+    # One block deep (tip 100, spent at 99) could still be reorganised away: no proof yet.
+    assert not adapter.status(w).unspendable_proof
+    chain.tip = 104  # six blocks deep
     status = adapter.status(w)
     assert status.rejected and "ab" * 32 in status.unspendable_proof
     assert outpoint in status.unspendable_proof and status.spent_outpoints == (outpoint,)
+    with pytest.raises(ValueError):
+        BitcoinAdapter(EsploraClient(url, timeout=5), NET, conflict_depth=5)
 
     # Spent by our own transaction, or only in a mempool: no proof.
     chain.spends[outpoint] = {**chain.spends[outpoint], "txid": txid}

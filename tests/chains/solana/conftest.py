@@ -21,6 +21,7 @@ from solders.token.state import TokenAccount
 from solders.transaction import Transaction
 from solders.transaction_metadata import TransactionMetadata
 
+from synod.chains.solana.cluster import LocalCluster
 from synod.chains.solana.tx import TokenInfo, create_ata_idempotent
 from synod.crypto import frost
 from synod.state.fees import FeeSchedule
@@ -62,7 +63,7 @@ def group() -> Group:
 
 @pytest.fixture
 def svm(group: Group) -> LiteSVM:
-    node = LiteSVM()
+    node = LocalCluster()  # a LiteSVM that keeps each account's transaction history
     assert isinstance(node.airdrop(group.pubkey, 10 * 10**9), TransactionMetadata)
     return node
 

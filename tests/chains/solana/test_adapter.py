@@ -150,3 +150,31 @@ def test_token_withdrawal_through_the_adapter(svm: LiteSVM, group: Group) -> Non
     tx = a.broadcast(w, sign(a, group, w))
     assert a.status(replace(w, txid=tx)).confirmations == 32
     assert before - svm.get_balance(group.pubkey) >= SOL_FEE
+
+
+def test_withheld_signature_found_in_the_accounts_history(svm: LiteSVM, group: Group) -> None:
+    """An aggregator keeps a valid signature to itself and broadcasts it later: the message
+    landed under a signature the adapter never saw. Once the blockhash expired, only the
+    group account's history tells that it was paid; no unspendable proof is given."""
+    a = adapter(svm, group)
+    to = Pubkey.new_unique()
+    w = withdrawal(sol_template("w-withheld", to, 2_000_000))
+    prepared = a.prepare(w)
+    withheld = group.sign(prepared.message)
+    svm.send_transaction(prepared.transfer.transaction(withheld))  # sent behind our back
+    svm.expire_blockhash()
+    st = a.status(w)
+    assert not st.unspendable_proof and not st.rejected
+    assert st.confirmations == 32 and st.txid
+    assert svm.get_balance(to) == 2_000_000
+    assert a.prepare(w).message == prepared.message  # paid: never a new message
+
+
+def test_no_account_history_no_proof(group: Group) -> None:
+    plain = LiteSVM()  # a node that cannot list the account's transactions
+    plain.airdrop(group.pubkey, 10**9)
+    a = adapter(plain, group)
+    w = withdrawal(sol_template("w-nohistory", Pubkey.new_unique(), 2_000_000))
+    a.prepare(w)
+    plain.expire_blockhash()
+    assert a.status(w).unspendable_proof == ""  # fails safe: the funds stay reserved

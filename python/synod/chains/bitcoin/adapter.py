@@ -12,9 +12,14 @@ Refusals are remembered in `store` (pass a persistent mapping to keep them acros
 without a record, `status` sends an unknown transaction again (`rebroadcast`), which also
 recovers from a node that dropped it from its mempool.
 
-Why `unspendable_proof` only counts confirmed conflicts: a conflicting mempool transaction
-can still be replaced or dropped, but once an input is spent in a block by another
-transaction, this template can never be mined (barring a reorg of that block).
+Why `unspendable_proof` only counts deep conflicts: a conflicting mempool transaction can
+still be replaced or dropped, and a conflict in a recent block can be reorganised away; only
+once an input is spent by another transaction at least `conflict_depth` blocks deep (default
+`MIN_CONFLICT_DEPTH`, never less) is this template treated as never minable. Esplora tells
+the spending block's height. A JSON-RPC node only tells that the output is no longer in its
+UTXO set, so the adapter records the tip height at which it first saw the input spent (in
+`store`) and counts depth from there: a lower bound of the true depth, so it errs on the
+side of waiting; if the output comes back (a reorg), the record is dropped.
 
 Node requirements: with JSON-RPC the node needs a transaction index (Bitcoin Core
 ``-txindex=1``, btcd ``--txindex``) so confirmed transactions can be looked up by txid.
@@ -45,6 +50,7 @@ from synod.state.machine import Withdrawal, recorded_template
 # sendrawtransaction codes meaning "the node looked at it and said no" (Bitcoin Core's
 # RPC_VERIFY_ERROR, _REJECTED, _ALREADY_IN_CHAIN, RPC_DESERIALIZATION_ERROR; btcd uses them too).
 REFUSAL_CODES = frozenset({-25, -26, -27, -22})
+MIN_CONFLICT_DEPTH = 6  # blocks a conflicting spend must be buried under to count as proof
 
 
 class _Backend(Protocol):
@@ -57,13 +63,16 @@ class _Backend(Protocol):
         ...
 
     def spent_elsewhere(self, outpoint: OutPoint, txid: str) -> str:
-        """A proof that a confirmed transaction other than `txid` spent `outpoint`, or ""."""
+        """A proof that a transaction other than `txid` spent `outpoint` at least `depth`
+        blocks deep, or ""."""
         ...
 
 
 class _RpcBackend:
-    def __init__(self, rpc: BitcoinRpc) -> None:
+    def __init__(self, rpc: BitcoinRpc, depth: int, store: MutableMapping[str, str]) -> None:
         self.rpc = rpc
+        self.depth = depth
+        self.store = store
         self._txindex = False
 
     def _require_txindex(self) -> None:
@@ -111,23 +120,31 @@ class _RpcBackend:
         # and our own transaction unknown: a confirmed transaction spent it. A node that has
         # not (yet) seen the creating block proves nothing.
         self._require_txindex()
+        seen_key = f"btc:spent-seen:{outpoint}"
         if self.rpc.get_tx_out(outpoint.txid, outpoint.vout, False) is not None:
+            self.store.pop(seen_key, None)  # unspent (again, after a reorg)
             return ""
         created = self.lookup(outpoint.txid)
         if created is None or created.confirmations < 1:
             return ""
-        tip = self.rpc.get_best_block_hash()
         if self.lookup(txid) is not None:  # ours got mined meanwhile: no conflict
             return ""
+        height = self.rpc.get_block_count()
+        first_seen = int(self.store.setdefault(seen_key, str(height)))
+        depth = height - first_seen + 1  # the spend is at least this deep
+        if depth < self.depth:
+            return ""
+        tip = self.rpc.get_best_block_hash()
         return (
-            f"{outpoint} (created at height {created.height}) is spent in the chain at block "
-            f"{tip}, not by {txid}"
+            f"{outpoint} (created at height {created.height}) is spent in the chain, seen "
+            f"spent since height {first_seen} ({depth} blocks) at block {tip}, not by {txid}"
         )
 
 
 class _EsploraBackend:
-    def __init__(self, esplora: EsploraClient) -> None:
+    def __init__(self, esplora: EsploraClient, depth: int) -> None:
         self.esplora = esplora
+        self.depth = depth
 
     def send(self, raw_hex: str) -> str | None:
         try:
@@ -153,6 +170,9 @@ class _EsploraBackend:
         status = spend.get("status") or {}
         if not spend.get("spent") or spend.get("txid") == txid or not status.get("confirmed"):
             return ""
+        depth = self.esplora.tip_height() - int(status["block_height"]) + 1
+        if depth < self.depth:
+            return ""
         return (
             f"{outpoint} spent by {spend.get('txid')} (input {spend.get('vin')}) in block "
             f"{status.get('block_hash')} at height {status.get('block_height')}"
@@ -172,14 +192,20 @@ class BitcoinAdapter:
         op_return: bool = False,
         rebroadcast: bool = True,
         store: MutableMapping[str, str] | None = None,
+        conflict_depth: int = MIN_CONFLICT_DEPTH,
     ) -> None:
+        if conflict_depth < MIN_CONFLICT_DEPTH:
+            raise ValueError(f"conflict_depth must be at least {MIN_CONFLICT_DEPTH}")
         self.client = client
         self.network = network
         self.op_return = op_return
         self.rebroadcast = rebroadcast
         self.store: MutableMapping[str, str] = {} if store is None else store
+        self.conflict_depth = conflict_depth
         self._backend: _Backend = (
-            _RpcBackend(client) if isinstance(client, BitcoinRpc) else _EsploraBackend(client)
+            _RpcBackend(client, conflict_depth, self.store)
+            if isinstance(client, BitcoinRpc)
+            else _EsploraBackend(client, conflict_depth)
         )
 
     # -- what the signers sign ------------------------------------------------------------------

@@ -76,12 +76,17 @@ class GethChain(LocalEvm):
                 receipt = self.backend.request("eth_getTransactionReceipt", txid)
             except NotYetIndexed:
                 receipt = None
-            if receipt is not None:
+            # geth can serve a receipt a moment before its block becomes "latest"; a state read
+            # right after would still see the parent block, so wait for the head as well.
+            if receipt is not None and self._head() >= int(receipt["blockNumber"], 16):
                 status, created = int(receipt["status"], 16), receipt["contractAddress"]
                 return {**receipt, "status": status, "contract_address": created}
             if time.monotonic() > deadline:
                 raise GethUnavailable(f"{txid} not mined within {RECEIPT_TIMEOUT_S} s")
             time.sleep(0.05)
+
+    def _head(self) -> int:
+        return int(self.backend.request("eth_blockNumber"), 16)
 
     def call(self, to: str, data: bytes) -> bytes:
         out = self.backend.request(

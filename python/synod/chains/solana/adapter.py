@@ -23,10 +23,11 @@ Honest limits:
   signatures are randomized, so two sessions over one message give two valid signatures that
   LiteSVM would both execute. `broadcast` therefore refuses to send a second signature for a
   message that already landed and returns the first txid instead.
-* "No known signature was processed" covers the signatures this adapter broadcast and the
-  withdrawal's recorded one. A signature produced in a session that never reported back is
-  unknown here; an adapter over a real RPC node should also scan `getSignaturesForAddress`
-  of the group account up to the expiry before claiming unspendable.
+* "No signature of the message was processed" is read from the group account's transaction
+  history (`signatures_for_address`, a cluster's ``getSignaturesForAddress``; locally the
+  `LocalCluster` LiteSVM), not only from the signatures this adapter knows: a signature an
+  aggregator withheld and broadcast itself is found there (and reported as the payment).
+  Over a node without that history the adapter never claims unspendable (fails safe).
 * The record of handed-out blockhashes must survive a restart for the proof to be possible:
   pass a persistent `store` (any string-to-string mapping). Without a record, `status` never
   claims unspendable (it fails safe: the funds stay reserved).
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from solders.litesvm import LiteSVM
+from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction_metadata import TransactionMetadata
 
@@ -121,22 +123,42 @@ class SolanaAdapter:
             return None
         return OK if isinstance(result, TransactionMetadata) else ERROR
 
-    def _landed(self, ctx: dict[str, Any]) -> tuple[str, str] | None:
-        """(signature, OK / ERROR) of this context's message if it was processed."""
+    def _history(self) -> list[tuple[str, bytes]] | None:
+        """The group account's processed transactions (signature, message), newest first, or
+        None when the node keeps no history (then nothing is ever claimed unspendable)."""
+        lookup = getattr(self.node, "signatures_for_address", None)
+        if lookup is None:
+            return None
+        entries: list[tuple[str, bytes]] = lookup(Pubkey.from_bytes(self.group_public_key))
+        return entries
+
+    def _landed(self, ctx: dict[str, Any], w: Withdrawal) -> tuple[str, str] | None:
+        """(signature, OK / ERROR) of this context's message if it was processed: under a
+        signature this adapter sent, or under any other one the group account's history
+        shows (a signature an aggregator withheld and broadcast itself)."""
         for sig, info in ctx["sent"].items():
             outcome = self._processed(sig, info.get("result"))
             if outcome is not None:
                 return str(sig), outcome
+        history = self._history()
+        if history:
+            message = self._transfer(w, ctx["blockhash"]).message_bytes()
+            for sig, seen in history:
+                if seen == message:
+                    outcome = self._processed(sig, None)
+                    if outcome is not None:
+                        ctx["sent"][sig] = {"result": outcome, "reason": "", "slot": ""}
+                        return sig, outcome
         return None
 
-    def _dead(self, ctx: dict[str, Any]) -> bool:
+    def _dead(self, ctx: dict[str, Any], w: Withdrawal) -> bool:
         """The context's message can never (again) be processed.
 
         Expiry is read *before* the history: a message seen expired cannot land afterwards,
         so a landing that raced the check is still found.
         """
         expired = not self._valid(ctx["blockhash"])
-        landed = self._landed(ctx)
+        landed = self._landed(ctx, w)
         if landed is not None:
             return landed[1] == ERROR
         return expired
@@ -150,10 +172,10 @@ class SolanaAdapter:
         """
         contexts = self._contexts(withdrawal)
         for ctx in reversed(contexts):
-            landed = self._landed(ctx)
+            landed = self._landed(ctx, withdrawal)
             if landed is not None and landed[1] == OK:
                 return self._prepared(withdrawal, ctx["blockhash"])  # paid: never a new message
-        live = [ctx for ctx in contexts if not self._dead(ctx)]
+        live = [ctx for ctx in contexts if not self._dead(ctx, withdrawal)]
         if live:
             return self._prepared(withdrawal, live[-1]["blockhash"])
         blockhash = str(self.node.latest_blockhash())
@@ -197,7 +219,7 @@ class SolanaAdapter:
         if transfer is None:
             transfer = self._transfer(withdrawal, ctx["blockhash"])
         sig = Signature.from_bytes(signature)
-        landed = self._landed(ctx)
+        landed = self._landed(ctx, withdrawal)
         if landed is not None:
             return landed[0]
         if self.node.get_transaction(sig) is not None:  # sent before, but not recorded
@@ -236,6 +258,12 @@ class SolanaAdapter:
                 slot = known.get(sig, {}).get("slot")
                 height = int(slot) if slot else self.node.get_clock().slot
                 return ChainStatus(self.confirmations, height=height)
+        for ctx in contexts:  # landed under a signature this adapter never saw
+            landed = self._landed(ctx, withdrawal)
+            if landed is not None and landed[1] == OK:
+                self._save(withdrawal, contexts)
+                slot = self.node.get_clock().slot
+                return ChainStatus(self.confirmations, height=slot, txid=landed[0])
         reason = ""
         if withdrawal.txid:
             info = known.get(withdrawal.txid, {})
@@ -244,18 +272,19 @@ class SolanaAdapter:
                 reason = f"processed with error: {info.get('reason') or 'failed'}"
             elif info.get("result") == REJECTED:
                 reason = f"rejected: {info.get('reason')}"
-        proof = self._proof(contexts) if contexts and all(map(self._dead, contexts)) else ""
+        dead = bool(contexts) and all(self._dead(ctx, withdrawal) for ctx in contexts)
+        proof = self._proof(contexts, withdrawal) if dead and self._history() is not None else ""
         if proof and not reason:
             reason = "blockhash expired before the transaction was processed"
         if reason:
             return ChainStatus(0, rejected=True, reason=reason, unspendable_proof=proof)
         return ChainStatus(0)
 
-    def _proof(self, contexts: list[dict[str, Any]]) -> str:
+    def _proof(self, contexts: list[dict[str, Any]], w: Withdrawal) -> str:
         latest = str(self.node.latest_blockhash())
         parts = []
         for ctx in contexts:
-            landed = self._landed(ctx)
+            landed = self._landed(ctx, w)
             if landed is not None:
                 parts.append(f"{ctx['blockhash']}: {landed[0]} processed with error")
             else:
