@@ -50,6 +50,7 @@ def test_check_tx_refuses_unsigned_outsiders_and_unpermitted_kinds(new_app: AppF
     assert app.check_tx(by_operator(request)).code == Code.OK
     assert app.check_tx(by_operator(DEPOSIT)).code == Code.UNAUTHORIZED  # operators cannot
     assert app.check_tx(b"\xff" * 10).code == Code.MALFORMED
+    assert app.check_tx(b"[" * 100_000 + b"]" * 100_000).code == Code.MALFORMED  # too deep
     assert app.check_tx(b"{}").code == Code.UNAUTHORIZED
     assert app.info() == (0, b"")  # nothing changed
     assert not Ledger(app.reader).balances()

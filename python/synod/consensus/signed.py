@@ -89,7 +89,7 @@ class SignedTx:
             raise MalformedTransaction(f"{len(raw)} bytes, more than {MAX_TX_BYTES}")
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # nesting deeper than the stack
             raise MalformedTransaction("not JSON") from None
         if not isinstance(data, dict) or set(data) != {"v", "signer", "tx", "sig"}:
             raise Unauthorized("a signed transaction has exactly v, signer, tx and sig")

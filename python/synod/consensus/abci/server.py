@@ -112,7 +112,11 @@ class AbciHandlers:
         if handler is None:
             return pb.Response(exception=pb.ResponseException(error=f"unknown request {method}"))
         with self.lock:
-            return handler(getattr(request, method or ""))
+            try:
+                return handler(getattr(request, method or ""))
+            except Exception as err:  # CometBFT stops on an exception answer: never silently
+                log.exception("ABCI %s failed", method)
+                return pb.Response(exception=pb.ResponseException(error=f"{method}: {err}"))
 
     def _info(self, r: pb.RequestInfo) -> pb.Response:
         height, app_hash = self.app.info()
