@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import sys
+import threading
 from collections import OrderedDict
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -115,7 +116,9 @@ def needs_attestation(tx: Tx) -> bool:
 
 class LedgerApp:
     """One node's replica. `db` is the writer; `reader` (a second connection to the same store)
-    serves `check_tx` and queries from committed state only."""
+    serves `check_tx`, `info` and queries from committed state only. Writer methods must not
+    run concurrently with each other, nor reader methods with each other; a reader method may
+    run while a block is applied."""
 
     def __init__(
         self, db: Database, reader: Database, committee: Committee, ledger: Ledger | None = None
@@ -128,6 +131,7 @@ class LedgerApp:
         self._block: ExitStack | None = None
         self._verified: OrderedDict[bytes, tuple[SignedTx, int]] = OrderedDict()
         self._verified_bytes = 0
+        self._verified_lock = threading.Lock()  # CheckTx and FinalizeBlock run on two threads
         self._pending: tuple[int, bytes] | None = None  # height, app hash awaiting commit
 
     # ------------------------------------------------------------------ Info / InitChain
@@ -141,7 +145,7 @@ class LedgerApp:
             raise ValueError(
                 f"genesis chain {chain_id!r}, committee file {self.committee.chain_id!r}"
             )
-        return self.info()[1]
+        return self._state()[1]
 
     # ------------------------------------------------------------------ CheckTx
     def check_tx(self, raw: bytes) -> Outcome:
@@ -175,16 +179,19 @@ class LedgerApp:
         committee, so the result is kept (bounded) between CheckTx, ProcessProposal and
         FinalizeBlock, which see the same transaction: its signature is verified once."""
         key = hashlib.sha256(raw).digest()
-        hit = self._verified.get(key)
+        with self._verified_lock:
+            hit = self._verified.get(key)
         if hit is not None:
             return hit[0]
         stx = SignedTx.decode(raw)
         stx.authorize(self.committee)
-        self._verified[key] = (stx, len(raw))
-        self._verified_bytes += len(raw)
-        while self._verified_bytes > VERIFIED_CACHE_BYTES:
-            _, (_, size) = self._verified.popitem(last=False)
-            self._verified_bytes -= size
+        with self._verified_lock:
+            if key not in self._verified:
+                self._verified[key] = (stx, len(raw))
+                self._verified_bytes += len(raw)
+            while self._verified_bytes > VERIFIED_CACHE_BYTES:
+                _, (_, size) = self._verified.popitem(last=False)
+                self._verified_bytes -= size
         return stx
 
     @staticmethod

@@ -47,7 +47,7 @@ class Status:
 class CometRpc:
     """CometBFT's JSON-RPC over HTTP (POST, one call per request)."""
 
-    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 30.0) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
 

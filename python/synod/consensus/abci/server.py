@@ -2,10 +2,11 @@
 one `LedgerApp`.
 
 Framing is CometBFT's: each message is a protobuf `Request`/`Response` preceded by its length
-as an unsigned varint. Requests on one connection are answered in order; a lock serializes the
-application across connections (CometBFT itself serializes the consensus connection, the
-mempool's CheckTx may interleave). A request too large, or bytes that do not parse, close that
-connection with a logged reason; the application never sees them.
+as an unsigned varint. Requests on one connection are answered in order. The consensus
+methods run one at a time on the application's writer connection; CheckTx, queries and Info
+run one at a time on its reader connection (committed state), so the mempool is not held up
+by a block. A request too large, or bytes that do not parse, close that connection with a
+logged reason; the application never sees them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from synod.consensus.app import LedgerApp, state_digest
 log = logging.getLogger("synod.consensus.abci")
 MAX_MESSAGE = 64 << 20  # a block of transactions, bounded
 VERSION = "synod-ledger/1"
+READS = frozenset({"echo", "flush", "info", "query", "check_tx"})
 
 
 class FramingError(ValueError):
@@ -75,6 +77,7 @@ class AbciHandlers:
     def __init__(self, app: LedgerApp) -> None:
         self.app = app
         self.lock = threading.Lock()
+        self.read_lock = threading.Lock()
         self._methods: dict[str, Callable[[Any], pb.Response]] = {
             "echo": lambda r: pb.Response(echo=pb.ResponseEcho(message=r.message)),
             "flush": lambda r: pb.Response(flush=pb.ResponseFlush()),
@@ -111,7 +114,9 @@ class AbciHandlers:
         handler = self._methods.get(method or "")
         if handler is None:
             return pb.Response(exception=pb.ResponseException(error=f"unknown request {method}"))
-        with self.lock:
+        # Reads (CheckTx, queries, Info) use the application's reader connection and never wait
+        # behind a block being applied on the writer; consensus methods run one at a time.
+        with self.read_lock if method in READS else self.lock:
             try:
                 return handler(getattr(request, method or ""))
             except Exception as err:  # CometBFT stops on an exception answer: never silently
