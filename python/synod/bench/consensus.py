@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from synod.bench.state import SCRIPT
 from synod.chains.localnode import NodeUnavailable, binary_dir, die_with_parent
 from synod.consensus.app import LedgerApp
-from synod.consensus.client import CometRpc
+from synod.consensus.client import CometRpc, RpcError
 from synod.consensus.committee import Committee
 from synod.consensus.localnet import LocalNet
 from synod.consensus.signed import SignedTx
@@ -186,7 +186,14 @@ def run_validators(
             rpc = net.members[2 * lane].rpc
             for txs in work.signed[lane::lanes]:
                 for raw in txs:
-                    code, log, _ = rpc.broadcast_tx_sync(raw)
+                    while True:
+                        try:
+                            code, log, _ = rpc.broadcast_tx_sync(raw)
+                            break
+                        except RpcError as err:  # back-pressure: wait for blocks to drain it
+                            if "mempool is full" not in str(err):
+                                raise
+                            time.sleep(0.2)
                     if code:
                         errors.append(log)
 

@@ -140,6 +140,7 @@ class LocalNet:
                 ("p2p", "pex", "false"),
                 ("p2p", "flush_throttle_timeout", '"10ms"'),
                 ("mempool", "max_tx_bytes", str(MAX_TX_BYTES + 1024)),
+                ("mempool", "size", "20000"),
                 ("consensus", "timeout_propose", '"1s"'),
                 ("consensus", "timeout_prevote", '"500ms"'),
                 ("consensus", "timeout_precommit", '"500ms"'),
