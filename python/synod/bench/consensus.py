@@ -221,6 +221,7 @@ def _wait_all_confirmed(net: LocalNet, work: Workload, progress: Progress) -> No
         assert isinstance(r, WithdrawRequest)
         want[r.chain] += r.amount
     deadline, idle = time.monotonic() + 600, 0
+    last_heights: set[int] = set()
     while time.monotonic() < deadline:
         done = all(
             rpc.query("/balance", b"btc/BTC")["withdrawn"] == want["btc"]
@@ -230,8 +231,11 @@ def _wait_all_confirmed(net: LocalNet, work: Workload, progress: Progress) -> No
         if done:
             return
         pending = sum(int(rpc.call("num_unconfirmed_txs")["n_txs"]) for rpc in rpcs)
-        idle = idle + 1 if pending == 0 else 0
-        if idle > 20:  # every mempool empty and the work not done: something was refused
+        heights = {rpc.status().height for rpc in rpcs}
+        settled = pending == 0 and len(heights) == 1
+        idle = idle + 1 if settled and heights == last_heights else 0
+        last_heights = heights
+        if idle > 50:  # all mempools empty, all nodes at one height, and the work not done
             raise RuntimeError("the validators refused part of the workload")
         time.sleep(0.05)
     raise TimeoutError("the validators did not apply the workload within 600 s")
