@@ -53,6 +53,13 @@ def _key(value: Any, where: str) -> bytes:
     return raw
 
 
+def _list(data: dict[str, Any], key: str) -> list[Any]:
+    value = data.get(key) or []
+    if not isinstance(value, list):
+        raise CommitteeError(f"{key} must be a list")
+    return value
+
+
 @dataclass(frozen=True)
 class Committee:
     chain_id: str
@@ -115,7 +122,7 @@ class Committee:
         if not isinstance(data, dict):
             raise CommitteeError("a committee is a JSON object")
         members: dict[int, bytes] = {}
-        for i, m in enumerate(data.get("members") or []):
+        for i, m in enumerate(_list(data, "members")):
             mid = m.get("id") if isinstance(m, dict) else None
             if isinstance(mid, bool) or not isinstance(mid, int) or not 0 < mid < 1 << 16:
                 raise CommitteeError(f"members[{i}].id must be an integer in 1..65535")
@@ -123,13 +130,16 @@ class Committee:
                 raise CommitteeError(f"member {mid} listed twice")
             members[mid] = _key(m.get("sign_key"), f"members[{i}]")
         operators: dict[str, bytes] = {}
-        for i, o in enumerate(data.get("operators") or []):
+        for i, o in enumerate(_list(data, "operators")):
             name = o.get("name") if isinstance(o, dict) else None
             if not isinstance(name, str) or not name.isidentifier() or len(name) > 32:
                 raise CommitteeError(f"operators[{i}].name must be an identifier")
             operators[name] = _key(o.get("sign_key"), f"operators[{i}]")
         permissions = dict(DEFAULT_PERMISSIONS)
-        for role, kinds in (data.get("permissions") or {}).items():
+        given = data.get("permissions") or {}
+        if not isinstance(given, dict):
+            raise CommitteeError("permissions must be an object: role -> list of kinds")
+        for role, kinds in given.items():
             if role not in (MEMBER, OPERATOR) or not isinstance(kinds, list):
                 raise CommitteeError(f"permissions.{role}: a list of kinds for member or operator")
             permissions[role] = frozenset(str(k) for k in kinds)
