@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 
-from synod.state.machine import Ledger
 from synod.state.transactions import (
     Broadcast,
     Confirm,
@@ -21,8 +21,6 @@ ETH_TO = "0x" + "11" * 20
 
 
 def withdraw_id(request_id: str) -> str:
-    import hashlib
-
     return hashlib.sha256(b"synod/withdraw/" + request_id.encode()).hexdigest()[:32]
 
 
@@ -80,6 +78,3 @@ def random_blocks(seed: int, count: int) -> list[list[bytes]]:
         blocks.append(txs[k : k + n])
         k += n
     return blocks
-
-
-__all__ = ["Ledger", "random_blocks", "to_failed", "withdraw_id"]

@@ -12,6 +12,7 @@ request, reserve, start_sign, signed, broadcast, confirm; half Bitcoin, half Eth
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import threading
@@ -78,8 +79,6 @@ class Workload:
             fee = FeeSchedule().account_fee("eth")
             deposit = DepositCredit("eth", "ETH", 10**16 + fee, f"0xdep{i}", i)
             request = WithdrawRequest(f"r{i}", "eth", "ETH", "0xdest", 10**16)
-        import hashlib
-
         wid = hashlib.sha256(b"synod/withdraw/" + request.request_id.encode()).hexdigest()[:32]
         return [
             deposit,
