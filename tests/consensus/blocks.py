@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 
+from synod.state.machine import withdraw_id_for
 from synod.state.transactions import (
     Broadcast,
     Confirm,
@@ -20,8 +20,7 @@ from tests.consensus.conftest import by_member, by_operator
 ETH_TO = "0x" + "11" * 20
 
 
-def withdraw_id(request_id: str) -> str:
-    return hashlib.sha256(b"synod/withdraw/" + request_id.encode()).hexdigest()[:32]
+withdraw_id = withdraw_id_for
 
 
 def to_failed(request_id: str, amount: int = 10**17, deposit: str = "0xd1") -> list[list[bytes]]:

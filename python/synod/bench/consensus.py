@@ -12,7 +12,6 @@ request, reserve, start_sign, signed, broadcast, confirm; half Bitcoin, half Eth
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import threading
@@ -36,7 +35,7 @@ from synod.runtime.consensus import LocalConsensus
 from synod.runtime.journal import Journal
 from synod.state.db import open_database
 from synod.state.fees import FeeSchedule
-from synod.state.machine import Ledger
+from synod.state.machine import Ledger, withdraw_id_for
 from synod.state.transactions import (
     Broadcast,
     Confirm,
@@ -79,7 +78,7 @@ class Workload:
             fee = FeeSchedule().account_fee("eth")
             deposit = DepositCredit("eth", "ETH", 10**16 + fee, f"0xdep{i}", i)
             request = WithdrawRequest(f"r{i}", "eth", "ETH", "0xdest", 10**16)
-        wid = hashlib.sha256(b"synod/withdraw/" + request.request_id.encode()).hexdigest()[:32]
+        wid = withdraw_id_for(request.request_id)
         return [
             deposit,
             request,
