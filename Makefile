@@ -41,6 +41,7 @@ build: $(VENV)/.built
 lint: build
 	$(BIN)/ruff check python tests
 	$(BIN)/ruff format --check python tests
+	$(BIN)/lint-imports
 
 typecheck: build
 	$(BIN)/mypy

@@ -3,16 +3,29 @@
 # .proto files shipped inside the pinned CometBFT Go module, and gogoproto's options file from
 # the pinned github.com/cosmos/gogoproto module. The output is committed under
 # python/synod/consensus/abci/proto/; rerun this script after changing a pin and commit the diff.
-# Needs Go (to fetch the modules from the Go module proxy) and grpcio-tools (protoc).
+# Needs Go (to fetch the modules from the Go module proxy).
 #
 #   COMETBFT_VERSION   default v0.38.26 (keep equal to scripts/cometbft.sh)
 #   GOGOPROTO_VERSION  default v1.7.0 (the version that CometBFT release requires)
-#   PYTHON             interpreter with grpcio-tools (default .venv/bin/python)
+#   PYTHON             interpreter to use when it has grpcio-tools at the pinned version
+#                      (default python3); otherwise that version is installed into a private
+#                      virtual environment under the build cache, as scripts/gen-proto.sh does
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cometbft="github.com/cometbft/cometbft@${COMETBFT_VERSION:-v0.38.26}"
 gogoproto="github.com/cosmos/gogoproto@${GOGOPROTO_VERSION:-v1.7.0}"
-python="${PYTHON:-.venv/bin/python}"
+GRPC_TOOLS_VERSION="1.85.1"  # the same pin as scripts/gen-proto.sh: reproducible output
+python="${PYTHON:-python3}"
+if ! "$python" -c 'import sys; from importlib.metadata import version
+sys.exit(0 if version("grpcio-tools") == sys.argv[1] else 1)' "$GRPC_TOOLS_VERSION" 2>/dev/null; then
+    tools="$PWD/rust/target/grpc-tools-$GRPC_TOOLS_VERSION"
+    if [ ! -x "$tools/bin/python" ]; then
+        echo "installing grpcio-tools==$GRPC_TOOLS_VERSION into $tools" >&2
+        "$python" -m venv "$tools"
+        "$tools/bin/pip" install -q "grpcio-tools==$GRPC_TOOLS_VERSION"
+    fi
+    python="$tools/bin/python"
+fi
 out=python/synod/consensus/abci/proto
 package=synod.consensus.abci.proto
 

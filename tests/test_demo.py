@@ -37,3 +37,14 @@ def test_demo_refuses_a_config_it_does_not_run(
     monkeypatch.setenv("SYNOD__CHAINS__BNB__CUSTODY", "multisig")
     assert main(["demo", "--per-chain", "1"]) == 2
     assert "chains.bnb.custody" in capsys.readouterr().err
+
+
+def test_transition_demo_hands_over_between_batches(tmp_path: Path) -> None:
+    from synod.demo_transition import run_transition_demo
+
+    report = run_transition_demo(tmp_path, per_batch=1)
+    assert report.all_confirmed
+    assert report.transition["state"] == "ACTIVE" and report.transition["old_shares_erased"]
+    assert report.transition["switch_window_ms"] is not None
+    epochs = [r["key_epoch"] for r in report.rows]
+    assert epochs == [1, 1, 2, 2]  # batch 1 under the old committee, batch 2 under the new

@@ -195,6 +195,11 @@ class WithdrawConfig(_Model):
 class TransitionConfig(_Model):
     trigger_change_ratio: Annotated[float, Field(gt=0, le=1)]
     pause_withdraw_during_switch: bool
+    # How FROST keys (BIP340, Ed25519) change hands: "reshare" keeps the group key (no funds
+    # move); "fresh" runs a new DKG and migrates the funds. CGGMP keys are always fresh.
+    frost_handover: Literal["reshare", "fresh"] = "reshare"
+    strike_limit: _Positive = 3  # proven misbehaviours that exclude a member from committees
+    sweep_batch_inputs: Annotated[int, Field(ge=1, le=500)] = 50  # UTXOs per Bitcoin sweep
 
 
 class _ChainBase(_Model):

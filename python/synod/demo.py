@@ -16,21 +16,27 @@ import json
 import os
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import coincurve
 
+from synod.api.auth import Role, TokenStore
+from synod.api.client import ApiClient
+from synod.api.embedded import api_process
+from synod.api.providers import GroupKey, Member, write_node_view
 from synod.chains.evm.address import checksum_address
-from synod.config import ConfigError, load_config
+from synod.config import ConfigError, SynodConfig, load_config
 from synod.crypto import frost
 from synod.runtime.consensus import LocalConsensus
 from synod.runtime.interfaces import ChainAdapter, Signer
 from synod.runtime.journal import Journal
-from synod.runtime.signers import FrostCommitteeSigner
 from synod.runtime.watchers.base import BlockSource, DepositWatcher, WatcherLoop
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
+from synod.sim.committee_signer import FrostCommitteeSigner
+from synod.state.audit import AuditLog
 from synod.state.db import SqliteDatabase
 from synod.state.fees import FeeSchedule
 from synod.state.machine import BROADCAST, CONFIRMED, Ledger
@@ -47,6 +53,10 @@ UNITS = {
 }
 
 Progress = Callable[[str], None]
+
+
+Submit = Callable[[WithdrawRequest], object]
+"""How a chain setup queues its withdrawals: through the REST API, or straight to the ledger."""
 
 
 @dataclass
@@ -81,7 +91,9 @@ class DemoReport:
 # ----------------------------------------------------------------------------- chains
 
 
-def _bitcoin(ledger: Ledger, workdir: Path, count: int, progress: Progress) -> ChainSetup:
+def _bitcoin(
+    ledger: Ledger, workdir: Path, count: int, progress: Progress, submit: Submit
+) -> ChainSetup:
     from synod.chains.bitcoin.adapter import BitcoinAdapter
     from synod.chains.bitcoin.address import Network, p2tr_address, p2tr_script
     from synod.chains.bitcoin.devnode import TAPROOT_ACTIVE_HEIGHT, start_btcd
@@ -101,7 +113,7 @@ def _bitcoin(ledger: Ledger, workdir: Path, count: int, progress: Progress) -> C
     )
     for i in range(count):
         recipient = p2tr_address(coincurve.PrivateKey().public_key.format()[1:], Network.REGTEST)
-        ledger.apply(WithdrawRequest(f"btc-{i}", "btc", "BTC", recipient, 10_000_000 * (i + 1)))
+        submit(WithdrawRequest(f"btc-{i}", "btc", "BTC", recipient, 10_000_000 * (i + 1)))
 
     def mine_if_broadcast(ledger: Ledger) -> None:
         if ledger.withdrawals(BROADCAST, "btc"):
@@ -119,7 +131,13 @@ def _bitcoin(ledger: Ledger, workdir: Path, count: int, progress: Progress) -> C
 
 
 def _evm(
-    chain: str, ledger: Ledger, count: int, fees: FeeSchedule, progress: Progress, depth: int
+    chain: str,
+    ledger: Ledger,
+    count: int,
+    fees: FeeSchedule,
+    progress: Progress,
+    depth: int,
+    submit: Submit,
 ) -> ChainSetup:
     from eth_account import Account
 
@@ -172,12 +190,14 @@ def _evm(
     signer = FrostCommitteeSigner(keys, public, THRESHOLD, digest, None, corrupt=FAULTS)
     for i in range(count):
         to = checksum_address(os.urandom(20))
-        ledger.apply(WithdrawRequest(f"{chain}-{i}", chain, native, to, ETHER // 20 * (i + 1)))
+        submit(WithdrawRequest(f"{chain}-{i}", chain, native, to, ETHER // 20 * (i + 1)))
     fresh = lambda w: dev.balance(w.to)  # noqa: E731 (a fresh address: its balance is its pay)
     return ChainSetup(chain, adapter, signer, paid=fresh, deposits=deposits)
 
 
-def _solana(ledger: Ledger, count: int, progress: Progress, depth: int) -> ChainSetup:
+def _solana(
+    ledger: Ledger, count: int, progress: Progress, depth: int, submit: Submit
+) -> ChainSetup:
     from solders.keypair import Keypair
     from solders.message import Message
     from solders.pubkey import Pubkey
@@ -213,7 +233,7 @@ def _solana(ledger: Ledger, count: int, progress: Progress, depth: int) -> Chain
     signer = FrostCommitteeSigner(keys, public, THRESHOLD, message, None, corrupt=FAULTS)
     for i in range(count):
         to = str(Keypair().pubkey())
-        ledger.apply(WithdrawRequest(f"sol-{i}", "sol", "SOL", to, 10**8 * (i + 1)))
+        submit(WithdrawRequest(f"sol-{i}", "sol", "SOL", to, 10**8 * (i + 1)))
 
     def paid(w: Any) -> int:  # a fresh account: its balance is what it was paid
         return int(svm.get_balance(Pubkey.from_string(w.to)) or 0)
@@ -247,37 +267,132 @@ def _credit_deposits(
 CHAINS = ("btc", "eth", "bnb", "sol", "trx")
 
 
+@dataclass(frozen=True)
+class DemoApi:
+    """Serve the REST API over the demo's ledger and submit the withdrawals through it.
+
+    `hold` is called with the report and the dashboard URL once every withdrawal is done,
+    while the API still runs (the CLI prints there, and waits with --keep-running)."""
+
+    port: int = 0  # 0: any free loopback port
+    hold: Callable[[DemoReport, str], None] = lambda report, dashboard: None
+
+
+NODE_VIEW = "node-view.json"
+ROLES = {4: "silent", 5: "sends invalid shares"}
+
+
+def _publish_node_view(path: Path, setups: list[ChainSetup]) -> None:
+    """What the committee's simulated nodes saw, for the API's keys, committee and culprits."""
+    from synod.chains.bitcoin.address import Network, p2tr_address
+    from synod.chains.solana.address import solana_address
+
+    keys = []
+    for s in setups:
+        key = s.signer.public.group_public_key(s.signer.tweak)
+        scheme = "ed25519" if s.chain == "sol" else "bip340"
+        found = {}
+        if s.chain == "btc":
+            found["btc"] = p2tr_address(key, Network.REGTEST)
+        elif s.chain == "sol":
+            found["sol"] = solana_address(key)
+        keys.append(GroupKey(scheme, key.hex(), found))
+    records = [r for s in setups for r in s.signer.records]
+    culprits: dict[str, list[int]] = {}
+    for r in records:
+        culprits[r.withdraw_id] = sorted({*culprits.get(r.withdraw_id, []), *r.culprits})
+    members = [
+        Member(
+            i,
+            f"node {i}" + (f" ({ROLES[i]})" if i in ROLES else ""),
+            None,
+            sum(i in r.culprits for r in records),
+        )
+        for i in range(1, PARTIES + 1)
+    ]
+    write_node_view(path, keys, THRESHOLD, members, culprits, {})
+
+
+def _api_submitter(client: ApiClient) -> Submit:
+    def submit(tx: WithdrawRequest) -> object:
+        return client.create_withdrawal(
+            tx.chain, tx.asset, tx.to, str(tx.amount), tx.request_id, tx.request_id
+        )
+
+    return submit
+
+
 def run_demo(
     workdir: Path,
     per_chain: int = 2,
     progress: Progress = lambda _: None,
     chains: tuple[str, ...] = CHAINS,
+    api: DemoApi | None = None,
 ) -> DemoReport:
-    started = time.perf_counter()
-    cfg = load_config()
+    """The whole pipeline; with `api`, the withdrawals are submitted through the REST API (a
+    `synod api run` child process over the same ledger) and the dashboard stays up until
+    `api.hold` returns."""
+    cfg = load_config()  # a configuration the demo cannot run ends here, before anything starts
     eoa = sorted(cfg.chains.nonce_chains & set(chains))
     if eoa:
         raise ConfigError(
             f"chains.{eoa[0]}.custody: the demo pays EVM withdrawals from the custody "
             'contract; set it to "contract" (EOA mode is not part of the demo)'
         )
+    with ExitStack() as stack:
+        submit: Submit | None = None
+        dashboard = ""
+        if api is not None:
+            db = SqliteDatabase(workdir / "ledger.db")
+            token, _ = TokenStore(db).create(Role.ADMIN, "demo")
+            db.close()
+            url = stack.enter_context(
+                api_process(
+                    str(workdir / "ledger.db"),
+                    api.port or None,
+                    ["--btc-network", "regtest", "--node-view", str(workdir / NODE_VIEW)],
+                    log=workdir / "api.log",
+                )
+            )
+            client = ApiClient(url, token)
+            stack.callback(client.close)
+            submit = _api_submitter(client)
+            dashboard = f"{url}/dashboard#token={token}"
+            progress(f"REST API at {url} (docs {url}/docs); withdrawals are submitted through it")
+        report = _run(workdir, per_chain, progress, chains, submit, cfg)
+        if api is not None:
+            api.hold(report, dashboard)
+        return report
+
+
+def _run(
+    workdir: Path,
+    per_chain: int,
+    progress: Progress,
+    chains: tuple[str, ...],
+    submit: Submit | None,
+    cfg: SynodConfig,
+) -> DemoReport:
+    started = time.perf_counter()
     fees = FeeSchedule.from_config(cfg.chains)
     ledger = Ledger.from_config(SqliteDatabase(workdir / "ledger.db"), cfg.chains, cfg.withdraw)
-    consensus = LocalConsensus(ledger, Journal(workdir / "journal.db"))
+    consensus = LocalConsensus(ledger, Journal(workdir / "journal.db"), AuditLog(ledger.db))
+    submit = submit or ledger.apply
     report = DemoReport()
     setups: list[ChainSetup] = []
     try:
         if "btc" in chains:
             try:
-                setups.append(_bitcoin(ledger, workdir, per_chain, progress))
+                setups.append(_bitcoin(ledger, workdir, per_chain, progress, submit))
             except Exception as err:  # an engine that cannot run here is named, never faked
                 report.unavailable["btc"] = f"no local engine: {err}"
         for chain in ("eth", "bnb"):
             if chain in chains:
                 depth = cfg.chain(chain).confirmations
-                setups.append(_evm(chain, ledger, per_chain, fees, progress, depth))
+                setups.append(_evm(chain, ledger, per_chain, fees, progress, depth, submit))
         if "sol" in chains:
-            setups.append(_solana(ledger, per_chain, progress, cfg.chain("sol").confirmations))
+            depth = cfg.chain("sol").confirmations
+            setups.append(_solana(ledger, per_chain, progress, depth, submit))
         if "trx" in chains:
             report.unavailable["trx"] = (
                 "no local engine: java-tron is a JVM full node with its own network; "
@@ -307,6 +422,7 @@ def run_demo(
                 break
         report.processing_s = time.perf_counter() - processing_started
         report.virtual_signing_s = sum(r.virtual_s for s in setups for r in s.signer.records)
+        _publish_node_view(workdir / NODE_VIEW, setups)
         for w in ledger.withdrawals():
             setup = next(s for s in setups if s.chain == w.chain)
             records = [r for r in setup.signer.records if r.withdraw_id == w.withdraw_id]

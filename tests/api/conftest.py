@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,11 @@ from fastapi.testclient import TestClient
 
 from synod.api.app import ApiSettings, create_app
 from synod.api.auth import Role, TokenStore
+from synod.api.webhooks import webhook_router
 from synod.chains.bitcoin.address import Network
 from synod.runtime.consensus import LocalConsensus
 from synod.runtime.journal import Journal
+from synod.runtime.webhooks import Webhooks
 from synod.state.audit import AuditLog
 from synod.state.machine import Ledger
 
@@ -30,6 +33,7 @@ class Api:
     tokens: TokenStore
     audit: AuditLog
     secrets: dict[Role, str]
+    webhooks: Webhooks
 
     def headers(self, role: Role = Role.OPERATOR, **extra: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secrets[role]}", **extra}
@@ -53,15 +57,18 @@ def make_api(
     consensus = LocalConsensus(ledger, Journal(tmp_path / "journal.db"), audit)
     tokens = TokenStore(db)
     secrets = {role: tokens.create(role, f"test-{role.value}")[0] for role in Role}
+    webhooks = Webhooks(db)
     app = create_app(
         consensus,
         tokens,
         audit,
         settings=settings
         or ApiSettings(btc_network=Network.REGTEST, rate_per_second=1000, burst=1000),
+        extra_routers=[partial(webhook_router, webhooks)],
     )
     with TestClient(app) as client:
-        yield Api(client, ledger, consensus, tokens, audit, secrets)
+        yield Api(client, ledger, consensus, tokens, audit, secrets, webhooks)
+    webhooks.close()
     consensus.journal.close()
     db.close()
 

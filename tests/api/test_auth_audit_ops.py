@@ -135,6 +135,8 @@ def test_metrics_health_and_openapi(api: Api) -> None:
     )
     assert "HTTPBearer" in doc["components"]["securitySchemes"]
     assert "swagger" in api.client.get("/docs").text.lower()
+    wrong = api.client.delete("/v1/balances", headers=api.headers())
+    assert wrong.status_code == 405 and wrong.json()["type"] == "urn:synod:problem:http-error"
 
 
 def test_logs_are_json_and_never_hold_a_secret(capsys: pytest.CaptureFixture[str]) -> None:
@@ -146,3 +148,11 @@ def test_logs_are_json_and_never_hold_a_secret(capsys: pytest.CaptureFixture[str
     assert "synod_secret" not in json.dumps(line)
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
+
+
+def test_docs_openapi_is_current() -> None:
+    """docs/openapi.json is what `python -m synod.api.openapi docs/openapi.json` writes now."""
+    from synod.api.openapi import render
+
+    committed = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+    assert committed.read_text(encoding="utf-8") == render(), "regenerate docs/openapi.json"

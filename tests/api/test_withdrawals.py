@@ -119,6 +119,16 @@ def test_submit_read_and_list(api: Api) -> None:
         if cursor is None:
             break
     assert seen == [f"payout-{i}" for i in range(1, 7)]
+    newest = api.client.get(
+        "/v1/withdrawals", params={"order": "desc", "limit": 4}, headers=api.headers()
+    ).json()
+    assert [w["external_id"] for w in newest["items"]] == [f"payout-{i}" for i in (6, 5, 4, 3)]
+    older = api.client.get(
+        "/v1/withdrawals",
+        params={"order": "desc", "cursor": newest["next_cursor"]},
+        headers=api.headers(),
+    ).json()
+    assert [w["external_id"] for w in older["items"]] == ["payout-2", "payout-1"]
 
     # Time range: everything was requested just now.
     future = api.client.get(

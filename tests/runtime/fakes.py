@@ -8,14 +8,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from synod.runtime.interfaces import ChainStatus, SigningTimeout
+from synod.runtime.interfaces import BlockingSigner, ChainStatus, SigningTimeout
 from synod.state.machine import Withdrawal
 
 
-class FakeSigner:
+class FakeSigner(BlockingSigner):
     """'Signs' by hashing the recorded template; can time out the first `fail_first` sessions."""
 
     def __init__(self, fail_first: int = 0) -> None:
+        super().__init__()
         self.fail_first = fail_first
         self.sessions: list[str] = []
 

@@ -19,8 +19,8 @@ from synod.chains.evm.eoa import Eip1559Transaction, template_transaction, trans
 from synod.crypto import ecdsa
 from synod.runtime.consensus import LocalConsensus
 from synod.runtime.journal import Journal
-from synod.runtime.signers import CggmpCommitteeSigner
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
+from synod.sim.committee_signer import CggmpCommitteeSigner
 from synod.state.db import SqliteDatabase
 from synod.state.fees import FeeSchedule
 from synod.state.machine import CONFIRMED, Ledger

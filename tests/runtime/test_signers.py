@@ -10,7 +10,7 @@ import pytest
 from synod.chains.evm.address import address_bytes
 from synod.crypto import ecdsa, frost
 from synod.runtime.interfaces import SigningTimeout
-from synod.runtime.signers import CggmpCommitteeSigner, FrostCommitteeSigner
+from synod.sim.committee_signer import CggmpCommitteeSigner, FrostCommitteeSigner
 from synod.state.machine import Withdrawal
 from tests.fixtures import stored_aux
 from tests.fixtures import withdrawal as withdrawal_record

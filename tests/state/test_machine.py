@@ -23,19 +23,28 @@ from synod.state.machine import (
     Ledger,
 )
 from synod.state.transactions import (
+    Activate,
     Broadcast,
     Cancel,
     Confirm,
     DepositCredit,
     Fail,
+    KeygenFailed,
+    KeygenStart,
+    KeyReady,
+    MigrationRequest,
+    MigrationsDone,
+    MigrationStart,
     Requeue,
     Reserve,
     Signed,
+    SignerSetUpdate,
     StartSign,
     Tx,
     WithdrawRequest,
     parse_tx,
 )
+from synod.state.transition import Phase
 
 from .conftest import Opener, StoreFactory
 
@@ -346,6 +355,7 @@ def test_nonce_chains_are_evm_only(open_db: Opener) -> None:
 # ---------------------------------------------------------------------------
 
 ACCOUNT = [("eth", "ETH"), ("eth", "USDT"), ("sol", "SOL")]
+SCHEMES = ("bip340", "ed25519")
 NONCE_CHAINS = {"eth"}  # Ethereum in EOA mode: the ledger keeps the account nonces
 
 
@@ -378,6 +388,17 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @initialize()
     def seed_funds(self) -> None:
+        # Committee epoch 1 first: the deposits are paid to it.
+        keys = {s: {"mode": "fresh", "group_key": f"{s}-1", "proof": "sig"} for s in SCHEMES}
+        for tx in (
+            SignerSetUpdate((1, 2, 3), 2, "genesis"),
+            KeygenStart(1, "keygen"),
+            KeyReady(1, keys, {}, at=1),
+            MigrationStart(1),
+            MigrationsDone(1),
+            Activate(1, at=1),
+        ):
+            assert self._apply(tx)
         for chain, asset in ACCOUNT:
             amount = FEES.account_fee(chain) * 20 if asset in ("ETH", "SOL") else 10_000
             self._apply(DepositCredit(chain, asset, amount, f"seed-{chain}-{asset}", 0))
@@ -445,6 +466,9 @@ class LedgerMachine(RuleBasedStateMachine):
             # Reported failed, then mined after all.
             "FAILED": lambda: Confirm(w.withdraw_id, w.txid or "", 1000, attempt=a),
         }[w.status]()
+        if isinstance(step, StartSign) and self.ledger.transitions.window() is not None:
+            self._apply(step)  # the switch window may hold it back
+            return
         assert self._apply(step), f"{step} refused"
 
     @rule(data=st.data(), proof=st.booleans())
@@ -498,6 +522,61 @@ class LedgerMachine(RuleBasedStateMachine):
         assert w.withdraw_id not in {o.withdraw_id for o in self.ledger.open_withdrawals()}
         with pytest.raises(E.InvalidTransition):
             self.ledger.apply(Reserve(w.withdraw_id, attempt=w.attempt))
+
+    @rule(data=st.data(), fresh=st.booleans(), phases=st.integers(1, 3))
+    def transition(self, data: st.DataObject, fresh: bool, phases: int) -> None:
+        """Power transitions run beside the withdrawals, a few phases per step, with the
+        Bitcoin and Solana keys changing (sweeps and transfers) or kept (reshare)."""
+        for _ in range(phases):
+            self._transition_phase(data, fresh)
+
+    def _transition_phase(self, data: st.DataObject, fresh: bool) -> None:
+        book = self.ledger.transitions
+        t = book.open_transition()
+        if t is None:
+            epoch = book.active_epoch()
+            members = (1, 2, 3) if epoch % 2 == 0 else (4, 5, 6)
+            self._apply(SignerSetUpdate(members, 2, f"rotation {epoch}"))
+            return
+        a = t.attempt
+        if t.phase is Phase.DETECTED:
+            self._apply(KeygenStart(t.epoch, "keygen", attempt=a))
+        elif t.phase is Phase.KEYGEN and data.draw(st.integers(0, 4)) == 0:
+            self._apply(KeygenFailed(t.epoch, "timeout", attempt=a))
+        elif t.phase is Phase.KEYGEN:
+            fresh = fresh or t.from_epoch == 0
+            old = book.committee(t.from_epoch)
+            keys = {
+                scheme: {
+                    "mode": "fresh" if fresh else "reshare",
+                    "group_key": f"{scheme}-{t.epoch}"
+                    if fresh or old is None
+                    else old.keys[scheme]["group_key"],
+                    "proof": "sig",
+                }
+                for scheme in SCHEMES
+            }
+            addresses = {}
+            if fresh and t.from_epoch:
+                script = "5120" + f"{t.epoch:02x}" * 32
+                addresses = {"btc": {"address": "new", "script": script}, "sol": {"address": "n"}}
+            self._apply(KeyReady(t.epoch, keys, addresses, at=t.epoch, attempt=a))
+        elif t.phase is Phase.KEY_READY:
+            before = {w.withdraw_id for w in self.ledger.withdrawals(RESERVED)}
+            if self._apply(MigrationStart(t.epoch)):
+                after = {w.withdraw_id for w in self.ledger.withdrawals(RESERVED)}
+                self.released |= before - after  # never signed: a new template may come
+        elif t.phase is Phase.MIGRATING:
+            pending = [p for p in book.pending_migration(t) if not p.startswith("open:")]
+            if not pending:
+                self._apply(MigrationsDone(t.epoch))
+                return
+            chain, _, asset = data.draw(st.sampled_from(pending)).partition(":")
+            batch = book.next_batch(t.epoch, chain, asset)
+            if batch is not None:
+                self._apply(MigrationRequest(t.epoch, chain, asset, batch))
+        elif t.phase is Phase.MIGRATED:
+            self._apply(Activate(t.epoch, at=t.epoch + 1))
 
     @precondition(lambda self: bool(self.applied))
     @rule(data=st.data())

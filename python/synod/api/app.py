@@ -15,7 +15,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from importlib import resources
+from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Security
@@ -27,8 +28,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from synod.api.auth import ApiToken, RateLimiter, Role, TokenStore
+from synod.api.batcher import CommitBatcher
 from synod.api.problems import PROBLEM_JSON, Problem, ProblemType
 from synod.api.providers import LedgerNodeView, NodeView
 from synod.api.validation import check_amount, check_asset, check_chain, check_destination
@@ -93,7 +96,8 @@ class ProblemModel(BaseModel):
     instance: str | None = None
 
 
-def _problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for problem+json answers with these statuses."""
     return {
         s: {"model": ProblemModel, "content": {PROBLEM_JSON: {}}, "description": "problem"}
         for s in statuses
@@ -120,6 +124,21 @@ class _WithdrawalsCollector(Collector):
         yield family
 
 
+class _Observe:
+    """Pure ASGI middleware around the app, delegating to the `observe` closure."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        observe: Callable[[Scope, Receive, Send, ASGIApp], Awaitable[None]],
+    ) -> None:
+        self.app = app
+        self.observe = observe
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.observe(scope, receive, send, self.app)
+
+
 def _ms(text: str | None, field: str) -> int | None:
     if text is None:
         return None
@@ -130,6 +149,22 @@ def _ms(text: str | None, field: str) -> int | None:
     if when.tzinfo is None:
         raise Problem(ProblemType.VALIDATION, "the time needs a UTC offset (or Z)", field)
     return int(when.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class RouteKit:
+    """What a router mounted beside the built-in ones shares with them: the role dependencies
+    (authentication, rate limit, role check, audit row), the group-commit write path, and the
+    audit row written inside a write's own commit."""
+
+    viewer: Any
+    operator: Any
+    admin: Any
+    batcher: CommitBatcher
+    audit_call: Callable[[Request, ApiToken, int, dict[str, Any] | None], None]
+
+
+RouterFactory = Callable[[RouteKit], APIRouter]
 
 
 def _body_hash(body: BaseModel) -> str:
@@ -144,19 +179,21 @@ def create_app(
     audit: AuditLog,
     node: NodeView | None = None,
     settings: ApiSettings | None = None,
-    extra_routers: Sequence[APIRouter] = (),
+    extra_routers: Sequence[RouterFactory] = (),
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """The API over `consensus.ledger`'s store.
 
-    `extra_routers` are mounted under `/v1` beside the built-in routes: the slot where webhook
-    subscription endpoints (and other services sharing the auth model) plug in.
+    `extra_routers` build routers (given the shared `RouteKit`) mounted under `/v1` beside the
+    built-in routes: the slot where webhook subscription endpoints (and other services sharing
+    the auth model) plug in.
     """
     settings = settings or ApiSettings()
     ledger = consensus.ledger
     db = ledger.db
     nodes: NodeView = node or LedgerNodeView(ledger)
     limiter = RateLimiter(settings.rate_per_second, settings.burst)
+    batcher = CommitBatcher(db)
     bearer = HTTPBearer(auto_error=False, description="An API token: `Bearer synod_…`")
     scrape = CollectorRegistry(auto_describe=True)
     scrape.register(_WithdrawalsCollector(consensus))
@@ -185,53 +222,68 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        kind = ProblemType.NOT_FOUND if exc.status_code == 404 else ProblemType.VALIDATION
+        kind = ProblemType.NOT_FOUND if exc.status_code == 404 else ProblemType.HTTP
         body = Problem(kind, str(exc.detail)).body(request.url.path)
         body["status"] = exc.status_code
         return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_JSON)
 
     # ------------------------------------------------------------------ middleware
-    @app.middleware("http")
-    async def _observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    async def observe(scope: Scope, receive: Receive, send: Send, inner: ASGIApp) -> None:
+        """Body size bound, latency metric, and the audit row of every authenticated call
+        (written before the response starts, so no call is answered unrecorded)."""
+        if scope["type"] != "http":
+            await inner(scope, receive, send)
+            return
         start = time.perf_counter()
-        length = request.headers.get("content-length")
-        if request.method in ("POST", "PUT", "PATCH"):
+        request = Request(scope)
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            length = request.headers.get("content-length")
+            refusal = None
             if length is None or not length.isdigit():
                 if request.headers.get("transfer-encoding"):
-                    return Problem(ProblemType.BODY_TOO_LARGE, "send a Content-Length").response(
-                        request.url.path
-                    )
+                    refusal = "send a Content-Length"
             elif int(length) > settings.max_body_bytes:
-                return Problem(
-                    ProblemType.BODY_TOO_LARGE,
-                    f"at most {settings.max_body_bytes} bytes",
-                ).response(request.url.path)
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        API_REQUESTS.labels(request.method, template, str(response.status_code)).observe(
-            time.perf_counter() - start
-        )
-        principal: ApiToken | None = getattr(request.state, "principal", None)
-        if principal is not None and not getattr(request.state, "audited", False):
-            _audit_call(request, principal, response.status_code)
-        return response
+                refusal = f"at most {settings.max_body_bytes} bytes"
+            if refusal:
+                response = Problem(ProblemType.BODY_TOO_LARGE, refusal).response(scope["path"])
+                await response(scope, receive, send)
+                return
+        status = 500
 
-    def _audit_call(request: Request, principal: ApiToken, status: int) -> None:
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                state = scope.get("state", {})
+                principal: ApiToken | None = state.get("principal")
+                if principal is not None and not state.get("audited"):
+                    await batcher.run(lambda: _audit_call(request, principal, status))
+            await send(message)
+
+        try:
+            await inner(scope, receive, send_observed)
+        finally:
+            template = getattr(scope.get("route"), "path", "unmatched")
+            API_REQUESTS.labels(scope["method"], template, str(status)).observe(
+                time.perf_counter() - start
+            )
+
+    def _audit_call(
+        request: Request,
+        principal: ApiToken,
+        status: int,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         query = request.url.query
-        audit.append(
-            f"token:{principal.token_id}",
-            AuditAction.API_CALL,
-            {
-                "method": request.method,
-                "path": request.url.path + (f"?{query[:200]}" if query else ""),
-                "status": status,
-                "client": request.client.host if request.client else None,
-                "role": principal.role.value,
-            },
-        )
+        detail: dict[str, Any] = {
+            **(extra or {}),  # what a route adds never replaces the fields every row has
+            "method": request.method,
+            "path": request.url.path + (f"?{query[:200]}" if query else ""),
+            "status": status,
+            "client": request.client.host if request.client else None,
+            "role": principal.role.value,
+        }
+        audit.append(f"token:{principal.token_id}", AuditAction.API_CALL, detail)
         request.state.audited = True
 
     # ------------------------------------------------------------------ auth
@@ -275,14 +327,14 @@ def create_app(
     viewer = Depends(require(Role.VIEWER))
     operator = Depends(require(Role.OPERATOR))
     admin = Depends(require(Role.ADMIN))
-    v1 = APIRouter(prefix="/v1", responses=_problem_responses(401, 403, 429))
+    v1 = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 429))
 
     # ------------------------------------------------------------------ withdrawals
     @v1.post(
         "/withdrawals",
         status_code=201,
         tags=["withdrawals"],
-        responses=_problem_responses(409, 413, 422),
+        responses=problem_responses(409, 413, 422),
         summary="Submit a withdrawal",
     )
     async def create_withdrawal(
@@ -297,24 +349,9 @@ def create_app(
         `Idempotency-Key` and body returns the original response; the same key with another
         body is a 409, and so is an `external_id` used before."""
         digest = _body_hash(body)
-        if idempotency_key is not None:
-            stored = db.query(
-                "SELECT body_hash, status, response FROM api_idempotency "
-                "WHERE token_id = ? AND idem_key = ?",
-                (principal.token_id, idempotency_key),
-            )
-            if stored:
-                if stored[0][0] != digest:
-                    raise Problem(
-                        ProblemType.IDEMPOTENCY_MISMATCH,
-                        "this Idempotency-Key was used with a different body",
-                        "header.Idempotency-Key",
-                    )
-                return JSONResponse(
-                    json.loads(stored[0][2]),
-                    status_code=int(stored[0][1]),
-                    headers={"Idempotent-Replayed": "true"},
-                )
+        replay = _replay(principal, idempotency_key, digest)
+        if replay is not None:
+            return replay
         chain = check_chain(body.chain)
         asset = check_asset(chain, body.asset, held_assets(ledger, chain))
         amount = check_amount(chain, body.amount)
@@ -323,29 +360,39 @@ def create_app(
             body.external_id, chain, asset, destination, amount, int(clock() * 1000)
         )
         wid = withdraw_id_for(body.external_id)
+
+        def submit() -> Response:
+            # Authoritative here, in the serial write path: a concurrent twin may have won.
+            again = _replay(principal, idempotency_key, digest)
+            if again is not None:
+                return again
+            receipt = consensus.submit(tx)
+            if receipt is None:  # consensus paused: journaled, applied on resume
+                status, payload = 202, {"id": wid, "external_id": body.external_id}
+                payload["state"] = "PENDING"
+            else:
+                status = 201
+                payload = withdrawal_view(ledger.withdrawal(wid), ledger, nodes)
+            if idempotency_key is not None:
+                db.execute(
+                    "INSERT INTO api_idempotency (token_id, idem_key, body_hash, status, "
+                    "response, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        principal.token_id,
+                        idempotency_key,
+                        digest,
+                        status,
+                        json.dumps(payload),
+                        int(clock() * 1000),
+                    ),
+                )
+            _audit_call(request, principal, status)  # in the same commit as the request
+            return JSONResponse(
+                payload, status_code=status, headers={"Location": f"/v1/withdrawals/{wid}"}
+            )
+
         try:
-            with db.transaction():
-                receipt = consensus.submit(tx)
-                if receipt is None:  # consensus paused: journaled, applied on resume
-                    status, payload = 202, {"id": wid, "external_id": body.external_id}
-                    payload["state"] = "PENDING"
-                else:
-                    status = 201
-                    payload = withdrawal_view(ledger.withdrawal(wid), ledger, nodes)
-                if idempotency_key is not None:
-                    db.execute(
-                        "INSERT INTO api_idempotency (token_id, idem_key, body_hash, status, "
-                        "response, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                        (
-                            principal.token_id,
-                            idempotency_key,
-                            digest,
-                            status,
-                            json.dumps(payload),
-                            int(clock() * 1000),
-                        ),
-                    )
-                _audit_call(request, principal, status)
+            response = await batcher.run(submit)
         except E.DuplicateRequest:
             request.state.audited = False
             raise Problem(
@@ -357,16 +404,38 @@ def create_app(
         except E.Rejected as err:
             request.state.audited = False
             raise Problem(ProblemType.REJECTED, str(err)) from None
-        log.info("withdrawal submitted", withdraw_id=wid, chain=chain, asset=asset)
+        if response.status_code < 300:
+            log.info("withdrawal submitted", withdraw_id=wid, chain=chain, asset=asset)
+        return response
+
+    def _replay(principal: ApiToken, key: str | None, digest: str) -> Response | None:
+        """The stored response of an earlier request with this Idempotency-Key, if any."""
+        if key is None:
+            return None
+        stored = db.query(
+            "SELECT body_hash, status, response FROM api_idempotency "
+            "WHERE token_id = ? AND idem_key = ?",
+            (principal.token_id, key),
+        )
+        if not stored:
+            return None
+        if stored[0][0] != digest:
+            raise Problem(
+                ProblemType.IDEMPOTENCY_MISMATCH,
+                "this Idempotency-Key was used with a different body",
+                "header.Idempotency-Key",
+            )
         return JSONResponse(
-            payload, status_code=status, headers={"Location": f"/v1/withdrawals/{wid}"}
+            json.loads(stored[0][2]),
+            status_code=int(stored[0][1]),
+            headers={"Idempotent-Replayed": "true"},
         )
 
     @v1.get(
         "/withdrawals",
         tags=["withdrawals"],
         summary="List withdrawals",
-        responses=_problem_responses(422),
+        responses=problem_responses(422),
     )
     async def list_withdrawals(
         _: ApiToken = viewer,
@@ -380,8 +449,11 @@ def create_app(
         cursor: Annotated[
             str | None, Query(description="`next_cursor` of the previous page")
         ] = None,
+        order: Annotated[
+            Literal["asc", "desc"], Query(description="asc: oldest first (FIFO); desc: newest")
+        ] = "asc",
     ) -> dict[str, Any]:
-        """In request (FIFO) order; `next_cursor` is null on the last page."""
+        """In request (FIFO) order, or newest first; `next_cursor` is null on the last page."""
         if state is not None and state not in STATUSES:
             raise Problem(
                 ProblemType.VALIDATION, f"state must be one of {', '.join(STATUSES)}", "query.state"
@@ -400,7 +472,7 @@ def create_app(
             _ms(created_after, "query.created_after"),
             _ms(created_before, "query.created_before"),
         )
-        page, last = withdrawals_page(ledger, f, decode_cursor(cursor), limit)
+        page, last = withdrawals_page(ledger, f, decode_cursor(cursor), limit, order == "desc")
         return {
             "items": [withdrawal_view(w, ledger, nodes) for w in page],
             "next_cursor": None if last is None else encode_cursor(last),
@@ -409,7 +481,7 @@ def create_app(
     @v1.get(
         "/withdrawals/{withdrawal_id}",
         tags=["withdrawals"],
-        responses=_problem_responses(404),
+        responses=problem_responses(404),
         summary="One withdrawal",
     )
     async def get_withdrawal(withdrawal_id: str, _: ApiToken = viewer) -> dict[str, Any]:
@@ -424,7 +496,7 @@ def create_app(
     @v1.post(
         "/withdrawals/{withdrawal_id}/cancel",
         tags=["withdrawals"],
-        responses=_problem_responses(404, 409),
+        responses=problem_responses(404, 409),
         summary="Cancel a queued withdrawal",
     )
     async def cancel_withdrawal(
@@ -441,7 +513,7 @@ def create_app(
             return withdrawal_view(w, ledger, nodes)
         reason = body.reason if body else CancelRequest().reason
         try:
-            consensus.submit(Cancel(w.withdraw_id, reason, attempt=w.attempt))
+            await batcher.run(lambda: consensus.submit(Cancel(w.withdraw_id, reason, w.attempt)))
         except E.InvalidTransition as err:
             raise Problem(ProblemType.INVALID_TRANSITION, err.message, state=w.status) from None
         except E.Rejected as err:
@@ -451,7 +523,7 @@ def create_app(
 
     # ------------------------------------------------------------------ other reads
     @v1.get(
-        "/deposits", tags=["funds"], summary="Credited deposits", responses=_problem_responses(422)
+        "/deposits", tags=["funds"], summary="Credited deposits", responses=problem_responses(422)
     )
     async def list_deposits(
         _: ApiToken = viewer,
@@ -501,6 +573,12 @@ def create_app(
             ],
         }
 
+    @v1.get("/transitions", tags=["committee"], summary="Power transitions and strikes")
+    async def get_transitions(_: ApiToken = viewer) -> dict[str, Any]:
+        """Every transition (state, members, threshold, migration transactions, switch window,
+        culprits), the strikes per member and the active epoch."""
+        return ledger.transitions.report()
+
     @v1.get("/sessions", tags=["committee"], summary="Recent signing sessions")
     async def get_sessions(
         _: ApiToken = viewer, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50
@@ -514,10 +592,44 @@ def create_app(
         return {"items": [r.as_dict() for r in audit.tail(limit)]}
 
     app.include_router(v1)
-    for router in extra_routers:  # webhook subscriptions plug in here, under /v1
-        app.include_router(router, prefix="/v1")
+    app.add_middleware(_Observe, observe=observe)
+    kit = RouteKit(viewer, operator, admin, batcher, _audit_call)
+    for factory in extra_routers:  # webhook subscriptions plug in here, under /v1
+        app.include_router(factory(kit), prefix="/v1", responses=problem_responses(401, 403, 429))
 
     # ------------------------------------------------------------------ operations
+    # ------------------------------------------------------------------ dashboard
+    static = resources.files("synod.api").joinpath("static")
+    pages = {
+        name: (static.joinpath(name).read_bytes(), kind)
+        for name, kind in (
+            ("dashboard.html", "text/html; charset=utf-8"),
+            ("dashboard.js", "text/javascript; charset=utf-8"),
+            ("dashboard.css", "text/css; charset=utf-8"),
+        )
+    }
+    page_headers = {
+        "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+        "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard() -> Response:
+        """A page that reads only through this API, with the token the user gives it."""
+        content, kind = pages["dashboard.html"]
+        return Response(content, media_type=kind, headers=page_headers)
+
+    @app.get("/dashboard/{name}", include_in_schema=False)
+    async def dashboard_asset(name: str) -> Response:
+        if name not in ("dashboard.js", "dashboard.css"):
+            raise Problem(ProblemType.NOT_FOUND, f"no dashboard file {name[:64]!r}")
+        content, kind = pages[name]
+        return Response(content, media_type=kind, headers=page_headers)
+
     @app.get("/healthz", tags=["operations"], summary="The process is up")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -526,7 +638,7 @@ def create_app(
         "/readyz",
         tags=["operations"],
         summary="The store answers",
-        responses=_problem_responses(503),
+        responses=problem_responses(503),
     )
     async def readyz() -> Response:
         try:

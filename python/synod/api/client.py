@@ -6,6 +6,7 @@ Errors come back as `ApiError` carrying the problem document, so callers can bra
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -90,4 +91,27 @@ class ApiClient:
 
     def balances(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "/v1/balances")
+        return result
+
+    def create_webhook(self, url: str, events: list[str]) -> dict[str, Any]:
+        """A new subscription; the answer holds its signing secret (shown this once)."""
+        result: dict[str, Any] = self._call(
+            "POST", "/v1/webhooks", json={"url": url, "events": events}
+        )
+        return result
+
+    def webhooks(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/v1/webhooks")
+        return result
+
+    def delete_webhook(self, subscription_id: str) -> dict[str, Any]:
+        path = f"/v1/webhooks/{quote(subscription_id, safe='')}"
+        result: dict[str, Any] = self._call("DELETE", path)
+        return result
+
+    def webhook_log(self, subscription_id: str, what: str, limit: int) -> dict[str, Any]:
+        """`what` is `deliveries` or `attempts`."""
+        result: dict[str, Any] = self._call(
+            "GET", f"/v1/webhooks/{quote(subscription_id, safe='')}/{what}", params={"limit": limit}
+        )
         return result

@@ -37,7 +37,9 @@ class ProblemType(enum.Enum):
     )
     INVALID_TRANSITION = ("invalid-transition", 409, "The withdrawal's state does not allow this")
     REJECTED = ("rejected", 409, "The ledger refused the transaction")
+    LIMIT_REACHED = ("limit-reached", 409, "A limit on this kind of resource is reached")
     BODY_TOO_LARGE = ("body-too-large", 413, "Request body too large")
+    HTTP = ("http-error", 400, "The HTTP request cannot be served")  # 405 and the like
 
     @property
     def uri(self) -> str:

@@ -10,8 +10,10 @@ adds last-seen times, culprit counts, sub-sessions and durations from its own re
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from synod.state.machine import Ledger
@@ -108,3 +110,116 @@ class LedgerNodeView:
 
     def chain_height(self, chain: str) -> int | None:
         return self.heights.get(chain)
+
+
+MAX_VIEW_BYTES = 1 << 20
+log = logging.getLogger("synod.api.providers")
+
+
+@dataclass
+class FileNodeView(LedgerNodeView):
+    """`LedgerNodeView` plus what a node process publishes in a JSON file (`write_node_view`):
+    group keys, committee members with culprit counts, culprits per withdrawal, chain heights.
+    The file is re-read when it changes; a missing, oversized or malformed one leaves the last
+    good view in place."""
+
+    path: Path | None = None
+    _stamp: tuple[float, int] | None = field(default=None, init=False, repr=False)
+
+    def _refresh(self) -> None:
+        if self.path is None:
+            return
+        try:
+            stat = self.path.stat()
+            if (stat.st_mtime, stat.st_size) == self._stamp or stat.st_size > MAX_VIEW_BYTES:
+                return
+            data = json.loads(self.path.read_bytes())
+            keys = [
+                GroupKey(
+                    str(k["scheme"]),
+                    str(k["public_key"]),
+                    {str(c): str(a) for c, a in dict(k.get("addresses", {})).items()},
+                    int(k.get("epoch", 0)),
+                )
+                for k in data.get("keys", [])
+            ]
+            members = [
+                Member(
+                    int(m["member_id"]),
+                    str(m.get("name", "")),
+                    None if m.get("last_seen") is None else int(m["last_seen"]),
+                    int(m.get("culprit_count", 0)),
+                )
+                for m in data.get("members", [])
+            ]
+            culprits = {
+                str(w): [int(c) for c in cs]
+                for w, cs in dict(data.get("culprits_by_withdrawal", {})).items()
+            }
+            heights = {str(c): int(h) for c, h in dict(data.get("heights", {})).items()}
+            threshold = data.get("threshold")
+            epoch = int(data.get("epoch", 0))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+            log.warning("node view %s not used: %s", self.path, type(err).__name__)
+            return
+        self.group_keys, self.members, self.culprits_by_withdrawal = keys, members, culprits
+        self.heights, self.epoch = heights, epoch
+        self.threshold = None if threshold is None else int(threshold)
+        self._stamp = (stat.st_mtime, stat.st_size)
+
+    def public_keys(self) -> list[GroupKey]:
+        self._refresh()
+        return super().public_keys()
+
+    def committee(self) -> dict[str, Any]:
+        self._refresh()
+        return super().committee()
+
+    def culprits(self, withdraw_id: str) -> list[int]:
+        self._refresh()
+        return super().culprits(withdraw_id)
+
+    def chain_height(self, chain: str) -> int | None:
+        self._refresh()
+        return super().chain_height(chain)
+
+
+def write_node_view(
+    path: Path,
+    keys: Sequence[GroupKey],
+    threshold: int,
+    members: Sequence[Member],
+    culprits_by_withdrawal: Mapping[str, Sequence[int]],
+    heights: Mapping[str, int],
+    epoch: int = 0,
+) -> None:
+    """Publish a node's view for `FileNodeView` (written whole, then renamed into place)."""
+    data = {
+        "keys": [
+            {
+                "scheme": k.scheme,
+                "public_key": k.public_key,
+                "addresses": dict(k.addresses),
+                "epoch": k.epoch,
+            }
+            for k in keys
+        ],
+        "threshold": threshold,
+        "epoch": epoch,
+        "members": [
+            {
+                "member_id": m.member_id,
+                "name": m.name,
+                "last_seen": m.last_seen,
+                "culprit_count": m.culprit_count,
+            }
+            for m in members
+        ],
+        "culprits_by_withdrawal": {w: list(c) for w, c in culprits_by_withdrawal.items()},
+        "heights": dict(heights),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    tmp.replace(path)

@@ -90,12 +90,12 @@ class WithdrawalFilter:
 
 
 def withdrawals_page(
-    ledger: Ledger, f: WithdrawalFilter, after: int, limit: int
+    ledger: Ledger, f: WithdrawalFilter, after: int, limit: int, newest_first: bool = False
 ) -> tuple[list[Withdrawal], int | None]:
-    """Withdrawals in request order after sequence `after`; (page, last seq if more may
-    follow)."""
-    sql = "seq > ?"
-    params: list[Any] = [after]
+    """Withdrawals in request order after sequence `after` (newest first: before it, 0 meaning
+    from the newest); (page, last seq if more may follow)."""
+    sql = "seq < ?" if newest_first else "seq > ?"
+    params: list[Any] = [after or 2**62] if newest_first else [after]
     for column, value in (
         ("status", f.state),
         ("chain", f.chain),
@@ -111,7 +111,7 @@ def withdrawals_page(
     if f.created_before is not None:
         sql += " AND requested_at < ?"
         params.append(f.created_before)
-    rows = ledger.select_withdrawals(sql, params, limit + 1)
+    rows = ledger.select_withdrawals(sql, params, limit + 1, newest_first)
     page = rows[:limit]
     more = len(rows) > limit
     return page, (page[-1].seq if more and page else None)

@@ -3,6 +3,7 @@
 python -m synod.bench                      # FROST + CGGMP, default sizes
 python -m synod.bench --with-rust          # also run the Rust examples; adds a ratio column
 python -m synod.bench --frost-sizes 3/5 --no-ecdsa
+python -m synod.bench --api                # withdrawal submissions/s through the REST API
 python -m synod.bench --consensus          # ledger through 4 CometBFT validators vs local
 """
 
@@ -77,12 +78,43 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--consensus-withdrawals", type=int, default=1000, help="for --consensus")
     p.add_argument("--e2e", action="store_true", help="end-to-end withdrawals per minute")
     p.add_argument("--per-chain", type=int, default=20, help="withdrawals per chain for --e2e")
+    p.add_argument("--api", action="store_true", help="submissions per second through the API")
+    p.add_argument("--api-requests", type=int, default=20_000, help="submissions for --api")
+    p.add_argument("--api-duration", type=float, default=30.0, help="seconds at most for --api")
+    p.add_argument("--api-connections", type=int, default=16, help="connections for --api")
+    p.add_argument(
+        "--postgres-dsn",
+        default=os.environ.get("SYNOD_BENCH_POSTGRES_DSN"),
+        help="PostgreSQL server for --api (a database is created and dropped)",
+    )
+    p.add_argument("--transition", action="store_true", help="power transitions instead")
+    p.add_argument("--utxos", type=int, default=100, help="old-key UTXOs to sweep (fresh key)")
     args = p.parse_args(argv)
 
     def progress(msg: str) -> None:
         print(f"  … {msg}", file=sys.stderr, flush=True)
 
     print(f"machine: {machine()}", file=sys.stderr)
+    if args.transition:
+        from synod.bench.transition import transition_table
+
+        print(transition_table(args.utxos, progress))
+        return 0
+    if args.api:
+        from synod.bench.api import api_table
+
+        if args.api_requests < 1 or args.api_duration <= 0 or args.api_connections < 1:
+            p.error("--api-requests, --api-duration and --api-connections must be positive")
+        print(
+            api_table(
+                args.api_requests,
+                args.api_duration,
+                args.api_connections,
+                args.postgres_dsn,
+                progress,
+            )
+        )
+        return 0
     if args.e2e:
         from synod.bench.e2e import e2e_table
 

@@ -38,6 +38,11 @@ def add_parser(sub: Any) -> None:
     run.add_argument("--burst", type=int, default=100, help="burst size per token")
     run.add_argument("--journal", metavar="PATH", help="consensus journal file")
     run.add_argument("--node-id", default="api", help="name in logs and the audit trail")
+    run.add_argument(
+        "--node-view",
+        metavar="FILE",
+        help="JSON file a node publishes (keys, committee, culprits) for /v1/keys, /v1/committee",
+    )
     run.set_defaults(run=_run)
 
     token = actions.add_parser("token", help="create, list or revoke API tokens")
@@ -86,6 +91,7 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from synod.api.app import ApiSettings
+    from synod.api.providers import FileNodeView
     from synod.api.server import open_engine, serve
     from synod.chains.bitcoin.address import Network
 
@@ -100,7 +106,12 @@ def _run(args: argparse.Namespace) -> int:
     engine = open_engine(url, config, Path(args.journal) if args.journal else None)
     settings = ApiSettings(Network[args.btc_network.upper()], args.rate, args.burst)
     try:
-        serve(engine, settings, args.host, args.port, node_id=args.node_id)
+        node = (
+            FileNodeView(engine.consensus.ledger, path=Path(args.node_view))
+            if args.node_view
+            else None
+        )
+        serve(engine, settings, args.host, args.port, node=node, node_id=args.node_id)
     finally:
         engine.close()
     return 0

@@ -1,5 +1,5 @@
-"""`synod withdraw create|get|list|cancel`, `synod deposits`, `synod balances`: the API from the
-command line.
+"""`synod withdraw create|get|list|cancel`, `synod deposits`, `synod balances`, `synod webhooks
+create|list|delete|deliveries`: the API from the command line.
 
 The API is `--api URL` or `SYNOD_API_URL` (default http://127.0.0.1:8080); the token is
 `SYNOD_API_TOKEN` or the first line of `--token-file F` (never an argument: it would show in
@@ -73,6 +73,53 @@ def add_parser(sub: Any) -> None:
     balances = sub.add_parser("balances", help="balances per chain and asset over the API")
     _common(balances)
     balances.set_defaults(run=_cmd(lambda c, a: c.balances()))
+    _webhooks_parser(sub)
+
+
+def _webhooks_parser(sub: Any) -> None:
+    from synod.state.webhooks import EventKind
+
+    hooks = sub.add_parser("webhooks", help="webhook subscriptions over the API")
+    actions = hooks.add_subparsers(
+        dest="webhooks_command", required=True, metavar="{create,list,delete,deliveries}"
+    )
+    create = actions.add_parser(
+        "create",
+        help="subscribe a URL to events (admin); prints the signing secret once",
+        description="Subscribe an http(s) URL to events. The answer holds the HMAC secret the "
+        "deliveries are signed with; it is shown this once.",
+    )
+    _common(create)
+    create.add_argument("url")
+    create.add_argument(
+        "--event",
+        dest="events",
+        action="append",
+        required=True,
+        choices=[k.value for k in EventKind],
+        help="an event kind (repeat for several)",
+    )
+    create.set_defaults(run=_cmd(lambda c, a: c.create_webhook(a.url, a.events), _hooks_text))
+    listing = actions.add_parser("list", help="list subscriptions (never their secrets)")
+    _common(listing)
+    listing.set_defaults(run=_cmd(lambda c, a: c.webhooks(), _hooks_text))
+    delete = actions.add_parser("delete", help="unsubscribe (admin)")
+    _common(delete)
+    delete.add_argument("id")
+    delete.set_defaults(run=_cmd(lambda c, a: c.delete_webhook(a.id), _hooks_text))
+    log = actions.add_parser(
+        "deliveries", help="a subscription's deliveries (or, with --attempts, its attempt log)"
+    )
+    _common(log)
+    log.add_argument("id")
+    log.add_argument("--attempts", action="store_true", help="every attempt, newest first")
+    log.add_argument("--limit", type=int, default=50)
+    log.set_defaults(
+        run=_cmd(
+            lambda c, a: c.webhook_log(a.id, "attempts" if a.attempts else "deliveries", a.limit),
+            _hooks_text,
+        )
+    )
 
 
 def _create(client: Any, a: argparse.Namespace) -> Any:
@@ -101,15 +148,17 @@ def _token(args: argparse.Namespace) -> str | None:
     return os.environ.get("SYNOD_API_TOKEN") or None
 
 
-def _cmd(call: Callable[[Any, argparse.Namespace], Any]) -> Callable[[argparse.Namespace], int]:
+def _cmd(
+    call: Callable[[Any, argparse.Namespace], Any],
+    text: Callable[[dict[str, Any]], str] | None = None,
+) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         import httpx
 
         from synod.api.client import ApiClient, ApiError
 
-        prog = "synod " + (
-            f"withdraw {args.withdraw_command}" if "withdraw_command" in args else args.command
-        )
+        action = getattr(args, "withdraw_command", None) or getattr(args, "webhooks_command", None)
+        prog = f"synod {args.command}" + (f" {action}" if action else "")
         token = _token(args)
         if not token:
             print(
@@ -128,7 +177,7 @@ def _cmd(call: Callable[[Any, argparse.Namespace], Any]) -> Callable[[argparse.N
             return 1
         finally:
             client.close()
-        print(json.dumps(result, indent=2) if args.json else _text(result))
+        print(json.dumps(result, indent=2) if args.json else (text or _text)(result))
         return 0
 
     return run
@@ -160,4 +209,26 @@ def _text(result: dict[str, Any]) -> str:
             )
     if result.get("next_cursor"):
         lines.append(f"(more: --cursor {result['next_cursor']})")
+    return "\n".join(lines) if lines else "(none)"
+
+
+def _hooks_text(result: dict[str, Any]) -> str:
+    """Subscriptions, deliveries or attempts, one line each; a new subscription's secret."""
+    items = result.get("items", [result])
+    lines = []
+    for item in items:
+        if "url" in item:
+            state = "active" if item["active"] else "inactive"
+            lines.append(f"{item['id']}  {state:<8}  {','.join(item['events'])}  {item['url']}")
+        elif "attempt" in item:
+            outcome = item["status_code"] if item["status_code"] is not None else item["error"]
+            lines.append(f"{item['event_id']}  attempt {item['attempt']}  {outcome}")
+        else:
+            error = f"  {item['last_error']}" if item["last_error"] else ""
+            lines.append(
+                f"{item['event_id']}  {item['type']:<24}  {item['status']:<9}  "
+                f"attempts={item['attempts']}{error}"
+            )
+    if "secret" in result:
+        lines.append(f"secret {result['secret']}  (shown once: store it now)")
     return "\n".join(lines) if lines else "(none)"

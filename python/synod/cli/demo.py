@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,35 +24,68 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--per-chain", type=int, default=2, help="withdrawals per chain (default 2)")
     p.add_argument("--workdir", type=Path, help="keep the ledger and node data here")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument(
+        "--api-port",
+        type=int,
+        default=8080,
+        help="loopback port of the REST API the withdrawals go through (0: any free port)",
+    )
+    p.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave the API and its dashboard up after the run, until interrupted",
+    )
+    p.add_argument(
+        "--transition",
+        action="store_true",
+        help="instead: a committee handover (3-of-5 -> 4-of-7) between two withdrawal batches",
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from synod.demo import run_demo
+    from synod.demo import DemoApi, run_demo
 
+    if args.transition:
+        return _run_transition(args)
     if not 1 <= args.per_chain <= 20:
         print("synod demo: error: --per-chain must be between 1 and 20", file=sys.stderr)
         return 2
+    if not 0 <= args.api_port < 65536:
+        print("synod demo: error: --api-port must be 0..65535", file=sys.stderr)
+        return 2
     progress = Progress()
+
+    def hold(report: Any, dashboard: str) -> None:
+        """Print while the API still runs; with --keep-running, wait there."""
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "rows": report.rows,
+                        "unavailable": report.unavailable,
+                        "all_confirmed": report.all_confirmed,
+                        "elapsed_s": report.elapsed_s,
+                        "dashboard": dashboard,
+                    }
+                ),
+                flush=True,
+            )
+        else:
+            _table(report)
+            print(f"dashboard: {dashboard}", flush=True)
+        if args.keep_running:
+            print("the API stays up; Ctrl-C to stop", file=sys.stderr, flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                threading.Event().wait()
+
+    api = DemoApi(args.api_port, hold)
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        report = run_demo(args.workdir, args.per_chain, progress.step)
+        report = run_demo(args.workdir, args.per_chain, progress.step, api=api)
     else:
         with tempfile.TemporaryDirectory(prefix="synod-demo-") as tmp:
-            report = run_demo(Path(tmp), args.per_chain, progress.step)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "rows": report.rows,
-                    "unavailable": report.unavailable,
-                    "all_confirmed": report.all_confirmed,
-                    "elapsed_s": report.elapsed_s,
-                }
-            )
-        )
-    else:
-        _table(report)
+            report = run_demo(Path(tmp), args.per_chain, progress.step, api=api)
     return 0 if report.all_confirmed else 1
 
 
@@ -92,3 +127,44 @@ def _short(txid: str | None) -> str:
     if not txid:
         return "-"
     return txid if len(txid) <= 20 else f"{txid[:10]}…{txid[-6:]}"
+
+
+def _run_transition(args: argparse.Namespace) -> int:
+    from synod.demo_transition import run_transition_demo
+
+    if not 1 <= args.per_chain <= 20:
+        print("synod demo: error: --per-chain must be between 1 and 20", file=sys.stderr)
+        return 2
+    progress = Progress()
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        report = run_transition_demo(args.workdir, args.per_chain, progress.step)
+    else:
+        with tempfile.TemporaryDirectory(prefix="synod-demo-") as tmp:
+            report = run_transition_demo(Path(tmp), args.per_chain, progress.step)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "rows": report.rows,
+                    "transition": report.transition,
+                    "all_confirmed": report.all_confirmed,
+                    "elapsed_s": report.elapsed_s,
+                }
+            )
+        )
+        return 0 if report.all_confirmed else 1
+    for r in report.rows:
+        print(
+            f"{r['chain']}  {r['request']:<10} {r['state']:<10} epoch {r['key_epoch']}  "
+            f"{_short(r['txid'])}  paid once: {'yes' if r['paid_once'] else 'NO'}"
+        )
+    t = report.transition
+    window = t["switch_window_ms"]
+    print(
+        f"transition to epoch {t['epoch']}: {t['state']}, {t['threshold']}-of-"
+        f"{len(t['members'])} {t['members']}, switch window "
+        f"{'-' if window is None else f'{window} ms'}, old shares erased: "
+        f"{'yes' if t['old_shares_erased'] else 'NO'}"
+    )
+    return 0 if report.all_confirmed else 1

@@ -19,7 +19,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from synod.cli import api_cmd, client_cmd, config_cmd, demo, keygen, sim
+    from synod.cli import api_cmd, client_cmd, config_cmd, demo, keygen, sim, transition_cmd
 
     parser = _Parser(prog="synod", description="Threshold-signing custody engine.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     api_cmd.add_parser(sub)
     client_cmd.add_parser(sub)
+    transition_cmd.add_parser(sub)
     return parser
 
 

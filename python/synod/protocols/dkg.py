@@ -21,6 +21,8 @@ from synod.protocols.base import Incoming, Send, Session
 from synod.protocols.codec import CodecError, blame, pack_map, read_blame, unpack_map
 
 R1, ECHO, R2, ACK = 1, 2, 3, 4
+KINDS = frozenset({"dkg/r1", "dkg/echo", "dkg/r2", "dkg/ack", "dkg/abort"})
+PRIVATE = frozenset({"dkg/r2"})
 
 
 class FrostDkgSession(Session):

@@ -17,7 +17,7 @@ computes it alone, and signers answer only the aggregator whose turn it is.
 Signer safety: before producing a nonce or a share the signer asks the
 caller's validator whether the message is the template recorded for this
 session; nonces are persisted (encrypted) before their commitment leaves and
-consumed at most once (`SessionStore`).
+consumed at most once (`NonceStore`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from synod.crypto.errors import CryptoError, DecodeError, InvalidShareError
 from synod.protocols.base import Incoming, Send, Session
 from synod.protocols.codec import CodecError, pack, unpack
 from synod.protocols.envelope import BROADCAST
-from synod.state.session_store import SessionStore
+from synod.protocols.nonces import NonceStore
 
 OPEN, COMMIT, SIGN, SHARE, DONE = (
     "roast/open",
@@ -289,7 +289,7 @@ class RoastSigner(Session):
         key_package: frost.KeyPackage,
         public: frost.PublicKeyPackage,
         validator: TemplateValidator,
-        store: SessionStore,
+        store: NonceStore,
         tweak: frost.TaprootTweak | None = None,
         message: bytes | None = None,
     ) -> None:

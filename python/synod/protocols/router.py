@@ -138,6 +138,9 @@ class Router:
         self._early.take(session_id)
         self._closed.add(session_id)
 
+    def is_closed(self, session_id: bytes) -> bool:
+        return session_id in self._closed
+
     def sessions(self, session_id: bytes) -> list[Session]:
         return [r.session for r in self._sessions.get(session_id, [])]
 

@@ -3,8 +3,10 @@ with the signing sessions and the chain adapters; tests use fakes at this edge o
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from synod.state.machine import Withdrawal
 
@@ -14,13 +16,59 @@ class SigningTimeout(Exception):
 
 
 class Signer(Protocol):
-    def sign(self, withdrawal: Withdrawal, session_id: str) -> str:
-        """Run (or resume) the threshold session for the withdrawal's recorded template.
+    """Threshold signing for the worker, begin/poll: the worker never blocks on a session,
+    so several withdrawals sign at once (within the per-chain in-flight limit)."""
 
-        Returns a reference to the signature; raises `SigningTimeout`. Must be safe to
-        call again with the same session id after a crash.
+    def begin(self, withdrawal: Withdrawal, session_id: str) -> None:
+        """Start (or resume) the threshold session for the withdrawal's recorded template.
+
+        Idempotent per session id, and safe to call again after a crash of the caller.
         """
         ...
+
+    def poll(self, session_id: str) -> str | None:
+        """The signature reference once signed, None while the session runs; raises
+        `SigningTimeout` when it ended without a signature."""
+        ...
+
+
+class BlockingSigner(ABC):
+    """A `Signer` whose whole session runs inside `begin` (the simulated committees, which
+    run in virtual time, and test fakes): subclasses implement `sign`."""
+
+    MAX_KEPT = 1024  # outcomes begun but not yet polled
+
+    def __init__(self) -> None:
+        self._outcomes: OrderedDict[str, str | SigningTimeout] = OrderedDict()
+
+    @abstractmethod
+    def sign(self, withdrawal: Withdrawal, session_id: str) -> str:
+        """Run the session to its end: the signature reference, or `SigningTimeout`."""
+
+    def begin(self, withdrawal: Withdrawal, session_id: str) -> None:
+        if session_id in self._outcomes:
+            return
+        try:
+            outcome: str | SigningTimeout = self.sign(withdrawal, session_id)
+        except SigningTimeout as err:
+            outcome = err
+        self._outcomes[session_id] = outcome
+        while len(self._outcomes) > self.MAX_KEPT:
+            self._outcomes.popitem(last=False)
+
+    def poll(self, session_id: str) -> str | None:
+        outcome = self._outcomes.pop(session_id, None)
+        if isinstance(outcome, SigningTimeout):
+            raise outcome
+        return outcome
+
+
+@runtime_checkable
+class CulpritReporter(Protocol):
+    """A signer that can name members proven to have misbehaved in a session (an invalid
+    signature share checked against their verifying share): the worker records a strike."""
+
+    def proven_culprits(self, withdrawal: Withdrawal, session_id: str) -> list[int]: ...
 
 
 @dataclass(frozen=True)

@@ -118,13 +118,16 @@ class Webhooks:
         return self.store.attempts(sub_id, limit)
 
     # ------------------------------------------------------------------ delivery
-    def step(self) -> int:
-        """Fill the outbox, then attempt what is due; the number delivered."""
+    def step(self, stop: threading.Event | None = None) -> int:
+        """Fill the outbox, then attempt what is due; the number delivered. A set `stop` ends
+        the pass between two deliveries (what is left stays due)."""
         now = self.clock()
         self.store.fill_outbox(now)
         secrets = {s.sub_id: s for s in self.store.subscriptions(active_only=True)}
         delivered = 0
         for delivery in self.store.due(now, DELIVERY_BATCH):
+            if stop is not None and stop.is_set():
+                break
             sub = secrets.get(delivery.sub_id)
             if sub is None:
                 continue  # unsubscribed meanwhile
@@ -164,7 +167,7 @@ class Webhooks:
     def run(self, stop: threading.Event, poll_interval_s: float = 1.0) -> None:
         while not stop.is_set():
             try:
-                self.step()
+                self.step(stop)
             except Exception:  # a database hiccup must not end deliveries
                 log.exception("webhook pass failed; retrying after the poll interval")
             stop.wait(poll_interval_s)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from synod.config import CHAIN_NAMES, SynodConfig
 from synod.runtime.consensus import LocalConsensus
-from synod.runtime.interfaces import ChainAdapter, Signer, SigningTimeout
+from synod.runtime.interfaces import ChainAdapter, CulpritReporter, Signer, SigningTimeout
 from synod.state import errors as E
 from synod.state.machine import (
     BROADCAST,
@@ -40,6 +40,7 @@ from synod.state.transactions import (
     Reserve,
     Signed,
     StartSign,
+    Strike,
     Tx,
 )
 
@@ -175,11 +176,17 @@ class WithdrawWorker:
             return True
         if w.status == SIGNING:
             assert w.session_id is not None
+            signer = self.signers[w.chain]
+            signer.begin(w, w.session_id)  # idempotent: a running session just goes on
             try:
-                ref = self.signers[w.chain].sign(w, w.session_id)
+                ref = signer.poll(w.session_id)
             except SigningTimeout:
+                self._strike(signer, w)
                 self._submit(Requeue(w.withdraw_id, "signing session timed out", attempt=w.attempt))
                 return True
+            if ref is None:
+                return False  # still signing; the pass goes on with the others
+            self._strike(signer, w)
             self._submit(Signed(w.withdraw_id, w.session_id, ref, attempt=w.attempt))
             return True
         if w.status == SIGNED:
@@ -222,6 +229,14 @@ class WithdrawWorker:
             )
             return True
         return False
+
+    def _strike(self, signer: Signer, w: Withdrawal) -> None:
+        """Members proven to have sent an invalid share get a strike in the ledger (one per
+        member and session: a repeat is the same transaction)."""
+        if not isinstance(signer, CulpritReporter) or w.session_id is None:
+            return
+        for member in signer.proven_culprits(w, w.session_id):
+            self._submit(Strike(member, "invalid signature share", f"session {w.session_id}"))
 
     def _backing_off(self, w: Withdrawal) -> bool:
         return self.clock() < self.retry_at.get(w.withdraw_id, 0.0)

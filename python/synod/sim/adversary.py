@@ -1,4 +1,9 @@
-"""Byzantine behaviours and the ROAST paper's attacker levels.
+"""Byzantine behaviours and the ROAST paper's attacker levels, and the corrupted member.
+
+A corrupted member is the production `SignerNode` with two things changed: its
+sessions come from `ByzantineFactory` (a signer and an aggregator that consult the
+adversary at every step), and its wire goes through `ByzantineHost`, which drops,
+re-stamps, holds back or replays what the node sends.
 
 Behaviours (what a corrupted node does):
   silent            sends nothing at all
@@ -20,8 +25,26 @@ Attacker levels (who is corrupted, and when):
 
 from __future__ import annotations
 
+import hashlib
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from synod.crypto import frost
+from synod.node.sessions import SessionFactory
+from synod.node.signer_node import SignerNode
+from synod.protocols.base import Send
+from synod.protocols.codec import pack, unpack
+from synod.protocols.envelope import Envelope, Identity
+from synod.protocols.nonces import NonceStore
+from synod.protocols.roast import (
+    COMMIT,
+    OPEN,
+    AggregatorSchedule,
+    RoastCoordinator,
+    RoastSigner,
+    TemplateValidator,
+)
+from synod.sim.host import BufferTransport, SimHost, Wire
 
 BEHAVIOURS = (
     "silent",
@@ -103,3 +126,171 @@ class Adversary:
 
     def behaviour_of(self, node: int) -> str | None:
         return self.corrupted.get(node)
+
+
+# -- the corrupted member: a SignerNode with Byzantine sessions and a filtered wire ---------
+
+
+class ByzantineSigner(RoastSigner):
+    """A signer that deviates as the adversary says, from the moment it is corrupted.
+
+    While its node is honest it is exactly `RoastSigner`; the adaptive attacker
+    can corrupt it mid-run.
+    """
+
+    adversary: Adversary | None = None
+    _decoy: frost.SigningCommitments | None = None
+
+    @property
+    def behaviour(self) -> str | None:
+        return None if self.adversary is None else self.adversary.behaviour_of(self.me)
+
+    def _offer(self, idx: int) -> list[Send]:
+        sends = super()._offer(idx)
+        if self.behaviour != "equivocate":
+            return sends
+        # Offer a commitment whose nonces this signer does not hold.
+        _, self._decoy = frost.commit(self.key_package)
+        return [Send(s.to, s.kind, s.round, pack(idx, self._decoy.to_bytes())) for s in sends]
+
+    def _on_sign(self, idx: int, sub_id: int, raw: bytes) -> list[Send]:
+        b = self.behaviour
+        if b == "withhold":
+            return []
+        if b == "equivocate" and self.outstanding is not None:
+            # The package carries the decoy; sign as if it carried the real commitment.
+            package = frost.SigningPackage.from_bytes(raw)
+            swapped = {**package.commitments(), self.me: self.outstanding[1]}
+            raw = frost.signing_package(swapped, package.message).to_bytes()
+        sends = super()._on_sign(idx, sub_id, raw)
+        if b == "malformed":
+            return [Send(s.to, s.kind, s.round, b"\x00garbage" + s.payload[:7]) for s in sends]
+        if b == "invalid-share":
+            out = []
+            for s in sends:
+                i, sid, share, nxt = unpack(s.payload, "iibb")
+                assert isinstance(share, bytes)
+                bad = share[:-1] + bytes([share[-1] ^ 1])
+                out.append(Send(s.to, s.kind, s.round, pack(i, sid, bad, nxt)))
+            return out
+        return sends
+
+
+class EquivocatingCoordinator(RoastCoordinator):
+    """An aggregator that shows half the committee the real template, half a forged one."""
+
+    shown: bytes = b""
+
+    def start(self, now: float) -> list[Send]:
+        return [
+            Send(peer, OPEN, 0, pack(self.agg_index, self.shown if i % 2 else self.message))
+            for i, peer in enumerate(self.schedule.committee)
+        ]
+
+
+class ByzantineFactory(SessionFactory):
+    """Sessions for a member the adversary may corrupt: its signer consults the adversary
+    on every step; on its aggregator turns it stalls or equivocates when told to."""
+
+    def __init__(self, adversary: Adversary) -> None:
+        self.adversary = adversary
+
+    def roast_signer(
+        self,
+        schedule: AggregatorSchedule,
+        me: int,
+        key_package: frost.KeyPackage,
+        public: frost.PublicKeyPackage,
+        validator: TemplateValidator,
+        nonces: NonceStore,
+        tweak: frost.TaprootTweak | None,
+        message: bytes | None,
+    ) -> RoastSigner:
+        signer = ByzantineSigner(
+            schedule, me, key_package, public, validator, nonces, tweak, message=message
+        )
+        signer.adversary = self.adversary
+        return signer
+
+    def roast_coordinator(
+        self,
+        schedule: AggregatorSchedule,
+        agg_index: int,
+        me: int,
+        threshold: int,
+        public: frost.PublicKeyPackage,
+        message: bytes,
+        tweak: frost.TaprootTweak | None,
+    ) -> RoastCoordinator | None:
+        behaviour = self.adversary.behaviour_of(me)
+        if behaviour in ("stall-aggregator", "silent", "stale-epoch"):
+            return None  # its turn passes idle
+        if behaviour != "equivocate-aggregator":
+            return super().roast_coordinator(
+                schedule, agg_index, me, threshold, public, message, tweak
+            )
+        forged = hashlib.sha256(b"forged template" + message).digest()
+        coord = EquivocatingCoordinator(schedule, agg_index, me, threshold, public, forged, tweak)
+        coord.shown = message
+        return coord
+
+
+class ByzantineHost(SimHost):
+    """A member on the wire as the adversary wants it: silent, re-stamped with a stale
+    epoch, holding its commitments back, or replaying what it saw."""
+
+    def __init__(
+        self,
+        node_id: int,
+        node: SignerNode | None,
+        transport: BufferTransport,
+        adversary: Adversary,
+        identity: Identity,
+        committee: tuple[int, ...],
+        rng: random.Random,
+    ) -> None:
+        super().__init__(node_id, node, transport)
+        self.adversary = adversary
+        self.identity = identity
+        self.committee = committee
+        self.rng = rng
+        self.seen: list[bytes] = []
+        self.held: Wire = []
+
+    @property
+    def behaviour(self) -> str | None:
+        return self.adversary.behaviour_of(self.node_id)
+
+    def on_message(self, data: bytes, src: int, now: float) -> Wire:
+        if self.node is not None and self.behaviour == "replay":
+            self.seen.append(data)
+        return super().on_message(data, src, now)
+
+    def on_tick(self, now: float) -> Wire:
+        wire = super().on_tick(now)
+        if self.node is not None and self.behaviour == "replay" and self.seen:
+            for _ in range(2):
+                data = self.rng.choice(self.seen)
+                wire.append((self.rng.choice(self.committee), data, "replay"))
+        return wire
+
+    def outbound(self, wire: Wire) -> Wire:
+        behaviour = self.behaviour
+        if behaviour == "silent":
+            return []
+        if behaviour == "stale-epoch":
+            restamped: Wire = []
+            for to, data, kind in wire:
+                env = Envelope.from_bytes(data)
+                env = replace(env, epoch=env.epoch - 1).sign(self.identity)
+                restamped.append((to, env.to_bytes(), kind))
+            wire = restamped
+        if self.adversary.holds_commitment(self.node_id):
+            self.held += [w for w in wire if w[2] == COMMIT]
+            wire = [w for w in wire if w[2] != COMMIT]
+        return wire
+
+    def release(self) -> Wire:
+        """Coordinated attacker: the commitments held back so far, to send now."""
+        held, self.held = self.held, []
+        return held

@@ -1,4 +1,5 @@
-"""FROST DKG runs in the simulator, with optional misbehaving participants.
+"""FROST DKG runs in the simulator: a committee of `SignerNode`s, optionally with
+misbehaving members.
 
 Behaviours: ``silent`` (never sends), ``bad-share`` (sends one peer a round-2
 share meant for someone else), ``equivocate`` (shows different round-1
@@ -11,11 +12,12 @@ import hashlib
 from typing import Any
 
 from synod.crypto import frost
+from synod.node.sessions import SessionFactory
 from synod.protocols.base import Send
 from synod.protocols.dkg import R1, R2, FrostDkgSession
-from synod.sim.cluster import Cluster
+from synod.sim.cluster import Cluster, ClusterNode
 
-KINDS = {"dkg/r1", "dkg/echo", "dkg/r2", "dkg/ack", "dkg/abort"}
+KEY_ID = "dkg"
 
 
 class _ByzantineDkg(FrostDkgSession):
@@ -42,6 +44,27 @@ class _ByzantineDkg(FrostDkgSession):
         ]
 
 
+class ByzantineDkgFactory(SessionFactory):
+    """A member whose DKG session deviates as `behaviour` says."""
+
+    def __init__(self, behaviour: str) -> None:
+        self.behaviour = behaviour
+
+    def frost_dkg(
+        self,
+        session_id: bytes,
+        epoch: int,
+        me: int,
+        participants: tuple[int, ...],
+        threshold: int,
+        suite: frost.Ciphersuite,
+        deadline: float,
+    ) -> FrostDkgSession:
+        session = _ByzantineDkg(session_id, epoch, me, participants, threshold, suite, deadline)
+        session.behaviour = self.behaviour
+        return session
+
+
 class DkgRun:
     def __init__(
         self,
@@ -53,29 +76,29 @@ class DkgRun:
         rtt: float = 0.153,
         deadline: float = 10.0,
     ) -> None:
-        self.deadline = deadline
+        self.t, self.suite, self.deadline = t, suite, deadline
         self.byzantine = byzantine or {}
-        ids = tuple(range(1, n + 1))
-        self.cluster = Cluster(ids, seed, rtt)
-        session_id = hashlib.sha256(b"dkg" + seed.to_bytes(8, "big")).digest()
-        self.sessions: dict[int, FrostDkgSession] = {}
-        for i in ids:
-            cls = _ByzantineDkg if i in self.byzantine else FrostDkgSession
-            session = cls(session_id, 1, i, ids, t, suite, deadline)
-            if isinstance(session, _ByzantineDkg):
-                session.behaviour = self.byzantine[i]
-            self.sessions[i] = session
+        self.ids = tuple(range(1, n + 1))
+        factories = {i: ByzantineDkgFactory(b) for i, b in self.byzantine.items()}
+        self.cluster = Cluster(self.ids, seed, rtt, factories=factories)
+        self.session_id = hashlib.sha256(b"dkg" + seed.to_bytes(8, "big")).digest()
+        for i in self.ids:
             self.cluster.nodes[i].silent = self.byzantine.get(i) == "silent"
 
     @property
-    def nodes(self) -> dict[int, Any]:
+    def nodes(self) -> dict[int, ClusterNode]:
         return self.cluster.nodes
 
     def execute(self) -> None:
-        for i, session in self.sessions.items():
-            self.cluster.start(i, session, KINDS, private={"dkg/r2"})
-        honest = [s for i, s in self.sessions.items() if self.byzantine.get(i) != "silent"]
-        self.cluster.run(self.deadline + 1.0, honest)
+        now = self.cluster.net.now
+        for i in self.ids:
+            node = self.cluster.nodes[i].signer
+            node.start_dkg(
+                KEY_ID, self.session_id, self.ids, self.t, self.suite, now, timeout=self.deadline
+            )
+            self.cluster.flush(i)
+        honest = [i for i in self.ids if self.byzantine.get(i) != "silent"]
+        self.cluster.run_until(self.deadline + 1.0, [(i, self.session_id) for i in honest])
 
     def outcome(self, node: int) -> dict[str, Any]:
         ev = self.cluster.first(node, "key_ready", "aborted")

@@ -128,3 +128,13 @@ class Network:
             item.action()
         if not stop():
             self.now = max(self.now, until)
+
+
+class VirtualClock:
+    """The simulator's `Clock`: the network's virtual time."""
+
+    def __init__(self, net: Network) -> None:
+        self.net = net
+
+    def now(self) -> float:
+        return self.net.now

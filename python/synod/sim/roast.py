@@ -1,9 +1,10 @@
 """ROAST signing runs in the simulator: a committee of nodes, an adversary, one message.
 
-Each node owns an identity, a router, an encrypted session store and a FROST
-key share, and runs exactly the production sessions (`RoastSigner`,
-`RoastCoordinator`). Corrupted nodes run `ByzantineSigner`, which deviates as
-its behaviour says. A crash drops a node's volatile state; the store survives.
+Each member is a production `SignerNode` (identity, router, encrypted session
+store, its FROST key share, the ROAST signer and the aggregator-turn logic) behind
+the simulator's transport. Members the adversary corrupts build their sessions
+through `ByzantineFactory` and send through `ByzantineHost` (`synod.sim.adversary`).
+A crash drops a node's volatile state; the store and the key ring survive.
 """
 
 from __future__ import annotations
@@ -14,210 +15,110 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from synod.crypto import frost
-from synod.protocols.base import Send
-from synod.protocols.codec import pack, unpack
-from synod.protocols.envelope import Envelope, Identity, PeerKeys
-from synod.protocols.roast import (
-    COMMIT,
-    DONE,
-    OPEN,
-    SHARE,
-    SIGN,
-    AggregatorSchedule,
-    RoastCoordinator,
-    RoastSigner,
-)
-from synod.protocols.router import Outbound, Router
-from synod.sim.adversary import Adversary
+from synod.node.keyring import KeyRing
+from synod.node.signer_node import SignerNode
+from synod.protocols.envelope import Identity, PeerKeys
+from synod.protocols.roast import AggregatorSchedule, RoastCoordinator
+from synod.sim.adversary import Adversary, ByzantineFactory, ByzantineHost
+from synod.sim.host import BufferTransport, Wire
 from synod.sim.network import LinkModel, Network
 from synod.state.session_store import SessionStore
 
-Wire = list[tuple[int, bytes, str]]
+KEY_ID = "sim"
 
 
-class ByzantineSigner(RoastSigner):
-    """A signer that deviates as the adversary says, from the moment it is corrupted.
+class RoastMember(ByzantineHost):
+    """One committee member of a simulated signing: a `SignerNode` (rebuilt on restart
+    from its identity, key ring and store, which survive a crash) on the network."""
 
-    While its node is honest it is exactly `RoastSigner`; the adaptive attacker
-    can corrupt it mid-run.
-    """
-
-    adversary: Adversary | None = None
-    _decoy: frost.SigningCommitments | None = None
-
-    @property
-    def behaviour(self) -> str | None:
-        return None if self.adversary is None else self.adversary.behaviour_of(self.me)
-
-    def _offer(self, idx: int) -> list[Send]:
-        sends = super()._offer(idx)
-        if self.behaviour != "equivocate":
-            return sends
-        # Offer a commitment whose nonces this signer does not hold.
-        _, self._decoy = frost.commit(self.key_package)
-        return [Send(s.to, s.kind, s.round, pack(idx, self._decoy.to_bytes())) for s in sends]
-
-    def _on_sign(self, idx: int, sub_id: int, raw: bytes) -> list[Send]:
-        b = self.behaviour
-        if b == "withhold":
-            return []
-        if b == "equivocate" and self.outstanding is not None:
-            # The package carries the decoy; sign as if it carried the real commitment.
-            package = frost.SigningPackage.from_bytes(raw)
-            swapped = {**package.commitments(), self.me: self.outstanding[1]}
-            raw = frost.signing_package(swapped, package.message).to_bytes()
-        sends = super()._on_sign(idx, sub_id, raw)
-        if b == "malformed":
-            return [Send(s.to, s.kind, s.round, b"\x00garbage" + s.payload[:7]) for s in sends]
-        if b == "invalid-share":
-            out = []
-            for s in sends:
-                i, sid, share, nxt = unpack(s.payload, "iibb")
-                assert isinstance(share, bytes)
-                bad = share[:-1] + bytes([share[-1] ^ 1])
-                out.append(Send(s.to, s.kind, s.round, pack(i, sid, bad, nxt)))
-            return out
-        return sends
-
-
-@dataclass
-class RoastNode:
-    node_id: int
-    net: Network
-    identity: Identity
-    directory: dict[int, PeerKeys]
-    schedule: AggregatorSchedule
-    threshold: int
-    key_package: frost.KeyPackage
-    public: frost.PublicKeyPackage
-    message: bytes
-    tweak: frost.TaprootTweak | None
-    store: SessionStore
-    adversary: Adversary
-    run: RoastRun
-    up: bool = True
-    router: Router | None = None
-    coordinators: dict[int, RoastCoordinator] = field(default_factory=dict)
-    seen: list[bytes] = field(default_factory=list)
-    held: Wire = field(default_factory=list)
-    steps: int = 0
-    crash_at_step: int | None = None
-    restart_after: float | None = None
+    def __init__(
+        self,
+        node_id: int,
+        run: RoastRun,
+        identity: Identity,
+        directory: dict[int, PeerKeys],
+        keys: KeyRing,
+        store: SessionStore,
+    ) -> None:
+        super().__init__(
+            node_id,
+            None,
+            BufferTransport(),
+            run.adversary,
+            identity,
+            run.schedule.committee,
+            run.rng,
+        )
+        self.run = run
+        self.directory = directory
+        self.keys = keys
+        self.store = store
+        self.steps = 0
+        self.crash_at_step: int | None = None
+        self.restart_after: float | None = None
 
     # -- lifecycle -----------------------------------------------------------
     def boot(self, now: float) -> Wire:
+        """Start (or restart) the node: volatile state is new, the store is the old one."""
         self.up = True
-        self.coordinators = {}
-        self.router = Router(
-            self.identity, self.directory, self.schedule.epoch, seen_store=self.store, now=now
-        )
-        self.router.on_event = lambda _sid, ev: self.run.observe(self.node_id, ev.name, ev.data)
-        signer = ByzantineSigner(
-            self.schedule,
-            self.node_id,
-            self.key_package,
-            self.public,
-            self.run.validate,
+        self.transport = BufferTransport()
+        node = SignerNode(
+            self.identity,
+            self.directory,
+            self.run.schedule.epoch,
+            self.transport,
             self.store,
-            self.tweak,
-            message=self.message,
+            self.keys,
+            ByzantineFactory(self.adversary),
+            seen=self.store,
+            now=now,
         )
-        signer.adversary = self.adversary
-        return self._wire(self.router.register(signer, {OPEN, SIGN, DONE}, now))
+        node.observers.append(lambda _sid, ev: self.run.observe(self.node_id, ev.name, ev.data))
+        self.node = node
+        node.start_signing(
+            KEY_ID,
+            self.run.session_id,
+            self.run.message,
+            self.run.validate,
+            now,
+            tweak=self.run.tweak,
+            rotate_timeout=self.run.schedule.rotate_timeout,
+            start=self.run.schedule.start,
+        )
+        return self.outbound(self.transport.drain())
 
     def crash(self) -> None:
         self.up = False
-        self.router = None
-        self.coordinators = {}
+        self.node = None
 
-    # -- network side ----------------------------------------------------------
     def on_message(self, data: bytes, src: int, now: float) -> Wire:
-        if self.router is None:
+        if self.node is None:
             return []
-        if self.adversary.behaviour_of(self.node_id) == "replay":
-            self.seen.append(data)
-        out = self.router.receive(data, now)
+        wire = super().on_message(data, src, now)
         self.steps += 1
         if self.crash_at_step == self.steps:
             # The message was handled (store writes are durable) but the node dies
             # before anything it wanted to send leaves: the worst moment for nonces.
             self.crash()
             if self.restart_after is not None:
-                self.net.at(now + self.restart_after, self._restart)
+                self.run.net.at(now + self.restart_after, self.restart)
             return []
-        return self._wire(out)
-
-    def _restart(self) -> None:
-        for to, data, kind in self.boot(self.net.now):
-            self.net.send(self.node_id, to, data, kind)
-
-    def on_tick(self, now: float) -> Wire:
-        if self.router is None:
-            return []
-        out: list[Outbound] = []
-        idx = self.schedule.index(now)
-        if self.schedule.active(now) == self.node_id and idx not in self.coordinators:
-            out += self._start_coordinator(idx, now)
-        out += self.router.tick(now)
-        wire = self._wire(out)
-        if self.adversary.behaviour_of(self.node_id) == "replay" and self.seen:
-            rng = self.run.rng
-            for _ in range(2):
-                data = rng.choice(self.seen)
-                wire.append((rng.choice(self.schedule.committee), data, "replay"))
         return wire
 
-    def _start_coordinator(self, idx: int, now: float) -> list[Outbound]:
-        assert self.router is not None
-        behaviour = self.adversary.behaviour_of(self.node_id)
-        if behaviour in ("stall-aggregator", "silent", "stale-epoch"):
-            self.coordinators[idx] = None  # type: ignore[assignment]  # its turn passes idle
-            return []
-        message = self.message
-        if behaviour == "equivocate-aggregator":
-            message = hashlib.sha256(b"forged template" + self.message).digest()
-        coord = RoastCoordinator(
-            self.schedule, idx, self.node_id, self.threshold, self.public, message, self.tweak
-        )
-        self.coordinators[idx] = coord
-        self.run.coordinators.append(coord)
-        if behaviour == "equivocate-aggregator":
-            # Half the committee is shown the real template, half the forged one.
-            out = self.router.register(coord, {COMMIT, SHARE}, now, start=False)
-            opens = [
-                Send(peer, OPEN, 0, pack(idx, self.message if i % 2 else message))
-                for i, peer in enumerate(self.schedule.committee)
-            ]
-            return out + self.router.send(coord, opens, now)
-        return self.router.register(coord, {COMMIT, SHARE}, now)
+    def restart(self) -> None:
+        for to, data, kind in self.boot(self.run.net.now):
+            self.run.net.send(self.node_id, to, data, kind)
 
-    def _wire(self, out: list[Outbound]) -> Wire:
-        behaviour = self.adversary.behaviour_of(self.node_id)
-        if behaviour == "silent":
-            return []
-        wire: Wire = [(o.to, o.data, o.kind) for o in out]
-        if behaviour == "stale-epoch":
-            restamped: Wire = []
-            for to, data, kind in wire:
-                env = Envelope.from_bytes(data)
-                env = replace(env, epoch=env.epoch - 1).sign(self.identity)
-                restamped.append((to, env.to_bytes(), kind))
-            wire = restamped
-        if self.adversary.holds_commitment(self.node_id):
-            self.held += [w for w in wire if w[2] == COMMIT]
-            wire = [w for w in wire if w[2] != COMMIT]
-        return wire
-
-    def release(self) -> None:
-        """Coordinated attacker: send the commitments held back so far."""
-        for to, data, kind in self.held:
-            self.net.send(self.node_id, to, data, kind)
-        self.held = []
+    def release(self) -> Wire:
+        held = super().release()
+        for to, data, kind in held:
+            self.run.net.send(self.node_id, to, data, kind)
+        return held
 
 
 @dataclass
@@ -339,28 +240,16 @@ class RoastRun:
         self.coordinators: list[RoastCoordinator] = []
         self.signed: dict[str, Any] | None = None
         self.events: Counter[str] = Counter()
-        self.nodes: dict[int, RoastNode] = {}
+        self.nodes: dict[int, RoastMember] = {}
         for i in committee:
+            keys = KeyRing()
+            keys.add_frost(KEY_ID, self.keys[i], self.public)
             store = SessionStore(
                 self.workdir / f"node-{i}.db",
                 hashlib.sha256(b"store" + i.to_bytes(4, "big")).digest(),
                 power_safe=False,
             )
-            node = RoastNode(
-                i,
-                self.net,
-                identities[i],
-                directory,
-                self.schedule,
-                t,
-                self.keys[i],
-                self.public,
-                self.message,
-                tweak,
-                store,
-                self.adversary,
-                self,
-            )
+            node = RoastMember(i, self, identities[i], directory, keys, store)
             self.nodes[i] = node
             self.net.add(node)
 
@@ -371,6 +260,9 @@ class RoastRun:
         return session_id == self.session_id and message == self.message
 
     def observe(self, node: int, name: str, data: dict[str, Any]) -> None:
+        if name == "aggregator_turn":
+            self.coordinators.append(data["coordinator"])
+            return
         self.events[name] += 1
         if name == "sub_session":
             for released in self.adversary.on_sub_session(tuple(data["signers"])):
@@ -382,7 +274,7 @@ class RoastRun:
         """Schedule a crash of one node at a virtual time (and optionally its restart)."""
         self.net.at(at, lambda: self.nodes[node].crash())
         if restart_after is not None:
-            self.net.at(at + restart_after, self.nodes[node]._restart)
+            self.net.at(at + restart_after, self.nodes[node].restart)
 
     def crash_at_step(self, node: int, step: int, restart_after: float | None = 1.0) -> None:
         """Crash `node` right after it handles its `step`-th message, before it sends anything."""
@@ -406,20 +298,17 @@ class RoastRun:
         self.net.run(self.max_time, stop=lambda: self.signed is not None)
         cpu = time.process_time() - cpu_start
         culprits = sorted({c for coord in self.coordinators for c in coord.malicious})
+        routers = [n.node.router for n in self.nodes.values() if n.node is not None]
         coord_cpu = sum(
-            n.router.cpu.get("RoastCoordinator", 0.0)
-            for n in self.nodes.values()
-            if n.router is not None
+            r.cpu.get("RoastCoordinator", 0.0) + r.cpu.get("EquivocatingCoordinator", 0.0)
+            for r in routers
         )
         signer_cpu = [
-            n.router.cpu.get("RoastSigner", 0.0) + n.router.cpu.get("ByzantineSigner", 0.0)
-            for n in self.nodes.values()
-            if n.router is not None
+            r.cpu.get("RoastSigner", 0.0) + r.cpu.get("ByzantineSigner", 0.0) for r in routers
         ]
         drops: Counter[str] = Counter()
-        for n in self.nodes.values():
-            if n.router is not None:
-                drops.update({k: v for k, v in n.router.counters.items() if k != "delivered"})
+        for r in routers:
+            drops.update({k: v for k, v in r.counters.items() if k != "delivered"})
         sig = self.signed["signature"].raw.hex() if self.signed else None
         failure = None
         if self.signed is None:

@@ -7,7 +7,6 @@ recorded in ``schema_version``, so every store can be upgraded in place.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -109,6 +108,31 @@ MIGRATIONS: list[tuple[int, str]] = [
         )
         """,
     ),
+    (
+        6,
+        # Power transitions: a committee per epoch, the transition queue, strikes per member;
+        # the epoch whose key signs each withdrawal, and migration transactions kept as
+        # withdrawals of purpose 'migration'; the key epoch each deposit lot was paid to.
+        """
+        CREATE TABLE committees (
+            epoch BIGINT PRIMARY KEY, members TEXT NOT NULL, threshold BIGINT NOT NULL,
+            keys TEXT NOT NULL, status TEXT NOT NULL
+        );
+        CREATE TABLE transitions (
+            epoch BIGINT PRIMARY KEY, from_epoch BIGINT NOT NULL, state TEXT NOT NULL,
+            members TEXT NOT NULL, threshold BIGINT NOT NULL, attempt BIGINT NOT NULL,
+            session_id TEXT, reason TEXT, culprits TEXT NOT NULL, keys TEXT, addresses TEXT,
+            key_ready_at BIGINT, active_at BIGINT
+        );
+        CREATE TABLE strikes (
+            member BIGINT PRIMARY KEY, count BIGINT NOT NULL, last_reason TEXT NOT NULL
+        );
+        ALTER TABLE withdrawals ADD COLUMN purpose TEXT NOT NULL DEFAULT 'withdrawal';
+        ALTER TABLE withdrawals ADD COLUMN key_epoch BIGINT;
+        CREATE INDEX withdrawals_epoch ON withdrawals (key_epoch, purpose, status);
+        ALTER TABLE lots ADD COLUMN key_epoch BIGINT NOT NULL DEFAULT 0
+        """,
+    ),
 ]
 
 
@@ -152,6 +176,21 @@ class _Transactional(ABC):
             self._raw("COMMIT")
         finally:
             self._depth = 0
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction: on an exception undo only what this block wrote, then re-raise
+        (the transaction goes on), so many independent writes can share one commit."""
+        if not self._depth:
+            raise RuntimeError("a savepoint needs an open transaction")
+        self._raw("SAVEPOINT synod_sp")
+        try:
+            yield
+        except BaseException:
+            self._raw("ROLLBACK TO SAVEPOINT synod_sp")
+            self._raw("RELEASE SAVEPOINT synod_sp")
+            raise
+        self._raw("RELEASE SAVEPOINT synod_sp")
 
     def executescript(self, sql: str) -> None:
         for statement in _statements(sql):
@@ -247,10 +286,17 @@ def migrate(
     return int(current)
 
 
+_LIBPQ_KEYWORDS = frozenset(
+    {"host", "hostaddr", "port", "dbname", "user", "password", "sslmode", "service"}
+)
+
+
 def open_database(url: str) -> SqliteDatabase | PostgresDatabase:
-    """``sqlite:///path/to.db`` (or a plain path), ``postgresql://...`` or a libpq key=value DSN
+    """``sqlite:///path/to.db`` (or a plain path), ``postgresql://...`` or a libpq keyword DSN
     (``host=... dbname=...``)."""
-    if url.startswith(("postgresql://", "postgres://")) or re.match(r"^\w+=", url):
+    first = url.split(maxsplit=1)[0] if url.strip() else ""
+    keyword_dsn = "=" in first and first.split("=", 1)[0] in _LIBPQ_KEYWORDS
+    if url.startswith(("postgresql://", "postgres://")) or keyword_dsn:
         return PostgresDatabase(url)
     path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
     return SqliteDatabase(path)

@@ -71,3 +71,27 @@ class StaleAttempt(Rejected):
     """A transaction for an earlier attempt of a re-queued withdrawal."""
 
     reason = "stale_attempt"
+
+
+class SwitchWindow(Rejected):
+    """A power transition's switch window (KEY_READY until ACTIVE) holds this back."""
+
+    reason = "switch_window"
+
+
+class TransitionOpen(Rejected):
+    """Another power transition is still running."""
+
+    reason = "transition_open"
+
+
+class InvalidCommittee(Rejected):
+    """The proposed committee cannot sign (too few eligible members for its threshold)."""
+
+    reason = "invalid_committee"
+
+
+class InvalidTransitionState(Rejected):
+    """The power transition is not in a state this transaction applies to."""
+
+    reason = "invalid_transition_state"

@@ -40,9 +40,10 @@ from synod.state.transactions import (
     WithdrawRequest,
     parse_tx,
 )
+from synod.state.transition import MIGRATION, TransitionBook, TransitionRules
 
 if TYPE_CHECKING:
-    from synod.config import ChainsConfig, WithdrawConfig
+    from synod.config import ChainsConfig, TransitionConfig, WithdrawConfig
 
 QUEUED, RESERVED, SIGNING, SIGNED = "QUEUED", "RESERVED", "SIGNING", "SIGNED"
 BROADCAST, CONFIRMED, FAILED = "BROADCAST", "CONFIRMED", "FAILED"
@@ -109,12 +110,14 @@ class Withdrawal:
     reason: str | None
     account_nonce: int | None = None
     requested_at: int = 0
+    purpose: str = "withdrawal"  # or "migration": a power transition's own transaction
+    key_epoch: int | None = None  # the committee epoch whose key signs it (set at StartSign)
 
 
 _W_COLUMNS = (
     "withdraw_id, seq, request_id, chain, asset, to_addr, amount, status, fee, template_hash, "
     "template, session_id, signature_ref, txid, height, sessions, attempt, reason, account_nonce, "
-    "requested_at"
+    "requested_at, purpose, key_epoch"
 )
 
 
@@ -135,6 +138,7 @@ def _withdrawal(row: tuple[Any, ...]) -> Withdrawal:
     w = list(row)
     w[6] = int(w[6])
     w[8] = None if w[8] is None else int(w[8])
+    w[21] = None if w[21] is None else int(w[21])
     return Withdrawal(*w)
 
 
@@ -154,6 +158,7 @@ class Ledger:
         template_builder: TemplateBuilder = canonical_template,
         nonce_chains: Collection[str] = (),
         max_request: Mapping[str, int] | None = None,
+        rules: TransitionRules | None = None,
     ) -> None:
         """`max_request` caps one request's amount per asset (base units); a request above it
         is refused when it arrives, so it never sits at the head of the queue."""
@@ -177,6 +182,8 @@ class Ledger:
             Requeue.KIND: self._requeue,
             Cancel.KIND: self._cancel,
         }
+        self.transitions = TransitionBook(self, rules or TransitionRules())
+        self._handlers.update(self.transitions.handlers())
 
     @classmethod
     def from_config(
@@ -184,14 +191,25 @@ class Ledger:
         db: SqliteDatabase | PostgresDatabase,
         chains: ChainsConfig,
         withdraw: WithdrawConfig | None = None,
+        transition: TransitionConfig | None = None,
     ) -> Ledger:
         """The ledger a node runs: fees and EOA-mode chains from the `chains` config, the
-        per-asset request maximum from `withdraw.maxRequest`."""
+        per-asset request maximum from `withdraw.maxRequest`, and the power transitions'
+        rules from `transition`."""
+        rules = None
+        if transition is not None:
+            rules = TransitionRules(
+                trigger_ratio=transition.trigger_change_ratio,
+                strike_limit=transition.strike_limit,
+                sweep_batch=transition.sweep_batch_inputs,
+                pause_during_switch=transition.pause_withdraw_during_switch,
+            )
         return cls(
             db,
             FeeSchedule.from_config(chains),
             nonce_chains=chains.nonce_chains,
             max_request=withdraw.max_request if withdraw is not None else None,
+            rules=rules,
         )
 
     # ------------------------------------------------------------------ apply
@@ -246,11 +264,14 @@ class Ledger:
             params.append(chain)
         return [_withdrawal(r) for r in self.db.query(sql + " ORDER BY seq", params)]
 
-    def select_withdrawals(self, where: str, params: Sequence[Any], limit: int) -> list[Withdrawal]:
+    def select_withdrawals(
+        self, where: str, params: Sequence[Any], limit: int, newest_first: bool = False
+    ) -> list[Withdrawal]:
         """Up to `limit` withdrawals matching a condition on the table's columns (`?` for each
-        of `params`), in request order: the read the API's filtered pages use."""
+        of `params`), in request order (or its reverse): the read the API's pages use."""
+        order = "DESC" if newest_first else "ASC"
         rows = self.db.query(
-            f"SELECT {_W_COLUMNS} FROM withdrawals WHERE {where} ORDER BY seq LIMIT ?",
+            f"SELECT {_W_COLUMNS} FROM withdrawals WHERE {where} ORDER BY seq {order} LIMIT ?",
             (*params, limit),
         )
         return [_withdrawal(r) for r in rows]
@@ -397,8 +418,9 @@ class Ledger:
             if self.db.query("SELECT 1 FROM lots WHERE lot_id = ?", (lot_id,)):
                 raise E.DuplicateDeposit(f"deposit {tx.ref} already credited")
             self.db.execute(
-                "INSERT INTO lots (lot_id, seq, chain, asset, amount, remaining, height) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO lots (lot_id, seq, chain, asset, amount, remaining, height, "
+                "key_epoch) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     lot_id,
                     self._next("lot_seq"),
@@ -407,6 +429,7 @@ class Ledger:
                     str(amount),
                     str(amount),
                     tx.height,
+                    self.transitions.active_epoch(),  # paid to the committee in charge
                 ),
             )
         self._adjust(tx.chain, tx.asset, deposited=amount, available=amount)
@@ -475,7 +498,8 @@ class Ledger:
         """The withdrawal's account nonce: its own if it ever had one, else the chain's next."""
         if w.account_nonce is not None:
             return w.account_nonce
-        nonce = self._next(f"account_nonce:{w.chain}") - 1  # accounts start at nonce 0
+        # accounts start at nonce 0; a fresh key is a new account with its own count
+        nonce = self._next(self.transitions.nonce_counter(w.chain)) - 1
         self._set(w.withdraw_id, account_nonce=nonce)
         return nonce
 
@@ -517,6 +541,7 @@ class Ledger:
                 "status": RESERVED,
                 "template_hash": w.template_hash,
             }
+        self.transitions.check_reserve(w)
         for earlier in self._earlier_unreserved(w):
             if self._plan(earlier) is not None:
                 raise E.FifoViolation(
@@ -527,10 +552,18 @@ class Ledger:
             raise E.InsufficientFunds(
                 f"{w.withdraw_id}: {w.amount} {w.asset} plus fee not available"
             )
-        for source, asset, amount in plan["takes"]:
-            if w.chain == "btc":
+        self._lock_funds(w.withdraw_id, w.chain, plan["takes"])
+        if w.chain in self.nonce_chains:
+            plan["template"]["nonce"] = str(self._account_nonce(w))
+        template_hash = self._fix_template(w.withdraw_id, plan["template"], plan["fee"])
+        return {"withdraw_id": w.withdraw_id, "status": RESERVED, "template_hash": template_hash}
+
+    def _lock_funds(self, withdraw_id: str, chain: str, takes: list[tuple[str, str, int]]) -> None:
+        """Move the planned UTXOs or lot amounts from available to reserved for one payment."""
+        for source, asset, amount in takes:
+            if chain == "btc":
                 self.db.execute(
-                    "UPDATE utxos SET locked_by = ? WHERE outpoint = ?", (w.withdraw_id, source)
+                    "UPDATE utxos SET locked_by = ? WHERE outpoint = ?", (withdraw_id, source)
                 )
             else:
                 rows = self.db.query("SELECT remaining FROM lots WHERE lot_id = ?", (source,))
@@ -541,21 +574,22 @@ class Ledger:
                 )
             self.db.execute(
                 "INSERT INTO reservations (withdraw_id, source, asset, amount) VALUES (?, ?, ?, ?)",
-                (w.withdraw_id, source, asset, str(amount)),
+                (withdraw_id, source, asset, str(amount)),
             )
-            self._adjust(w.chain, asset, available=-amount, reserved=amount)
-        if w.chain in self.nonce_chains:
-            plan["template"]["nonce"] = str(self._account_nonce(w))
-        template = self.template_builder(plan["template"])
-        template_hash = hashlib.sha256(template).hexdigest()
+            self._adjust(chain, asset, available=-amount, reserved=amount)
+
+    def _fix_template(self, withdraw_id: str, template: dict[str, Any], fee: int) -> str:
+        """Record the template (and its hash) and the fee: the payment is RESERVED."""
+        raw = self.template_builder(template)
+        template_hash = hashlib.sha256(raw).hexdigest()
         self._set(
-            w.withdraw_id,
+            withdraw_id,
             status=RESERVED,
-            fee=str(plan["fee"]),
-            template=template.decode(),
+            fee=str(fee),
+            template=raw.decode(),
             template_hash=template_hash,
         )
-        return {"withdraw_id": w.withdraw_id, "status": RESERVED, "template_hash": template_hash}
+        return template_hash
 
     def _open_lots(self, chain: str, asset: str) -> Iterator[tuple[str, int]]:
         """Lots with something left, oldest first, fetched a page at a time."""
@@ -605,8 +639,20 @@ class Ledger:
         w = self._expect(tx)
         if w.status == SIGNING:
             raise E.SessionActive(f"{w.withdraw_id} is already being signed in {w.session_id}")
-        self._set(w.withdraw_id, status=SIGNING, session_id=tx.session_id, sessions=w.sessions + 1)
-        return {"withdraw_id": w.withdraw_id, "status": SIGNING, "template_hash": w.template_hash}
+        epoch = self.transitions.signing_epoch(w)
+        self._set(
+            w.withdraw_id,
+            status=SIGNING,
+            session_id=tx.session_id,
+            sessions=w.sessions + 1,
+            key_epoch=epoch,
+        )
+        return {
+            "withdraw_id": w.withdraw_id,
+            "status": SIGNING,
+            "template_hash": w.template_hash,
+            "key_epoch": epoch,
+        }
 
     def _signed(self, tx: Signed) -> dict[str, Any]:
         w = self._expect(tx)
@@ -642,7 +688,9 @@ class Ledger:
         fee = int(w.fee or 0)
         native = CHAINS[w.chain]
         reserved = self.reservations(w.withdraw_id)
-        if w.chain == "btc":
+        if w.purpose == MIGRATION:
+            self.transitions.confirm_migration(w, tx.txid, tx.height)
+        elif w.chain == "btc":
             inputs = sum(a for _, _, a in reserved)
             change = inputs - w.amount - fee
             for source, _, _ in reserved:
@@ -702,6 +750,11 @@ class Ledger:
         if tx.nonce_spent:
             self._burn_fee(w)
             self._set(w.withdraw_id, account_nonce=None)  # the next template takes a fresh one
+        if w.purpose == MIGRATION:
+            # Its funds are back under the old key; the transition worker requests a new batch.
+            reason = f"{tx.reason} (unspendable: {tx.unspendable_proof})"
+            self._set(w.withdraw_id, status=CANCELLED, session_id=None, reason=reason)
+            return {"withdraw_id": w.withdraw_id, "status": CANCELLED, "template_hash": None}
         self._set(
             w.withdraw_id,
             status=QUEUED,

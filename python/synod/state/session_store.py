@@ -67,7 +67,9 @@ class SessionStore:
         if len(storage_key) < 32:
             raise ValueError("storage key must be at least 32 bytes")
         self.path = str(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        # A node's threads (peer links, timer, control service) take turns under one lock
+        # (`synod.node.runner.NodeRunner`), so the connection may move between threads.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA secure_delete=ON")  # freed cells are zeroed, not left behind
         self._db.execute(f"PRAGMA synchronous={'FULL' if power_safe else 'OFF'}")

@@ -18,6 +18,9 @@ from synod.state.errors import MalformedTransaction
 
 CHAINS = {"btc": "BTC", "eth": "ETH", "bnb": "BNB", "trx": "TRX", "sol": "SOL"}
 """Chain id -> its native asset."""
+SCHEMES = ("bip340", "ed25519", "ecdsa")
+"""Signature schemes a committee holds a key for: FROST BIP340 (Bitcoin, EVM custody
+contracts), FROST Ed25519 (Solana), CGGMP ECDSA (EVM in EOA mode, TRON)."""
 
 
 _DIGITS = re.compile(r"[0-9]{1,78}")
@@ -283,6 +286,195 @@ class Cancel(Tx):
         _text("reason", self.reason, 1000)
 
 
+def _members(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple) or not value or len(value) > 10_000:
+        raise MalformedTransaction("members must be a non-empty list of member ids")
+    for m in value:
+        if isinstance(m, bool) or not isinstance(m, int) or not 0 < m < 1 << 16:
+            raise MalformedTransaction(f"a member id is an integer in 1..65535, not {m!r}")
+    if len(set(value)) != len(value):
+        raise MalformedTransaction("members must not repeat")
+    return tuple(value)
+
+
+def _epoch(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MalformedTransaction("epoch must be a positive integer")
+    return value
+
+
+@dataclass(frozen=True)
+class SignerSetUpdate(Tx):
+    """The eligible signer set changed (from configuration or an operator). It opens a power
+    transition to a committee of these members (minus any over the strike limit) when the
+    change reaches the trigger ratio, or when `force` asks for one."""
+
+    KIND: ClassVar[str] = "signer_set_update"
+    members: tuple[int, ...]
+    threshold: int
+    reason: str
+    force: bool = False
+
+    def validate(self) -> None:
+        members = _members(self.members)
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, int):
+            raise MalformedTransaction("threshold must be an integer")
+        if not 1 <= self.threshold <= len(members):
+            raise MalformedTransaction(
+                f"threshold must be within 1..{len(members)}, got {self.threshold}"
+            )
+        _text("reason", self.reason, 1000)
+        if not isinstance(self.force, bool):
+            raise MalformedTransaction("force must be true or false")
+
+
+@dataclass(frozen=True)
+class KeygenStart(Tx):
+    """DETECTED -> KEYGEN: the resharing or DKG sessions for the new committee started."""
+
+    KIND: ClassVar[str] = "keygen_start"
+    epoch: int
+    session_id: str
+    attempt: int = 0
+
+    def validate(self) -> None:
+        _epoch(self.epoch)
+        _count("attempt", self.attempt)
+        _text("session_id", self.session_id, 128)
+
+
+@dataclass(frozen=True)
+class KeygenFailed(Tx):
+    """KEYGEN -> DETECTED (next attempt, without the culprits, who get a strike each), or
+    ABORTED when too few members remain; the old committee stays in charge either way."""
+
+    KIND: ClassVar[str] = "keygen_failed"
+    epoch: int
+    reason: str
+    culprits: tuple[int, ...] = ()
+    attempt: int = 0
+
+    def validate(self) -> None:
+        _epoch(self.epoch)
+        _count("attempt", self.attempt)
+        _text("reason", self.reason, 1000)
+        if self.culprits:
+            _members(self.culprits)
+
+
+@dataclass(frozen=True)
+class KeyReady(Tx):
+    """KEYGEN -> KEY_READY: the new committee holds its shares, and signed a dummy message with
+    them that an independent verifier accepted. `keys` maps each scheme to
+    `{"mode": "reshare"|"fresh", "group_key": hex, "proof": hex signature}`; `addresses`
+    maps each chain whose key changed to `{"address": ..., "script": hex (Bitcoin)}`.
+    `culprits` were named during this attempt and excluded without failing it; `at` is
+    the runtime's clock (Unix ms), data of the transaction, for the switch window."""
+
+    KIND: ClassVar[str] = "key_ready"
+    epoch: int
+    keys: dict[str, dict[str, str]]
+    addresses: dict[str, dict[str, str]]
+    at: int
+    attempt: int = 0
+    culprits: tuple[int, ...] = ()
+
+    def validate(self) -> None:
+        _epoch(self.epoch)
+        _count("attempt", self.attempt)
+        _count("at", self.at)
+        if self.culprits:
+            _members(self.culprits)
+        if not isinstance(self.keys, dict) or not self.keys:
+            raise MalformedTransaction("keys must name at least one scheme")
+        for scheme, key in self.keys.items():
+            if scheme not in SCHEMES:
+                raise MalformedTransaction(f"unknown scheme {scheme!r}")
+            if not isinstance(key, dict) or key.get("mode") not in ("reshare", "fresh"):
+                raise MalformedTransaction(f"{scheme}: mode must be 'reshare' or 'fresh'")
+            _text(f"{scheme}.group_key", key.get("group_key"), 200)
+            _text(f"{scheme}.proof", key.get("proof"), 200)
+        if not isinstance(self.addresses, dict):
+            raise MalformedTransaction("addresses must map chains to their new address")
+        for chain, addr in self.addresses.items():
+            _chain(chain)
+            if not isinstance(addr, dict):
+                raise MalformedTransaction(f"{chain}: address must be an object")
+            _text(f"{chain}.address", addr.get("address"), 128)
+            if chain == "btc":
+                _text("btc.script", addr.get("script"), 200)
+
+
+@dataclass(frozen=True)
+class MigrationStart(Tx):
+    """KEY_READY -> MIGRATING: withdrawals reserved on a chain whose key changes but never
+    signed give their funds back (their template is rebuilt for the new key later)."""
+
+    KIND: ClassVar[str] = "migration_start"
+    epoch: int
+
+    def validate(self) -> None:
+        _epoch(self.epoch)
+
+
+@dataclass(frozen=True)
+class MigrationRequest(Tx):
+    """One migration transaction, reserved at once like a withdrawal: a Bitcoin sweep of up to
+    the configured batch of old-key UTXOs, a balance transfer of one asset, or the custody
+    contract's `updatePubkey`. `batch` numbers them per chain and asset."""
+
+    KIND: ClassVar[str] = "migration_request"
+    epoch: int
+    chain: str
+    asset: str
+    batch: int = 0
+
+    def validate(self) -> None:
+        _epoch(self.epoch)
+        _chain(self.chain)
+        _text("asset", self.asset, 32)
+        _count("batch", self.batch)
+
+
+@dataclass(frozen=True)
+class MigrationsDone(Tx):
+    """MIGRATING -> MIGRATED: every migration confirmed, nothing left under the old key."""
+
+    KIND: ClassVar[str] = "migrations_done"
+    epoch: int
+
+    def validate(self) -> None:
+        _epoch(self.epoch)
+
+
+@dataclass(frozen=True)
+class Activate(Tx):
+    """MIGRATED -> ACTIVE: the new committee signs from now on; the old one is retired."""
+
+    KIND: ClassVar[str] = "activate"
+    epoch: int
+    at: int
+
+    def validate(self) -> None:
+        _epoch(self.epoch)
+        _count("at", self.at)
+
+
+@dataclass(frozen=True)
+class Strike(Tx):
+    """A member proven to misbehave (an invalid signature share, DKG or reshare package)."""
+
+    KIND: ClassVar[str] = "strike"
+    member: int
+    reason: str
+    evidence: str
+
+    def validate(self) -> None:
+        _members((self.member,))
+        _text("reason", self.reason, 1000)
+        _text("evidence", self.evidence, 256)
+
+
 TX_TYPES: dict[str, type[Tx]] = {
     cls.KIND: cls
     for cls in (
@@ -296,6 +488,15 @@ TX_TYPES: dict[str, type[Tx]] = {
         Fail,
         Requeue,
         Cancel,
+        SignerSetUpdate,
+        KeygenStart,
+        KeygenFailed,
+        KeyReady,
+        MigrationStart,
+        MigrationRequest,
+        MigrationsDone,
+        Activate,
+        Strike,
     )
 }
 
@@ -328,6 +529,8 @@ def parse_tx(data: dict[str, Any] | bytes | str) -> Tx:
                 values[f.name] = int(v)
             elif f.type == "int" and (isinstance(v, bool) or not isinstance(v, int)):
                 raise MalformedTransaction(f"{kind}: {f.name} must be an integer")
+            elif f.type == "bool" and not isinstance(v, bool):
+                raise MalformedTransaction(f"{kind}: {f.name} must be true or false")
             elif f.type == "str" and not isinstance(v, str):
                 raise MalformedTransaction(f"{kind}: {f.name} must be a string")
     tx = cls(**values)

@@ -124,9 +124,24 @@ def event_of(
 
 
 def _check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if len(url) > MAX_URL or parts.scheme not in ("http", "https") or not parts.hostname:
+    """http(s)://host/..., bounded, printable, and without credentials in it (the URL is listed
+    to every reader of the subscriptions; the secret is what authenticates a delivery)."""
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # a malformed port or IPv6 literal
+        parts, port_ok = urlsplit(""), False
+    if (
+        len(url) > MAX_URL
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not port_ok
+        or not url.isprintable()
+        or any(c.isspace() for c in url)
+    ):
         raise SubscriptionError(f"a webhook URL is http(s)://host/..., at most {MAX_URL} long")
+    if parts.username is not None or parts.password is not None:
+        raise SubscriptionError("a webhook URL carries no user or password")
     return url
 
 

@@ -12,6 +12,7 @@ from solders.pubkey import Pubkey
 from synod.chains.solana.adapter import SolanaAdapter
 from synod.chains.solana.tx import verify_message
 from synod.runtime.consensus import LocalConsensus
+from synod.runtime.interfaces import BlockingSigner
 from synod.runtime.journal import Journal
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
 from synod.state.db import SqliteDatabase
@@ -21,13 +22,14 @@ from synod.state.transactions import DepositCredit, WithdrawRequest
 from .conftest import Group, create_token, token_balance
 
 
-class FrostSolanaSigner:
+class FrostSolanaSigner(BlockingSigner):
     """Gets the message from the adapter, checks it against the recorded template (as every
     co-signer would), and signs it 2-of-3. Can let the first blockhash expire mid-session."""
 
     def __init__(
         self, adapter: SolanaAdapter, group: Group, svm: LiteSVM, expire_first: bool = False
     ) -> None:
+        super().__init__()
         self.adapter, self.group, self.svm = adapter, group, svm
         self.expire_first = expire_first
         self.messages: list[bytes] = []

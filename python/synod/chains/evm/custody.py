@@ -231,3 +231,34 @@ def build_withdraw_call(
         deadline=deadline,
         epoch=epoch,
     )
+
+
+def build_call(
+    template: Mapping[str, Any],
+    *,
+    chain_id: int,
+    contract: str,
+    fee_cap: int,
+    deadline: int,
+    epoch: int,
+    tokens: Mapping[str, str] | None = None,
+) -> WithdrawCall | UpdatePubkeyCall:
+    """The contract call of any recorded template: a withdrawal, or a power transition's key
+    update (`kind` "update_pubkey", which records the contract epoch it moves to, so the
+    digest follows from the template alone)."""
+    if template.get("kind") == "update_pubkey":
+        return UpdatePubkeyCall(
+            chain_id=chain_id,
+            contract=parse_address(contract),
+            new_px=bytes.fromhex(str(template["new_key"])),
+            next_epoch=int(template["contract_epoch"]),
+        )
+    return build_withdraw_call(
+        template,
+        chain_id=chain_id,
+        contract=contract,
+        fee_cap=fee_cap,
+        deadline=deadline,
+        epoch=epoch,
+        tokens=tokens,
+    )

@@ -1,5 +1,7 @@
-"""`Signer`s for the withdraw worker that run real threshold sessions among a committee in
-the deterministic simulator: ROAST over FROST, and CGGMP signing with retries.
+"""`Signer`s for the withdraw worker that run real threshold sessions among a simulated
+committee of `SignerNode`s in the deterministic simulator: ROAST over FROST, and CGGMP
+signing with retries. They hold every share in one process, so they are a harness (for
+`synod sim`, the property tests and the in-process demo), never production custody.
 
 The message is derived from the withdrawal's *recorded* template by the chain's
 `message_for` function, and every honest simulated signer re-derives it from the
@@ -16,10 +18,10 @@ from typing import Any
 
 from synod.config import TimeoutsConfig, load_config
 from synod.crypto import ecdsa, frost
-from synod.protocols.cggmp import DRIVER_KINDS, PRIVATE, CggmpSigningDriver
+from synod.node.keyring import KeyRing
+from synod.protocols.cggmp import CggmpSigningDriver
 from synod.protocols.retry import attempt_bound
-from synod.protocols.roast import AggregatorSchedule
-from synod.runtime.interfaces import SigningTimeout
+from synod.runtime.interfaces import BlockingSigner, SigningTimeout
 from synod.sim.cluster import Cluster
 from synod.sim.roast import RoastRun
 from synod.state.machine import Withdrawal
@@ -42,7 +44,7 @@ class SigningRecord:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-class FrostCommitteeSigner:
+class FrostCommitteeSigner(BlockingSigner):
     """ROAST over FROST among a simulated committee (BIP340/Taproot or Ed25519)."""
 
     def __init__(
@@ -60,6 +62,7 @@ class FrostCommitteeSigner:
     ) -> None:
         """Turn and session length come from `timeouts` (the packaged configuration when
         not given), sized for the committee; `rotate_timeout` overrides the turn."""
+        super().__init__()
         times = timeouts or load_config(env={}).timeouts
         self.keys = keys
         self.public = public
@@ -126,7 +129,7 @@ class FrostCommitteeSigner:
         return sig.hex()
 
 
-class CggmpCommitteeSigner:
+class CggmpCommitteeSigner(BlockingSigner):
     """CGGMP signing among a simulated committee, retrying around stalled members."""
 
     def __init__(
@@ -138,6 +141,7 @@ class CggmpCommitteeSigner:
         attempt_timeout: float | None = None,
         timeouts: TimeoutsConfig | None = None,
     ) -> None:
+        super().__init__()
         times = timeouts or load_config(env={}).timeouts
         self.shares = shares
         self.threshold = threshold
@@ -155,32 +159,40 @@ class CggmpCommitteeSigner:
         digest = self.digest_for(withdrawal)
         committee = tuple(range(1, len(self.shares) + 1))
         sid = hashlib.sha256(session_id.encode()).digest()
-        cluster = Cluster(committee, seed=int.from_bytes(sid[:4], "big"))
-        schedule = AggregatorSchedule(sid, 1, committee, 0.0, self.attempt_timeout)
-        drivers = {}
+        rings = {node: KeyRing() for node in committee}
+        for node, ring in rings.items():
+            ring.add_ecdsa("cggmp", self.shares[node - 1])
+        cluster = Cluster(committee, seed=int.from_bytes(sid[:4], "big"), keys=rings)
+
+        def validator(s: bytes, m: bytes) -> bool:
+            return s == sid and m == self.digest_for(withdrawal)
+
         for node in committee:
             cluster.nodes[node].silent = node in self.silent
-            driver = CggmpSigningDriver(
-                schedule,
-                node,
-                self.threshold,
-                self.shares[node - 1],
+            cluster.nodes[node].signer.start_ecdsa_signing(
+                "cggmp",
+                sid,
                 digest,
-                lambda s, m: s == sid and m == self.digest_for(withdrawal),
+                validator,
+                cluster.net.now,
+                committee=committee,
+                attempt_timeout=self.attempt_timeout,
             )
-            drivers[node] = driver
-            cluster.start(node, driver, DRIVER_KINDS, PRIVATE)
-        honest = [d for n, d in drivers.items() if n not in self.silent]
-        cluster.run(self.session_limit, honest)
-        sig = next((d.signature for d in honest if d.signature is not None), None)
-        attempts = max((d.attempts_started for d in honest), default=0)
+            cluster.flush(node)
+        honest = [cluster.nodes[n].signer for n in committee if n not in self.silent]
+        cluster.run_until(self.session_limit, [(n.node_id, sid) for n in honest])
+        results = [r for r in (n.result(sid) for n in honest) if r is not None]
+        sig_raw = next((r.signature for r in results if r.signature is not None), None)
+        sig = None if sig_raw is None else ecdsa.Signature.from_recoverable(sig_raw)
+        drivers = [d for d in (n.session(sid) for n in honest) if isinstance(d, CggmpSigningDriver)]
+        attempts = max((d.attempts_started for d in drivers), default=0)
         self.records.append(
             SigningRecord(
                 withdrawal.withdraw_id,
                 session_id,
                 sig is not None,
                 attempts,
-                sorted(set().union(*(d.suspected for d in honest))),
+                sorted(set().union(*(d.suspected for d in drivers))),
                 cluster.net.now,
             )
         )

@@ -1,0 +1,372 @@
+"""The control service of a node (gRPC `synod.node.Control`) and its client.
+
+Begin/poll for operators and the withdraw worker: `StartDkg` and `StartSign` begin a
+session on this member and return at once (starting the same session again is a
+no-op); `GetResult` reports how it stands; `Status` says who the member is, which
+keys it holds and what its router dropped. Requests are untrusted input: sizes and
+values are checked and a bad request is an INVALID_ARGUMENT with a one-line reason.
+In production the service runs behind mutual TLS with the operator's client
+certificate (the node process sets up the server credentials); `ControlClient` takes
+the operator's PEM material.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import grpc
+
+from synod.crypto import frost
+from synod.node.keyring import UnknownKey
+from synod.node.proto import control_pb2 as pb
+from synod.node.proto import control_pb2_grpc as pb_grpc
+from synod.node.results import SessionKind, SessionResult, SessionStatus
+from synod.node.runner import NodeRunner
+from synod.node.signer_node import SignerNode
+from synod.node.templates import SignContext
+
+MAX_ID = 128  # key ids, withdrawal ids, ledger session ids
+MAX_SESSION_ID = 64
+MAX_MESSAGE = 64  # signing messages are 32-byte digests (Ed25519: up to a Solana message)
+MAX_SOLANA_MESSAGE = 1232
+MAX_TIMEOUT_S = 3600.0
+
+SCHEMES = {"bip340": pb.BIP340, "ed25519": pb.ED25519, "ecdsa": pb.ECDSA}
+_SUITES = {pb.BIP340: frost.Ciphersuite.SECP256K1_TR, pb.ED25519: frost.Ciphersuite.ED25519}
+_STATUS = {
+    SessionStatus.RUNNING: pb.RUNNING,
+    SessionStatus.DONE: pb.DONE,
+    SessionStatus.FAILED: pb.FAILED,
+}
+
+
+class BadRequest(ValueError):
+    """A control request this node refuses (the reason is safe to show the caller)."""
+
+
+def _check_text(name: str, value: str, required: bool = True) -> str:
+    if required and not value:
+        raise BadRequest(f"{name} is required")
+    if len(value) > MAX_ID or not value.isprintable():
+        raise BadRequest(f"{name} must be printable and at most {MAX_ID} characters")
+    return value
+
+
+def _check_session_id(value: bytes) -> bytes:
+    if not 1 <= len(value) <= MAX_SESSION_ID:
+        raise BadRequest(f"session_id must be 1..{MAX_SESSION_ID} bytes")
+    return value
+
+
+def _check_timeout(name: str, value: float, default: float) -> float:
+    if value == 0:
+        return default
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT_S):
+        raise BadRequest(f"{name} must be in (0, {MAX_TIMEOUT_S:g}] seconds")
+    return value
+
+
+class ControlServicer(pb_grpc.ControlServicer):
+    def __init__(self, runner: NodeRunner) -> None:
+        self.runner = runner
+
+    def _abort(self, context: Any, code: grpc.StatusCode, detail: str) -> NoReturn:
+        context.abort(code, detail)
+        raise AssertionError("unreachable")  # context.abort raises
+
+    def Status(self, request: Any, context: Any) -> Any:
+        def read(node: SignerNode, now: float) -> Any:
+            running = sum(1 for r in node.results() if not r.finished)
+            drops = [
+                pb.Counter(name=k, count=v)
+                for k, v in sorted(node.router.counters.items())
+                if k != "delivered"
+            ]
+            return pb.StatusReply(
+                member_id=node.node_id,
+                epoch=node.epoch,
+                key_ids=node.keys.key_ids(),
+                running_sessions=running,
+                drops=drops,
+            )
+
+        return self.runner.call(read)
+
+    def StartDkg(self, request: Any, context: Any) -> Any:
+        try:
+            key_id = _check_text("key_id", request.key_id)
+            sid = _check_session_id(request.session_id)
+            members = sorted(set(request.participants))
+            if len(members) != len(request.participants) or not 2 <= len(members) <= 1000:
+                raise BadRequest("participants must be 2..1000 distinct member ids")
+            if not 2 <= request.threshold <= len(members):
+                raise BadRequest("threshold must be in 2..len(participants)")
+            timeout = _check_timeout("timeout_s", request.timeout_s, 30.0)
+            scheme = request.scheme
+            if scheme not in (pb.BIP340, pb.ED25519, pb.ECDSA):
+                raise BadRequest("scheme must be BIP340, ED25519 or ECDSA")
+        except BadRequest as err:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(err))
+
+        def begin(node: SignerNode, now: float) -> str | None:
+            if node.node_id not in members:
+                return f"member {node.node_id} is not a participant"
+            if key_id in node.keys.key_ids() and node.result(sid) is None:
+                return f"key {key_id!r} already exists on this member"
+            try:
+                return start(node, now)
+            except ValueError as err:
+                return str(err)
+
+        def start(node: SignerNode, now: float) -> str | None:
+            if scheme == pb.ECDSA:
+                if self.runner.aux_info is None:
+                    return "no CGGMP aux info on this member: it cannot run an ECDSA keygen"
+                node.start_ecdsa_keygen(
+                    key_id,
+                    sid,
+                    members,
+                    request.threshold,
+                    self.runner.aux_info,
+                    now,
+                    timeout=timeout,
+                )
+            else:
+                node.start_dkg(
+                    key_id, sid, members, request.threshold, _SUITES[scheme], now, timeout=timeout
+                )
+            return None
+
+        refused = self.runner.call(begin)
+        if refused:
+            self._abort(context, grpc.StatusCode.FAILED_PRECONDITION, refused)
+        return pb.StartReply()
+
+    def StartSign(self, request: Any, context: Any) -> Any:
+        try:
+            key_id = _check_text("key_id", request.key_id)
+            sid = _check_session_id(request.session_id)
+            scheme = request.scheme
+            if scheme not in (pb.BIP340, pb.ED25519, pb.ECDSA):
+                raise BadRequest("scheme must be BIP340, ED25519 or ECDSA")
+            limit = MAX_SOLANA_MESSAGE if scheme == pb.ED25519 else MAX_MESSAGE
+            message = bytes(request.message)
+            if not 1 <= len(message) <= limit or (scheme == pb.ECDSA and len(message) != 32):
+                raise BadRequest(f"message must be 1..{limit} bytes (ECDSA: a 32-byte digest)")
+            rotate = _check_timeout("rotate_timeout_s", request.rotate_timeout_s, 5.0)
+            timeout = _check_timeout("timeout_s", request.timeout_s, 120.0)
+            context_ = None
+            if request.withdraw_id:
+                context_ = SignContext(
+                    _check_text("withdraw_id", request.withdraw_id),
+                    _check_text("ledger_session", request.ledger_session),
+                    int(request.input_index),
+                )
+        except BadRequest as err:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        if context_ is None and not self.runner.operator_signing:
+            self._abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                "this member signs only withdrawals recorded in its ledger",
+            )
+        validator = self.runner.validator(context_, message)
+
+        def begin(node: SignerNode, now: float) -> str | None:
+            try:
+                if scheme == pb.ECDSA:
+                    node.start_ecdsa_signing(
+                        key_id,
+                        sid,
+                        message,
+                        validator,
+                        now,
+                        attempt_timeout=rotate,
+                        timeout=timeout,
+                    )
+                else:
+                    tweak = frost.KEY_PATH if scheme == pb.BIP340 else None
+                    node.start_signing(
+                        key_id,
+                        sid,
+                        message,
+                        validator,
+                        now,
+                        tweak=tweak,
+                        rotate_timeout=rotate,
+                        timeout=timeout,
+                    )
+            except UnknownKey as err:
+                return str(err.args[0])
+            except ValueError as err:  # e.g. a member outside the key's committee
+                return str(err)
+            return None
+
+        refused = self.runner.call(begin)
+        if refused:
+            self._abort(context, grpc.StatusCode.NOT_FOUND, refused)
+        return pb.StartReply()
+
+    def GetResult(self, request: Any, context: Any) -> Any:
+        try:
+            sid = _check_session_id(request.session_id)
+        except BadRequest as err:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        result = self.runner.call(lambda node, _now: node.result(sid))
+        if result is None:
+            self._abort(context, grpc.StatusCode.NOT_FOUND, "no such session on this member")
+        return pb.SessionResult(
+            session_id=result.session_id,
+            kind=result.kind.value,
+            key_id=result.key_id,
+            status=_STATUS[result.status],
+            signature=result.signature or b"",
+            public_key=result.public_key or b"",
+            signers=list(result.signers),
+            culprits=sorted(result.culprits),
+            sub_sessions=result.sub_sessions,
+            aggregator=result.aggregator or 0,
+            reason=result.reason,
+        )
+
+
+def add_control_service(server: grpc.Server, runner: NodeRunner) -> ControlServicer:
+    """Serve `synod.node.Control` for `runner` on `server` (the caller owns the server)."""
+    servicer = ControlServicer(runner)
+    pb_grpc.add_ControlServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    return servicer
+
+
+# -- client --------------------------------------------------------------------------
+
+
+class ControlError(RuntimeError):
+    """A control call failed: the node refused it or could not be reached."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ControlTLS:
+    """The operator's side of mutual TLS: the committee CA, its own certificate and key."""
+
+    root_certificates: bytes
+    certificate_chain: bytes
+    private_key: bytes = field(repr=False)
+    server_name: str | None = None  # the name the member's certificate carries
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.root_certificates,
+            private_key=self.private_key,
+            certificate_chain=self.certificate_chain,
+        )
+
+
+_STATUS_BACK = {v: k for k, v in _STATUS.items()}
+MAX_REPLY = 64 * 1024
+
+
+class ControlClient:
+    """Calls one member's control service; every call has a deadline (`timeout`)."""
+
+    def __init__(self, endpoint: str, tls: ControlTLS | None, timeout: float = 5.0) -> None:
+        options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", MAX_REPLY)]
+        if tls is None:  # loopback tests only
+            self.channel = grpc.insecure_channel(endpoint, options=options)
+        else:
+            if tls.server_name:
+                options.append(("grpc.ssl_target_name_override", tls.server_name))
+            self.channel = grpc.secure_channel(endpoint, tls.credentials(), options=options)
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.stub = pb_grpc.ControlStub(self.channel)  # type: ignore[no-untyped-call]
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def _call(self, method: str, request: Any) -> Any:
+        try:
+            return getattr(self.stub, method)(request, timeout=self.timeout)
+        except grpc.RpcError as err:
+            code = err.code().name if err.code() is not None else "UNKNOWN"
+            raise ControlError(code, err.details() or "no detail") from None
+
+    def status(self) -> dict[str, Any]:
+        reply = self._call("Status", pb.StatusRequest())
+        return {
+            "member_id": reply.member_id,
+            "epoch": reply.epoch,
+            "key_ids": list(reply.key_ids),
+            "running_sessions": reply.running_sessions,
+            "drops": {c.name: c.count for c in reply.drops},
+        }
+
+    def start_dkg(
+        self,
+        key_id: str,
+        session_id: bytes,
+        scheme: str,
+        participants: list[int],
+        threshold: int,
+        timeout: float = 0.0,
+    ) -> None:
+        self._call(
+            "StartDkg",
+            pb.StartDkgRequest(
+                key_id=key_id,
+                session_id=session_id,
+                scheme=SCHEMES[scheme],
+                participants=participants,
+                threshold=threshold,
+                timeout_s=timeout,
+            ),
+        )
+
+    def start_sign(
+        self,
+        key_id: str,
+        session_id: bytes,
+        scheme: str,
+        message: bytes,
+        context: SignContext | None = None,
+        rotate_timeout: float = 0.0,
+        timeout: float = 0.0,
+    ) -> None:
+        request = pb.StartSignRequest(
+            key_id=key_id,
+            session_id=session_id,
+            scheme=SCHEMES[scheme],
+            message=message,
+            rotate_timeout_s=rotate_timeout,
+            timeout_s=timeout,
+        )
+        if context is not None:
+            request.withdraw_id = context.withdraw_id
+            request.ledger_session = context.ledger_session
+            request.input_index = context.input_index
+        self._call("StartSign", request)
+
+    def get_result(self, session_id: bytes) -> SessionResult:
+        r = self._call("GetResult", pb.GetResultRequest(session_id=session_id))
+        if r.status not in _STATUS_BACK:
+            raise ControlError("INVALID", "the member reported no status")
+        try:
+            kind = SessionKind(r.kind)
+        except ValueError:
+            raise ControlError("INVALID", f"unknown session kind {r.kind!r}") from None
+        result = SessionResult(bytes(r.session_id), kind, r.key_id, 0.0, math.inf)
+        result.status = _STATUS_BACK[r.status]
+        result.signature = bytes(r.signature) or None
+        result.public_key = bytes(r.public_key) or None
+        result.signers = tuple(r.signers)
+        result.culprits = set(r.culprits)
+        result.sub_sessions = r.sub_sessions
+        result.aggregator = r.aggregator or None
+        result.reason = r.reason
+        return result

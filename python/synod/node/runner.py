@@ -1,0 +1,156 @@
+"""`NodeRunner`: one `SignerNode` on one thread of its own.
+
+Everything that touches the node — an inbound envelope from a peer link (`deliver`),
+the periodic tick, a control call (`call`) — is a job on the runner's bounded inbox,
+run in order on the runner's thread. The node stays single-threaded and sans-I/O,
+and the Rust CGGMP sessions, which must live on the thread that made them, do. A
+full inbox drops the envelope (counted in `counters`); a control call waits for its
+answer with a deadline.
+
+The runner also holds what the control service needs beyond the node: the template
+check (the node's view of the ledger), this member's CGGMP aux info, and whether an
+operator may ask for a signature over an ad-hoc message.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TypeVar
+
+from synod.crypto import ecdsa
+from synod.node.signer_node import SignerNode
+from synod.node.templates import SignContext, TemplateCheck, signing_session_id
+from synod.node.transport import Clock
+from synod.protocols.roast import TemplateValidator
+
+T = TypeVar("T")
+log = logging.getLogger("synod.node.runner")
+
+INBOX = 10_000
+TICK_S = 0.05
+
+
+class RunnerStopped(RuntimeError):
+    """The runner is not running (stopped, or never started)."""
+
+
+class NodeRunner:
+    def __init__(
+        self,
+        node: SignerNode,
+        clock: Clock,
+        template_check: TemplateCheck | None = None,
+        aux_info: ecdsa.AuxInfo | None = None,
+        operator_signing: bool = True,
+        tick_interval: float = TICK_S,
+        inbox: int = INBOX,
+    ) -> None:
+        self.node = node
+        self.clock = clock
+        self.template_check = template_check
+        self.aux_info = aux_info
+        self.operator_signing = operator_signing
+        self.tick_interval = tick_interval
+        self.counters: Counter[str] = Counter()
+        self._inbox: queue.Queue[Callable[[], None] | None] = queue.Queue(inbox)
+        self._thread = threading.Thread(target=self._loop, name=f"node-{node.node_id}", daemon=True)
+        self._running = False
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        self._running = True
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self._running:
+            return
+        self._running = False
+        self._inbox.put(self._close)  # blocks only while the inbox is full
+        self._inbox.put(None)
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        next_tick = time.monotonic() + self.tick_interval
+        while True:
+            try:
+                job = self._inbox.get(timeout=max(0.0, next_tick - time.monotonic()))
+            except queue.Empty:
+                job = self._tick
+            if job is None:
+                return
+            try:
+                job()
+            except Exception:  # a failed job must not stop the member
+                self.counters["job_error"] += 1
+                log.exception("node %d: a job failed", self.node.node_id)
+            if time.monotonic() >= next_tick:
+                if job is not self._tick:
+                    self._tick()
+                next_tick = time.monotonic() + self.tick_interval
+
+    def _close(self) -> None:
+        self.node.close()
+        gc.collect()  # sessions in reference cycles are released here, on their own thread
+
+    def _tick(self) -> None:
+        self.node.on_tick(self.clock.now())
+
+    # -- ways in ---------------------------------------------------------------------
+    def deliver(self, data: bytes) -> None:
+        """One inbound envelope from a peer link (untrusted bytes); never blocks."""
+
+        def job() -> None:
+            self.node.on_message(data, self.clock.now())
+
+        try:
+            self._inbox.put_nowait(job)
+        except queue.Full:
+            self.counters["inbox_full"] += 1
+
+    def call(self, fn: Callable[[SignerNode, float], T], timeout: float = 10.0) -> T:
+        """Run `fn(node, now)` on the runner's thread and return its result."""
+        if not self._running:
+            raise RunnerStopped(f"node {self.node.node_id} is not running")
+        future: Future[T] = Future()
+
+        def job() -> None:
+            try:
+                future.set_result(fn(self.node, self.clock.now()))
+            except Exception as err:
+                future.set_exception(err)
+
+        self._inbox.put(job, timeout=timeout)
+        return future.result(timeout)
+
+    # -- template binding ------------------------------------------------------------
+    def validator(self, context: SignContext | None, message: bytes) -> TemplateValidator:
+        """The check a signing session runs before every nonce and share.
+
+        With a ledger context: the session id must be the one derived from the recorded
+        session, and the node's own ledger view must say `message` is that withdrawal's
+        template. Without one (an operator's ad-hoc message): exactly this message, and
+        only if the node allows operator signing.
+        """
+        if context is None:
+            allowed = self.operator_signing
+
+            def operator(session_id: bytes, candidate: bytes) -> bool:
+                return allowed and candidate == message
+
+            return operator
+        check = self.template_check
+        expected = signing_session_id(context.ledger_session, context.input_index)
+
+        def recorded(session_id: bytes, candidate: bytes) -> bool:
+            if check is None or session_id != expected or candidate != message:
+                return False
+            return check(context, candidate)
+
+        return recorded
