@@ -145,7 +145,7 @@ def test_forged_proof_never_releases_funds_and_strikes_its_voucher(new_app: AppF
     ledger = Ledger(app.reader)
     assert ledger.withdrawal(w).status == FAILED and ledger.withdrawal(w).template_hash
     assert ledger.balance("eth", "ETH")["reserved"] == reserved
-    assert [(m, t) for m, t, _, _ in app.strikes()] == [(1, requeue.tx_id)]
+    assert app.strikes() == {1: 1}  # on the ledger, where power transitions count them
     # Decided: a late vote is refused, and the ledger still holds the reservation.
     assert run(app, [by_member(4, Attest(requeue.tx_id, "valid"))]) == [[Code.REJECTED]]
     assert app.check_tx(by_member(4, requeue)).code == Code.REJECTED

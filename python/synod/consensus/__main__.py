@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--config",
         help="synod configuration (JSON) for the ledger's rules: fees, EOA-mode chains, "
-        "withdraw.maxRequest; every member must run the same (default: the packaged one)",
+        "withdraw.maxRequest, transition rules; every member must run the same (default: the "
+        "packaged one)",
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=26658)
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: the ledger needs a durable store, not :memory:", file=sys.stderr)
         return 2
     db = open_database(args.db)
-    ledger = Ledger.from_config(db, config.chains, config.withdraw)
+    ledger = Ledger.from_config(db, config.chains, config.withdraw, config.transition)
     app = LedgerApp(db, open_database(args.db), committee, ledger)
     server = AbciServer(app, args.host, args.port)
 

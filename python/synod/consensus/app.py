@@ -47,11 +47,12 @@ from synod.consensus.signed import FORGED, VALID, Attest, SignedTx, Unauthorized
 from synod.state import errors as E
 from synod.state.db import PostgresDatabase, SqliteDatabase, migrate
 from synod.state.machine import Ledger
-from synod.state.transactions import Requeue, Tx, parse_tx
+from synod.state.transactions import Requeue, Strike, Tx, parse_tx
 
 log = logging.getLogger("synod.consensus.app")
 Database = SqliteDatabase | PostgresDatabase
 HASH_DOMAIN = b"synod/app-hash/v1"
+FORGED_PROOF = "vouched for a forged unspendability proof"
 VERIFIED_CACHE_BYTES = 64 << 20  # authorized transactions remembered, by their size
 
 MIGRATIONS: list[tuple[int, str]] = [
@@ -67,10 +68,6 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE TABLE attestations (
             tx_id TEXT NOT NULL, member BIGINT NOT NULL, verdict TEXT NOT NULL,
             height BIGINT NOT NULL, PRIMARY KEY (tx_id, member)
-        );
-        CREATE TABLE strikes (
-            member BIGINT NOT NULL, tx_id TEXT NOT NULL, height BIGINT NOT NULL,
-            reason TEXT NOT NULL, PRIMARY KEY (member, tx_id)
         );
         """,
     ),
@@ -405,16 +402,13 @@ class LedgerApp:
             "SELECT member FROM attestations WHERE tx_id = ? AND verdict = ? ORDER BY member",
             (tx_id, VALID),
         )
-        for (member,) in vouched:
-            self.db.execute(
-                "INSERT INTO strikes (member, tx_id, height, reason) VALUES (?, ?, ?, ?)",
-                (member, tx_id, height, "vouched for a forged unspendability proof"),
-            )
+        for (member,) in vouched:  # the ledger's own strikes, which power transitions count
+            self.ledger.apply(Strike(int(member), FORGED_PROOF, tx_id))
 
     # ------------------------------------------------------------------ reads
-    def strikes(self) -> list[tuple[int, str, int, str]]:
-        rows = self.reader.query("SELECT member, tx_id, height, reason FROM strikes")
-        return sorted((int(m), t, int(h), r) for m, t, h, r in rows)
+    def strikes(self) -> dict[int, int]:
+        """Strikes per member on the ledger (forged proofs among them)."""
+        return Ledger(self.reader).transitions.strikes()
 
     def app_hashes(self, start: int = 1, end: int | None = None) -> dict[int, str]:
         """This replica's own app hash at each committed height in [start, end]."""
@@ -459,9 +453,11 @@ STATE_TABLES = (
     "reservations",
     "balances",
     "broadcasts",
+    "committees",
+    "transitions",
+    "strikes",
     "attested",
     "attestations",
-    "strikes",
 )
 
 

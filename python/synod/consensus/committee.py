@@ -31,10 +31,20 @@ DEFAULT_PERMISSIONS: Mapping[str, frozenset[str]] = {
             "fail",
             "requeue",
             ATTEST,
+            # the transition worker's write-backs
+            "keygen_start",
+            "keygen_failed",
+            "key_ready",
+            "migration_start",
+            "migration_request",
+            "migrations_done",
+            "activate",
+            "strike",
         }
     ),
-    # User requests (and their cancellation) come in through an operator key (console or API).
-    OPERATOR: frozenset({"withdraw_request", "cancel"}),
+    # User requests (and their cancellation) come in through an operator key (console or API),
+    # and so does a change of the signer set.
+    OPERATOR: frozenset({"withdraw_request", "cancel", "signer_set_update"}),
 }
 
 
