@@ -8,7 +8,7 @@ import json
 from synod.consensus.app import Code, LedgerApp, state_digest
 from synod.consensus.signed import Attest, SignedTx
 from synod.state.machine import FAILED, QUEUED, Ledger
-from synod.state.transactions import DepositCredit, Requeue, Reserve, WithdrawRequest
+from synod.state.transactions import DepositCredit, Requeue, Reserve, Signed, WithdrawRequest
 from tests.consensus.blocks import ETH_TO, to_failed, withdraw_id
 from tests.consensus.conftest import (
     CHAIN_ID,
@@ -51,6 +51,8 @@ def test_check_tx_refuses_unsigned_outsiders_and_unpermitted_kinds(new_app: AppF
     assert app.check_tx(by_operator(DEPOSIT)).code == Code.UNAUTHORIZED  # operators cannot
     assert app.check_tx(b"\xff" * 10).code == Code.MALFORMED
     assert app.check_tx(b"[" * 100_000 + b"]" * 100_000).code == Code.MALFORMED  # too deep
+    brackets = Signed("w" * 32, "s", "[" * 1000 + "{" * 1000)  # in a string: only text
+    assert app.check_tx(by_member(1, brackets)).code == Code.OK
     assert app.check_tx(b"{}").code == Code.UNAUTHORIZED
     assert app.info() == (0, b"")  # nothing changed
     assert not Ledger(app.reader).balances()

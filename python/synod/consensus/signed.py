@@ -10,6 +10,7 @@ Everything here is a pure function of the bytes: every node decides the same.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -23,6 +24,25 @@ from synod.state.transactions import Tx, parse_tx
 DOMAIN = b"synod/ledger-tx/v1"
 MAX_TX_BYTES = (1 << 20) + (1 << 16)  # a Signed body may carry 1 MiB of signatures
 VALID, FORGED = "valid", "forged"
+MAX_DEPTH = 16  # a transaction nests 3 deep; JSON nested deeper is refused unparsed
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _depth(raw: bytes) -> int:
+    """The deepest nesting of arrays and objects, strings skipped (a regex scan, no recursion)."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        return 0  # cannot be deeper than that
+    depth = deepest = 0
+    for m in _TOKENS.finditer(raw):
+        token = m.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                break
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
 
 
 @dataclass(frozen=True)
@@ -87,9 +107,11 @@ class SignedTx:
         """Parse and check the shape (not the signature); raises `MalformedTransaction`."""
         if len(raw) > MAX_TX_BYTES:
             raise MalformedTransaction(f"{len(raw)} bytes, more than {MAX_TX_BYTES}")
+        if _depth(raw) > MAX_DEPTH:  # before the parser recurses into it
+            raise MalformedTransaction(f"nested deeper than {MAX_DEPTH}")
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError):  # nesting deeper than the stack
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise MalformedTransaction("not JSON") from None
         if not isinstance(data, dict) or set(data) != {"v", "signer", "tx", "sig"}:
             raise Unauthorized("a signed transaction has exactly v, signer, tx and sig")
