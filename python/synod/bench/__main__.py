@@ -5,6 +5,7 @@ python -m synod.bench --with-rust          # also run the Rust examples; adds a 
 python -m synod.bench --frost-sizes 3/5 --no-ecdsa
 python -m synod.bench --api                # withdrawal submissions/s through the REST API
 python -m synod.bench --worst-message      # what the worst peer message costs a receiver
+python -m synod.bench --consensus          # ledger through 4 CometBFT validators vs local
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--roast-large", action="store_true", help="run 800-of-1000 in the simulator")
     p.add_argument("--state", action="store_true", help="state machine throughput instead")
     p.add_argument("--withdrawals", type=int, default=10_000, help="withdrawals for --state")
+    p.add_argument(
+        "--consensus", action="store_true", help="replicated ledger: 4 validators vs local"
+    )
+    p.add_argument("--consensus-withdrawals", type=int, default=1000, help="for --consensus")
     p.add_argument("--e2e", action="store_true", help="end-to-end withdrawals per minute")
     p.add_argument("--per-chain", type=int, default=20, help="withdrawals per chain for --e2e")
     p.add_argument("--api", action="store_true", help="submissions per second through the API")
@@ -123,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         from synod.bench.e2e import e2e_table
 
         print(e2e_table(args.per_chain, progress))
+        return 0
+    if args.consensus:
+        from synod.bench.consensus import consensus_table
+
+        print(consensus_table(args.consensus_withdrawals, progress=progress))
         return 0
     if args.state:
         from synod.bench.state import state_table

@@ -247,6 +247,12 @@ class PostgresDatabase(_Transactional):
         cur = self._conn.execute(sql.replace("?", "%s"), tuple(params))
         return list(cur.fetchall())
 
+    def pipeline(self) -> Any:
+        """Pipeline mode for a batch inside an open transaction: writes are sent without
+        waiting for their answers (`execute` then returns -1), a query waits for everything
+        before it. Errors surface at the next query or at the end of the batch."""
+        return self._conn.pipeline()
+
     def close(self) -> None:
         self._conn.close()
 
