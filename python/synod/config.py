@@ -121,8 +121,10 @@ class CommitteeConfig(_Model):
 
 
 class TimeoutsConfig(_Model):
-    nonce_commit_ms: _Positive
-    sig_share_ms: _Positive
+    """How long signing may take. ROAST needs no per-phase timeout (an unresponsive signer
+    only keeps its own sub-sessions open): the aggregator turn bounds every phase, and the
+    session limit bounds the whole."""
+
     aggregator_rotate_ms: _Positive
     session_max_ms: _Positive
     rtt_bound_ms: _Positive = 300  # round trip between committee members the turns are sized for
@@ -148,23 +150,7 @@ class TimeoutsConfig(_Model):
                 f"must be less than sessionMaxMs ({limit}), got {self.aggregator_rotate_ms}",
                 "sessionMaxMs",
             )
-        for key, value in (
-            ("nonceCommitMs", self.nonce_commit_ms),
-            ("sigShareMs", self.sig_share_ms),
-        ):
-            if value > limit:
-                raise _cross_field(
-                    key, f"must not exceed sessionMaxMs ({limit}), got {value}", "sessionMaxMs"
-                )
         return self
-
-    @property
-    def nonce_commit_s(self) -> float:
-        return self.nonce_commit_ms / 1000
-
-    @property
-    def sig_share_s(self) -> float:
-        return self.sig_share_ms / 1000
 
     @property
     def aggregator_rotate_s(self) -> float:
