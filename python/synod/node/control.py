@@ -158,6 +158,8 @@ class ControlServicer(pb_grpc.ControlServicer):
         self._admit(context)
         try:
             key_id = _check_text("key_id", request.key_id)
+            if not all(0x21 <= ord(c) <= 0x7E for c in key_id):
+                raise BadRequest("a new key id must be printable ASCII without spaces")
             sid = _check_session_id(request.session_id)
             members = sorted(set(request.participants))
             if len(members) != len(request.participants) or not 2 <= len(members) <= 1000:

@@ -1,13 +1,14 @@
 """One committee member as an OS process: keystore, gRPC server, peer transport, node runner.
 
-`run_node` opens the member's keystore, builds its `SignerNode` and runs it on a
-`synod.node.runner.NodeRunner` (one thread owns the node). The gRPC server carries
-the peer service and the control service on the member's endpoint, both behind
-mutual TLS with the committee CA; the control service admits only the operator's
-client certificate. The main thread moves inbound envelopes from the transport to
-the runner's inbox and writes ``status.json`` (state, links, drop counters; public
-information only) every half second; ``node.pid`` exists while it runs. SIGTERM or
-SIGINT stops it cleanly. Logs go to stderr.
+`run_node` opens the member's keystore, builds its `SignerNode` with the key shares
+the keystore holds (`KeystoreShares`; a share a DKG gives is stored there before it
+is used) and runs it on a `synod.node.runner.NodeRunner` (one thread owns the node).
+The gRPC server carries the peer service and the control service on the member's
+endpoint, both behind mutual TLS with the committee CA; the control service admits
+only the operator's client certificate. The main thread moves inbound envelopes
+from the transport to the runner's inbox and writes ``status.json`` (state, links,
+drop counters; public information only) every half second; ``node.pid`` exists
+while it runs. SIGTERM or SIGINT stops it cleanly. Logs go to stderr.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from synod.node.committee import NodeMaterial
 from synod.node.control import OperatorOnly, add_control_service
 from synod.node.grpc_transport import GrpcTransport, Limits
+from synod.node.key_shares import KeystoreShares
 from synod.node.keystore import SecretKind, atomic_write
 from synod.node.runner import NodeRunner, RunnerStopped
 from synod.node.signer_node import SignerNode
@@ -124,16 +126,19 @@ def run_node(
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     store = SessionStore(directory / SESSION_DB, storage_key(material))
     transport = GrpcTransport(material.manifest, material.member_id, material.tls, limits)
+    shares = KeystoreShares(material.keystore, material.manifest.epoch)
     node = SignerNode(
         material.identity,
         material.manifest.directory(),
         material.manifest.epoch,
         transport,
         store,
+        shares.load(),
         seen=store,  # the replay memory outlives a restart
         now=clock.now(),
     )
-    runner = NodeRunner(node, clock)
+    # ECDSA only where this member has CGGMP aux info (each member's Paillier primes)
+    runner = NodeRunner(node, clock, aux_info=shares.aux_info())
     operator_only = OperatorOnly(material.tls.ca_pem)
 
     def serve_control(server: Any) -> None:

@@ -447,7 +447,7 @@ class SignerNode:
             self.keys.add_frost(str(result.output), session.key_package, session.public_key_package)
             result.public_key = session.public_key_package.verifying_key()
         elif event.name == "retire_old_share" and not session.is_new:
-            self.keys.frost_keys.pop(result.key_id, None)
+            self.keys.remove_frost(result.key_id)
         elif event.name == "complaint":
             result.culprits.update(int(c) for c in event.data.get("accused", ()))
         else:
