@@ -25,6 +25,7 @@ from cryptography import x509
 
 from synod.crypto import frost
 from synod.node.keyring import UnknownKey
+from synod.node.manifest import Manifest
 from synod.node.pki import (
     PkiError,
     Role,
@@ -289,6 +290,7 @@ class ControlServicer(pb_grpc.ControlServicer):
             status=_STATUS[result.status],
             signature=result.signature or b"",
             public_key=result.public_key or b"",
+            output_key=result.output_key or b"",
             signers=list(result.signers),
             culprits=sorted(result.culprits),
             sub_sessions=result.sub_sessions,
@@ -348,6 +350,18 @@ class ControlTLS:
             private_key=self.private_key,
             certificate_chain=self.certificate_chain,
         )
+
+
+def operator_clients(root: Path, timeout: float = 5.0) -> dict[int, ControlClient]:
+    """A control client, with the operator's certificate, for every member of the committee
+    in `root` (the directory `synod committee init` made)."""
+    manifest = Manifest.load(root / "manifest.json")
+    return {
+        m.id: ControlClient(
+            str(m.endpoint), ControlTLS.from_dir(root / "operator", m.id), timeout=timeout
+        )
+        for m in manifest.members
+    }
 
 
 _STATUS_BACK = {v: k for k, v in _STATUS.items()}
@@ -446,6 +460,7 @@ class ControlClient:
         result.status = _STATUS_BACK[r.status]
         result.signature = bytes(r.signature) or None
         result.public_key = bytes(r.public_key) or None
+        result.output_key = bytes(r.output_key) or None
         result.signers = tuple(r.signers)
         result.culprits = set(r.culprits)
         result.sub_sessions = r.sub_sessions

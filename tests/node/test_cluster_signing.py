@@ -1,0 +1,142 @@
+"""Keys and signatures from a 3-of-5 committee of real member processes on 127.0.0.1:
+`synod dkg` / `synod sign` over the control services (operator certificate, mutual TLS),
+every signature checked by an independent library. No timed assertion: every wait polls
+with a generous overall deadline."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import coincurve
+import nacl.signing
+import pytest
+
+from synod.chains.bitcoin.address import Network, p2tr_address
+from synod.chains.evm.address import address_bytes
+from synod.node.committee import node_dir
+from synod.node.key_shares import KeystoreShares
+from synod.node.keystore import Keystore, SecretKind
+from tests.fixtures import stored_aux
+from tests.node.helpers import free_base_port, wait_for
+from tests.node.test_node_cli import synod_cmd
+
+T, N = 3, 5
+MEMBERS = list(range(1, N + 1))
+
+
+def _passphrase(root: Path, i: int) -> bytes:
+    return (node_dir(root, i) / "passphrase").read_bytes().strip()
+
+
+def _linked(root: Path) -> bool:
+    done = synod_cmd("cluster", "status", "--dir", str(root), "--json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["members"]
+    return all(m["running"] and m["linked"] == N - 1 for m in rows)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("signing") / "c"
+    port = str(free_base_port(N))
+    done = synod_cmd(
+        "committee", "init", "-t", str(T), "-n", str(N), "--dir", str(root), "--base-port", port
+    )
+    assert done.returncode == 0, done.stderr
+    # TEST-ONLY CGGMP aux info (made earlier by the real protocol from the stored test
+    # primes): each member's own entry, as an aux-info ceremony would leave it.
+    for i, aux in zip(MEMBERS, stored_aux(N), strict=True):
+        ks = Keystore.open(node_dir(root, i) / "keystore", _passphrase(root, i))
+        KeystoreShares(ks, 0).store_aux_info(aux)
+    try:
+        up = synod_cmd("cluster", "up", "--dir", str(root))
+        assert up.returncode == 0, up.stderr
+        wait_for(lambda: _linked(root), "every member linked to every other", 120)
+        yield root
+    finally:
+        synod_cmd("cluster", "down", "--dir", str(root))
+
+
+def _json(*args: str) -> dict[str, Any]:
+    done = synod_cmd(*args, "--json")
+    assert done.returncode == 0, done.stderr
+    out: dict[str, Any] = json.loads(done.stdout)
+    return out
+
+
+def _dkg(root: Path, scheme: str) -> dict[str, Any]:
+    return _json("dkg", "--scheme", scheme, "--dir", str(root))
+
+
+def _sign(root: Path, key: str, message: bytes) -> dict[str, Any]:
+    return _json("sign", "--key", key, "--message", message.hex(), "--dir", str(root))
+
+
+@pytest.fixture(scope="module")
+def bip340_key(cluster: Path) -> dict[str, Any]:
+    return _dkg(cluster, "bip340")
+
+
+def test_bip340_dkg_and_signature_verified_by_libsecp256k1(
+    cluster: Path, bip340_key: dict[str, Any]
+) -> None:
+    key = bip340_key
+    output = bytes.fromhex(key["output_key"])
+    assert key["members"] == MEMBERS and key["threshold"] == T
+    assert key["addresses"]["bitcoin_regtest"] == p2tr_address(output, Network.REGTEST)
+    message = os.urandom(32)
+    signed = _sign(cluster, key["key_id"], message)
+    sig = bytes.fromhex(signed["signature"])
+    assert coincurve.PublicKeyXOnly(output).verify(sig, message)
+    assert len(signed["signers"]) == T and set(signed["signers"]) <= set(MEMBERS)
+    assert signed["culprits"] == [] and signed["sub_sessions"] >= 1
+    # each member keeps its own share, encrypted in its own keystore, nowhere else
+    for i in MEMBERS:
+        ks = Keystore.open(node_dir(cluster, i) / "keystore", _passphrase(cluster, i))
+        info = ks.info(f"frost:{key['key_id']}")
+        assert info is not None and info.kind is SecretKind.FROST_KEY_PACKAGE
+        share = ks.get(f"frost:{key['key_id']}")
+        for path in node_dir(cluster, i).rglob("*"):
+            if path.is_file() and path.name != "keystore":
+                assert share not in path.read_bytes(), path
+
+
+def test_ed25519_dkg_and_signature_verified_by_libsodium(cluster: Path) -> None:
+    key = _dkg(cluster, "ed25519")
+    message = b"a Solana message, any length " + os.urandom(40)
+    signed = _sign(cluster, key["key_id"], message)
+    verify_key = nacl.signing.VerifyKey(bytes.fromhex(key["group_public_key"]))
+    assert verify_key.verify(message, bytes.fromhex(signed["signature"])) == message
+    assert len(signed["signers"]) == T
+
+
+def test_ecdsa_dkg_and_signature_recover_the_ethereum_address(cluster: Path) -> None:
+    key = _dkg(cluster, "ecdsa")
+    public = bytes.fromhex(key["group_public_key"])
+    digest = os.urandom(32)
+    signed = _sign(cluster, key["key_id"], digest)
+    recoverable = bytes.fromhex(signed["signature"])
+    recovered = coincurve.PublicKey.from_signature_and_message(recoverable, digest, hasher=None)
+    assert address_bytes(recovered.format()) == address_bytes(public)
+    assert key["addresses"]["ethereum"].lower().endswith(address_bytes(public).hex())
+
+
+def test_bad_input_is_exit_2_and_one_line(cluster: Path, bip340_key: dict[str, Any]) -> None:
+    root = str(cluster)
+    cases = [
+        ("sign", "--key", bip340_key["key_id"], "--message", "zz", "--dir", root),
+        ("sign", "--key", "no-such-key", "--message", "00", "--dir", root),
+        ("sign", "--key", bip340_key["key_id"], "--message", "00" * 65, "--dir", root),
+        ("dkg", "--scheme", "bip340", "--key-id", "has space", "--dir", root),
+        ("dkg", "--scheme", "bip340", "--key-id", bip340_key["key_id"], "--dir", root),
+        ("dkg", "--scheme", "bip340", "--dir", str(cluster / "missing")),
+        ("dkg", "--scheme", "rsa", "--dir", root),
+    ]
+    for args in cases:
+        done = synod_cmd(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and "error" in done.stderr, args
