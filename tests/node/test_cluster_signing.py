@@ -1,12 +1,16 @@
 """Keys and signatures from a 3-of-5 committee of real member processes on 127.0.0.1:
 `synod dkg` / `synod sign` over the control services (operator certificate, mutual TLS),
-every signature checked by an independent library. No timed assertion: every wait polls
-with a generous overall deadline."""
+every signature checked by an independent library, members SIGKILLed in the middle of a
+signing session and restarted, the active aggregator SIGKILLed. No timed assertion: every
+wait polls with a generous overall deadline."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import sqlite3
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +22,14 @@ import pytest
 from synod.chains.bitcoin.address import Network, p2tr_address
 from synod.chains.evm.address import address_bytes
 from synod.node.committee import node_dir
+from synod.node.control import ControlClient, ControlError, operator_clients
 from synod.node.key_shares import KeystoreShares
 from synod.node.keystore import Keystore, SecretKind
+from synod.node.manifest import Manifest
+from synod.node.process import SESSION_DB, running_pid
+from synod.node.results import SessionStatus
+from synod.protocols.roast import aggregator_candidates
+from synod.runtime.node_signer import verify_signature
 from tests.fixtures import stored_aux
 from tests.node.helpers import free_base_port, wait_for
 from tests.node.test_node_cli import synod_cmd
@@ -140,3 +150,118 @@ def test_bad_input_is_exit_2_and_one_line(cluster: Path, bip340_key: dict[str, A
         done = synod_cmd(*args)
         assert done.returncode == 2, (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1 and "error" in done.stderr, args
+
+
+# -- members killed in the middle ----------------------------------------------------
+
+
+def _nonce_uses(root: Path, i: int) -> list[str]:
+    path = node_dir(root, i) / SESSION_DB
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [r[0] for r in db.execute("SELECT id FROM nonce_uses ORDER BY seq")]
+    finally:
+        db.close()
+
+
+def _holds_nonces(root: Path, i: int, sid: bytes) -> bool:
+    path = node_dir(root, i) / SESSION_DB
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT COUNT(*) FROM nonces WHERE session_id = ?", (sid,)).fetchone()
+        return bool(row[0])
+    finally:
+        db.close()
+
+
+def _kill(root: Path, i: int) -> None:
+    pid = running_pid(node_dir(root, i))
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: running_pid(node_dir(root, i)) is None, f"member {i} gone", 120)
+
+
+def _restart(root: Path) -> None:
+    up = synod_cmd("cluster", "up", "--dir", str(root))
+    assert up.returncode == 0, up.stderr
+    wait_for(lambda: _linked(root), "every member linked again", 120)
+
+
+def _signature(
+    clients: dict[int, ControlClient], sid: bytes, key: dict[str, Any], message: bytes
+) -> dict[str, Any]:
+    """Poll the members until one reports a signature that verifies (generous deadline)."""
+    found: dict[str, Any] = {}
+
+    def reported() -> bool:
+        for member, client in clients.items():
+            try:
+                result = client.get_result(sid)
+            except ControlError:
+                continue
+            if result.signature is not None:
+                found.update(result.as_dict(), member=member)
+                return True
+            assert result.status is not SessionStatus.FAILED, result.as_dict()
+        return False
+
+    wait_for(reported, "a signature from the cluster", 180)
+    sig = bytes.fromhex(found["signature"])
+    assert verify_signature("bip340", bytes.fromhex(key["output_key"]), message, sig)
+    return found
+
+
+def _assert_no_nonce_used_twice(root: Path) -> None:
+    for i in MEMBERS:
+        uses = Counter(_nonce_uses(root, i))
+        twice = [n for n, c in uses.items() if c > 1]
+        assert not twice, f"member {i} used nonces twice: {twice}"
+
+
+def test_sigkill_of_a_signer_mid_session_then_restart(
+    cluster: Path, bip340_key: dict[str, Any]
+) -> None:
+    clients = operator_clients(cluster, timeout=30)
+    try:
+        message, sid, victim = os.urandom(32), os.urandom(32), 2
+        for member in MEMBERS:
+            clients[member].start_sign(bip340_key["key_id"], sid, "bip340", message, None, 2.0)
+        # the victim has committed to nonces for this session: kill it there
+        wait_for(lambda: _holds_nonces(cluster, victim, sid), "the victim's nonces", 120)
+        _kill(cluster, victim)
+        _signature({m: c for m, c in clients.items() if m != victim}, sid, bip340_key, message)
+        _restart(cluster)
+        _assert_no_nonce_used_twice(cluster)
+        # the restarted member signs again, with the share it loaded from its keystore
+        again = _sign(cluster, bip340_key["key_id"], os.urandom(32))
+        assert again["signature"]
+        _assert_no_nonce_used_twice(cluster)
+    finally:
+        for client in clients.values():
+            client.close()
+
+
+def test_sigkill_of_the_active_aggregator_next_candidate_finishes(
+    cluster: Path, bip340_key: dict[str, Any]
+) -> None:
+    manifest = Manifest.load(cluster / "manifest.json")
+    clients = operator_clients(cluster, timeout=30)
+    try:
+        message, sid = os.urandom(32), os.urandom(32)
+        first, second = aggregator_candidates(sid, manifest.epoch, tuple(MEMBERS))[:2]
+        # the first candidate begins (its turn: it opens the session), then dies before the
+        # others have even begun, so its turn cannot produce the signature
+        clients[first].start_sign(bip340_key["key_id"], sid, "bip340", message, None, 2.0)
+        _kill(cluster, first)
+        for member in MEMBERS:
+            if member != first:
+                clients[member].start_sign(bip340_key["key_id"], sid, "bip340", message, None, 2.0)
+        alive = {m: c for m, c in clients.items() if m != first}
+        found = _signature(alive, sid, bip340_key, message)
+        assert found["aggregator"] != first
+        assert found["aggregator"] == second
+        _restart(cluster)
+        _assert_no_nonce_used_twice(cluster)
+    finally:
+        for client in clients.values():
+            client.close()
