@@ -162,6 +162,8 @@ class SignerNode:
             schedule, me, share.key_package, share.public, validator, self.nonces, tweak, message
         )
         self.attach(signer, SIGNER_KINDS, now)
+        # the first aggregator opens its turn now rather than on the next tick
+        self._send(self._turns[session_id].tick(self.router, now))
 
     def start_ecdsa_signing(
         self,
