@@ -4,6 +4,7 @@ python -m synod.bench                      # FROST + CGGMP, default sizes
 python -m synod.bench --with-rust          # also run the Rust examples; adds a ratio column
 python -m synod.bench --frost-sizes 3/5 --no-ecdsa
 python -m synod.bench --api                # withdrawal submissions/s through the REST API
+python -m synod.bench --cluster            # signing latency of a 3-of-5 loopback cluster
 """
 
 from __future__ import annotations
@@ -84,12 +85,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--transition", action="store_true", help="power transitions instead")
     p.add_argument("--utxos", type=int, default=100, help="old-key UTXOs to sweep (fresh key)")
+    p.add_argument("--cluster", action="store_true", help="signing latency of member processes")
+    p.add_argument("--cluster-size", default="3/5", help="t/n for --cluster")
+    p.add_argument("--signatures", type=int, default=200, help="signatures per suite, --cluster")
     args = p.parse_args(argv)
 
     def progress(msg: str) -> None:
         print(f"  … {msg}", file=sys.stderr, flush=True)
 
     print(f"machine: {machine()}", file=sys.stderr)
+    if args.cluster:
+        from synod.bench.cluster import cluster_latencies, render_latencies
+
+        (t, n), *_ = _sizes(args.cluster_size)
+        if not 2 <= t <= n or args.signatures < 1:
+            p.error("--cluster-size needs 2 <= t <= n and --signatures must be positive")
+        print(render_latencies(cluster_latencies(t, n, args.signatures, progress)))
+        return 0
     if args.transition:
         from synod.bench.transition import transition_table
 
