@@ -133,6 +133,10 @@ def test_ecdsa_dkg_and_signature_recover_the_ethereum_address(cluster: Path) -> 
     recovered = coincurve.PublicKey.from_signature_and_message(recoverable, digest, hasher=None)
     assert address_bytes(recovered.format()) == address_bytes(public)
     assert key["addresses"]["ethereum"].lower().endswith(address_bytes(public).hex())
+    for i in MEMBERS:  # each member's CGGMP share is in its keystore (loaded again on restart)
+        ks = Keystore.open(node_dir(cluster, i) / "keystore", _passphrase(cluster, i))
+        info = ks.info(f"cggmp:{key['key_id']}")
+        assert info is not None and info.kind is SecretKind.CGGMP_KEY_SHARE
 
 
 def test_bad_input_is_exit_2_and_one_line(cluster: Path, bip340_key: dict[str, Any]) -> None:
@@ -233,6 +237,8 @@ def test_sigkill_of_a_signer_mid_session_then_restart(
         _restart(cluster)
         _assert_no_nonce_used_twice(cluster)
         # the restarted member signs again, with the share it loaded from its keystore
+        status = clients[victim].status()
+        assert bip340_key["key_id"] in status["key_ids"], status
         again = _sign(cluster, bip340_key["key_id"], os.urandom(32))
         assert again["signature"]
         _assert_no_nonce_used_twice(cluster)
