@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import signal
 import time
 from dataclasses import dataclass
@@ -183,6 +184,8 @@ def _refresh(
 ) -> Status:
     status.peers = {str(k): v.value for k, v in sorted(transport.peers().items())}
     status.transport = {**transport.counters, **operator_only.counters, **runner.counters}
-    with contextlib.suppress(RunnerStopped, TimeoutError):  # else keep the last known ones
-        status.router = runner.call(lambda node, _now: dict(node.router.counters), timeout=5.0)
+    # a runner busy with long work (CGGMP proofs) must not hold up this loop's relaying:
+    # then the last known counters stay
+    with contextlib.suppress(RunnerStopped, TimeoutError, queue.Full):
+        status.router = runner.call(lambda node, _now: dict(node.router.counters), timeout=0.5)
     return status
