@@ -72,7 +72,10 @@ fn aux_info(n: u16, primes: &[PregeneratedPrimes<L>]) -> Vec<AuxInfo<L>> {
     let e = eid();
     let setups = primes[..usize::from(n)].iter().cloned();
     round_based::sim::run_with_setup(setups, |i, party, primes| async move {
+        // As the core does: each party precomputes CRT and multi-exponentiation tables.
         cggmp21::aux_info_gen(ExecutionId::new(&e), i, n, primes)
+            .precompute_crt(true)
+            .precompute_multiexp_tables(true)
             .start(&mut OsRng, party)
             .await
     })

@@ -30,7 +30,7 @@ use cggmp21::{
 };
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use rand_core::OsRng;
+use rand_core::{OsRng, RngCore};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +49,56 @@ type SigningMsg = cggmp21::signing::msg::Msg<E, D>;
 
 /// Upper bound on `n`: keeps every index a `u16` and the crate's vectors small.
 const MAX_PARTIES: u16 = 1000;
+
+/// Longest string in a protocol message. Big integers cross as hex strings; every integer
+/// the crate's proofs produce at this security level is below 2^(ℓ'+ε)·N·N̂ with ℓ' = 848,
+/// ε = 230 and both moduli of 8 × 384 = 3072 bits (7,222 bits; the largest seen in practice
+/// are the factoring proof's responses, 2^(ℓ+ε)·N·N̂, and Paillier ciphertexts mod N²).
+/// A longer string is refused before the crate sees it: a megabyte-long integer would
+/// otherwise cost seconds of modular arithmetic. (+2: a sign and a rounding digit.)
+const MAX_MESSAGE_STRING: usize = {
+    use cggmp21::security_level::{KeygenSecurityLevel, SecurityLevel};
+    (L::ELL_PRIME + L::EPSILON + 16 * L::SECURITY_BITS as usize) / 4 + 2
+};
+
+/// Longest array in a protocol message: per-party vectors (at most `MAX_PARTIES`) and the
+/// proofs' repetitions (128 at this security level).
+const MAX_MESSAGE_ARRAY: usize = 1024;
+
+/// Most fields in one object of a protocol message (the crate's structs have a handful).
+const MAX_MESSAGE_FIELDS: usize = 64;
+
+/// Check every string, array and object of a decoded message against the bounds above.
+fn check_json_bounds(root: &serde_json::Value) -> Result<(), String> {
+    use serde_json::Value;
+    let mut stack = vec![root];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) if s.len() > MAX_MESSAGE_STRING => {
+                return Err(format!(
+                    "a string of {} bytes (at most {MAX_MESSAGE_STRING})",
+                    s.len()
+                ));
+            }
+            Value::Array(a) if a.len() > MAX_MESSAGE_ARRAY => {
+                return Err(format!(
+                    "an array of {} items (at most {MAX_MESSAGE_ARRAY})",
+                    a.len()
+                ));
+            }
+            Value::Object(o) if o.len() > MAX_MESSAGE_FIELDS => {
+                return Err(format!(
+                    "an object of {} fields (at most {MAX_MESSAGE_FIELDS})",
+                    o.len()
+                ));
+            }
+            Value::Array(a) => stack.extend(a.iter()),
+            Value::Object(o) => stack.extend(o.values()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 // ---------------------------------------------------------------------------
 // Encoding helpers
@@ -332,7 +382,10 @@ impl<M: Serialize + DeserializeOwned + 'static> Driver<M> {
                 let Some(msg) = self.inbox.pop_front() else {
                     return;
                 };
-                if self.machine.received_msg(msg).is_err() {
+                let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.machine.received_msg(msg).is_ok()
+                }));
+                if !matches!(delivered, Ok(true)) {
                     self.fail(
                         vec![],
                         "state machine refused a message it asked for".into(),
@@ -341,7 +394,14 @@ impl<M: Serialize + DeserializeOwned + 'static> Driver<M> {
                 }
                 self.waiting_for_msg = false;
             }
-            match self.machine.proceed() {
+            // A panic inside the crate poisons its state machine: the run fails for good.
+            let step =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.machine.proceed()));
+            let Ok(step) = step else {
+                self.fail(vec![], "internal error in the protocol".into());
+                return;
+            };
+            match step {
                 ProceedResult::SendMsg(out) => {
                     let recipient = match out.recipient {
                         MessageDestination::AllParties => None,
@@ -407,14 +467,20 @@ impl<M: Serialize + DeserializeOwned + 'static> Session for Driver<M> {
                 "a party cannot receive its own message",
             ));
         }
-        // An undecodable message is dropped (the session is unchanged) and its sender named.
-        let decoded: M = serde_json::from_slice(msg).map_err(|e| {
+        // An undecodable or oversized message is dropped (the session is unchanged) and its
+        // sender named. Sizes are checked on the generic JSON tree, before the crate's types
+        // (and their big integers) are built from it.
+        let refuse = |why: String| {
             core_err(
                 "protocol",
                 vec![sender],
-                format!("undecodable message from party {sender}: {e}"),
+                format!("undecodable message from party {sender}: {why}"),
             )
-        })?;
+        };
+        let tree: serde_json::Value =
+            serde_json::from_slice(msg).map_err(|e| refuse(e.to_string()))?;
+        check_json_bounds(&tree).map_err(refuse)?;
+        let decoded: M = serde_json::from_value(tree).map_err(|e| refuse(e.to_string()))?;
         let id = self.next_msg_id;
         self.next_msg_id += 1;
         self.msg_senders.insert(id, local);
@@ -491,7 +557,7 @@ impl EcdsaSession {
     /// Raises `protocol` if the message is undecodable (naming the sender) or makes the
     /// protocol abort (naming whoever the crate blames).
     fn receive(&mut self, sender: u16, broadcast: bool, msg: &[u8]) -> PyResult<()> {
-        self.inner.receive(sender, broadcast, msg)
+        crate::guarded(|| self.inner.receive(sender, broadcast, msg))
     }
 
     /// Drain the messages produced so far: `(recipient or None for broadcast, bytes)`.
@@ -510,7 +576,7 @@ impl EcdsaSession {
     /// Bytes for aux info / incomplete key share / signature (64 bytes); an
     /// `EcdsaPresignature` for presigning. Raises `protocol` if the protocol aborted.
     fn output(&mut self, py: Python<'_>) -> PyResult<PyObject> {
-        self.inner.output(py)
+        crate::guarded(|| self.inner.output(py))
     }
 
     #[getter]
@@ -549,48 +615,57 @@ fn check_n(i: u16, n: u16) -> PyResult<()> {
 /// Start auxiliary info generation (Paillier keys + ring-Pedersen parameters) for party `i` of `n`.
 #[pyfunction]
 fn ecdsa_aux_info_session(eid: Vec<u8>, i: u16, n: u16, primes: &[u8]) -> PyResult<EcdsaSession> {
-    check_n(i, n)?;
-    let primes = load_primes(primes)?;
-    let machine: Machine<AuxMsg> = Box::new(cggmp21::round_based::state_machine::wrap_protocol(
-        move |party| async move {
-            let mut rng = OsRng;
-            cggmp21::aux_info_gen(ExecutionId::new(&eid), i, n, primes)
-                .start(&mut rng, party)
-                .await
-                .map_err(Failure::from_error)
-                .and_then(|aux: AuxInfo<L>| json_output(&aux))
-        },
-    ));
-    Ok(EcdsaSession {
-        inner: Box::new(Driver::start(machine, all_parties(n), i)),
+    crate::guarded(|| {
+        check_n(i, n)?;
+        let primes = load_primes(primes)?;
+        let machine: Machine<AuxMsg> = Box::new(
+            cggmp21::round_based::state_machine::wrap_protocol(move |party| async move {
+                let mut rng = OsRng;
+                // Each party precomputes for its own aux info: CRT exponentiation with its
+                // Paillier secret (secret, like the rest of the aux info) and the
+                // multi-exponentiation tables of every party's ring-Pedersen parameters.
+                cggmp21::aux_info_gen(ExecutionId::new(&eid), i, n, primes)
+                    .precompute_crt(true)
+                    .precompute_multiexp_tables(true)
+                    .start(&mut rng, party)
+                    .await
+                    .map_err(Failure::from_error)
+                    .and_then(|aux: AuxInfo<L>| json_output(&aux))
+            }),
+        );
+        Ok(EcdsaSession {
+            inner: Box::new(Driver::start(machine, all_parties(n), i)),
+        })
     })
 }
 
 /// Start threshold DKG (`t`-of-`n`, HD-enabled so non-hardened BIP32 derivation works).
 #[pyfunction]
 fn ecdsa_keygen_session(eid: Vec<u8>, i: u16, n: u16, t: u16) -> PyResult<EcdsaSession> {
-    check_n(i, n)?;
-    if !(2..=n).contains(&t) {
-        return Err(core_err(
-            "invalid_parameters",
-            vec![],
-            format!("threshold must satisfy 2 <= t <= n, got t = {t}, n = {n}"),
-        ));
-    }
-    let machine: Machine<KeygenMsg> = Box::new(cggmp21::round_based::state_machine::wrap_protocol(
-        move |party| async move {
-            let mut rng = OsRng;
-            cggmp21::keygen::<E>(ExecutionId::new(&eid), i, n)
-                .set_threshold(t)
-                .hd_wallet(true)
-                .start(&mut rng, party)
-                .await
-                .map_err(Failure::from_error)
-                .and_then(|share: IncompleteKeyShare<E>| json_output(&share))
-        },
-    ));
-    Ok(EcdsaSession {
-        inner: Box::new(Driver::start(machine, all_parties(n), i)),
+    crate::guarded(|| {
+        check_n(i, n)?;
+        if !(2..=n).contains(&t) {
+            return Err(core_err(
+                "invalid_parameters",
+                vec![],
+                format!("threshold must satisfy 2 <= t <= n, got t = {t}, n = {n}"),
+            ));
+        }
+        let machine: Machine<KeygenMsg> = Box::new(
+            cggmp21::round_based::state_machine::wrap_protocol(move |party| async move {
+                let mut rng = OsRng;
+                cggmp21::keygen::<E>(ExecutionId::new(&eid), i, n)
+                    .set_threshold(t)
+                    .hd_wallet(true)
+                    .start(&mut rng, party)
+                    .await
+                    .map_err(Failure::from_error)
+                    .and_then(|share: IncompleteKeyShare<E>| json_output(&share))
+            }),
+        );
+        Ok(EcdsaSession {
+            inner: Box::new(Driver::start(machine, all_parties(n), i)),
+        })
     })
 }
 
@@ -657,33 +732,35 @@ fn ecdsa_presign_session(
     key_share: &[u8],
     signers: Vec<u16>,
 ) -> PyResult<EcdsaSession> {
-    let share = load_key_share(key_share)?;
-    let (signers, me) = check_signers(&share, &signers)?;
-    let epub = epub_of(&share)?;
-    let public = PresignaturePublic {
-        index: share.core.i,
-        signers: signers.clone(),
-        public_key: share.shared_public_key(),
-        chain_code: epub.chain_code,
-    };
-    let parties = signers.clone();
-    let machine: Machine<SigningMsg> = Box::new(
-        cggmp21::round_based::state_machine::wrap_protocol(move |party| async move {
-            let mut rng = OsRng;
-            cggmp21::signing(ExecutionId::new(&eid), me, &signers, &share)
-                .generate_presignature(&mut rng, party)
-                .await
-                .map(|presignature| {
-                    Output::Presignature(Box::new(PresignatureBlob {
-                        presignature,
-                        public,
-                    }))
-                })
-                .map_err(Failure::from_error)
-        }),
-    );
-    Ok(EcdsaSession {
-        inner: Box::new(Driver::start(machine, parties, me)),
+    crate::guarded(|| {
+        let share = load_key_share(key_share)?;
+        let (signers, me) = check_signers(&share, &signers)?;
+        let epub = epub_of(&share)?;
+        let public = PresignaturePublic {
+            index: share.core.i,
+            signers: signers.clone(),
+            public_key: share.shared_public_key(),
+            chain_code: epub.chain_code,
+        };
+        let parties = signers.clone();
+        let machine: Machine<SigningMsg> = Box::new(
+            cggmp21::round_based::state_machine::wrap_protocol(move |party| async move {
+                let mut rng = OsRng;
+                cggmp21::signing(ExecutionId::new(&eid), me, &signers, &share)
+                    .generate_presignature(&mut rng, party)
+                    .await
+                    .map(|presignature| {
+                        Output::Presignature(Box::new(PresignatureBlob {
+                            presignature,
+                            public,
+                        }))
+                    })
+                    .map_err(Failure::from_error)
+            }),
+        );
+        Ok(EcdsaSession {
+            inner: Box::new(Driver::start(machine, parties, me)),
+        })
     })
 }
 
@@ -697,32 +774,34 @@ fn ecdsa_sign_session(
     digest: &[u8],
     path: Vec<u32>,
 ) -> PyResult<EcdsaSession> {
-    let share = load_key_share(key_share)?;
-    let (signers, me) = check_signers(&share, &signers)?;
-    let data = data_to_sign(digest)?;
-    let path = derivation_path(&path)?;
-    if !path.is_empty() {
-        epub_of(&share)?;
-    }
-    let parties = signers.clone();
-    let machine: Machine<SigningMsg> = Box::new(
-        cggmp21::round_based::state_machine::wrap_protocol(move |party| async move {
-            let mut rng = OsRng;
-            let mut builder = cggmp21::signing(ExecutionId::new(&eid), me, &signers, &share);
-            if !path.is_empty() {
-                builder = builder
-                    .set_derivation_path_with_algo::<Slip10, _>(path)
-                    .map_err(Failure::from_error)?;
-            }
-            builder
-                .sign(&mut rng, party, data)
-                .await
-                .map(|sig| Output::Bytes(signature_to_bytes(&sig.normalize_s())))
-                .map_err(Failure::from_error)
-        }),
-    );
-    Ok(EcdsaSession {
-        inner: Box::new(Driver::start(machine, parties, me)),
+    crate::guarded(|| {
+        let share = load_key_share(key_share)?;
+        let (signers, me) = check_signers(&share, &signers)?;
+        let data = data_to_sign(digest)?;
+        let path = derivation_path(&path)?;
+        if !path.is_empty() {
+            epub_of(&share)?;
+        }
+        let parties = signers.clone();
+        let machine: Machine<SigningMsg> = Box::new(
+            cggmp21::round_based::state_machine::wrap_protocol(move |party| async move {
+                let mut rng = OsRng;
+                let mut builder = cggmp21::signing(ExecutionId::new(&eid), me, &signers, &share);
+                if !path.is_empty() {
+                    builder = builder
+                        .set_derivation_path_with_algo::<Slip10, _>(path)
+                        .map_err(Failure::from_error)?;
+                }
+                builder
+                    .sign(&mut rng, party, data)
+                    .await
+                    .map(|sig| Output::Bytes(signature_to_bytes(&sig.normalize_s())))
+                    .map_err(Failure::from_error)
+            }),
+        );
+        Ok(EcdsaSession {
+            inner: Box::new(Driver::start(machine, parties, me)),
+        })
     })
 }
 
@@ -738,26 +817,50 @@ fn load_primes(bytes: &[u8]) -> PyResult<PregeneratedPrimes<L>> {
         .ok_or_else(|| core_err("decode", vec![], "primes: too small for SecurityLevel128"))
 }
 
-/// Generate a fresh pair of safe primes for aux info generation (slow: seconds to minutes).
-/// Releases the GIL so several can be generated in parallel threads.
+/// One safe prime of the size the security level needs, searched with a hash-based CSPRNG
+/// seeded once from the OS (the search draws millions of random words).
+fn safe_prime() -> cggmp21::rug::Integer {
+    use cggmp21::security_level::KeygenSecurityLevel;
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    let mut rng = rand_hash::HashRng::<sha2::Sha256, _>::from_seed(udigest::Bytes(seed));
+    cggmp21::fast_paillier::utils::generate_safe_prime(&mut rng, 4 * L::SECURITY_BITS)
+}
+
+/// Generate a fresh pair of safe primes for aux info generation (tens of seconds): the two
+/// primes are searched in parallel threads. Releases the GIL, so several parties' primes
+/// can be generated at once.
 #[pyfunction]
 fn ecdsa_generate_primes(py: Python<'_>) -> PyResult<Bytes> {
-    let primes = py.allow_threads(|| PregeneratedPrimes::<L>::generate(&mut OsRng));
-    encode("primes", &primes).map(Cow::Owned)
+    crate::guarded(|| {
+        let (p, q) = py.allow_threads(|| {
+            std::thread::scope(|scope| {
+                let p = scope.spawn(safe_prime);
+                let q = safe_prime();
+                (p.join(), q)
+            })
+        });
+        let p = p.map_err(|_| core_err("internal", vec![], "prime search failed"))?;
+        let primes = PregeneratedPrimes::<L>::new(p, q)
+            .ok_or_else(|| core_err("internal", vec![], "generated primes are too small"))?;
+        encode("primes", &primes).map(Cow::Owned)
+    })
 }
 
 /// Validate serialized primes (sizes only; primality is checked by the protocol's proofs).
 #[pyfunction]
 fn ecdsa_primes_validate(primes: &[u8]) -> PyResult<()> {
-    load_primes(primes).map(|_| ())
+    crate::guarded(|| load_primes(primes).map(|_| ()))
 }
 
 /// Validate aux info and return `n`.
 #[pyfunction]
 fn ecdsa_aux_info_info(aux: &[u8]) -> PyResult<u16> {
-    let aux: AuxInfo<L> = decode("aux info", aux)?;
-    u16::try_from(aux.parties.len())
-        .map_err(|_| core_err("decode", vec![], "aux info: too many parties"))
+    crate::guarded(|| {
+        let aux: AuxInfo<L> = decode("aux info", aux)?;
+        u16::try_from(aux.parties.len())
+            .map_err(|_| core_err("decode", vec![], "aux info: too many parties"))
+    })
 }
 
 type ShareInfo = (u16, u16, u16, Bytes, Option<Bytes>);
@@ -777,30 +880,36 @@ fn share_info(core: &cggmp21::key_share::DirtyIncompleteKeyShare<E>) -> ShareInf
 /// Validate an incomplete key share; return `(i, n, t, public_key, chain_code)`.
 #[pyfunction]
 fn ecdsa_incomplete_key_share_info(share: &[u8]) -> PyResult<ShareInfo> {
-    let share: IncompleteKeyShare<E> = decode("incomplete key share", share)?;
-    Ok(share_info(&share))
+    crate::guarded(|| {
+        let share: IncompleteKeyShare<E> = decode("incomplete key share", share)?;
+        Ok(share_info(&share))
+    })
 }
 
 /// Validate a key share; return `(i, n, t, public_key, chain_code)`.
 #[pyfunction]
 fn ecdsa_key_share_info(share: &[u8]) -> PyResult<ShareInfo> {
-    let share = load_key_share(share)?;
-    Ok(share_info(&share.core))
+    crate::guarded(|| {
+        let share = load_key_share(share)?;
+        Ok(share_info(&share.core))
+    })
 }
 
 /// Complete a key share: the crate's `KeyShare::from_parts` checks the two belong together.
 #[pyfunction]
 fn ecdsa_key_share_from_parts(incomplete: &[u8], aux: &[u8]) -> PyResult<Bytes> {
-    let core: IncompleteKeyShare<E> = decode("incomplete key share", incomplete)?;
-    let aux: AuxInfo<L> = decode("aux info", aux)?;
-    let share = KeyShare::<E, L>::from_parts((core, aux)).map_err(|e| {
-        core_err(
-            "invalid_parameters",
-            vec![],
-            format!("key share and aux info do not match: {e}"),
-        )
-    })?;
-    encode("key share", &share).map(Cow::Owned)
+    crate::guarded(|| {
+        let core: IncompleteKeyShare<E> = decode("incomplete key share", incomplete)?;
+        let aux: AuxInfo<L> = decode("aux info", aux)?;
+        let share = KeyShare::<E, L>::from_parts((core, aux)).map_err(|e| {
+            core_err(
+                "invalid_parameters",
+                vec![],
+                format!("key share and aux info do not match: {e}"),
+            )
+        })?;
+        encode("key share", &share).map(Cow::Owned)
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -831,8 +940,8 @@ struct PartialBlob {
 
 /// A presignature, usable exactly once: issuing a partial signature consumes it and a
 /// second use raises `presignature_used`. Signing two messages with one presignature
-/// leaks the key. `to_bytes()` yields a copy that this object cannot track: whoever
-/// stores it must ensure each stored copy is used at most once.
+/// leaks the key, so there is no copy: `move_out` hands the bytes over and uses this
+/// object up.
 #[pyclass(unsendable, module = "synod._core")]
 pub struct EcdsaPresignature {
     inner: Option<PresignatureBlob>,
@@ -848,15 +957,16 @@ impl EcdsaPresignature {
 
 #[pymethods]
 impl EcdsaPresignature {
-    #[staticmethod]
-    fn from_bytes(bytes: &[u8]) -> PyResult<Self> {
-        Ok(EcdsaPresignature {
-            inner: Some(decode("presignature", bytes)?),
+    /// Move the presignature out as bytes for a single-use store: this object is used up.
+    /// The only way back is `ecdsa_presignature_restore`, which the store calls once, after
+    /// erasing the bytes.
+    fn move_out<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        crate::guarded(|| {
+            let blob = self.get()?;
+            let bytes = encode("presignature", blob)?;
+            self.inner = None;
+            Ok(PyBytes::new(py, &bytes))
         })
-    }
-
-    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        Ok(PyBytes::new(py, &encode("presignature", self.get()?)?))
     }
 
     fn is_used(&self) -> bool {
@@ -894,36 +1004,51 @@ impl EcdsaPresignature {
         digest: &[u8],
         path: Vec<u32>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let data = data_to_sign(digest)?;
-        let path = derivation_path(&path)?;
-        self.get()?;
-        let blob = self.inner.take().expect("checked above");
-        let epub = ExtendedPublicKey {
-            public_key: *blob.public.public_key,
-            chain_code: blob.public.chain_code,
-        };
-        let presignature = blob
-            .presignature
-            .set_derivation_path_with_algo::<Slip10, _>(epub, path)?;
-        let partial = presignature.issue_partial_signature(data);
-        Ok(PyBytes::new(
-            py,
-            &encode(
-                "partial signature",
-                &PartialBlob {
-                    index: blob.public.index,
-                    partial,
-                },
-            )?,
-        ))
+        crate::guarded(|| {
+            let data = data_to_sign(digest)?;
+            let path = derivation_path(&path)?;
+            self.get()?;
+            let blob = self.inner.take().expect("checked above");
+            let epub = ExtendedPublicKey {
+                public_key: *blob.public.public_key,
+                chain_code: blob.public.chain_code,
+            };
+            let presignature = blob
+                .presignature
+                .set_derivation_path_with_algo::<Slip10, _>(epub, path)?;
+            let partial = presignature.issue_partial_signature(data);
+            Ok(PyBytes::new(
+                py,
+                &encode(
+                    "partial signature",
+                    &PartialBlob {
+                        index: blob.public.index,
+                        partial,
+                    },
+                )?,
+            ))
+        })
     }
+}
+
+/// A presignature from the bytes `EcdsaPresignature.move_out` produced. Only the node's
+/// store calls this, once per stored presignature, after erasing the stored copy.
+#[pyfunction]
+fn ecdsa_presignature_restore(data: &[u8]) -> PyResult<EcdsaPresignature> {
+    crate::guarded(|| {
+        Ok(EcdsaPresignature {
+            inner: Some(decode("presignature", data)?),
+        })
+    })
 }
 
 /// Validate a partial signature; return the index of the party that issued it.
 #[pyfunction]
 fn ecdsa_partial_signature_info(partial: &[u8]) -> PyResult<u16> {
-    let blob: PartialBlob = decode("partial signature", partial)?;
-    Ok(blob.index)
+    crate::guarded(|| {
+        let blob: PartialBlob = decode("partial signature", partial)?;
+        Ok(blob.index)
+    })
 }
 
 /// Combine partial signatures (one per signer) into a low-s signature and verify it under
@@ -932,81 +1057,87 @@ fn ecdsa_partial_signature_info(partial: &[u8]) -> PyResult<u16> {
 #[pyfunction]
 fn ecdsa_combine<'py>(
     py: Python<'py>,
-    partials: Vec<Vec<u8>>,
+    partials: Vec<crate::Raw>,
     public_key: &[u8],
     digest: &[u8],
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let pk = point_from_sec1("public key", public_key)?;
-    let data = data_to_sign(digest)?;
-    let mut seen = Vec::new();
-    let mut parts = Vec::new();
-    for p in &partials {
-        let blob: PartialBlob = decode("partial signature", p)?;
-        if seen.contains(&blob.index) {
+    crate::guarded(|| {
+        let pk = point_from_sec1("public key", public_key)?;
+        let data = data_to_sign(digest)?;
+        let mut seen = Vec::new();
+        let mut parts = Vec::new();
+        for p in &partials {
+            let blob: PartialBlob = decode("partial signature", p)?;
+            if seen.contains(&blob.index) {
+                return Err(core_err(
+                    "invalid_parameters",
+                    vec![blob.index],
+                    "two partial signatures from the same party",
+                ));
+            }
+            seen.push(blob.index);
+            parts.push(blob.partial);
+        }
+        if parts.iter().any(|p| p.r != parts[0].r) {
             return Err(core_err(
-                "invalid_parameters",
-                vec![blob.index],
-                "two partial signatures from the same party",
+                "invalid_share",
+                vec![],
+                "partial signatures come from different presignatures",
             ));
         }
-        seen.push(blob.index);
-        parts.push(blob.partial);
-    }
-    if parts.iter().any(|p| p.r != parts[0].r) {
-        return Err(core_err(
-            "invalid_share",
-            vec![],
-            "partial signatures come from different presignatures",
-        ));
-    }
-    let sig = PartialSignature::combine(&parts)
-        .ok_or_else(|| core_err("invalid_share", vec![], "partial signatures do not combine"))?
-        .normalize_s();
-    sig.verify(&pk, &data).map_err(|_| {
-        core_err(
-            "invalid_signature",
-            vec![],
-            "combined signature does not verify",
-        )
-    })?;
-    Ok(PyBytes::new(py, &signature_to_bytes(&sig)))
+        let sig = PartialSignature::combine(&parts)
+            .ok_or_else(|| core_err("invalid_share", vec![], "partial signatures do not combine"))?
+            .normalize_s();
+        sig.verify(&pk, &data).map_err(|_| {
+            core_err(
+                "invalid_signature",
+                vec![],
+                "combined signature does not verify",
+            )
+        })?;
+        Ok(PyBytes::new(py, &signature_to_bytes(&sig)))
+    })
 }
 
 /// Verify a 64-byte `r || s` signature on a 32-byte digest with the crate's verifier.
 #[pyfunction]
 fn ecdsa_verify(public_key: &[u8], digest: &[u8], signature: &[u8]) -> PyResult<bool> {
-    let pk = point_from_sec1("public key", public_key)?;
-    let data = data_to_sign(digest)?;
-    let sig = signature_from_bytes(signature)?;
-    Ok(sig.verify(&pk, &data).is_ok())
+    crate::guarded(|| {
+        let pk = point_from_sec1("public key", public_key)?;
+        let data = data_to_sign(digest)?;
+        let sig = signature_from_bytes(signature)?;
+        Ok(sig.verify(&pk, &data).is_ok())
+    })
 }
 
 /// Recovery id (0 or 1: parity of R.y) of a valid signature, found by trying both parities
 /// and checking which recovers `public_key`. Raises `invalid_signature` if neither does.
 #[pyfunction]
 fn ecdsa_recovery_id(public_key: &[u8], digest: &[u8], signature: &[u8]) -> PyResult<u8> {
-    let pk = point_from_sec1("public key", public_key)?;
-    let z = data_to_sign(digest)?.to_scalar();
-    let sig = signature_from_bytes(signature)?;
-    let r_inv = sig.r.invert();
-    for v in 0u8..2 {
-        let mut enc = [0u8; 33];
-        enc[0] = 0x02 | v;
-        enc[1..].copy_from_slice(&sig.r.to_be_bytes());
-        let Ok(big_r) = Point::<E>::from_bytes(enc) else {
-            continue;
-        };
-        let q = (big_r * *sig.s - Point::<E>::generator() * z) * *r_inv;
-        if q == *pk {
-            return Ok(v);
+    crate::guarded(|| {
+        let pk = point_from_sec1("public key", public_key)?;
+        let z = data_to_sign(digest)?.to_scalar();
+        let sig = signature_from_bytes(signature)?;
+        let r_inv = sig.r.invert();
+        for v in 0u8..2 {
+            let mut enc = [0u8; 33];
+            enc[0] = 0x02 | v;
+            enc[1..].copy_from_slice(&sig.r.to_be_bytes());
+            let Ok(big_r) = Point::<E>::from_bytes(enc) else {
+                continue;
+            };
+            let q = (big_r * *sig.s - Point::<E>::generator() * z) * *r_inv;
+            if q == *pk {
+                return Ok(v);
+            }
         }
-    }
-    // r = R.x - n (recovery ids 2, 3) happens with probability ~2^-128; not supported.
-    Err(core_err(
-        "invalid_signature",
-        vec![],
-        "signature does not recover to the public key",
-    ))
+        // r = R.x - n (recovery ids 2, 3) happens with probability ~2^-128; not supported.
+        Err(core_err(
+            "invalid_signature",
+            vec![],
+            "signature does not recover to the public key",
+        ))
+    })
 }
 
 /// Non-hardened BIP32 (SLIP-10) child of `(public_key, chain_code)` along `path`.
@@ -1017,13 +1148,15 @@ fn ecdsa_derive_public_key<'py>(
     chain_code: &[u8],
     path: Vec<u32>,
 ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
-    let epub = extended_public_key(public_key, chain_code)?;
-    let path = derivation_path(&path)?;
-    let child = Slip10::derive_child_public_key_with_path(&epub, path);
-    Ok((
-        PyBytes::new(py, &point_to_sec1(&child.public_key)),
-        PyBytes::new(py, &child.chain_code),
-    ))
+    crate::guarded(|| {
+        let epub = extended_public_key(public_key, chain_code)?;
+        let path = derivation_path(&path)?;
+        let child = Slip10::derive_child_public_key_with_path(&epub, path);
+        Ok((
+            PyBytes::new(py, &point_to_sec1(&child.public_key)),
+            PyBytes::new(py, &child.chain_code),
+        ))
+    })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -1033,6 +1166,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ecdsa_keygen_session, m)?)?;
     m.add_function(wrap_pyfunction!(ecdsa_presign_session, m)?)?;
     m.add_function(wrap_pyfunction!(ecdsa_sign_session, m)?)?;
+    m.add_function(wrap_pyfunction!(ecdsa_presignature_restore, m)?)?;
     m.add_function(wrap_pyfunction!(ecdsa_generate_primes, m)?)?;
     m.add_function(wrap_pyfunction!(ecdsa_primes_validate, m)?)?;
     m.add_function(wrap_pyfunction!(ecdsa_aux_info_info, m)?)?;

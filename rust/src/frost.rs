@@ -35,6 +35,9 @@ type Ed = frost_ed25519::Ed25519Sha512;
 
 type Bytes = Vec<u8>;
 type IdMap = BTreeMap<u16, Bytes>;
+/// Arguments from Python: bytes copied in one step (see `crate::Raw`).
+type In = crate::Raw;
+type InMap = BTreeMap<u16, In>;
 
 /// What differs between the two ciphersuites: only the BIP341 tweak.
 trait Suite: Ciphersuite {
@@ -85,7 +88,7 @@ fn no_tweak() -> PyErr {
 
 macro_rules! dispatch {
     ($suite:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
-        match $suite {
+        crate::guarded(|| match $suite {
             "secp256k1-tr" => $f::<Tr>($($arg),*),
             "ed25519" => $f::<Ed>($($arg),*),
             other => Err(core_err(
@@ -93,7 +96,7 @@ macro_rules! dispatch {
                 vec![],
                 format!("unknown ciphersuite {other:?} (expected \"secp256k1-tr\" or \"ed25519\")"),
             )),
-        }
+        })
     };
 }
 
@@ -111,23 +114,33 @@ fn ident<C: Ciphersuite>(id: u16) -> PyResult<Identifier<C>> {
     })
 }
 
-/// Map a crate identifier back to its `u16`, searching the known ones first.
-fn ident_back<C: Ciphersuite>(id: &Identifier<C>, known: &[u16]) -> u16 {
-    known
-        .iter()
-        .copied()
-        .chain(1..=u16::MAX)
-        .find(|k| {
-            Identifier::<C>::try_from(*k)
-                .map(|x| x == *id)
-                .unwrap_or(false)
-        })
-        .unwrap_or(0)
+/// The `u16` a crate identifier was made from, or `None` for any other scalar. Constant
+/// time: read the scalar's little-endian bytes (the order the crate itself compares
+/// identifiers in) instead of searching the 65,535 candidates.
+fn id_of<C: Ciphersuite>(id: &Identifier<C>) -> Option<u16> {
+    let le = <<C::Group as Group>::Field>::little_endian_serialize(&id.to_scalar());
+    let bytes = le.as_ref();
+    if bytes.len() < 2 || bytes[2..].iter().any(|&b| b != 0) {
+        return None;
+    }
+    let v = u16::from_le_bytes([bytes[0], bytes[1]]);
+    (v != 0).then_some(v)
+}
+
+/// `id_of`, or a decode error naming the object it came from.
+fn id_or_err<C: Ciphersuite>(id: &Identifier<C>, what: &str) -> PyResult<u16> {
+    id_of(id).ok_or_else(|| {
+        core_err(
+            "decode",
+            vec![],
+            format!("{what}: identifier outside 1..=65535"),
+        )
+    })
 }
 
 /// Translate a crate error into a `CoreError`, naming culprits by `u16` identifier.
-fn frost_err<C: Ciphersuite>(e: Error<C>, known: &[u16]) -> PyErr {
-    let culprits: Vec<u16> = e.culprits().iter().map(|c| ident_back(c, known)).collect();
+fn frost_err<C: Ciphersuite>(e: Error<C>) -> PyErr {
+    let culprits: Vec<u16> = e.culprits().iter().filter_map(id_of).collect();
     let kind = match &e {
         Error::InvalidProofOfKnowledge { .. } | Error::InvalidSecretShare { .. } => {
             "invalid_package"
@@ -148,13 +161,9 @@ fn frost_err<C: Ciphersuite>(e: Error<C>, known: &[u16]) -> PyErr {
     core_err(kind, culprits, e.to_string())
 }
 
-fn known_of(ids: &[&IdMap]) -> Vec<u16> {
-    ids.iter().flat_map(|m| m.keys().copied()).collect()
-}
-
 /// Deserialize every value of an identifier-keyed map, naming the sender of undecodable bytes.
 fn decode_map<C: Ciphersuite, T>(
-    m: &IdMap,
+    m: &InMap,
     what: &str,
     de: impl Fn(&[u8]) -> Result<T, Error<C>>,
 ) -> PyResult<BTreeMap<Identifier<C>, T>> {
@@ -169,14 +178,13 @@ fn decode_map<C: Ciphersuite, T>(
 
 fn encode_map<C: Ciphersuite, T>(
     m: &BTreeMap<Identifier<C>, T>,
-    known: &[u16],
     ser: impl Fn(&T) -> Result<Bytes, Error<C>>,
 ) -> PyResult<IdMap> {
     let mut out = BTreeMap::new();
     for (id, v) in m {
         out.insert(
-            ident_back(id, known),
-            ser(v).map_err(|e| frost_err(e, known))?,
+            id_or_err(id, "identifier")?,
+            ser(v).map_err(|e| frost_err(e))?,
         );
     }
     Ok(out)
@@ -191,7 +199,7 @@ fn de<T, C: Ciphersuite>(
 }
 
 fn ser<C: Ciphersuite>(r: Result<Bytes, Error<C>>) -> PyResult<Bytes> {
-    r.map_err(|e| frost_err(e, &[]))
+    r.map_err(|e| frost_err(e))
 }
 
 fn py_bytes(py: Python<'_>, b: Bytes) -> Py<PyBytes> {
@@ -227,16 +235,11 @@ fn dkg_part1_g<C: Suite>(
             refresh::refresh_dkg_part1::<C, _>(ident, max_signers, min_signers, OsRng)
         }
     };
-    let (secret, package) = result.map_err(|e| frost_err(e, &[id]))?;
+    let (secret, package) = result.map_err(|e| frost_err(e))?;
     Ok((ser(secret.serialize())?, ser(package.serialize())?))
 }
 
-fn dkg_part2_g<C: Suite>(
-    flavour: Flavour,
-    secret: Bytes,
-    round1: IdMap,
-) -> PyResult<(Bytes, IdMap)> {
-    let known = known_of(&[&round1]);
+fn dkg_part2_g<C: Suite>(flavour: Flavour, secret: In, round1: InMap) -> PyResult<(Bytes, IdMap)> {
     let secret = de(
         &secret,
         "round-1 secret package",
@@ -251,10 +254,10 @@ fn dkg_part2_g<C: Suite>(
         Flavour::Keygen => dkg::part2(secret, &r1),
         Flavour::Refresh => refresh::refresh_dkg_part2(secret, &r1),
     };
-    let (secret2, out) = result.map_err(|e| frost_err(e, &known))?;
+    let (secret2, out) = result.map_err(|e| frost_err(e))?;
     Ok((
         ser(secret2.serialize())?,
-        encode_map(&out, &known, |p| p.serialize())?,
+        encode_map(&out, |p| p.serialize())?,
     ))
 }
 
@@ -263,15 +266,13 @@ type Round2Inputs<C> = (
     dkg::round2::SecretPackage<C>,
     BTreeMap<Identifier<C>, dkg::round1::Package<C>>,
     BTreeMap<Identifier<C>, dkg::round2::Package<C>>,
-    Vec<u16>,
 );
 
 fn decode_part3<C: Suite>(
     secret: &[u8],
-    round1: &IdMap,
-    round2: &IdMap,
+    round1: &InMap,
+    round2: &InMap,
 ) -> PyResult<Round2Inputs<C>> {
-    let known = known_of(&[round1, round2]);
     let secret = de(
         secret,
         "round-2 secret package",
@@ -287,12 +288,12 @@ fn decode_part3<C: Suite>(
         "round-2 package",
         dkg::round2::Package::<C>::deserialize,
     )?;
-    Ok((secret, r1, r2, known))
+    Ok((secret, r1, r2))
 }
 
-fn dkg_part3_g<C: Suite>(secret: Bytes, round1: IdMap, round2: IdMap) -> PyResult<(Bytes, Bytes)> {
-    let (secret, r1, r2, known) = decode_part3::<C>(&secret, &round1, &round2)?;
-    let (kp, pkp) = dkg::part3(&secret, &r1, &r2).map_err(|e| frost_err(e, &known))?;
+fn dkg_part3_g<C: Suite>(secret: In, round1: InMap, round2: InMap) -> PyResult<(Bytes, Bytes)> {
+    let (secret, r1, r2) = decode_part3::<C>(&secret, &round1, &round2)?;
+    let (kp, pkp) = dkg::part3(&secret, &r1, &r2).map_err(|e| frost_err(e))?;
     Ok((ser(kp.serialize())?, ser(pkp.serialize())?))
 }
 
@@ -327,8 +328,8 @@ fn frost_dkg_part2(
     py: Python<'_>,
     suite: &str,
     refresh: bool,
-    secret: Bytes,
-    round1: IdMap,
+    secret: In,
+    round1: InMap,
 ) -> PyResult<(Py<PyBytes>, IdMap)> {
     let (s, out) = dispatch!(suite, dkg_part2_g(Flavour::of(refresh), secret, round1))?;
     Ok((py_bytes(py, s), out))
@@ -338,9 +339,9 @@ fn frost_dkg_part2(
 fn frost_dkg_part3(
     py: Python<'_>,
     suite: &str,
-    secret: Bytes,
-    round1: IdMap,
-    round2: IdMap,
+    secret: In,
+    round1: InMap,
+    round2: InMap,
 ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
     let (k, p) = dispatch!(suite, dkg_part3_g(secret, round1, round2))?;
     Ok((py_bytes(py, k), py_bytes(py, p)))
@@ -350,13 +351,13 @@ fn frost_dkg_part3(
 // Signing: round 1, signing package, round 2, aggregate, verify
 // ---------------------------------------------------------------------------
 
-fn round1_g<C: Suite>(key_package: Bytes) -> PyResult<(Bytes, Bytes)> {
+fn round1_g<C: Suite>(key_package: In) -> PyResult<(Bytes, Bytes)> {
     let kp = de(&key_package, "key package", KeyPackage::<C>::deserialize)?;
     let (nonces, commitments) = frost_core::round1::commit(kp.signing_share(), &mut OsRng);
     Ok((ser(nonces.serialize())?, ser(commitments.serialize())?))
 }
 
-fn signing_package_g<C: Suite>(commitments: IdMap, message: Bytes) -> PyResult<Bytes> {
+fn signing_package_g<C: Suite>(commitments: InMap, message: In) -> PyResult<Bytes> {
     let c = decode_map(
         &commitments,
         "signing commitments",
@@ -365,7 +366,7 @@ fn signing_package_g<C: Suite>(commitments: IdMap, message: Bytes) -> PyResult<B
     ser(SigningPackage::new(c, &message).serialize())
 }
 
-fn tweak_root(taproot: bool, merkle_root: &Option<Bytes>) -> PyResult<Option<Option<&[u8]>>> {
+fn tweak_root(taproot: bool, merkle_root: &Option<In>) -> PyResult<Option<Option<&[u8]>>> {
     match (taproot, merkle_root) {
         (false, None) => Ok(None),
         (false, Some(_)) => Err(core_err(
@@ -378,11 +379,11 @@ fn tweak_root(taproot: bool, merkle_root: &Option<Bytes>) -> PyResult<Option<Opt
 }
 
 fn round2_g<C: Suite>(
-    signing_package: Bytes,
-    nonces: Bytes,
-    key_package: Bytes,
+    signing_package: In,
+    nonces: In,
+    key_package: In,
     taproot: bool,
-    merkle_root: Option<Bytes>,
+    merkle_root: Option<In>,
 ) -> PyResult<Bytes> {
     let sp = de(
         &signing_package,
@@ -394,18 +395,17 @@ fn round2_g<C: Suite>(
     if let Some(root) = tweak_root(taproot, &merkle_root)? {
         kp = C::tweak_key_package(kp, root)?;
     }
-    let share = frost_core::round2::sign(&sp, &n, &kp).map_err(|e| frost_err(e, &[]))?;
+    let share = frost_core::round2::sign(&sp, &n, &kp).map_err(|e| frost_err(e))?;
     Ok(share.serialize())
 }
 
 fn aggregate_g<C: Suite>(
-    signing_package: Bytes,
-    shares: IdMap,
-    public_package: Bytes,
+    signing_package: In,
+    shares: InMap,
+    public_package: In,
     taproot: bool,
-    merkle_root: Option<Bytes>,
+    merkle_root: Option<In>,
 ) -> PyResult<Bytes> {
-    let known = known_of(&[&shares]);
     let sp = de(
         &signing_package,
         "signing package",
@@ -421,18 +421,18 @@ fn aggregate_g<C: Suite>(
         pkp = C::tweak_public_package(pkp, root)?;
     }
     let sig = frost_core::aggregate_custom(&sp, &sh, &pkp, CheaterDetection::AllCheaters)
-        .map_err(|e| frost_err(e, &known))?;
+        .map_err(|e| frost_err(e))?;
     ser(sig.serialize())
 }
 
 /// Check one signature share as it arrives (ROAST excludes a signer on its first bad share).
 fn verify_share_g<C: Suite>(
     id: u16,
-    signing_package: Bytes,
-    share: Bytes,
-    public_package: Bytes,
+    signing_package: In,
+    share: In,
+    public_package: In,
     taproot: bool,
-    merkle_root: Option<Bytes>,
+    merkle_root: Option<In>,
 ) -> PyResult<()> {
     let sp = de(
         &signing_package,
@@ -467,9 +467,9 @@ fn verify_share_g<C: Suite>(
 }
 
 fn verifying_key_g<C: Suite>(
-    public_package: Bytes,
+    public_package: In,
     taproot: bool,
-    merkle_root: Option<Bytes>,
+    merkle_root: Option<In>,
 ) -> PyResult<Bytes> {
     let mut pkp = de(
         &public_package,
@@ -482,7 +482,7 @@ fn verifying_key_g<C: Suite>(
     ser(pkp.verifying_key().serialize())
 }
 
-fn verify_g<C: Suite>(verifying_key: Bytes, message: Bytes, signature: Bytes) -> PyResult<()> {
+fn verify_g<C: Suite>(verifying_key: In, message: In, signature: In) -> PyResult<()> {
     let vk = de(
         &verifying_key,
         "verifying key",
@@ -495,14 +495,14 @@ fn verify_g<C: Suite>(verifying_key: Bytes, message: Bytes, signature: Bytes) ->
             format!("signature does not parse: {e}"),
         )
     })?;
-    vk.verify(&message, &sig).map_err(|e| frost_err(e, &[]))
+    vk.verify(&message, &sig).map_err(|e| frost_err(e))
 }
 
 #[pyfunction]
 fn frost_round1(
     py: Python<'_>,
     suite: &str,
-    key_package: Bytes,
+    key_package: In,
 ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
     let (n, c) = dispatch!(suite, round1_g(key_package))?;
     Ok((py_bytes(py, n), py_bytes(py, c)))
@@ -512,8 +512,8 @@ fn frost_round1(
 fn frost_signing_package(
     py: Python<'_>,
     suite: &str,
-    commitments: IdMap,
-    message: Bytes,
+    commitments: InMap,
+    message: In,
 ) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(
         py,
@@ -526,11 +526,11 @@ fn frost_signing_package(
 fn frost_round2(
     py: Python<'_>,
     suite: &str,
-    signing_package: Bytes,
-    nonces: Bytes,
-    key_package: Bytes,
+    signing_package: In,
+    nonces: In,
+    key_package: In,
     taproot: bool,
-    merkle_root: Option<Bytes>,
+    merkle_root: Option<In>,
 ) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(
         py,
@@ -546,11 +546,11 @@ fn frost_round2(
 fn frost_aggregate(
     py: Python<'_>,
     suite: &str,
-    signing_package: Bytes,
-    shares: IdMap,
-    public_package: Bytes,
+    signing_package: In,
+    shares: InMap,
+    public_package: In,
     taproot: bool,
-    merkle_root: Option<Bytes>,
+    merkle_root: Option<In>,
 ) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(
         py,
@@ -572,11 +572,11 @@ fn frost_aggregate(
 fn frost_verify_share(
     suite: &str,
     id: u16,
-    signing_package: Bytes,
-    share: Bytes,
-    public_package: Bytes,
+    signing_package: In,
+    share: In,
+    public_package: In,
     taproot: bool,
-    merkle_root: Option<Bytes>,
+    merkle_root: Option<In>,
 ) -> PyResult<()> {
     dispatch!(
         suite,
@@ -596,9 +596,9 @@ fn frost_verify_share(
 fn frost_verifying_key(
     py: Python<'_>,
     suite: &str,
-    public_package: Bytes,
+    public_package: In,
     taproot: bool,
-    merkle_root: Option<Bytes>,
+    merkle_root: Option<In>,
 ) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(
         py,
@@ -608,12 +608,7 @@ fn frost_verifying_key(
 
 /// Verify a signature with the crate's verifier (BIP340 for secp256k1-tr, RFC 8032 for ed25519).
 #[pyfunction]
-fn frost_verify(
-    suite: &str,
-    verifying_key: Bytes,
-    message: Bytes,
-    signature: Bytes,
-) -> PyResult<()> {
+fn frost_verify(suite: &str, verifying_key: In, message: In, signature: In) -> PyResult<()> {
     dispatch!(suite, verify_g(verifying_key, message, signature))
 }
 
@@ -621,9 +616,9 @@ fn frost_verify(
 // Inspecting packages
 // ---------------------------------------------------------------------------
 
-fn key_package_info_g<C: Suite>(key_package: Bytes) -> PyResult<(u16, u16, Bytes, Bytes)> {
+fn key_package_info_g<C: Suite>(key_package: In) -> PyResult<(u16, u16, Bytes, Bytes)> {
     let kp = de(&key_package, "key package", KeyPackage::<C>::deserialize)?;
-    let id = ident_back(kp.identifier(), &[]);
+    let id = id_or_err(kp.identifier(), "key package")?;
     Ok((
         id,
         *kp.min_signers(),
@@ -632,7 +627,7 @@ fn key_package_info_g<C: Suite>(key_package: Bytes) -> PyResult<(u16, u16, Bytes
     ))
 }
 
-fn public_package_info_g<C: Suite>(public_package: Bytes) -> PyResult<(Option<u16>, IdMap, Bytes)> {
+fn public_package_info_g<C: Suite>(public_package: In) -> PyResult<(Option<u16>, IdMap, Bytes)> {
     let pkp = de(
         &public_package,
         "public key package",
@@ -640,7 +635,7 @@ fn public_package_info_g<C: Suite>(public_package: Bytes) -> PyResult<(Option<u1
     )?;
     let mut shares = BTreeMap::new();
     for (id, vs) in pkp.verifying_shares() {
-        shares.insert(ident_back(id, &[]), ser(vs.serialize())?);
+        shares.insert(id_or_err(id, "public key package")?, ser(vs.serialize())?);
     }
     Ok((
         pkp.min_signers(),
@@ -649,7 +644,7 @@ fn public_package_info_g<C: Suite>(public_package: Bytes) -> PyResult<(Option<u1
     ))
 }
 
-fn signing_package_info_g<C: Suite>(signing_package: Bytes) -> PyResult<(Bytes, IdMap)> {
+fn signing_package_info_g<C: Suite>(signing_package: In) -> PyResult<(Bytes, IdMap)> {
     let sp = de(
         &signing_package,
         "signing package",
@@ -657,9 +652,176 @@ fn signing_package_info_g<C: Suite>(signing_package: Bytes) -> PyResult<(Bytes, 
     )?;
     let mut commitments = BTreeMap::new();
     for (id, c) in sp.signing_commitments() {
-        commitments.insert(ident_back(id, &[]), ser(c.serialize())?);
+        commitments.insert(id_or_err(id, "signing package")?, ser(c.serialize())?);
     }
     Ok((sp.message().clone(), commitments))
+}
+
+// ---------------------------------------------------------------------------
+// A signing package's shape, read before the crate parses it (bounded cost)
+// ---------------------------------------------------------------------------
+
+/// A little cursor over the crate's postcard encoding: enough to read lengths and
+/// identifiers and skip fixed-size fields, never to decode a point.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let out = self.buf.get(self.pos..end)?;
+        self.pos = end;
+        Some(out)
+    }
+
+    /// postcard's unsigned LEB128 length (at most 10 bytes for a u64).
+    fn varint(&mut self) -> Option<usize> {
+        let mut value: u64 = 0;
+        for shift in (0..70).step_by(7) {
+            let b = *self.take(1)?.first()?;
+            value |= u64::from(b & 0x7f).checked_shl(shift)?;
+            if b & 0x80 == 0 {
+                return usize::try_from(value).ok();
+            }
+        }
+        None
+    }
+
+    /// The crate's header: format version 0 and a 4-byte ciphersuite id.
+    fn header(&mut self) -> Option<()> {
+        let h = self.take(5)?;
+        (h[0] == 0).then_some(())
+    }
+}
+
+/// The `u16` of a serialized identifier (a field scalar), or `None` for any other value.
+fn raw_id<C: Ciphersuite>(bytes: &[u8]) -> Option<u16> {
+    let one = Identifier::<C>::try_from(1u16).ok()?.serialize();
+    let little_endian = one.first() == Some(&1);
+    let split = if little_endian {
+        2
+    } else {
+        bytes.len().checked_sub(2)?
+    };
+    let (a, b) = (bytes.get(..split)?, bytes.get(split..)?);
+    let (low, high) = if little_endian { (a, b) } else { (b, a) };
+    if low.len() != 2 {
+        return None;
+    }
+    if high.iter().any(|&b| b != 0) {
+        return None;
+    }
+    let v = if little_endian {
+        u16::from_le_bytes([low[0], low[1]])
+    } else {
+        u16::from_be_bytes([low[0], low[1]])
+    };
+    (v != 0).then_some(v)
+}
+
+fn bad_package(message: impl Into<String>) -> PyErr {
+    core_err(
+        "decode",
+        vec![],
+        format!("signing package: {}", message.into()),
+    )
+}
+
+/// Check a signing package's shape in time linear in the committee size, before the crate
+/// decompresses any point: at most one commitment per committee member, at least
+/// `min_signers`, every identifier a committee member's (in the crate's strictly increasing
+/// order), `me` among them, a message of at most `max_message` bytes, nothing after it.
+fn check_signing_package_g<C: Suite>(
+    signing_package: In,
+    me: u16,
+    min_signers: u16,
+    committee: Vec<u16>,
+    max_message: usize,
+) -> PyResult<()> {
+    let scalar_len = <<C::Group as Group>::Field>::serialize(&<<C::Group as Group>::Field>::one())
+        .as_ref()
+        .len();
+    let element_len = <C::Group>::serialize(&<C::Group>::generator())
+        .map_err(|_| bad_package("ciphersuite cannot serialize its generator"))?
+        .as_ref()
+        .len();
+    let mut members = committee;
+    members.sort_unstable();
+    members.dedup();
+    let mut cur = Cursor {
+        buf: &signing_package,
+        pos: 0,
+    };
+    cur.header().ok_or_else(|| bad_package("bad header"))?;
+    let count = cur.varint().ok_or_else(|| bad_package("bad length"))?;
+    if count > members.len() {
+        return Err(bad_package(format!(
+            "{count} commitments for a committee of {}",
+            members.len()
+        )));
+    }
+    if count < usize::from(min_signers) {
+        return Err(bad_package(format!(
+            "{count} commitments, fewer than the threshold {min_signers}"
+        )));
+    }
+    let mut previous = 0u16;
+    let mut mine = false;
+    for _ in 0..count {
+        let raw = cur
+            .take(scalar_len)
+            .ok_or_else(|| bad_package("truncated"))?;
+        let id = raw_id::<C>(raw).ok_or_else(|| bad_package("identifier outside 1..=65535"))?;
+        if id <= previous {
+            return Err(bad_package("identifiers not strictly increasing"));
+        }
+        previous = id;
+        if members.binary_search(&id).is_err() {
+            return Err(bad_package(format!(
+                "identifier {id} is not in the committee"
+            )));
+        }
+        mine |= id == me;
+        cur.header()
+            .ok_or_else(|| bad_package("bad commitment header"))?;
+        cur.take(2 * element_len)
+            .ok_or_else(|| bad_package("truncated"))?;
+    }
+    if !mine {
+        return Err(bad_package(format!("no commitment of signer {me}")));
+    }
+    let len = cur
+        .varint()
+        .ok_or_else(|| bad_package("bad message length"))?;
+    if len > max_message {
+        return Err(bad_package(format!(
+            "message of {len} bytes, more than {max_message}"
+        )));
+    }
+    cur.take(len)
+        .ok_or_else(|| bad_package("truncated message"))?;
+    if cur.pos != signing_package.len() {
+        return Err(bad_package("trailing bytes"));
+    }
+    Ok(())
+}
+
+/// Shape check of a signing package for signer `me` (see `check_signing_package_g`).
+#[pyfunction]
+fn frost_check_signing_package(
+    suite: &str,
+    signing_package: In,
+    me: u16,
+    min_signers: u16,
+    committee: Vec<u16>,
+    max_message: usize,
+) -> PyResult<()> {
+    dispatch!(
+        suite,
+        check_signing_package_g(signing_package, me, min_signers, committee, max_message)
+    )
 }
 
 /// (message, {id: commitments}) of a signing package: what a signer checks before signing.
@@ -667,7 +829,7 @@ fn signing_package_info_g<C: Suite>(signing_package: Bytes) -> PyResult<(Bytes, 
 fn frost_signing_package_info(
     py: Python<'_>,
     suite: &str,
-    signing_package: Bytes,
+    signing_package: In,
 ) -> PyResult<(Py<PyBytes>, IdMap)> {
     let (m, c) = dispatch!(suite, signing_package_info_g(signing_package))?;
     Ok((py_bytes(py, m), c))
@@ -678,7 +840,7 @@ fn frost_signing_package_info(
 fn frost_key_package_info(
     py: Python<'_>,
     suite: &str,
-    key_package: Bytes,
+    key_package: In,
 ) -> PyResult<(u16, u16, Py<PyBytes>, Py<PyBytes>)> {
     let (id, t, vs, vk) = dispatch!(suite, key_package_info_g(key_package))?;
     Ok((id, t, py_bytes(py, vs), py_bytes(py, vk)))
@@ -689,14 +851,14 @@ fn frost_key_package_info(
 fn frost_public_package_info(
     py: Python<'_>,
     suite: &str,
-    public_package: Bytes,
+    public_package: In,
 ) -> PyResult<(Option<u16>, IdMap, Py<PyBytes>)> {
     let (t, shares, vk) = dispatch!(suite, public_package_info_g(public_package))?;
     Ok((t, shares, py_bytes(py, vk)))
 }
 
 /// Check that bytes deserialize as the named FROST object (used to validate untrusted input early).
-fn check_g<C: Suite>(kind: &str, bytes: Bytes) -> PyResult<()> {
+fn check_g<C: Suite>(kind: &str, bytes: In) -> PyResult<()> {
     let r: Result<(), Error<C>> = match kind {
         "key_package" => KeyPackage::<C>::deserialize(&bytes).map(drop),
         "public_key_package" => PublicKeyPackage::<C>::deserialize(&bytes).map(drop),
@@ -727,7 +889,7 @@ fn check_g<C: Suite>(kind: &str, bytes: Bytes) -> PyResult<()> {
 }
 
 #[pyfunction]
-fn frost_check(suite: &str, kind: &str, bytes: Bytes) -> PyResult<()> {
+fn frost_check(suite: &str, kind: &str, bytes: In) -> PyResult<()> {
     dispatch!(suite, check_g(kind, bytes))
 }
 
@@ -736,13 +898,13 @@ fn frost_check(suite: &str, kind: &str, bytes: Bytes) -> PyResult<()> {
 // ---------------------------------------------------------------------------
 
 fn refresh_part3_g<C: Suite>(
-    secret: Bytes,
-    round1: IdMap,
-    round2: IdMap,
-    public_package: Bytes,
-    key_package: Bytes,
+    secret: In,
+    round1: InMap,
+    round2: InMap,
+    public_package: In,
+    key_package: In,
 ) -> PyResult<(Bytes, Bytes)> {
-    let (secret, r1, r2, known) = decode_part3::<C>(&secret, &round1, &round2)?;
+    let (secret, r1, r2) = decode_part3::<C>(&secret, &round1, &round2)?;
     let pkp = de(
         &public_package,
         "public key package",
@@ -750,8 +912,8 @@ fn refresh_part3_g<C: Suite>(
     )?;
     let kp = de(&key_package, "key package", KeyPackage::<C>::deserialize)?;
     let group = *pkp.verifying_key();
-    let (kp, pkp) = refresh::refresh_dkg_shares(&secret, &r1, &r2, pkp, kp)
-        .map_err(|e| frost_err(e, &known))?;
+    let (kp, pkp) =
+        refresh::refresh_dkg_shares(&secret, &r1, &r2, pkp, kp).map_err(|e| frost_err(e))?;
     if *pkp.verifying_key() != group {
         return Err(core_err(
             "protocol",
@@ -766,11 +928,11 @@ fn refresh_part3_g<C: Suite>(
 fn frost_refresh_part3(
     py: Python<'_>,
     suite: &str,
-    secret: Bytes,
-    round1: IdMap,
-    round2: IdMap,
-    public_package: Bytes,
-    key_package: Bytes,
+    secret: In,
+    round1: InMap,
+    round2: InMap,
+    public_package: In,
+    key_package: In,
 ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
     let (k, p) = dispatch!(
         suite,
@@ -785,7 +947,7 @@ fn frost_refresh_part3(
 
 fn repair_part1_g<C: Suite>(
     helpers: Vec<u16>,
-    key_package: Bytes,
+    key_package: In,
     participant: u16,
 ) -> PyResult<IdMap> {
     let kp = de(&key_package, "key package", KeyPackage::<C>::deserialize)?;
@@ -794,20 +956,20 @@ fn repair_part1_g<C: Suite>(
         .map(|h| ident::<C>(*h))
         .collect::<PyResult<Vec<_>>>()?;
     let deltas = repairable::repair_share_part1(&hs, &kp, &mut OsRng, ident::<C>(participant)?)
-        .map_err(|e| frost_err(e, &helpers))?;
-    encode_map(&deltas, &helpers, |d| Ok(d.serialize()))
+        .map_err(|e| frost_err(e))?;
+    encode_map(&deltas, |d| Ok(d.serialize()))
 }
 
-fn repair_part2_g<C: Suite>(deltas: IdMap) -> PyResult<Bytes> {
+fn repair_part2_g<C: Suite>(deltas: InMap) -> PyResult<Bytes> {
     let ds = decode_map(&deltas, "repair delta", repairable::Delta::<C>::deserialize)?;
     let ds: Vec<_> = ds.into_values().collect();
     Ok(repairable::repair_share_part2(&ds).serialize())
 }
 
 fn repair_part3_g<C: Suite>(
-    sigmas: IdMap,
+    sigmas: InMap,
     participant: u16,
-    public_package: Bytes,
+    public_package: In,
 ) -> PyResult<Bytes> {
     let ss = decode_map(&sigmas, "repair sigma", repairable::Sigma::<C>::deserialize)?;
     let ss: Vec<_> = ss.into_values().collect();
@@ -817,8 +979,7 @@ fn repair_part3_g<C: Suite>(
         PublicKeyPackage::<C>::deserialize,
     )?;
     let id = ident::<C>(participant)?;
-    let kp =
-        repairable::repair_share_part3(&ss, id, &pkp).map_err(|e| frost_err(e, &[participant]))?;
+    let kp = repairable::repair_share_part3(&ss, id, &pkp).map_err(|e| frost_err(e))?;
     // The crate does not check the result; a wrong sigma would silently give a useless share.
     match pkp.verifying_shares().get(&id) {
         Some(expected) if expected == kp.verifying_share() => ser(kp.serialize()),
@@ -835,14 +996,14 @@ fn repair_part3_g<C: Suite>(
 fn frost_repair_part1(
     suite: &str,
     helpers: Vec<u16>,
-    key_package: Bytes,
+    key_package: In,
     participant: u16,
 ) -> PyResult<IdMap> {
     dispatch!(suite, repair_part1_g(helpers, key_package, participant))
 }
 
 #[pyfunction]
-fn frost_repair_part2(py: Python<'_>, suite: &str, deltas: IdMap) -> PyResult<Py<PyBytes>> {
+fn frost_repair_part2(py: Python<'_>, suite: &str, deltas: InMap) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(py, dispatch!(suite, repair_part2_g(deltas))?))
 }
 
@@ -850,9 +1011,9 @@ fn frost_repair_part2(py: Python<'_>, suite: &str, deltas: IdMap) -> PyResult<Py
 fn frost_repair_part3(
     py: Python<'_>,
     suite: &str,
-    sigmas: IdMap,
+    sigmas: InMap,
     participant: u16,
-    public_package: Bytes,
+    public_package: In,
 ) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(
         py,
@@ -864,14 +1025,39 @@ fn frost_repair_part3(
 // Resharing to a new committee and threshold, same group key
 // ---------------------------------------------------------------------------
 
+/// The new committee's threshold must be a real threshold of that committee (the crate
+/// needs at least 2), checked before any commitment is indexed.
+fn check_new_threshold(new_min: u16, new_ids: &[u16]) -> PyResult<()> {
+    let distinct: BTreeSet<u16> = new_ids.iter().copied().collect();
+    if distinct.len() != new_ids.len() {
+        return Err(core_err(
+            "invalid_parameters",
+            vec![],
+            "new identifiers must be distinct",
+        ));
+    }
+    if new_min < 2 || usize::from(new_min) > new_ids.len() {
+        return Err(core_err(
+            "invalid_parameters",
+            vec![],
+            format!(
+                "new threshold {new_min} must be in 2..={} (the new committee's size)",
+                new_ids.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Old signer `kp.identifier` in `old_signers`: split λ_i·s_i among `new_ids` with threshold `new_min`.
 /// Returns the VSS commitment (to broadcast) and one sub-share per new identifier (to send privately).
 fn reshare_part1_g<C: Suite>(
-    key_package: Bytes,
+    key_package: In,
     old_signers: Vec<u16>,
     new_ids: Vec<u16>,
     new_min: u16,
 ) -> PyResult<(Bytes, IdMap)> {
+    check_new_threshold(new_min, &new_ids)?;
     let kp = de(&key_package, "key package", KeyPackage::<C>::deserialize)?;
     let old_set = old_signers
         .iter()
@@ -896,9 +1082,9 @@ fn reshare_part1_g<C: Suite>(
         .map(|i| ident::<C>(*i))
         .collect::<PyResult<Vec<_>>>()?;
     let lambda = frost_core::compute_lagrange_coefficient(&old_set, None, *kp.identifier())
-        .map_err(|e| frost_err(e, &old_signers))?;
+        .map_err(|e| frost_err(e))?;
     let weighted = SigningKey::<C>::from_scalar(kp.signing_share().to_scalar() * lambda)
-        .map_err(|e| frost_err(e, &[]))?;
+        .map_err(|e| frost_err(e))?;
     let max = u16::try_from(new.len())
         .map_err(|_| core_err("invalid_parameters", vec![], "too many new signers"))?;
     let (shares, _) = keys::split(
@@ -908,15 +1094,15 @@ fn reshare_part1_g<C: Suite>(
         IdentifierList::Custom(&new),
         &mut OsRng,
     )
-    .map_err(|e| frost_err(e, &new_ids))?;
+    .map_err(|e| frost_err(e))?;
     let commitment = shares
         .values()
         .next()
         .ok_or_else(|| core_err("invalid_parameters", vec![], "no new signers"))?
         .commitment()
         .serialize_whole()
-        .map_err(|e| frost_err(e, &[]))?;
-    let out = encode_map(&shares, &new_ids, |s| Ok(scalar_bytes(s.signing_share())))?;
+        .map_err(|e| frost_err(e))?;
+    let out = encode_map(&shares, |s| Ok(scalar_bytes(s.signing_share())))?;
     Ok((commitment, out))
 }
 
@@ -927,10 +1113,11 @@ fn reshare_part2_g<C: Suite>(
     id: u16,
     new_ids: Vec<u16>,
     new_min: u16,
-    old_public_package: Bytes,
-    commitments: IdMap,
-    shares: IdMap,
+    old_public_package: In,
+    commitments: InMap,
+    shares: InMap,
 ) -> PyResult<(Bytes, Bytes)> {
+    check_new_threshold(new_min, &new_ids)?;
     let old = de(
         &old_public_package,
         "old public key package",
@@ -983,7 +1170,7 @@ fn reshare_part2_g<C: Suite>(
         }
         // Constant term must be λ_i · Y_i, binding the sub-sharing to the old share.
         let lambda = frost_core::compute_lagrange_coefficient(&old_set, None, oid)
-            .map_err(|e| frost_err(e, &old_ids))?;
+            .map_err(|e| frost_err(e))?;
         let Some(old_vs) = old.verifying_shares().get(&oid) else {
             return Err(core_err(
                 "invalid_parameters",
@@ -992,7 +1179,7 @@ fn reshare_part2_g<C: Suite>(
             ));
         };
         let expected = old_vs.to_element() * lambda;
-        if commitment.coefficients()[0].value() != expected {
+        if commitment.coefficients().first().map(|c| c.value()) != Some(expected) {
             culprits.push(*old_id);
             continue;
         }
@@ -1015,7 +1202,7 @@ fn reshare_part2_g<C: Suite>(
         ));
     }
     let refs: Vec<&VerifiableSecretSharingCommitment<C>> = accepted.iter().collect();
-    let group_commitment = keys::sum_commitments(&refs).map_err(|e| frost_err(e, &old_ids))?;
+    let group_commitment = keys::sum_commitments(&refs).map_err(|e| frost_err(e))?;
     let new_set = new_ids
         .iter()
         .map(|i| ident::<C>(*i))
@@ -1027,8 +1214,8 @@ fn reshare_part2_g<C: Suite>(
             "this identifier is not in the new committee",
         ));
     }
-    let from_commitment = PublicKeyPackage::from_commitment(&new_set, &group_commitment)
-        .map_err(|e| frost_err(e, &new_ids))?;
+    let from_commitment =
+        PublicKeyPackage::from_commitment(&new_set, &group_commitment).map_err(|e| frost_err(e))?;
     if from_commitment.verifying_key() != old.verifying_key() {
         return Err(core_err(
             "protocol",
@@ -1064,7 +1251,7 @@ fn reshare_part2_g<C: Suite>(
 fn frost_reshare_part1(
     py: Python<'_>,
     suite: &str,
-    key_package: Bytes,
+    key_package: In,
     old_signers: Vec<u16>,
     new_ids: Vec<u16>,
     new_min: u16,
@@ -1084,9 +1271,9 @@ fn frost_reshare_part2(
     id: u16,
     new_ids: Vec<u16>,
     new_min: u16,
-    old_public_package: Bytes,
-    commitments: IdMap,
-    shares: IdMap,
+    old_public_package: In,
+    commitments: InMap,
+    shares: InMap,
 ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
     let (k, p) = dispatch!(
         suite,
@@ -1107,7 +1294,7 @@ fn frost_reshare_part2(
 // ---------------------------------------------------------------------------
 
 fn split_g<C: Suite>(
-    secret: Option<Bytes>,
+    secret: Option<In>,
     max_signers: u16,
     min_signers: u16,
 ) -> PyResult<(IdMap, Bytes)> {
@@ -1122,8 +1309,7 @@ fn split_g<C: Suite>(
         IdentifierList::Default,
         &mut OsRng,
     )
-    .map_err(|e| frost_err(e, &[]))?;
-    let known: Vec<u16> = (1..=max_signers).collect();
+    .map_err(|e| frost_err(e))?;
     let mut out = BTreeMap::new();
     for (id, share) in shares {
         // The dealer made these shares itself; rebuild the package from the public key
@@ -1136,23 +1322,22 @@ fn split_g<C: Suite>(
             *pkp.verifying_key(),
             min_signers,
         );
-        out.insert(ident_back(&id, &known), ser(kp.serialize())?);
+        out.insert(id_or_err(&id, "identifier")?, ser(kp.serialize())?);
     }
     Ok((out, ser(pkp.serialize())?))
 }
 
-fn reconstruct_g<C: Suite>(key_packages: Vec<Bytes>) -> PyResult<Bytes> {
+fn reconstruct_g<C: Suite>(key_packages: Vec<In>) -> PyResult<Bytes> {
     let kps = key_packages
         .iter()
         .map(|b| de(b, "key package", KeyPackage::<C>::deserialize))
         .collect::<PyResult<Vec<_>>>()?;
-    let key = keys::reconstruct(&kps).map_err(|e| frost_err(e, &[]))?;
+    let key = keys::reconstruct(&kps).map_err(|e| frost_err(e))?;
     Ok(key.serialize())
 }
 
 /// Build packages from raw per-participant secret scalars (e.g. published test vectors).
-fn import_shares_g<C: Suite>(shares: IdMap, min_signers: u16) -> PyResult<(IdMap, Bytes)> {
-    let known: Vec<u16> = shares.keys().copied().collect();
+fn import_shares_g<C: Suite>(shares: InMap, min_signers: u16) -> PyResult<(IdMap, Bytes)> {
     let mut verifying_shares = BTreeMap::new();
     let mut signing = BTreeMap::new();
     for (id, raw) in &shares {
@@ -1165,8 +1350,8 @@ fn import_shares_g<C: Suite>(shares: IdMap, min_signers: u16) -> PyResult<(IdMap
     let set: BTreeSet<_> = verifying_shares.keys().copied().collect();
     let mut group = <C::Group as Group>::identity();
     for (id, vs) in &verifying_shares {
-        let l = frost_core::compute_lagrange_coefficient(&set, None, *id)
-            .map_err(|e| frost_err(e, &known))?;
+        let l =
+            frost_core::compute_lagrange_coefficient(&set, None, *id).map_err(|e| frost_err(e))?;
         group = group + vs.to_element() * l;
     }
     let vk = VerifyingKey::<C>::new(group);
@@ -1183,7 +1368,7 @@ fn import_shares_g<C: Suite>(shares: IdMap, min_signers: u16) -> PyResult<(IdMap
 }
 
 /// Wrap raw (hiding, binding) commitment points, or a raw share scalar, as crate objects.
-fn raw_commitments_g<C: Suite>(hiding: Bytes, binding: Bytes) -> PyResult<Bytes> {
+fn raw_commitments_g<C: Suite>(hiding: In, binding: In) -> PyResult<Bytes> {
     let h = de(
         &hiding,
         "hiding commitment",
@@ -1197,7 +1382,7 @@ fn raw_commitments_g<C: Suite>(hiding: Bytes, binding: Bytes) -> PyResult<Bytes>
     ser(SigningCommitments::new(h, b).serialize())
 }
 
-fn raw_share_g<C: Suite>(scalar: Bytes) -> PyResult<Bytes> {
+fn raw_share_g<C: Suite>(scalar: In) -> PyResult<Bytes> {
     let s = de(&scalar, "signature share", SignatureShare::<C>::deserialize)?;
     Ok(s.serialize())
 }
@@ -1209,18 +1394,14 @@ fn frost_split(
     suite: &str,
     max_signers: u16,
     min_signers: u16,
-    secret: Option<Bytes>,
+    secret: Option<In>,
 ) -> PyResult<(IdMap, Py<PyBytes>)> {
     let (kps, pkp) = dispatch!(suite, split_g(secret, max_signers, min_signers))?;
     Ok((kps, py_bytes(py, pkp)))
 }
 
 #[pyfunction]
-fn frost_reconstruct(
-    py: Python<'_>,
-    suite: &str,
-    key_packages: Vec<Bytes>,
-) -> PyResult<Py<PyBytes>> {
+fn frost_reconstruct(py: Python<'_>, suite: &str, key_packages: Vec<In>) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(py, dispatch!(suite, reconstruct_g(key_packages))?))
 }
 
@@ -1228,7 +1409,7 @@ fn frost_reconstruct(
 fn frost_import_shares(
     py: Python<'_>,
     suite: &str,
-    shares: IdMap,
+    shares: InMap,
     min_signers: u16,
 ) -> PyResult<(IdMap, Py<PyBytes>)> {
     let (kps, pkp) = dispatch!(suite, import_shares_g(shares, min_signers))?;
@@ -1239,8 +1420,8 @@ fn frost_import_shares(
 fn frost_raw_commitments(
     py: Python<'_>,
     suite: &str,
-    hiding: Bytes,
-    binding: Bytes,
+    hiding: In,
+    binding: In,
 ) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(
         py,
@@ -1249,7 +1430,7 @@ fn frost_raw_commitments(
 }
 
 #[pyfunction]
-fn frost_raw_share(py: Python<'_>, suite: &str, scalar: Bytes) -> PyResult<Py<PyBytes>> {
+fn frost_raw_share(py: Python<'_>, suite: &str, scalar: In) -> PyResult<Py<PyBytes>> {
     Ok(py_bytes(py, dispatch!(suite, raw_share_g(scalar))?))
 }
 
@@ -1265,14 +1446,13 @@ struct Prepared<C: Ciphersuite> {
     group_commitment: frost_core::GroupCommitment<C>,
     challenge: frost_core::Challenge<C>,
     public: PublicKeyPackage<C>,
-    known: Vec<u16>,
 }
 
 fn prepare_g<C: Suite>(
-    signing_package: Bytes,
-    public_package: Bytes,
+    signing_package: In,
+    public_package: In,
     taproot: bool,
-    merkle_root: Option<Bytes>,
+    merkle_root: Option<In>,
 ) -> PyResult<Prepared<C>> {
     let sp = de(
         &signing_package,
@@ -1287,31 +1467,25 @@ fn prepare_g<C: Suite>(
     if let Some(root) = tweak_root(taproot, &merkle_root)? {
         pkp = C::tweak_public_package(pkp, root)?;
     }
-    let known: Vec<u16> = pkp
-        .verifying_shares()
-        .keys()
-        .map(|i| ident_back(i, &[]))
-        .collect();
     let no_shares = BTreeMap::new();
-    let (sp, _, pkp) = C::pre_aggregate(&sp, &no_shares, &pkp).map_err(|e| frost_err(e, &known))?;
+    let (sp, _, pkp) = C::pre_aggregate(&sp, &no_shares, &pkp).map_err(|e| frost_err(e))?;
     let bindings = frost_core::compute_binding_factor_list(&sp, pkp.verifying_key(), &[])
-        .map_err(|e| frost_err(e, &known))?;
-    let sp = C::pre_commitment_aggregate(&sp, &bindings).map_err(|e| frost_err(e, &known))?;
+        .map_err(|e| frost_err(e))?;
+    let sp = C::pre_commitment_aggregate(&sp, &bindings).map_err(|e| frost_err(e))?;
     let group_commitment =
-        frost_core::compute_group_commitment(&sp, &bindings).map_err(|e| frost_err(e, &known))?;
+        frost_core::compute_group_commitment(&sp, &bindings).map_err(|e| frost_err(e))?;
     let challenge = C::challenge(
         &group_commitment.clone().to_element(),
         pkp.verifying_key(),
         sp.message(),
     )
-    .map_err(|e| frost_err(e, &known))?;
+    .map_err(|e| frost_err(e))?;
     Ok(Prepared {
         package: sp.into_owned(),
         bindings,
         group_commitment,
         challenge,
         public: pkp.into_owned(),
-        known,
     })
 }
 
@@ -1338,8 +1512,7 @@ fn check_prepared<C: Suite>(p: &Prepared<C>, id: u16, share: &[u8]) -> PyResult<
         *p.public.verifying_key(),
         None,
     );
-    let (_, shares, pkp) =
-        C::pre_aggregate(&p.package, &one, &single).map_err(|e| frost_err(e, &p.known))?;
+    let (_, shares, pkp) = C::pre_aggregate(&p.package, &one, &single).map_err(|e| frost_err(e))?;
     frost_core::verify_signature_share_precomputed(
         ident,
         &p.package,
@@ -1369,10 +1542,32 @@ impl FrostShareVerifier {
     #[pyo3(signature = (suite, signing_package, public_package, taproot=false, merkle_root=None))]
     fn new(
         suite: &str,
-        signing_package: Bytes,
-        public_package: Bytes,
+        signing_package: In,
+        public_package: In,
         taproot: bool,
-        merkle_root: Option<Bytes>,
+        merkle_root: Option<In>,
+    ) -> PyResult<Self> {
+        crate::guarded(|| {
+            Self::prepare(suite, signing_package, public_package, taproot, merkle_root)
+        })
+    }
+
+    /// Raise `CoreError("invalid_share", [id], ...)` unless `share` is valid for signer `id`.
+    fn verify(&self, id: u16, share: In) -> PyResult<()> {
+        crate::guarded(|| match &self.inner {
+            AnyPrepared::Tr(p) => check_prepared(p, id, &share),
+            AnyPrepared::Ed(p) => check_prepared(p, id, &share),
+        })
+    }
+}
+
+impl FrostShareVerifier {
+    fn prepare(
+        suite: &str,
+        signing_package: In,
+        public_package: In,
+        taproot: bool,
+        merkle_root: Option<In>,
     ) -> PyResult<Self> {
         let inner = match suite {
             "secp256k1-tr" => AnyPrepared::Tr(Box::new(prepare_g::<Tr>(
@@ -1397,14 +1592,6 @@ impl FrostShareVerifier {
         };
         Ok(Self { inner })
     }
-
-    /// Raise `CoreError("invalid_share", [id], ...)` unless `share` is valid for signer `id`.
-    fn verify(&self, id: u16, share: Bytes) -> PyResult<()> {
-        match &self.inner {
-            AnyPrepared::Tr(p) => check_prepared(p, id, &share),
-            AnyPrepared::Ed(p) => check_prepared(p, id, &share),
-        }
-    }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -1421,6 +1608,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FrostShareVerifier>()?;
     m.add_function(wrap_pyfunction!(frost_key_package_info, m)?)?;
     m.add_function(wrap_pyfunction!(frost_signing_package_info, m)?)?;
+    m.add_function(wrap_pyfunction!(frost_check_signing_package, m)?)?;
     m.add_function(wrap_pyfunction!(frost_public_package_info, m)?)?;
     m.add_function(wrap_pyfunction!(frost_check, m)?)?;
     m.add_function(wrap_pyfunction!(frost_refresh_part3, m)?)?;

@@ -5,6 +5,7 @@ python -m synod.bench --with-rust          # also run the Rust examples; adds a 
 python -m synod.bench --frost-sizes 3/5 --no-ecdsa
 python -m synod.bench --api                # withdrawal submissions/s through the REST API
 python -m synod.bench --cluster            # signing latency of a 3-of-5 loopback cluster
+python -m synod.bench --worst-message      # what the worst peer message costs a receiver
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cluster", action="store_true", help="signing latency of member processes")
     p.add_argument("--cluster-size", default="3/5", help="t/n for --cluster")
     p.add_argument("--signatures", type=int, default=200, help="signatures per suite, --cluster")
+    p.add_argument(
+        "--worst-message", action="store_true", help="cost of the worst message a peer may send"
+    )
     args = p.parse_args(argv)
 
     def progress(msg: str) -> None:
@@ -121,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
                 progress,
             )
         )
+        return 0
+    if args.worst_message:
+        from synod.bench.worst import worst_rows
+
+        print(render(worst_rows(_sizes(args.frost_sizes), progress)))
         return 0
     if args.e2e:
         from synod.bench.e2e import e2e_table

@@ -297,8 +297,10 @@ class Presignature:
     """A presignature: one partial signature on any message later, without interaction.
 
     Usable ONCE (a second use raises ``PresignatureUsedError``): two signatures from one
-    presignature reveal the key. ``to_bytes()`` makes a copy this object cannot track;
-    the store that keeps such copies must itself guarantee single use.
+    presignature reveal the key. There is deliberately no ``to_bytes``/``from_bytes``:
+    a copy would be a second usable presignature. To keep one across restarts, move it into
+    the node's store (``SessionStore.put_presignature``, which uses this object up) and take
+    it back by id (``take_presignature`` erases it in the same durable transaction).
     """
 
     KIND: ClassVar[str] = "presignature"
@@ -330,22 +332,30 @@ class Presignature:
         with core_errors():
             return ExtendedPublicKey(bytes(self._core.public_key), bytes(self._core.chain_code))
 
-    def to_bytes(self) -> bytes:
-        with core_errors():
-            return encoding.wrap(_PREFIX + self.KIND, bytes(self._core.to_bytes()))
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Presignature:
-        raw = encoding.unwrap(_PREFIX + cls.KIND, data)
-        with core_errors():
-            return cls(_core.EcdsaPresignature.from_bytes(raw))
-
     def sign(self, digest: bytes, path: Iterable[int] = ()) -> PartialSignature:
         """Consume the presignature: partial signature on ``digest`` for the child at ``path``."""
         d, p = _check_digest(digest), _check_path(path)
         with core_errors():
             raw = self._core.issue_partial(d, p)
         return PartialSignature.from_raw(bytes(raw))
+
+
+def move_presignature_out(presignature: Presignature) -> bytes:
+    """Move ``presignature`` into bytes for a single-use store; the object is used up.
+
+    Only a store that erases the bytes when it hands them back may call this: the bytes are
+    the one remaining copy. (``synod.state.session_store.SessionStore`` is that store.)
+    """
+    with core_errors():
+        raw = bytes(presignature._core.move_out())
+    return encoding.wrap(_PREFIX + Presignature.KIND, raw)
+
+
+def _presignature_from_store(data: bytes) -> Presignature:
+    """Rebuild a presignature from the bytes a single-use store just erased (its ``take``)."""
+    raw = encoding.unwrap(_PREFIX + Presignature.KIND, data)
+    with core_errors():
+        return Presignature(_core.ecdsa_presignature_restore(raw))
 
 
 def sign_with_presignature(

@@ -58,6 +58,10 @@ class ProtocolError(CryptoError):
     """An interactive protocol aborted (possibly naming the misbehaving party)."""
 
 
+class InternalError(CryptoError):
+    """A bug inside the core (a caught panic); the operation had no effect worth keeping."""
+
+
 _KINDS: dict[str, type[CryptoError]] = {
     "decode": DecodeError,
     "invalid_package": InvalidPackageError,
@@ -66,6 +70,7 @@ _KINDS: dict[str, type[CryptoError]] = {
     "invalid_parameters": InvalidParametersError,
     "presignature_used": PresignatureUsedError,
     "protocol": ProtocolError,
+    "internal": InternalError,
 }
 
 
@@ -78,7 +83,7 @@ def from_core(err: BaseException) -> CryptoError:
 
 @contextmanager
 def core_errors() -> Iterator[None]:
-    """Re-raise errors from the Rust core as typed `CryptoError`s."""
+    """Re-raise errors from the Rust core (and ints it cannot take) as typed `CryptoError`s."""
     try:
         yield
     except _core.CoreError as err:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Self, TypeVar
 
@@ -34,6 +34,9 @@ from synod.crypto.errors import (
 )
 
 MAX_PARTICIPANTS = 65535
+#: Longest message a signer accepts in a signing package (a Solana transaction message is at
+#: most 1,232 bytes; Bitcoin and EVM sign 32-byte digests).
+MAX_SIGNING_MESSAGE = 64 * 1024
 
 
 class Ciphersuite(enum.Enum):
@@ -64,6 +67,15 @@ class TaprootTweak:
 
 KEY_PATH = TaprootTweak()
 
+#: Serialized group element length per ciphersuite (SEC1 compressed; Ed25519).
+_ELEMENT_LEN = {Ciphersuite.SECP256K1_TR: 33, Ciphersuite.ED25519: 32}
+#: Crate serializations of a fixed length, checked before any copy or parse of peer bytes.
+_FIXED_LEN: dict[str, Callable[[int], int]] = {
+    "signing_commitments": lambda e: 5 + 2 * e,  # header and two points
+    "signature_share": lambda e: 32,
+    "signature": lambda e: 64,
+}
+
 _T = TypeVar("_T", bound="FrostObject")
 
 
@@ -91,6 +103,9 @@ class FrostObject:
             suite = Ciphersuite(parts[1])
         except ValueError:
             raise DecodeError(f"unknown ciphersuite in {tag!r}") from None
+        fixed = _FIXED_LEN.get(cls.KIND)
+        if fixed is not None and len(data) != _header_len(tag) + fixed(_ELEMENT_LEN[suite]):
+            raise DecodeError(f"a {cls.KIND} has {fixed(_ELEMENT_LEN[suite])} bytes")
         return cls.from_raw(suite, encoding.unwrap(tag, data))
 
     @classmethod
@@ -270,6 +285,8 @@ class ReshareShare(FrostObject):
 
 def _same_suite(objs: Iterable[FrostObject]) -> Ciphersuite:
     suites = {o.suite for o in objs}
+    if not suites:
+        raise InvalidParametersError("no FROST objects given")
     if len(suites) != 1:
         raise InvalidParametersError(
             f"objects from different ciphersuites: {sorted(s.value for s in suites)}"
@@ -277,8 +294,21 @@ def _same_suite(objs: Iterable[FrostObject]) -> Ciphersuite:
     return suites.pop()
 
 
+def check_identifier(identifier: object) -> int:
+    """A participant identifier as the core takes it (1..65535), or `InvalidParametersError`."""
+    if isinstance(identifier, bool) or not isinstance(identifier, int):
+        raise InvalidParametersError(f"an identifier is an int, got {type(identifier).__name__}")
+    if not 1 <= identifier <= MAX_PARTICIPANTS:
+        raise InvalidParametersError(f"identifier {identifier} outside 1..{MAX_PARTICIPANTS}")
+    return int(identifier)
+
+
+def _ids(identifiers: Iterable[object]) -> list[int]:
+    return sorted({check_identifier(i) for i in identifiers})
+
+
 def _raw_map(m: Mapping[int, FrostObject]) -> dict[int, bytes]:
-    return {int(k): v.raw for k, v in m.items()}
+    return {check_identifier(k): v.raw for k, v in m.items()}
 
 
 def _wrap_map(cls: type[_T], suite: Ciphersuite, m: Mapping[int, bytes]) -> dict[int, _T]:
@@ -316,8 +346,9 @@ def _round1(
 ) -> tuple[DkgRound1Secret, DkgRound1Package]:
     """Round 1 of a DKG or of a refresh (the crate's steps have the same shape)."""
     _check_threshold(min_signers, max_signers)
+    ident = check_identifier(identifier)
     with core_errors():
-        s, p = _core.frost_dkg_part1(suite.value, refresh, identifier, max_signers, min_signers)
+        s, p = _core.frost_dkg_part1(suite.value, refresh, ident, max_signers, min_signers)
     return DkgRound1Secret(suite, s), DkgRound1Package(suite, p)
 
 
@@ -371,6 +402,79 @@ def signing_package(
     return SigningPackage(suite, raw)
 
 
+def receive_signing_package(
+    data: bytes,
+    key_package: KeyPackage,
+    committee: Iterable[int],
+    max_message: int = MAX_SIGNING_MESSAGE,
+) -> SigningPackage:
+    """Parse a signing package a coordinator sent to this signer, at bounded cost.
+
+    The shape is checked first, in time linear in the committee and without decoding a
+    point: at most one commitment per committee member and at least the threshold, every
+    identifier a member's, this signer's own commitment present, a message of at most
+    `max_message` bytes. Only then does the crate parse it. Raises `DecodeError`.
+    """
+    tag = encoding.kind_of(data)
+    expected = f"frost:{key_package.suite.value}:{SigningPackage.KIND}"
+    if tag != expected:
+        raise DecodeError(f"expected {expected!r}, got {tag!r}")
+    members = _ids(committee)
+    e, k = _ELEMENT_LEN[key_package.suite], len(members)
+    longest = 5 + _varint_len(k) + k * (32 + 5 + 2 * e) + _varint_len(max_message) + max_message
+    if len(data) > _header_len(tag) + longest:
+        raise DecodeError(f"signing package of {len(data)} bytes for a committee of {k}")
+    raw = encoding.unwrap(tag, data)
+    with core_errors():
+        _core.frost_check_signing_package(
+            key_package.suite.value,
+            raw,
+            key_package.identifier,
+            key_package.min_signers,
+            members,
+            max_message,
+        )
+    return SigningPackage.from_raw(key_package.suite, raw)
+
+
+def _varint_len(n: int) -> int:
+    return max(1, (n.bit_length() + 6) // 7)
+
+
+def _header_len(tag: str) -> int:
+    return 4 + len(tag.encode("ascii"))
+
+
+def _receive_exact(cls: type[_T], data: bytes, suite: Ciphersuite, length: int) -> _T:
+    """Parse a peer's object whose length the threshold fixes, checking it first."""
+    tag = encoding.kind_of(data)
+    expected = f"frost:{suite.value}:{cls.KIND}"
+    if tag != expected:
+        raise DecodeError(f"expected {expected!r}, got {tag!r}")
+    if len(data) != _header_len(tag) + length:
+        raise DecodeError(f"{cls.KIND}: {len(data) - _header_len(tag)} bytes, expected {length}")
+    return cls.from_raw(suite, encoding.unwrap(tag, data))
+
+
+def receive_dkg_round1_package(
+    data: bytes, suite: Ciphersuite, min_signers: int
+) -> DkgRound1Package:
+    """A peer's round-1 package, its length checked against the threshold before the crate
+    decodes its t commitment points and proof (a hostile package of 16 MiB would otherwise
+    cost seconds)."""
+    e = _ELEMENT_LEN[suite]
+    # header, count, t points, 64-byte proof of knowledge with its length byte
+    length = 5 + _varint_len(min_signers) + min_signers * e + 1 + 64
+    return _receive_exact(DkgRound1Package, data, suite, length)
+
+
+def receive_reshare_commitment(
+    data: bytes, suite: Ciphersuite, new_min_signers: int
+) -> ReshareCommitment:
+    """An old signer's reshare commitment: exactly `new_min_signers` points, checked first."""
+    return _receive_exact(ReshareCommitment, data, suite, new_min_signers * _ELEMENT_LEN[suite])
+
+
 def sign(
     package: SigningPackage,
     nonces: SigningNonces,
@@ -410,10 +514,11 @@ def verify_share(
 ) -> None:
     """Check one signer's share on arrival; `InvalidShareError` names the signer."""
     suite = _same_suite([package, share, public_key_package])
+    ident = check_identifier(identifier)
     with core_errors():
         _core.frost_verify_share(
             suite.value,
-            identifier,
+            ident,
             package.raw,
             share.raw,
             public_key_package.raw,
@@ -442,8 +547,9 @@ class ShareVerifier:
         """`InvalidShareError` naming `identifier` unless its share is valid."""
         if share.suite is not self.suite:
             raise InvalidParametersError("share of another ciphersuite")
+        ident = check_identifier(identifier)
         with core_errors():
-            self._inner.verify(identifier, share.raw)
+            self._inner.verify(ident, share.raw)
 
 
 def verify(
@@ -513,7 +619,10 @@ def repair_part1(
     """A helper's deltas, one per helper (including itself)."""
     with core_errors():
         out = _core.frost_repair_part1(
-            key_package.suite.value, sorted(helpers), key_package.raw, participant
+            key_package.suite.value,
+            sorted(check_identifier(h) for h in helpers),
+            key_package.raw,
+            check_identifier(participant),
         )
     return _wrap_map(RepairDelta, key_package.suite, out)
 
@@ -532,7 +641,7 @@ def repair_part3(
     suite = _same_suite([public_key_package, *sigmas.values()])
     with core_errors():
         raw = _core.frost_repair_part3(
-            suite.value, _raw_map(sigmas), participant, public_key_package.raw
+            suite.value, _raw_map(sigmas), check_identifier(participant), public_key_package.raw
         )
     return KeyPackage(suite, raw)
 
@@ -553,13 +662,13 @@ def reshare_part1(
     `old_signers` is the agreed set (at least the old threshold) taking part; the
     commitment goes to every new signer, each share privately to its owner.
     """
-    new_ids = sorted(set(new_identifiers))
+    new_ids = _ids(new_identifiers)
     _check_threshold(new_min_signers, len(new_ids))
     with core_errors():
         c, out = _core.frost_reshare_part1(
             key_package.suite.value,
             key_package.raw,
-            sorted(set(old_signers)),
+            _ids(old_signers),
             new_ids,
             new_min_signers,
         )
@@ -581,12 +690,13 @@ def reshare_part2(
     commitment. The result has the old group key and the new threshold.
     """
     suite = _same_suite([old_public_key_package, *commitments.values(), *shares.values()])
-    new_ids = sorted(set(new_identifiers))
+    new_ids = _ids(new_identifiers)
     _check_threshold(new_min_signers, len(new_ids))
+    ident = check_identifier(identifier)
     with core_errors():
         k, p = _core.frost_reshare_part2(
             suite.value,
-            identifier,
+            ident,
             new_ids,
             new_min_signers,
             old_public_key_package.raw,

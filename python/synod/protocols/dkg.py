@@ -78,7 +78,7 @@ class FrostDkgSession(Session):
         return []
 
     def _on_r1(self, msg: Incoming, now: float) -> list[Send]:
-        package = frost.DkgRound1Package.from_bytes(msg.payload)
+        package = frost.receive_dkg_round1_package(msg.payload, self.suite, self.threshold)
         seen = self.r1.get(msg.sender)
         if seen is not None:
             if seen != package:

@@ -107,7 +107,10 @@ class ReshareSession(Session):
 
     def _on_contribution(self, msg: Incoming) -> list[Send]:
         if msg.kind == COMMIT:
-            self.commitments.setdefault(msg.sender, frost.ReshareCommitment.from_bytes(msg.payload))
+            commitment = frost.receive_reshare_commitment(
+                msg.payload, self.old_public.suite, self.new_threshold
+            )
+            self.commitments.setdefault(msg.sender, commitment)
         else:
             self.shares.setdefault(msg.sender, frost.ReshareShare.from_bytes(msg.payload))
         if self.key_package is not None or not all(

@@ -403,7 +403,13 @@ class RoastSigner(Session):
         if sum(1 for i, _ in self.answered if i == idx) >= most:
             self._emit("refused", reason="too_many_requests", sub_id=sub_id)
             return []
-        package = frost.SigningPackage.from_bytes(raw)
+        try:
+            # Shape first (committee, threshold, own commitment), in bounded time, before any
+            # point is decoded: a malformed request costs the signer nothing, not even a nonce.
+            package = frost.receive_signing_package(raw, self.key_package, self.public.identifiers)
+        except CryptoError as err:
+            self._emit("refused", reason="bad_package", sub_id=sub_id, detail=str(err))
+            return []
         if self.outstanding is None or self.agg_index != idx:
             self._emit("refused", reason="no_outstanding_commitment", sub_id=sub_id)
             return []
@@ -415,11 +421,6 @@ class RoastSigner(Session):
         commitments = package.commitments()
         if commitments.get(self.me) != commitment:
             self._emit("refused", reason="commitment_mismatch", sub_id=sub_id)
-            return []
-        shape = self._bad_shape(commitments)
-        if shape:
-            # Checked before the nonce is taken: a malformed request costs the signer nothing.
-            self._emit("refused", reason="bad_package", sub_id=sub_id, detail=shape)
             return []
         nonces = self.store.take_nonce(nonce_id)
         self.outstanding = None
@@ -441,18 +442,6 @@ class RoastSigner(Session):
         aggregator = self.schedule.candidates[idx % len(self.schedule.candidates)]
         payload = pack(idx, sub_id, share.to_bytes(), self.outstanding[1].to_bytes())
         return [Send(aggregator, SHARE, sub_id & ROUND_MASK, payload)]
-
-    def _bad_shape(self, commitments: dict[int, frost.SigningCommitments]) -> str:
-        """Why a signing package cannot be signed (empty if it can): between t and the
-        committee size commitments, every signer a committee member, all of our suite."""
-        signers = set(commitments)
-        if not self.key_package.min_signers <= len(signers) <= len(self.participants):
-            return f"{len(signers)} commitments"
-        if not signers <= set(self.participants):
-            return "a signer outside the committee"
-        if any(c.suite is not self.key_package.suite for c in commitments.values()):
-            return "a commitment of another ciphersuite"
-        return ""
 
     def _on_done(self, sender: int, raw: bytes) -> list[Send]:
         if self.message is None:

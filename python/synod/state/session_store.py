@@ -8,7 +8,11 @@ Rules it enforces (seed 000 §7, §12):
   ciphertext in one transaction before returning it, so a crash after the take
   loses the nonce instead of offering it again; with `secure_delete` and a WAL
   checkpoint after each take, the erased ciphertext is in neither file on disk;
-- every take is logged, so tests can prove that no nonce was ever used twice.
+- every take is logged, so tests can prove that no nonce was ever used twice;
+- a CGGMP presignature is kept the same way: moved in (the object is used up), taken out
+  once by id, its ciphertext erased in the same transaction, before any partial signature
+  made from it can leave the node. This store is the only way back from bytes to a
+  presignature, so copies of a presignature cannot exist.
 
 Secrets (key shares, nonces) are sealed with ChaCha20-Poly1305 under a key
 derived from the node's storage key; the row id is the associated data, so a
@@ -26,6 +30,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from synod.crypto import ecdsa
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nonces (
@@ -46,6 +52,13 @@ CREATE TABLE IF NOT EXISTS seen_envelopes (
     sent_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_envelopes_age ON seen_envelopes (sent_ms);
+CREATE TABLE IF NOT EXISTS presignatures (
+    id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    sealed BLOB,
+    state TEXT NOT NULL CHECK (state IN ('fresh', 'used', 'discarded')),
+    created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS secrets (
     name TEXT PRIMARY KEY,
     sealed BLOB NOT NULL
@@ -184,6 +197,72 @@ class SessionStore:
 
     def forget_envelopes(self, before_ms: int) -> None:
         self._seen_db.execute("DELETE FROM seen_envelopes WHERE sent_ms < ?", (before_ms,))
+
+    # -- presignatures -----------------------------------------------------
+    def put_presignature(
+        self, presignature_id: str, key_id: str, presignature: ecdsa.Presignature
+    ) -> None:
+        """Move a fresh presignature in (the object is used up); durable on return. An id
+        ever used before is refused, and the presignature is then lost rather than kept
+        in a second place."""
+        sealed = self._seal(
+            "presignature:" + presignature_id, ecdsa.move_presignature_out(presignature)
+        )
+        try:
+            self._db.execute(
+                "INSERT INTO presignatures (id, key_id, sealed, state, created) "
+                "VALUES (?, ?, ?, 'fresh', ?)",
+                (presignature_id, key_id, sealed, time.time()),
+            )
+        except sqlite3.IntegrityError:
+            raise StoreError(f"presignature id {presignature_id!r} already exists") from None
+
+    def take_presignature(self, presignature_id: str) -> ecdsa.Presignature | None:
+        """Take a fresh presignature out exactly once (erased in the same transaction);
+        None if unknown, taken or discarded. Sign with it only after this returns."""
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            row = cur.execute(
+                "SELECT sealed FROM presignatures WHERE id = ? AND state = 'fresh'",
+                (presignature_id,),
+            ).fetchone()
+            if row is None:
+                cur.execute("COMMIT")
+                return None
+            cur.execute(
+                "UPDATE presignatures SET state = 'used', sealed = NULL WHERE id = ?",
+                (presignature_id,),
+            )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        self._scrub()
+        return ecdsa._presignature_from_store(self._open("presignature:" + presignature_id, row[0]))
+
+    def fresh_presignature_ids(self, key_id: str) -> list[str]:
+        rows = self._db.execute(
+            "SELECT id FROM presignatures WHERE key_id = ? AND state = 'fresh' ORDER BY created",
+            (key_id,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def discard_presignatures(self, key_id: str, older_than: float | None = None) -> int:
+        """Retire the fresh presignatures of a key (all, or those created before a time)."""
+        cur = self._db.execute(
+            "UPDATE presignatures SET state = 'discarded', sealed = NULL "
+            "WHERE key_id = ? AND state = 'fresh' AND created < ?",
+            (key_id, float("inf") if older_than is None else older_than),
+        )
+        if cur.rowcount:
+            self._scrub()
+        return cur.rowcount
+
+    def raw_presignature_rows(self) -> list[tuple[str, bytes | None]]:
+        """The stored rows as they sit on disk (to check nothing is kept in clear)."""
+        rows = self._db.execute("SELECT id, sealed FROM presignatures").fetchall()
+        return [(r[0], r[1]) for r in rows]
 
     # -- secrets -----------------------------------------------------------
     def put_secret(self, name: str, value: bytes) -> None:
