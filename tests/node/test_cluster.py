@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from synod.node.committee import load_node
+from synod.node.control import ControlClient, ControlError, ControlTLS
 from synod.node.grpc_transport import TlsMaterial
 from synod.node.keystore import Keystore, SecretKind
 from synod.node.manifest import Manifest
@@ -187,6 +188,29 @@ def test_no_secret_in_plaintext_under_any_node_dir(cluster: Path) -> None:
             assert b"PRIVATE KEY" not in data, path
             for needle in needles:
                 assert needle not in data, f"secret bytes in plaintext in {path}"
+
+
+def test_control_service_admits_only_the_operator_certificate(cluster: Path) -> None:
+    manifest = Manifest.load(cluster / "manifest.json")
+    endpoint = str(manifest.member(3).endpoint)
+    operator = ControlClient(endpoint, ControlTLS.from_dir(cluster / "operator", 3), timeout=30)
+    try:
+        assert operator.status()["member_id"] == 3
+    finally:
+        operator.close()
+    one = load_node(cluster / "node-1", passphrase(cluster, 1))
+    as_member = ControlTLS(one.tls.ca_pem, one.tls.cert_pem, one.tls.key_pem, "member-3.synod")
+    member = ControlClient(endpoint, as_member, timeout=30)
+    try:
+        with pytest.raises(ControlError) as refused:
+            member.status()
+        assert refused.value.code == "PERMISSION_DENIED"
+    finally:
+        member.close()
+    wait_for(
+        lambda: counters(cluster, 3, "transport").get("control_refused_not_an_operator", 0) >= 1,
+        "member 3 counting the refused member certificate",
+    )
 
 
 def test_down_stops_every_member_cleanly(cluster: Path) -> None:

@@ -4,6 +4,7 @@ python -m synod.bench                      # FROST + CGGMP, default sizes
 python -m synod.bench --with-rust          # also run the Rust examples; adds a ratio column
 python -m synod.bench --frost-sizes 3/5 --no-ecdsa
 python -m synod.bench --api                # withdrawal submissions/s through the REST API
+python -m synod.bench --cluster            # signing latency of a 3-of-5 loopback cluster
 python -m synod.bench --worst-message      # what the worst peer message costs a receiver
 python -m synod.bench --consensus          # ledger through 4 CometBFT validators vs local
 """
@@ -90,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--transition", action="store_true", help="power transitions instead")
     p.add_argument("--utxos", type=int, default=100, help="old-key UTXOs to sweep (fresh key)")
+    p.add_argument("--cluster", action="store_true", help="signing latency of member processes")
+    p.add_argument("--cluster-size", default="3/5", help="t/n for --cluster")
+    p.add_argument("--signatures", type=int, default=200, help="signatures per suite, --cluster")
     p.add_argument(
         "--worst-message", action="store_true", help="cost of the worst message a peer may send"
     )
@@ -99,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  … {msg}", file=sys.stderr, flush=True)
 
     print(f"machine: {machine()}", file=sys.stderr)
+    if args.cluster:
+        from synod.bench.cluster import cluster_latencies, render_latencies
+
+        (t, n), *_ = _sizes(args.cluster_size)
+        if not 2 <= t <= n or args.signatures < 1:
+            p.error("--cluster-size needs 2 <= t <= n and --signatures must be positive")
+        print(render_latencies(cluster_latencies(t, n, args.signatures, progress)))
+        return 0
     if args.transition:
         from synod.bench.transition import transition_table
 

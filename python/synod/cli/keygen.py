@@ -39,6 +39,27 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
+def addresses(scheme: str, key: bytes) -> dict[str, str]:
+    """The addresses a group key controls: `key` is the BIP341 output key (x-only) for
+    bip340, the Ed25519 key for ed25519, the 33-byte SEC1 key for ecdsa."""
+    if scheme == "bip340":
+        from synod.chains.bitcoin.address import Network, p2tr_address
+
+        return {
+            "bitcoin_mainnet": p2tr_address(key, Network.MAINNET),
+            "bitcoin_regtest": p2tr_address(key, Network.REGTEST),
+        }
+    if scheme == "ed25519":
+        from synod.chains.solana.address import solana_address
+
+        return {"solana": solana_address(key)}
+    from synod.chains.evm.address import evm_address
+    from synod.chains.tron.address import tron_address
+
+    address = evm_address(key)
+    return {"ethereum": address, "bnb": address, "tron": tron_address(key)}
+
+
 def _check(args: argparse.Namespace) -> str | None:
     t, n = args.threshold, args.parties
     if t < 2:
@@ -85,7 +106,6 @@ def _bip340(
 ) -> dict[str, Any]:
     import coincurve
 
-    from synod.chains.bitcoin.address import Network, p2tr_address
     from synod.crypto import frost
 
     suite = frost.Ciphersuite.SECP256K1_TR
@@ -102,10 +122,7 @@ def _bip340(
     return {
         "group_public_key": internal.hex(),
         "output_key": output.hex(),
-        "addresses": {
-            "bitcoin_mainnet": p2tr_address(output, Network.MAINNET),
-            "bitcoin_regtest": p2tr_address(output, Network.REGTEST),
-        },
+        "addresses": addresses("bip340", output),
         "message": message.hex(),
         "signature": sig.raw.hex(),
         "signers": signers,
@@ -118,7 +135,6 @@ def _ed25519(
 ) -> dict[str, Any]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from synod.chains.solana.address import solana_address
     from synod.crypto import frost
 
     suite = frost.Ciphersuite.ED25519
@@ -132,7 +148,7 @@ def _ed25519(
     progress.step("signature verified by the crate and by OpenSSL")
     return {
         "group_public_key": key.hex(),
-        "addresses": {"solana": solana_address(key)},
+        "addresses": addresses("ed25519", key),
         "message": message.hex(),
         "signature": sig.raw.hex(),
         "signers": signers,

@@ -8,8 +8,7 @@ from typing import Any
 
 import coincurve
 
-from synod.chains.evm.address import address_bytes, evm_address, keccak256
-from synod.chains.tron.address import tron_address
+from synod.chains.evm.address import address_bytes, keccak256
 from synod.cli.progress import Progress
 from synod.crypto import ecdsa
 from synod.crypto.errors import InvalidParametersError, InvalidSignatureError
@@ -67,10 +66,11 @@ def ecdsa_ceremony(
     if not coincurve.PublicKey(public_key).verify(der, digest, hasher=None):
         raise InvalidSignatureError("libsecp256k1 rejected the signature")
     progress.step("signature verified by libsecp256k1 and by Ethereum address recovery")
-    address = evm_address(public_key)
+    from synod.cli.keygen import addresses
+
     return {
         "group_public_key": public_key.hex(),
-        "addresses": {"ethereum": address, "bnb": address, "tron": tron_address(public_key)},
+        "addresses": addresses("ecdsa", public_key),
         "message": message.hex(),
         "digest": digest.hex(),
         "signature": sig.to_bytes().hex(),

@@ -21,6 +21,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from synod.cli import (
         api_cmd,
+        ceremony,
         client_cmd,
         cluster,
         committee,
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     committee.add_parser(sub)
     node.add_parser(sub)
     cluster.add_parser(sub)
+    ceremony.add_parser(sub)
     return parser
 
 

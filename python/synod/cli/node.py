@@ -98,6 +98,8 @@ def run_node_cmd(args: argparse.Namespace) -> int:
         return _fail("run", err)
     try:
         return run_node(material)
+    except KeystoreError as err:  # a share entry that does not parse
+        return _fail("run", err)
     except OSError as err:  # e.g. the endpoint is taken: not bad input, exit status 1
         print(f"synod node run: error: {err}", file=sys.stderr)
         return 1

@@ -5,21 +5,35 @@ session on this member and return at once (starting the same session again is a
 no-op); `GetResult` reports how it stands; `Status` says who the member is, which
 keys it holds and what its router dropped. Requests are untrusted input: sizes and
 values are checked and a bad request is an INVALID_ARGUMENT with a one-line reason.
-In production the service runs behind mutual TLS with the operator's client
-certificate (the node process sets up the server credentials); `ControlClient` takes
-the operator's PEM material.
+In a member process the service shares the peer service's mutual-TLS port and
+accepts only the operator's client certificate (`OperatorOnly`): a member
+certificate, though issued by the same CA, is refused and counted. `ControlClient`
+takes the operator's PEM material (`ControlTLS.from_dir` reads ``DIR/operator/``).
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn
 
 import grpc
+from cryptography import x509
 
 from synod.crypto import frost
 from synod.node.keyring import UnknownKey
+from synod.node.manifest import Manifest
+from synod.node.pki import (
+    PkiError,
+    Role,
+    cert_from_pem,
+    identify,
+    member_dns_name,
+    peer_certificate,
+)
 from synod.node.proto import control_pb2 as pb
 from synod.node.proto import control_pb2_grpc as pb_grpc
 from synod.node.results import SessionKind, SessionResult, SessionStatus
@@ -68,15 +82,62 @@ def _check_timeout(name: str, value: float, default: float) -> float:
     return value
 
 
+class OperatorOnly:
+    """Admits a control call only from a client certificate of the committee CA that names
+    an operator (``synod-operator:<name>``); a member certificate, which TLS accepts on the
+    same port for the peer service, is refused. Refusals are counted by reason."""
+
+    def __init__(self, ca_pem: bytes) -> None:
+        self._ca = cert_from_pem(ca_pem)
+        self._lock = threading.Lock()
+        self._counters: Counter[str] = Counter()
+
+    @property
+    def counters(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self._counters)
+
+    def refusal(self, cert: x509.Certificate | None) -> str | None:
+        """Why a caller presenting `cert` is refused, or None when it is an operator."""
+        if cert is None:
+            return self._count("no_certificate")
+        try:
+            who = identify(cert, self._ca)
+        except PkiError:
+            return self._count("bad_certificate")
+        if who.role is not Role.OPERATOR:
+            return self._count("not_an_operator")
+        return None
+
+    def _count(self, reason: str) -> str:
+        with self._lock:
+            self._counters[f"control_refused_{reason}"] += 1
+        return reason
+
+
 class ControlServicer(pb_grpc.ControlServicer):
-    def __init__(self, runner: NodeRunner) -> None:
+    def __init__(self, runner: NodeRunner, authorize: OperatorOnly | None = None) -> None:
         self.runner = runner
+        self.authorize = authorize
 
     def _abort(self, context: Any, code: grpc.StatusCode, detail: str) -> NoReturn:
         context.abort(code, detail)
         raise AssertionError("unreachable")  # context.abort raises
 
+    def _admit(self, context: Any) -> None:
+        if self.authorize is None:  # loopback tests over an insecure channel
+            return
+        refused = self.authorize.refusal(peer_certificate(context.auth_context()))
+        if refused is not None:
+            self._abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"operator certificate required ({refused})",
+            )
+
     def Status(self, request: Any, context: Any) -> Any:
+        self._admit(context)
+
         def read(node: SignerNode, now: float) -> Any:
             running = sum(1 for r in node.results() if not r.finished)
             drops = [
@@ -95,8 +156,11 @@ class ControlServicer(pb_grpc.ControlServicer):
         return self.runner.call(read)
 
     def StartDkg(self, request: Any, context: Any) -> Any:
+        self._admit(context)
         try:
             key_id = _check_text("key_id", request.key_id)
+            if not all(0x21 <= ord(c) <= 0x7E for c in key_id):
+                raise BadRequest("a new key id must be printable ASCII without spaces")
             sid = _check_session_id(request.session_id)
             members = sorted(set(request.participants))
             if len(members) != len(request.participants) or not 2 <= len(members) <= 1000:
@@ -145,6 +209,7 @@ class ControlServicer(pb_grpc.ControlServicer):
         return pb.StartReply()
 
     def StartSign(self, request: Any, context: Any) -> Any:
+        self._admit(context)
         try:
             key_id = _check_text("key_id", request.key_id)
             sid = _check_session_id(request.session_id)
@@ -210,6 +275,7 @@ class ControlServicer(pb_grpc.ControlServicer):
         return pb.StartReply()
 
     def GetResult(self, request: Any, context: Any) -> Any:
+        self._admit(context)
         try:
             sid = _check_session_id(request.session_id)
         except BadRequest as err:
@@ -224,6 +290,7 @@ class ControlServicer(pb_grpc.ControlServicer):
             status=_STATUS[result.status],
             signature=result.signature or b"",
             public_key=result.public_key or b"",
+            output_key=result.output_key or b"",
             signers=list(result.signers),
             culprits=sorted(result.culprits),
             sub_sessions=result.sub_sessions,
@@ -232,9 +299,12 @@ class ControlServicer(pb_grpc.ControlServicer):
         )
 
 
-def add_control_service(server: grpc.Server, runner: NodeRunner) -> ControlServicer:
-    """Serve `synod.node.Control` for `runner` on `server` (the caller owns the server)."""
-    servicer = ControlServicer(runner)
+def add_control_service(
+    server: grpc.Server, runner: NodeRunner, authorize: OperatorOnly | None = None
+) -> ControlServicer:
+    """Serve `synod.node.Control` for `runner` on `server` (the caller owns the server);
+    with `authorize`, only operator certificates are admitted."""
+    servicer = ControlServicer(runner, authorize)
     pb_grpc.add_ControlServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     return servicer
 
@@ -260,12 +330,38 @@ class ControlTLS:
     private_key: bytes = field(repr=False)
     server_name: str | None = None  # the name the member's certificate carries
 
+    @classmethod
+    def from_dir(cls, operator_dir: Path, member_id: int) -> ControlTLS:
+        """The operator material `synod committee init` writes (DIR/operator/), for calling
+        member `member_id` (its certificate's TLS name is checked)."""
+        try:
+            return cls(
+                (operator_dir / "ca.pem").read_bytes(),
+                (operator_dir / "operator.pem").read_bytes(),
+                (operator_dir / "operator.key.pem").read_bytes(),
+                member_dns_name(member_id),
+            )
+        except OSError as err:
+            raise ControlError("NO_OPERATOR", f"{err.filename}: {err.strerror}") from None
+
     def credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(
             root_certificates=self.root_certificates,
             private_key=self.private_key,
             certificate_chain=self.certificate_chain,
         )
+
+
+def operator_clients(root: Path, timeout: float = 5.0) -> dict[int, ControlClient]:
+    """A control client, with the operator's certificate, for every member of the committee
+    in `root` (the directory `synod committee init` made)."""
+    manifest = Manifest.load(root / "manifest.json")
+    return {
+        m.id: ControlClient(
+            str(m.endpoint), ControlTLS.from_dir(root / "operator", m.id), timeout=timeout
+        )
+        for m in manifest.members
+    }
 
 
 _STATUS_BACK = {v: k for k, v in _STATUS.items()}
@@ -364,6 +460,7 @@ class ControlClient:
         result.status = _STATUS_BACK[r.status]
         result.signature = bytes(r.signature) or None
         result.public_key = bytes(r.public_key) or None
+        result.output_key = bytes(r.output_key) or None
         result.signers = tuple(r.signers)
         result.culprits = set(r.culprits)
         result.sub_sessions = r.sub_sessions

@@ -1,10 +1,12 @@
 """A node's own key shares, by key id: FROST key packages (with the group's public key
 package) and CGGMP key shares. Loaded by the caller (the keystore); a DKG or a reshare
-this node takes part in adds its new share here."""
+this node takes part in adds its new share here, and a `ShareSink` (a member process:
+its keystore) stores it durably before the node uses it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from synod.crypto import ecdsa, frost
 
@@ -27,18 +29,39 @@ class FrostShare:
         return tuple(sorted(self.public.identifiers))
 
 
+class ShareSink(Protocol):
+    """Where new shares are kept durably; a failure raises and the share is not used."""
+
+    def store_frost(self, key_id: str, share: FrostShare) -> None: ...
+
+    def store_ecdsa(self, key_id: str, share: ecdsa.KeyShare) -> None: ...
+
+    def forget_frost(self, key_id: str) -> None: ...
+
+
 @dataclass
 class KeyRing:
     frost_keys: dict[str, FrostShare] = field(default_factory=dict, repr=False)
     ecdsa_keys: dict[str, ecdsa.KeyShare] = field(default_factory=dict, repr=False)
+    sink: ShareSink | None = field(default=None, repr=False)
 
     def add_frost(
         self, key_id: str, key_package: frost.KeyPackage, public: frost.PublicKeyPackage
     ) -> None:
-        self.frost_keys[key_id] = FrostShare(key_package, public)
+        share = FrostShare(key_package, public)
+        if self.sink is not None:
+            self.sink.store_frost(key_id, share)
+        self.frost_keys[key_id] = share
 
     def add_ecdsa(self, key_id: str, share: ecdsa.KeyShare) -> None:
+        if self.sink is not None:
+            self.sink.store_ecdsa(key_id, share)
         self.ecdsa_keys[key_id] = share
+
+    def remove_frost(self, key_id: str) -> None:
+        """Drop this node's share of `key_id` (an old member retiring after a reshare)."""
+        if self.frost_keys.pop(key_id, None) is not None and self.sink is not None:
+            self.sink.forget_frost(key_id)
 
     def frost_share(self, key_id: str) -> FrostShare:
         try:

@@ -59,6 +59,7 @@ class SecretKind(enum.StrEnum):
     IDENTITY = "identity"  # Ed25519 signing key ‖ X25519 sealing key (raw, 64 bytes)
     TLS_KEY = "tls_key"  # PKCS#8 PEM of the TLS private key
     FROST_KEY_PACKAGE = "frost_key_package"
+    FROST_PUBLIC_KEY_PACKAGE = "frost_public_key_package"  # public, kept beside its share
     CGGMP_KEY_SHARE = "cggmp_key_share"
     CGGMP_AUX_INFO = "cggmp_aux_info"
     PRESIGNATURE = "presignature"

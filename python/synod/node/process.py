@@ -1,36 +1,38 @@
-"""One committee member as an OS process: keystore, gRPC server, peer transport, node loop.
+"""One committee member as an OS process: keystore, gRPC server, peer transport, node runner.
 
-`run_node` opens the member's keystore, starts the gRPC server (the peer service
-and, when this build has it, the control service) and the peer transport, then
-runs a single-threaded loop: inbound envelopes from `GrpcTransport.receive` go
-to the node's `on_message`, and `on_tick` runs every tick. The process writes
-``node.pid`` while it runs and ``status.json`` (state, links, drop counters;
-public information only) every half second; it stops cleanly on SIGTERM or
-SIGINT. Logs go to stderr.
+`run_node` opens the member's keystore, builds its `SignerNode` with the key shares
+the keystore holds (`KeystoreShares`; a share a DKG gives is stored there before it
+is used) and runs it on a `synod.node.runner.NodeRunner` (one thread owns the node).
+The gRPC server carries the peer service and the control service on the member's
+endpoint, both behind mutual TLS with the committee CA; the control service admits
+only the operator's client certificate. The main thread moves inbound envelopes
+from the transport to the runner's inbox and writes ``status.json`` (state, links,
+drop counters; public information only) every half second; ``node.pid`` exists
+while it runs. SIGTERM or SIGINT stops it cleanly. Logs go to stderr.
 """
 
 from __future__ import annotations
 
-import importlib
+import contextlib
 import json
 import logging
 import os
 import queue
 import signal
 import time
-from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from synod.node.committee import NodeMaterial
+from synod.node.control import OperatorOnly, add_control_service
 from synod.node.grpc_transport import GrpcTransport, Limits
+from synod.node.key_shares import KeystoreShares
 from synod.node.keystore import SecretKind, atomic_write
-from synod.node.transport import Clock, Transport
-from synod.protocols.router import Router
+from synod.node.runner import NodeRunner, RunnerStopped
+from synod.node.signer_node import SignerNode
+from synod.node.transport import Clock
 from synod.state.session_store import SessionStore
 
 log = logging.getLogger("synod.node.process")
@@ -40,45 +42,7 @@ STATUS_FILE = "status.json"
 SESSION_DB = "sessions.sqlite"
 STORAGE_KEY_ID = "session-store"
 TICK = 0.05
-T = TypeVar("T")
 STATUS_EVERY = 0.5
-
-
-class MessageHandler(Protocol):
-    """What the loop drives: a `SignerNode`, or anything with the same two entry points."""
-
-    def on_message(self, data: bytes, now: float) -> None: ...
-
-    def on_tick(self, now: float) -> None: ...
-
-
-class RouterNode:
-    """A member that only routes: verifies, de-duplicates and buffers envelopes.
-
-    Used while this build has no `synod.node.signer_node`; the loop, the transport
-    and the router's checks are the production ones.
-    """
-
-    def __init__(self, router: Router, transport: Transport) -> None:
-        self.router = router
-        self.transport = transport
-
-    def on_message(self, data: bytes, now: float) -> None:
-        for out in self.router.receive(data, now):
-            self.transport.send(out.to, out.data, out.kind)
-
-    def on_tick(self, now: float) -> None:
-        for out in self.router.tick(now):
-            self.transport.send(out.to, out.data, out.kind)
-
-
-def _optional(module: str) -> Any | None:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as err:
-        if err.name != module:
-            raise
-        return None
 
 
 def storage_key(material: NodeMaterial) -> bytes:
@@ -87,32 +51,6 @@ def storage_key(material: NodeMaterial) -> bytes:
     if ks.info(STORAGE_KEY_ID) is None:
         ks.put(STORAGE_KEY_ID, SecretKind.STORAGE_KEY, material.manifest.epoch, os.urandom(32))
     return ks.get(STORAGE_KEY_ID)
-
-
-def make_handler(
-    material: NodeMaterial, transport: Transport, store: SessionStore
-) -> MessageHandler:
-    """A `SignerNode` when this build has one, else a routing-only member."""
-    directory = material.manifest.directory()
-    epoch = material.manifest.epoch
-    signer_node = _optional("synod.node.signer_node")
-    if signer_node is not None:
-        node: MessageHandler = signer_node.SignerNode(
-            material.identity, directory, epoch, transport, store, seen=store, now=time.time()
-        )
-        return node
-    log.warning("this build has no synod.node.signer_node: member routes envelopes only")
-    # The session store keeps the replay memory, so a replay after a restart is still one.
-    router = Router(material.identity, directory, epoch, seen_store=store, now=time.time())
-    return RouterNode(router, transport)
-
-
-def control_services(runner: NodeRunner) -> list[Callable[[Any], None]]:
-    control = _optional("synod.node.control")
-    if control is None:
-        log.warning("this build has no control service (synod.node.control): peer service only")
-        return []
-    return [lambda server: control.add_control_service(server, runner)]
 
 
 @dataclass
@@ -166,38 +104,6 @@ def running_pid(directory: Path) -> int | None:
     return pid if b"node" in cmdline and b"run" in cmdline else None
 
 
-class NodeRunner:
-    """The node loop's owner. Other threads (the control service) never touch the node
-    directly: `submit` queues a call that the loop thread runs between messages."""
-
-    def __init__(self, material: NodeMaterial, handler: MessageHandler, transport: GrpcTransport):
-        self.material = material
-        self.node = handler
-        self.transport = transport
-        self._calls: queue.SimpleQueue[tuple[Callable[[Any], Any], Future[Any]]] = (
-            queue.SimpleQueue()
-        )
-
-    def submit(self, call: Callable[[Any], T]) -> Future[T]:
-        """Run `call(node)` on the loop thread; the future holds its result or exception."""
-        future: Future[T] = Future()
-        self._calls.put((call, future))
-        return future
-
-    def run_pending(self) -> None:
-        while True:
-            try:
-                call, future = self._calls.get_nowait()
-            except queue.Empty:
-                return
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(call(self.node))
-            except Exception as err:
-                future.set_exception(err)
-
-
 class WallClock:
     """The node's clock in a member process: the system's wall clock.
 
@@ -221,35 +127,46 @@ def run_node(
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     store = SessionStore(directory / SESSION_DB, storage_key(material))
     transport = GrpcTransport(material.manifest, material.member_id, material.tls, limits)
-    handler = make_handler(material, transport, store)
-    runner = NodeRunner(material, handler, transport)
-    for add in control_services(runner):
-        transport.add_service(add)
+    shares = KeystoreShares(material.keystore, material.manifest.epoch)
+    node = SignerNode(
+        material.identity,
+        material.manifest.directory(),
+        material.manifest.epoch,
+        transport,
+        store,
+        shares.load(),
+        seen=store,  # the replay memory outlives a restart
+        now=clock.now(),
+    )
+    # ECDSA only where this member has CGGMP aux info (each member's Paillier primes)
+    runner = NodeRunner(node, clock, aux_info=shares.aux_info())
+    operator_only = OperatorOnly(material.tls.ca_pem)
+
+    def serve_control(server: Any) -> None:
+        add_control_service(server, runner, operator_only)
+
+    transport.add_service(serve_control)
     me = material.manifest.member(material.member_id)
     status = Status(material.member_id, os.getpid(), "starting", str(me.endpoint), {}, {}, {})
     wrote_pid = False
     try:
+        runner.start()
         transport.start()
         atomic_write(directory / PID_FILE, f"{os.getpid()}\n".encode(), 0o644)
         wrote_pid = True
         status.state = "ready"
         log.info("member %d ready on %s (pid %d)", material.member_id, me.endpoint, os.getpid())
         next_status = 0.0
-        next_tick = 0.0
         while not stop.requested:
             for _peer, data in transport.receive(TICK):
-                handler.on_message(data, clock.now())
-            runner.run_pending()
-            now = time.monotonic()  # schedules the loop; the node sees `clock`
-            if now >= next_tick:
-                handler.on_tick(clock.now())
-                next_tick = now + TICK
-            if now >= next_status:
-                _refresh(status, transport, handler).write(directory)
-                next_status = now + STATUS_EVERY
+                runner.deliver(data)
+            if time.monotonic() >= next_status:
+                _refresh(status, transport, runner, operator_only).write(directory)
+                next_status = time.monotonic() + STATUS_EVERY
         status.state = "stopping"
-        _refresh(status, transport, handler).write(directory)
+        _refresh(status, transport, runner, operator_only).write(directory)
     finally:
+        runner.stop()
         transport.stop()
         store.close()
         if wrote_pid:
@@ -257,14 +174,18 @@ def run_node(
         for sig, old in previous.items():
             signal.signal(sig, old)
     status.state = "stopped"
-    _refresh(status, transport, handler).write(directory)
+    status.write(directory)
     log.info("member %d stopped", material.member_id)
     return 0
 
 
-def _refresh(status: Status, transport: GrpcTransport, handler: MessageHandler) -> Status:
+def _refresh(
+    status: Status, transport: GrpcTransport, runner: NodeRunner, operator_only: OperatorOnly
+) -> Status:
     status.peers = {str(k): v.value for k, v in sorted(transport.peers().items())}
-    status.transport = dict(transport.counters)
-    counters = getattr(getattr(handler, "router", None), "counters", None)
-    status.router = dict(counters) if isinstance(counters, Counter) else {}
+    status.transport = {**transport.counters, **operator_only.counters, **runner.counters}
+    # a runner busy with long work (CGGMP proofs) must not hold up this loop's relaying:
+    # then the last known counters stay
+    with contextlib.suppress(RunnerStopped, TimeoutError, queue.Full):
+        status.router = runner.call(lambda node, _now: dict(node.router.counters), timeout=0.5)
     return status

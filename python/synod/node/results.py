@@ -42,6 +42,7 @@ class SessionResult:
     status: SessionStatus = SessionStatus.RUNNING
     signature: bytes | None = None  # FROST: 64 bytes; ECDSA: r ‖ s ‖ recovery id
     public_key: bytes | None = None  # a DKG's group key, an ECDSA key's public key
+    output_key: bytes | None = None  # a BIP340 key: x-only, after the BIP341 key-path tweak
     signers: tuple[int, ...] = ()
     culprits: set[int] = field(default_factory=set)
     sub_sessions: int = 0  # ROAST sub-sessions / CGGMP attempts this node saw opened
@@ -103,6 +104,7 @@ class SessionResult:
             "status": self.status.value,
             "signature": None if self.signature is None else self.signature.hex(),
             "public_key": None if self.public_key is None else self.public_key.hex(),
+            "output_key": None if self.output_key is None else self.output_key.hex(),
             "signers": list(self.signers),
             "culprits": sorted(self.culprits),
             "sub_sessions": self.sub_sessions,

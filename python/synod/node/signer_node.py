@@ -46,6 +46,13 @@ def cggmp_eid(label: bytes, session_id: bytes) -> bytes:
     return hashlib.sha256(b"synod/cggmp/" + label + b"/" + session_id).digest()
 
 
+def _output_key(public: frost.PublicKeyPackage) -> bytes | None:
+    """The key a Taproot key-path spend signs for (BIP340 keys only)."""
+    if public.suite is not frost.Ciphersuite.SECP256K1_TR:
+        return None
+    return public.group_public_key(frost.KEY_PATH)
+
+
 class SignerNode:
     def __init__(
         self,
@@ -155,6 +162,8 @@ class SignerNode:
             schedule, me, share.key_package, share.public, validator, self.nonces, tweak, message
         )
         self.attach(signer, SIGNER_KINDS, now)
+        # the first aggregator opens its turn now rather than on the next tick
+        self._send(self._turns[session_id].tick(self.router, now))
 
     def start_ecdsa_signing(
         self,
@@ -423,6 +432,7 @@ class SignerNode:
             public: frost.PublicKeyPackage = data["public_key_package"]
             self.keys.add_frost(result.key_id, data["key_package"], public)
             result.public_key = public.verifying_key()
+            result.output_key = _output_key(public)
             result.finish(SessionStatus.DONE, now)
         elif result.kind is SessionKind.RESHARE:
             self._fold_reshare(result, event)
@@ -446,8 +456,9 @@ class SignerNode:
             assert session.key_package is not None and session.public_key_package is not None
             self.keys.add_frost(str(result.output), session.key_package, session.public_key_package)
             result.public_key = session.public_key_package.verifying_key()
+            result.output_key = _output_key(session.public_key_package)
         elif event.name == "retire_old_share" and not session.is_new:
-            self.keys.frost_keys.pop(result.key_id, None)
+            self.keys.remove_frost(result.key_id)
         elif event.name == "complaint":
             result.culprits.update(int(c) for c in event.data.get("accused", ()))
         else:

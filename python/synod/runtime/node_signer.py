@@ -189,15 +189,17 @@ class NodeSigner:
         return statuses
 
     def _verifies(self, message: bytes, signature: bytes) -> bool:
-        try:
-            if self.scheme == "ecdsa":
-                return ecdsa.Signature.from_recoverable(signature).verify(self.public_key, message)
-            suite = (
-                frost.Ciphersuite.SECP256K1_TR
-                if self.scheme == "bip340"
-                else frost.Ciphersuite.ED25519
-            )
-            frost.verify(suite, self.public_key, message, signature)
-            return True
-        except CryptoError:
-            return False
+        return verify_signature(self.scheme, self.public_key, message, signature)
+
+
+def verify_signature(scheme: str, public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """Whether `signature` (as a member reports it) is valid for `message` under the group
+    key: BIP340 against the x-only output key, Ed25519, or ECDSA (r ‖ s ‖ recovery id)."""
+    try:
+        if scheme == "ecdsa":
+            return ecdsa.Signature.from_recoverable(signature).verify(public_key, message)
+        suite = frost.Ciphersuite.SECP256K1_TR if scheme == "bip340" else frost.Ciphersuite.ED25519
+        frost.verify(suite, public_key, message, signature)
+        return True
+    except CryptoError:
+        return False

@@ -92,7 +92,9 @@ class SessionStore:
         # (a power cut may lose its last few entries; nonces keep the setting above).
         self._seen_db = self._db
         if self.path != ":memory:":
-            self._seen_db = sqlite3.connect(self.path, isolation_level=None)
+            self._seen_db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False
+            )
             self._seen_db.execute("PRAGMA busy_timeout=5000")
             self._seen_db.execute("PRAGMA synchronous=NORMAL")
         key = HKDF(hashes.SHA256(), 32, salt=None, info=b"synod/session-store/v1").derive(

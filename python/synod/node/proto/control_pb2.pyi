@@ -104,7 +104,7 @@ class GetResultRequest(_message.Message):
     def __init__(self, session_id: _Optional[bytes] = ...) -> None: ...
 
 class SessionResult(_message.Message):
-    __slots__ = ("session_id", "kind", "key_id", "status", "signature", "public_key", "signers", "culprits", "sub_sessions", "aggregator", "reason")
+    __slots__ = ("session_id", "kind", "key_id", "status", "signature", "public_key", "signers", "culprits", "sub_sessions", "aggregator", "reason", "output_key")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,7 @@ class SessionResult(_message.Message):
     SUB_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     AGGREGATOR_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_KEY_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
     kind: str
     key_id: str
@@ -127,4 +128,5 @@ class SessionResult(_message.Message):
     sub_sessions: int
     aggregator: int
     reason: str
-    def __init__(self, session_id: _Optional[bytes] = ..., kind: _Optional[str] = ..., key_id: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., signature: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., signers: _Optional[_Iterable[int]] = ..., culprits: _Optional[_Iterable[int]] = ..., sub_sessions: _Optional[int] = ..., aggregator: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    output_key: bytes
+    def __init__(self, session_id: _Optional[bytes] = ..., kind: _Optional[str] = ..., key_id: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., signature: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., signers: _Optional[_Iterable[int]] = ..., culprits: _Optional[_Iterable[int]] = ..., sub_sessions: _Optional[int] = ..., aggregator: _Optional[int] = ..., reason: _Optional[str] = ..., output_key: _Optional[bytes] = ...) -> None: ...

@@ -1,0 +1,208 @@
+"""Signing latency of a loopback committee of member processes (`python -m synod.bench --cluster`).
+
+A fresh development committee (t-of-n on 127.0.0.1) is created in a temporary
+directory and started as n `synod node run` processes; one DKG per FROST suite runs
+over the members' control services, then each signature is timed from the first
+`StartSign` (sent to every member at once) until a member reports a signature that
+verifies under the group key. The control calls use the operator certificate over
+mutual TLS, exactly as `synod sign` does; every member is asked at once, again 2 ms
+after the previous round of answers, so the numbers include the control calls
+themselves and that polling slack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from synod.bench.table import format_seconds
+from synod.node.committee import init_committee, node_dir
+from synod.node.control import ControlClient, ControlError, operator_clients
+from synod.node.process import STATUS_FILE
+from synod.node.results import SessionStatus
+from synod.runtime.node_signer import verify_signature
+
+POLL_S = 0.002
+SCHEMES = ("bip340", "ed25519")
+SUITE_NAMES = {"bip340": "frost-secp256k1-tr (ROAST)", "ed25519": "frost-ed25519 (ROAST)"}
+
+
+@dataclass(frozen=True)
+class Latency:
+    scheme: str
+    params: str
+    samples: list[float]
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def _free_base_port(n: int) -> int:
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 60000)
+        socks: list[socket.socket] = []
+        try:
+            for i in range(1, n + 1):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port range on 127.0.0.1")
+
+
+def _synod(*args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "synod.cli.main", *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _all_linked(root: Path, members: list[int]) -> bool:
+    for m in members:
+        try:
+            doc = json.loads((node_dir(root, m) / STATUS_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        peers = doc.get("peers", {})
+        if len(peers) != len(members) - 1 or any(v != "connected" for v in peers.values()):
+            return False
+    return True
+
+
+def _until(cond: Callable[[], bool], what: str, deadline: float = 120.0) -> None:
+    end = time.monotonic() + deadline
+    while not cond():
+        if time.monotonic() > end:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _dkg(clients: dict[int, ControlClient], scheme: str, threshold: int) -> bytes:
+    key_id, sid, members = f"bench-{scheme}", os.urandom(32), sorted(clients)
+    for client in clients.values():
+        client.start_dkg(key_id, sid, scheme, members, threshold, 60.0)
+    keys: dict[int, bytes] = {}
+
+    def done() -> bool:
+        for m, client in clients.items():
+            result = client.get_result(sid)
+            if result.status is SessionStatus.FAILED:
+                raise RuntimeError(f"DKG failed on member {m}: {result.reason}")
+            if result.status is SessionStatus.DONE:
+                key = result.output_key if scheme == "bip340" else result.public_key
+                assert key is not None
+                keys[m] = key
+        return len(keys) == len(clients)
+
+    _until(done, f"the {scheme} DKG")
+    if len(set(keys.values())) != 1:
+        raise RuntimeError("the members disagree on the group key")
+    return next(iter(keys.values()))
+
+
+def _sign_once(
+    clients: dict[int, ControlClient], pool: ThreadPoolExecutor, scheme: str, key: bytes
+) -> float:
+    message, sid = os.urandom(32), os.urandom(32)
+    start = time.perf_counter()
+    started = [
+        pool.submit(c.start_sign, f"bench-{scheme}", sid, scheme, message, None, 5.0, 60.0)
+        for c in clients.values()
+    ]
+    for f in started:
+        f.result()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        asked = [pool.submit(_signature_of, c, sid) for c in clients.values()]
+        signatures = [s for f in asked if (s := f.result()) is not None]
+        if signatures:
+            elapsed = time.perf_counter() - start
+            if not verify_signature(scheme, key, message, signatures[0]):
+                raise RuntimeError("a member reported a signature that does not verify")
+            return elapsed
+        time.sleep(POLL_S)
+    raise RuntimeError("no signature within 60 s")
+
+
+def _signature_of(client: ControlClient, sid: bytes) -> bytes | None:
+    try:
+        return client.get_result(sid).signature
+    except ControlError:
+        return None
+
+
+def cluster_latencies(
+    threshold: int, n: int, signatures: int, progress: Callable[[str], None]
+) -> list[Latency]:
+    out: list[Latency] = []
+    with tempfile.TemporaryDirectory(prefix="synod-bench-cluster-") as tmp:
+        root = Path(tmp) / "committee"
+        progress(f"committee {threshold}-of-{n} in {root}")
+        init_committee(root, threshold, n, _free_base_port(n))
+        members = list(range(1, n + 1))
+        _synod("cluster", "up", "--dir", str(root))
+        try:
+            _until(lambda: _all_linked(root, members), "every member linked")
+            clients = operator_clients(root, timeout=30)
+            try:
+                with ThreadPoolExecutor(max_workers=n) as pool:
+                    for scheme in SCHEMES:
+                        key = _dkg(clients, scheme, threshold)
+                        progress(f"{scheme}: key ready; warming up")
+                        for _ in range(5):
+                            _sign_once(clients, pool, scheme, key)
+                        samples = []
+                        for i in range(signatures):
+                            samples.append(_sign_once(clients, pool, scheme, key))
+                            if (i + 1) % 50 == 0:
+                                progress(f"{scheme}: {i + 1}/{signatures} signatures")
+                        out.append(Latency(scheme, f"{threshold}/{n}", samples))
+            finally:
+                for client in clients.values():
+                    client.close()
+        finally:
+            _synod("cluster", "down", "--dir", str(root))
+    return out
+
+
+def render_latencies(rows: list[Latency]) -> str:
+    head = ["suite", "t/n", "signatures", "p50", "p99", "mean", "max"]
+    body = [
+        [
+            SUITE_NAMES[r.scheme],
+            r.params,
+            str(len(r.samples)),
+            format_seconds(r.quantile(0.50)),
+            format_seconds(r.quantile(0.99)),
+            format_seconds(statistics.fmean(r.samples)),
+            format_seconds(max(r.samples)),
+        ]
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |"]
+    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    lines += [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)) + " |" for b in body
+    ]
+    return "\n".join(lines)
