@@ -261,10 +261,10 @@ class WebhookStore:
         return queued
 
     def due(self, now: float, limit: int) -> list[Delivery]:
-        # `next_at + 0` keeps the time comparison off the index: on SQLite, with the Solana
-        # runtime's native library loaded in the same process, the indexed range compare of
-        # these REAL timestamps let a delivery through 0.5 s early (a later test process
-        # showed it; the unindexed compare is exact). The index still serves `status`.
+        # `next_at + 0` keeps the time comparison off the index: on SQLite 3.40, in a test
+        # process that had run the Solana runtime tests first, the indexed range compare of
+        # these REAL timestamps let a delivery through 0.5 s early (cause not found; the
+        # unindexed compare was exact in the same process). The index still serves `status`.
         rows = self.db.query(
             "SELECT delivery_id, sub_id, event_id, kind, seq, body, status, attempts, next_at, "
             "last_error FROM webhook_outbox WHERE status = ? AND next_at + 0 <= ? "
