@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Regenerate the Python gRPC/protobuf modules for every python/synod/node/proto/*.proto.
+# Regenerate the Python protobuf modules for every python/synod/node/proto/*.proto (messages
+# only: the services are registered and called by hand in synod.node.control and
+# synod.node.grpc_transport, so no generated servicer stubs are kept).
 # The generated files are committed; run this after editing a .proto. The generator is
 # pinned (GRPC_TOOLS_VERSION) so the output is reproducible; it is installed into a
 # private virtual environment under the build cache when the active Python lacks it.
@@ -36,6 +38,6 @@ if [ ${#protos[@]} -eq 0 ]; then
   exit 1
 fi
 "$PY" -m grpc_tools.protoc -I . \
-  --python_out=. --pyi_out=. --grpc_python_out=. \
+  --python_out=. --pyi_out=. \
   "${protos[@]}"
 echo "generated: ${protos[*]}" >&2

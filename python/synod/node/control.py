@@ -35,7 +35,6 @@ from synod.node.pki import (
     peer_certificate,
 )
 from synod.node.proto import control_pb2 as pb
-from synod.node.proto import control_pb2_grpc as pb_grpc
 from synod.node.results import SessionKind, SessionResult, SessionStatus
 from synod.node.runner import NodeRunner
 from synod.node.signer_node import SignerNode
@@ -53,6 +52,17 @@ _STATUS = {
     SessionStatus.RUNNING: pb.RUNNING,
     SessionStatus.DONE: pb.DONE,
     SessionStatus.FAILED: pb.FAILED,
+}
+
+
+# The service of control.proto: method name -> (request, reply) message types. Served and
+# called through these handlers directly (no generated servicer base classes).
+SERVICE = "synod.node.Control"
+METHODS: dict[str, tuple[Any, Any]] = {
+    "Status": (pb.StatusRequest, pb.StatusReply),
+    "StartDkg": (pb.StartDkgRequest, pb.StartReply),
+    "StartSign": (pb.StartSignRequest, pb.StartReply),
+    "GetResult": (pb.GetResultRequest, pb.SessionResult),
 }
 
 
@@ -115,7 +125,7 @@ class OperatorOnly:
         return reason
 
 
-class ControlServicer(pb_grpc.ControlServicer):
+class ControlServicer:
     def __init__(self, runner: NodeRunner, authorize: OperatorOnly | None = None) -> None:
         self.runner = runner
         self.authorize = authorize
@@ -305,7 +315,15 @@ def add_control_service(
     """Serve `synod.node.Control` for `runner` on `server` (the caller owns the server);
     with `authorize`, only operator certificates are admitted."""
     servicer = ControlServicer(runner, authorize)
-    pb_grpc.add_ControlServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, name),
+            request_deserializer=request.FromString,
+            response_serializer=reply.SerializeToString,
+        )
+        for name, (request, reply) in METHODS.items()
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     return servicer
 
 
@@ -381,14 +399,21 @@ class ControlClient:
             self.channel = grpc.secure_channel(endpoint, tls.credentials(), options=options)
         self.endpoint = endpoint
         self.timeout = timeout
-        self.stub = pb_grpc.ControlStub(self.channel)  # type: ignore[no-untyped-call]
+        self._methods = {
+            name: self.channel.unary_unary(
+                f"/{SERVICE}/{name}",
+                request_serializer=request.SerializeToString,
+                response_deserializer=reply.FromString,
+            )
+            for name, (request, reply) in METHODS.items()
+        }
 
     def close(self) -> None:
         self.channel.close()
 
     def _call(self, method: str, request: Any) -> Any:
         try:
-            return getattr(self.stub, method)(request, timeout=self.timeout)
+            return self._methods[method](request, timeout=self.timeout)
         except grpc.RpcError as err:
             code = err.code().name if err.code() is not None else "UNKNOWN"
             raise ControlError(code, err.details() or "no detail") from None
