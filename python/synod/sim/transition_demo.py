@@ -9,6 +9,9 @@ same; the fresh-key path with its migrations is exercised by the tests on btcd a
 py-evm), while a second batch is queued inside the switch window. Every withdrawal is
 confirmed once; the report names the epoch that signed each one, the measured window,
 and that the old shares were erased.
+
+It belongs to the simulator: the committees are `SimCommittee`s, every member in this one
+process. The hand-over among member processes is not built yet (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
