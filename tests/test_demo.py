@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from synod.demo import run_demo
+from synod.sim.demo import run_demo
 
 
 def test_demo_pays_every_withdrawal_once(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""End-to-end withdrawals per minute per chain, in the demo setup (`synod.demo`).
+"""End-to-end withdrawals per minute per chain, in the demo setup (`synod.sim.demo`).
 
 Each chain runs alone: a 3-of-5 committee with one silent and one lying member signs
 in the simulator, and the chain's local engine executes and confirms. Wall time covers
@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from synod.demo import run_demo
+from synod.sim.demo import run_demo
 
 
 def e2e_table(per_chain: int = 20, progress: Callable[[str], None] = lambda _: None) -> str:

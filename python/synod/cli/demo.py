@@ -1,4 +1,4 @@
-"""`synod demo`: the whole pipeline on local chain engines (see `synod.demo`)."""
+"""`synod demo`: the whole pipeline on local chain engines (see `synod.sim.demo`)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synod.demo import DemoApi, run_demo
+    from synod.sim.demo import DemoApi, run_demo
 
     if args.transition:
         return _run_transition(args)
