@@ -139,12 +139,15 @@ def _evm(
     depth: int,
     submit: Submit,
 ) -> ChainSetup:
-    from eth_account import Account
-
-    from synod.chains.evm.adapter import EthTesterBackend, EvmAdapter
-    from synod.chains.evm.address import parse_address
+    from synod.chains.evm.adapter import EthTesterBackend
     from synod.chains.evm.custody import build_withdraw_call, selector
-    from synod.chains.evm.devchain import DEV_RELAYER_KEY, ETHER, GWEI, DevChain, deploy_custody
+    from synod.chains.evm.devchain import (
+        ETHER,
+        GWEI,
+        DevChain,
+        deploy_custody,
+        relayed_custody_adapter,
+    )
     from synod.runtime.watchers.evm import EvmDeposits
 
     keys, public = frost.local_dkg(frost.Ciphersuite.SECP256K1_TR, THRESHOLD, PARTIES)
@@ -157,7 +160,6 @@ def _evm(
     deposits = EvmDeposits(chain, EthTesterBackend(dev.tester), custody, native, {})
     epoch = int.from_bytes(dev.call(custody, selector("epoch()")), "big")
     gas_price = (fees.eth_gas_price_gwei if chain == "eth" else fees.bnb_gas_price_gwei) * GWEI
-    relayer = Account.from_key(DEV_RELAYER_KEY)
 
     def call_for(w: Any) -> Any:
         return build_withdraw_call(
@@ -172,20 +174,14 @@ def _evm(
     def digest(w: Any) -> bytes:
         return bytes(call_for(w).digest())
 
-    def raw_transaction(w: Any, signature_ref: str) -> bytes:
-        tx = {
-            "chainId": dev.chain_id,
-            "nonce": dev.tester.get_nonce(relayer.address),
-            "gas": 200_000,
-            "gasPrice": gas_price,
-            "to": custody,
-            "value": 0,
-            "data": call_for(w).calldata(bytes.fromhex(signature_ref)),
-        }
-        return bytes(relayer.sign_transaction(tx).raw_transaction)
-
-    adapter = EvmAdapter(
-        chain, EthTesterBackend(dev.tester), raw_transaction, sender=parse_address(relayer.address)
+    adapter = relayed_custody_adapter(
+        chain,
+        EthTesterBackend(dev.tester),
+        dev.chain_id,
+        dev.tester.get_nonce,
+        custody,
+        gas_price,
+        call_for,
     )
     signer = FrostCommitteeSigner(keys, public, THRESHOLD, digest, None, corrupt=FAULTS)
     for i in range(count):

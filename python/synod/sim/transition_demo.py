@@ -52,15 +52,19 @@ class TransitionDemoReport:
 def run_transition_demo(
     workdir: Path, per_batch: int = 2, progress: Progress = lambda _: None
 ) -> TransitionDemoReport:
-    from eth_account import Account
     from solders.keypair import Keypair
     from solders.litesvm import LiteSVM
     from solders.pubkey import Pubkey
 
-    from synod.chains.evm.adapter import EthTesterBackend, EvmAdapter
-    from synod.chains.evm.address import parse_address
+    from synod.chains.evm.adapter import EthTesterBackend
     from synod.chains.evm.custody import build_call, selector
-    from synod.chains.evm.devchain import DEV_RELAYER_KEY, ETHER, GWEI, DevChain, deploy_custody
+    from synod.chains.evm.devchain import (
+        ETHER,
+        GWEI,
+        DevChain,
+        deploy_custody,
+        relayed_custody_adapter,
+    )
     from synod.chains.solana.adapter import SolanaAdapter
 
     started = time.perf_counter()
@@ -96,7 +100,6 @@ def run_transition_demo(
 
     # EVM: the custody contract holds the committee's BIP340 key.
     dev = DevChain()
-    relayer = Account.from_key(DEV_RELAYER_KEY)
     custody = deploy_custody(dev, committee.public[(1, "bip340")].group_public_key(), fund=0)
     dev.transact(custody, value=10 * ETHER)
     consensus.submit(DepositCredit("eth", "ETH", 10 * ETHER, "demo-deposit", 1))
@@ -114,20 +117,14 @@ def run_transition_demo(
             epoch=epoch,
         )
 
-    def raw_transaction(w: Withdrawal, signature_ref: str) -> bytes:
-        tx = {
-            "chainId": dev.chain_id,
-            "nonce": dev.tester.get_nonce(relayer.address),
-            "gas": 200_000,
-            "gasPrice": gas_price,
-            "to": custody,
-            "value": 0,
-            "data": call_for(w).calldata(bytes.fromhex(signature_ref)),
-        }
-        return bytes(relayer.sign_transaction(tx).raw_transaction)
-
-    eth = EvmAdapter(
-        "eth", EthTesterBackend(dev.tester), raw_transaction, sender=parse_address(relayer.address)
+    eth = relayed_custody_adapter(
+        "eth",
+        EthTesterBackend(dev.tester),
+        dev.chain_id,
+        dev.tester.get_nonce,
+        custody,
+        gas_price,
+        call_for,
     )
     adapters: dict[str, ChainAdapter] = {"sol": sol, "eth": eth}
     signers: dict[str, Signer] = {

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from eth_tester import EthereumTester, PyEVMBackend
 from vyper import compile_code
 
-from synod.chains.evm.custody import bytes_word, constructor_args, selector, uint_word
+from synod.chains.evm.adapter import EvmAdapter, EvmBackend
+from synod.chains.evm.address import checksum_address, parse_address
+from synod.chains.evm.custody import (
+    UpdatePubkeyCall,
+    WithdrawCall,
+    bytes_word,
+    constructor_args,
+    selector,
+    uint_word,
+)
+from synod.state.machine import Withdrawal
 
 CONTRACTS = Path(__file__).resolve().parents[4] / "contracts"
 ETHER = 10**18
@@ -119,3 +130,34 @@ def deploy_custody(chain: LocalEvm, px: bytes, fund: int = 10 * ETHER) -> str:
         receipt = chain.transact(custody, value=fund)
         assert receipt["status"] == 1 and len(receipt["logs"]) == 1  # Deposit
     return custody
+
+
+def relayed_custody_adapter(
+    chain: str,
+    backend: EvmBackend,
+    chain_id: int,
+    nonce: Callable[[str], int],
+    custody: str,
+    gas_price: int,
+    call_for: Callable[[Withdrawal], WithdrawCall | UpdatePubkeyCall],
+) -> EvmAdapter:
+    """An adapter whose broadcasts are custody-contract calls sent and paid for by the
+    development relayer account (`DEV_RELAYER_KEY`): the committee's signature goes into
+    the call data of `call_for(withdrawal)`."""
+    from eth_account import Account
+
+    relayer = Account.from_key(DEV_RELAYER_KEY)
+
+    def raw_transaction(w: Withdrawal, signature_ref: str) -> bytes:
+        tx = {
+            "chainId": chain_id,
+            "nonce": nonce(relayer.address),
+            "gas": 200_000,
+            "gasPrice": gas_price,
+            "to": checksum_address(parse_address(custody)),
+            "value": 0,
+            "data": call_for(w).calldata(bytes.fromhex(signature_ref)),
+        }
+        return bytes(relayer.sign_transaction(tx).raw_transaction)
+
+    return EvmAdapter(chain, backend, raw_transaction, sender=parse_address(relayer.address))
