@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import random
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any
 import grpc
 import pytest
 
+from synod.chains.localnode import free_base_port
 from synod.node.committee import NodeMaterial, init_committee, load_node, node_dir
 from synod.node.grpc_transport import LINK_METHOD
 from synod.node.keystore import KdfParams
@@ -24,26 +23,6 @@ from synod.node.proto import peer_pb2
 from synod.protocols.envelope import Envelope, Identity
 
 FAST_KDF = KdfParams(time_cost=1, memory_cost=64, parallelism=1)  # tests only
-
-
-def free_base_port(n: int) -> int:
-    """A base port P with P+1..P+n free on 127.0.0.1 right now."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 60000)
-        socks = []
-        try:
-            for i in range(1, n + 1):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range on 127.0.0.1")
 
 
 def wait_for(cond: Callable[[], bool], what: str, deadline: float = 60.0) -> None:

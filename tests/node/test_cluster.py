@@ -13,6 +13,7 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from synod.chains.localnode import free_base_port
 from synod.node.committee import load_node
 from synod.node.control import ControlClient, ControlError, ControlTLS
 from synod.node.grpc_transport import TlsMaterial
@@ -20,7 +21,7 @@ from synod.node.keystore import Keystore, SecretKind
 from synod.node.manifest import Manifest
 from synod.node.pki import CommitteeCA, cert_to_pem, key_from_pem, key_to_pem, new_key
 from synod.node.process import PID_FILE, running_pid
-from tests.node.helpers import Rogue, envelope, free_base_port, send_until, wait_for
+from tests.node.helpers import Rogue, envelope, send_until, wait_for
 from tests.node.test_node_cli import synod_cmd
 
 N = 3

@@ -21,6 +21,7 @@ import pytest
 
 from synod.chains.bitcoin.address import Network, p2tr_address
 from synod.chains.evm.address import address_bytes
+from synod.chains.localnode import free_base_port
 from synod.node.committee import node_dir
 from synod.node.control import ControlClient, ControlError, operator_clients
 from synod.node.key_shares import KeystoreShares
@@ -31,7 +32,7 @@ from synod.node.results import SessionStatus
 from synod.protocols.roast import aggregator_candidates
 from synod.runtime.node_signer import verify_signature
 from tests.fixtures import stored_aux
-from tests.node.helpers import free_base_port, wait_for
+from tests.node.helpers import wait_for
 from tests.node.test_node_cli import synod_cmd
 
 T, N = 3, 5

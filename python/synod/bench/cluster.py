@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synod.bench.table import format_seconds
+from synod.chains.localnode import free_base_port
 from synod.node.committee import init_committee, node_dir
 from synod.node.control import ControlClient, ControlError, operator_clients
 from synod.node.process import STATUS_FILE
@@ -47,25 +46,6 @@ class Latency:
     def quantile(self, q: float) -> float:
         ordered = sorted(self.samples)
         return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
-def _free_base_port(n: int) -> int:
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 60000)
-        socks: list[socket.socket] = []
-        try:
-            for i in range(1, n + 1):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range on 127.0.0.1")
 
 
 def _synod(*args: str) -> None:
@@ -158,7 +138,7 @@ def cluster_latencies(
     with tempfile.TemporaryDirectory(prefix="synod-bench-cluster-") as tmp:
         root = Path(tmp) / "committee"
         progress(f"committee {threshold}-of-{n} in {root}")
-        init_committee(root, threshold, n, _free_base_port(n))
+        init_committee(root, threshold, n, free_base_port(n))
         members = list(range(1, n + 1))
         _synod("cluster", "up", "--dir", str(root))
         try:
