@@ -146,12 +146,9 @@ class LedgerApp:
 
     # ------------------------------------------------------------------ CheckTx
     def check_tx(self, raw: bytes) -> Outcome:
-        try:
-            stx = self._authorized(raw)
-        except Unauthorized as err:
-            return Outcome(Code.UNAUTHORIZED, err.message)
-        except E.Rejected as err:
-            return Outcome(Code.MALFORMED, err.message)
+        stx = self._admitted(raw)
+        if isinstance(stx, Outcome):
+            return stx
         tx = stx.tx
         if isinstance(tx, Attest):
             rows = self.reader.query("SELECT status FROM attested WHERE tx_id = ?", (tx.target,))
@@ -170,6 +167,16 @@ class LedgerApp:
             if self._attested(self.reader, tx_id, stx.member):
                 return Outcome(Code.DUPLICATE, f"{stx.signer} already vouched for {tx_id}")
         return Outcome(Code.OK)
+
+    def _admitted(self, raw: bytes) -> SignedTx | Outcome:
+        """The authorized transaction, or its refusal as the outcome CheckTx and
+        FinalizeBlock report."""
+        try:
+            return self._authorized(raw)
+        except Unauthorized as err:
+            return Outcome(Code.UNAUTHORIZED, err.message)
+        except E.Rejected as err:
+            return Outcome(Code.MALFORMED, err.message)
 
     def _authorized(self, raw: bytes) -> SignedTx:
         """Decoded and authorized, or the refusal. A pure function of the bytes and the
@@ -285,12 +292,9 @@ class LedgerApp:
 
     # ------------------------------------------------------------------ one transaction
     def _deliver(self, height: int, raw: bytes) -> Outcome:
-        try:
-            stx = self._authorized(raw)
-        except Unauthorized as err:
-            return Outcome(Code.UNAUTHORIZED, err.message)
-        except E.Rejected as err:
-            return Outcome(Code.MALFORMED, err.message)
+        stx = self._admitted(raw)
+        if isinstance(stx, Outcome):
+            return stx
         if isinstance(stx.tx, Attest):
             return self._savepoint(lambda: self._attest(height, stx, stx.tx))
         if needs_attestation(stx.tx):
