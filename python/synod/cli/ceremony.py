@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from synod.cli.keygen import SCHEMES
+from synod.cli.output import print_fields
 from synod.cli.progress import Progress
 
 KEYS_FILE = "keys.json"
@@ -143,9 +144,7 @@ def run_dkg(args: argparse.Namespace) -> int:
     if result.get("output_key"):
         rows.append(("output key (BIP341)", result["output_key"]))
     rows += [(f"address {k}", v) for k, v in result["addresses"].items()]
-    width = max(len(k) for k, _ in rows)
-    for k, v in rows:
-        print(f"{k.ljust(width)}  {v}")
+    print_fields(rows)
     return 0
 
 
@@ -275,9 +274,7 @@ def run_sign(args: argparse.Namespace) -> int:
         ("sub-sessions", str(result["sub_sessions"])),
         ("culprits", ", ".join(map(str, result["culprits"])) or "none"),
     ]
-    width = max(len(k) for k, _ in rows)
-    for k, v in rows:
-        print(f"{k.ljust(width)}  {v}")
+    print_fields(rows)
     return 0
 
 

@@ -11,6 +11,7 @@ import json
 import sys
 from typing import Any
 
+from synod.cli.output import print_fields
 from synod.config import ConfigError, SynodConfig, load_config
 
 
@@ -57,10 +58,7 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    rows = list(_flatten(data, ""))
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key.ljust(width)}  {json.dumps(value)}")
+    print_fields([(key, json.dumps(value)) for key, value in _flatten(data, "")])
     return 0
 
 

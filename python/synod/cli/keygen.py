@@ -13,6 +13,7 @@ import random
 import sys
 from typing import Any
 
+from synod.cli.output import print_fields
 from synod.cli.progress import Progress
 
 SCHEMES = ("bip340", "ed25519", "ecdsa")
@@ -182,6 +183,4 @@ def _print_human(result: dict[str, Any]) -> None:
     if "recovery_id" in result:
         rows.append(("recovery id", str(result["recovery_id"])))
     rows.append(("verified by", ", ".join(result["verified_by"])))
-    width = max(len(k) for k, _ in rows)
-    for k, v in rows:
-        print(f"{k.ljust(width)}  {v}")
+    print_fields(rows)

@@ -8,6 +8,7 @@ import re
 import sys
 from typing import Any
 
+from synod.cli.output import print_fields
 from synod.cli.progress import Progress
 from synod.sim.adversary import STRATEGIES
 
@@ -104,9 +105,7 @@ def run(args: argparse.Namespace) -> int:
             ("signature", result.signature or "-"),
             ("dropped envelopes", ", ".join(f"{k}={v}" for k, v in result.drops.items()) or "-"),
         ]
-        width = max(len(k) for k, _ in rows)
-        for k, v in rows:
-            print(f"{k.ljust(width)}  {v}")
+        print_fields(rows)
     if not result.ok:
         print(f"synod sim: failed: {result.failure}", file=sys.stderr)
         return 1
