@@ -261,10 +261,12 @@ class WebhookStore:
         return queued
 
     def due(self, now: float, limit: int) -> list[Delivery]:
-        # `next_at + 0` keeps the time comparison off the index: on SQLite 3.40, in a test
-        # process that had run the Solana runtime tests first, the indexed range compare of
-        # these REAL timestamps let a delivery through 0.5 s early (cause not found; the
-        # unindexed compare was exact in the same process). The index still serves `status`.
+        # `next_at + 0` keeps the time comparison off the index. On SQLite 3.40, once LiteSVM
+        # has executed the SPL token program in the same process (the Solana tests do), an
+        # indexed range compare of a whole-valued REAL (which SQLite stores as an integer)
+        # with a fractional bound came out wrong: a delivery due at t+3 s was found due at
+        # t+2.5 s. The unindexed compare stays exact there. Production runs no LiteSVM; the
+        # cause inside the process is not found. The index still serves `status`.
         rows = self.db.query(
             "SELECT delivery_id, sub_id, event_id, kind, seq, body, status, attempts, next_at, "
             "last_error FROM webhook_outbox WHERE status = ? AND next_at + 0 <= ? "
