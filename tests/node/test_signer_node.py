@@ -18,7 +18,7 @@ from synod.protocols.roast import aggregator_candidates
 from synod.sim.adversary import Adversary, ByzantineFactory
 from synod.sim.cluster import Cluster
 from synod.state.session_store import SessionStore
-from tests.fixtures import stored_aux
+from tests.fixtures import load_primes, stored_aux
 
 MESSAGE = hashlib.sha256(b"withdrawal template").digest()
 SID = hashlib.sha256(b"signing session").digest()
@@ -214,3 +214,43 @@ def test_reshare_moves_the_key_to_a_new_committee() -> None:
         {i: s.key_package for i, s in shares.items()}, shares[4].public, MESSAGE, [4, 5]
     )
     assert coincurve.PublicKeyXOnly(public.group_public_key()).verify(sig.raw, MESSAGE)
+
+
+def test_cggmp_aux_info_keygen_and_presignatures_over_the_network() -> None:
+    """The whole ECDSA setup among members: aux info from each member's own (stored, test
+    only) primes, a 2-of-3 keygen on it, then one presignature per signer of a subset; the
+    presignatures complete a signature that libsecp256k1 accepts under the group key."""
+    ids = (1, 2, 3)
+    primes = load_primes()[: len(ids)]
+    cluster = Cluster(ids, seed=7)
+    aux_sid, keygen_sid, presign_sid = b"\x0a" * 32, b"\x0b" * 32, b"\x0c" * 32
+    for i in ids:
+        cluster.nodes[i].signer.start_aux_info(aux_sid, ids, primes[i - 1], 0.0)
+        cluster.flush(i)
+    cluster.run_until(600.0, [(i, aux_sid) for i in ids])
+    aux = [cluster.nodes[i].signer.result(aux_sid) for i in ids]
+    assert all(r is not None and r.status is SessionStatus.DONE for r in aux), aux
+    start = cluster.net.now
+    for i in ids:
+        own = cluster.nodes[i].signer.result(aux_sid)
+        assert own is not None and isinstance(own.output, ecdsa.AuxInfo)
+        cluster.nodes[i].signer.start_ecdsa_keygen("eth", keygen_sid, ids, 2, own.output, start)
+        cluster.flush(i)
+    cluster.run_until(start + 120.0, [(i, keygen_sid) for i in ids])
+    public_key = cluster.nodes[1].signer.keys.ecdsa_share("eth").public_key
+
+    signers = (1, 3)
+    start = cluster.net.now
+    for i in signers:
+        cluster.nodes[i].signer.start_presign("eth", presign_sid, signers, start)
+        cluster.flush(i)
+    cluster.run_until(start + 120.0, [(i, presign_sid) for i in signers])
+    partials = []
+    for i in signers:
+        result = cluster.nodes[i].signer.result(presign_sid)
+        assert result is not None and result.status is SessionStatus.DONE, result
+        assert isinstance(result.output, ecdsa.Presignature)
+        partials.append(result.output.sign(MESSAGE))
+    sig = ecdsa.combine(partials, MESSAGE, public_key)
+    der = coincurve.ecdsa.cdata_to_der(coincurve.ecdsa.deserialize_compact(sig.to_bytes()))
+    assert coincurve.PublicKey(public_key).verify(der, MESSAGE, hasher=None)
