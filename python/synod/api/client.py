@@ -10,8 +10,6 @@ from urllib.parse import quote
 
 import httpx
 
-from synod.api.problems import TYPE_PREFIX
-
 
 class ApiError(Exception):
     def __init__(self, status: int, problem: dict[str, Any]) -> None:
@@ -21,10 +19,6 @@ class ApiError(Exception):
         super().__init__(
             f"{status} {problem.get('title', 'error')}: {problem.get('detail', '')}{field}"
         )
-
-    @property
-    def slug(self) -> str:
-        return str(self.problem.get("type", "")).removeprefix(TYPE_PREFIX)
 
 
 class ApiClient:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 
 from synod.api.problems import Problem, ProblemType
 from synod.chains.bitcoin.address import Network, address_script
@@ -26,15 +25,6 @@ MAX_AMOUNT = {
 }
 """The largest amount, in base units, a transaction on each chain can carry."""
 _DIGITS = re.compile(r"[0-9]{1,80}")
-
-
-@dataclass(frozen=True)
-class WithdrawalInput:
-    chain: str
-    asset: str
-    destination: str
-    amount: int
-    external_id: str
 
 
 def check_chain(chain: str) -> str:

@@ -13,7 +13,7 @@ holds none for an epoch it was never part of, or once that epoch's shares were e
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from synod.crypto import ecdsa, frost
@@ -363,6 +363,3 @@ def message_digest(w: Withdrawal) -> bytes:
     """A chain-neutral message for tests and benchmarks: the template hash itself."""
     assert w.template_hash is not None
     return bytes.fromhex(w.template_hash)
-
-
-Chooser = Mapping[str, Callable[[Withdrawal], bytes]]

@@ -37,7 +37,6 @@ from synod.state.transactions import (
     MigrationStart,
     SignerSetUpdate,
     Strike,
-    Tx,
 )
 
 if TYPE_CHECKING:
@@ -756,7 +755,3 @@ class TransitionBook:
         if w.chain not in t.fresh_chains and not self.rules.pause_during_switch:
             return active
         raise E.SwitchWindow(f"no withdrawal enters SIGNING in epoch {t.epoch}'s switch window")
-
-
-def is_transition_tx(tx: Tx) -> bool:
-    return tx.KIND in PHASES or isinstance(tx, SignerSetUpdate | Strike)
