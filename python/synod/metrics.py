@@ -1,5 +1,6 @@
-"""The Prometheus metrics of synod, defined once: the API serves them on `/metrics`, and node
-and runtime code update the same objects (signing, drops, peers) when they run in the process.
+"""The Prometheus metrics of synod, defined once: the API serves them on `/metrics`, and the
+runtime updates the signing ones (`NodeSigner`) in the process it runs in. A member process's
+own drops and links come from `synod.node.metrics`.
 
 Everything is registered on `REGISTRY`, not the client library's global default, so importing
 this module twice in tests or embedding synod in another program never collides.
@@ -7,7 +8,7 @@ this module twice in tests or embedding synod in another program never collides.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -46,16 +47,5 @@ CULPRITS = Counter(
     "synod_culprits",
     "Committee members named as culprits, by member.",
     ["member"],
-    registry=REGISTRY,
-)
-ENVELOPE_DROPS = Counter(
-    "synod_envelope_drops",
-    "Peer envelopes dropped, by reason.",
-    ["reason"],
-    registry=REGISTRY,
-)
-PEERS_CONNECTED = Gauge(
-    "synod_peers_connected",
-    "Committee peers this node is connected to.",
     registry=REGISTRY,
 )

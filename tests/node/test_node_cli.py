@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,45 @@ def test_passwd_reencrypts(tmp_path: Path, committee: Path) -> None:
     assert {i.key_id: store.get(i.key_id) for i in store.items()} == secrets
     refused = synod_cmd("node", "run", "--dir", str(d), env={"SYNOD_PASSPHRASE": old.decode()})
     assert refused.returncode == 2 and "wrong passphrase" in refused.stderr
+
+
+def test_metrics_port_serves_links_and_drops(committee: Path) -> None:
+    """Two members with --metrics-port: each one's /metrics shows its link to the other (the
+    value read from what the member publishes) and the drop counters' family."""
+    from synod.chains.localnode import free_port
+    from tests.node.helpers import wait_for
+
+    refused = synod_cmd("node", "run", "--dir", str(committee / "node-1"), "--metrics-port", "0")
+    assert refused.returncode == 2 and "--metrics-port" in refused.stderr
+
+    ports = {1: free_port(), 2: free_port()}
+    run = [sys.executable, "-m", "synod.cli.main", "node", "run"]
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH}
+    procs = [
+        subprocess.Popen(
+            [*run, "--dir", str(committee / f"node-{i}"), "--metrics-port", str(port)],
+            env={k: v for k, v in env.items() if not k.endswith("PASSPHRASE")},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i, port in ports.items()
+    ]
+
+    def scrape(port: int) -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return str(r.read().decode())
+        except OSError:
+            return ""
+
+    try:
+        for port in ports.values():
+            wait_for(lambda p=port: "synod_peers_connected 1.0" in scrape(p), f"a link on {port}")
+        text = scrape(ports[1])
+        assert "# TYPE synod_envelope_drops_total counter" in text
+        assert "synod_signing_seconds" in text  # the process-wide signing metrics beside them
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            assert proc.wait(timeout=60) == 0

@@ -9,6 +9,7 @@ import hashlib
 
 import pytest
 
+from synod import metrics
 from synod.crypto import frost
 from synod.node.control import ControlError
 from synod.node.results import SessionKind, SessionResult, SessionStatus
@@ -101,3 +102,29 @@ def test_a_lie_alone_never_signs_and_no_member_reached_is_an_error() -> None:
         s.poll("sess")
     with pytest.raises(ControlError, match="no committee member"):
         signer(Member("good", reachable=False)).begin(withdrawal(), "other")
+
+
+def test_a_signature_is_measured_with_its_sub_sessions_and_culprits() -> None:
+    class Reporting(Member):
+        def get_result(self, session_id: bytes) -> SessionResult:
+            result = super().get_result(session_id)
+            result.sub_sessions, result.culprits = 2, {3}
+            return result
+
+    def sample(name: str, labels: dict[str, str] | None = None) -> float:
+        return metrics.REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+    before = (
+        sample("synod_signing_seconds_count", {"scheme": "bip340"}),
+        sample("synod_signing_sub_sessions_sum"),
+        sample("synod_culprits_total", {"member": "3"}),
+    )
+    s = signer(Reporting("good"))
+    s.begin(withdrawal(), "measured")
+    assert s.poll("measured") is not None
+    after = (
+        sample("synod_signing_seconds_count", {"scheme": "bip340"}),
+        sample("synod_signing_sub_sessions_sum"),
+        sample("synod_culprits_total", {"member": "3"}),
+    )
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 2, 1]

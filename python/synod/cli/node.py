@@ -32,6 +32,11 @@ def add_parser(sub: Any) -> None:
     run.add_argument(
         "--passphrase-file", type=Path, help=f"keystore passphrase file (else ${PASSPHRASE_ENV})"
     )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (drops, links, signing)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(run=run_node_cmd)
     pw = actions.add_parser(
@@ -83,6 +88,9 @@ def run_node_cmd(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
+        print("synod node run: error: --metrics-port must be within 1..65535", file=sys.stderr)
+        return 2
     pid = running_pid(args.dir)
     if pid is not None:
         return _fail("run", RuntimeError(f"member in {args.dir} is already running (pid {pid})"))
@@ -97,7 +105,7 @@ def run_node_cmd(args: argparse.Namespace) -> int:
     except (KeystoreError, CommitteeError) as err:
         return _fail("run", err)
     try:
-        return run_node(material)
+        return run_node(material, metrics_port=args.metrics_port)
     except KeystoreError as err:  # a share entry that does not parse
         return _fail("run", err)
     except OSError as err:  # e.g. the endpoint is taken: not bad input, exit status 1

@@ -25,11 +25,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from prometheus_client import start_http_server
+
 from synod.node.committee import NodeMaterial
 from synod.node.control import OperatorOnly, add_control_service
 from synod.node.grpc_transport import GrpcTransport, Limits
 from synod.node.key_shares import KeystoreShares
 from synod.node.keystore import SecretKind, atomic_write
+from synod.node.metrics import node_registry
 from synod.node.runner import NodeRunner, RunnerStopped
 from synod.node.signer_node import SignerNode
 from synod.node.transport import Clock
@@ -118,9 +121,13 @@ class WallClock:
 
 
 def run_node(
-    material: NodeMaterial, limits: Limits | None = None, clock: Clock | None = None
+    material: NodeMaterial,
+    limits: Limits | None = None,
+    clock: Clock | None = None,
+    metrics_port: int | None = None,
 ) -> int:
-    """Run the member until SIGTERM/SIGINT; returns the exit status."""
+    """Run the member until SIGTERM/SIGINT; returns the exit status. With `metrics_port`,
+    Prometheus metrics are served on 127.0.0.1 at that port (`synod.node.metrics`)."""
     clock = clock or WallClock()
     directory = material.directory
     stop = _Stop()
@@ -149,9 +156,14 @@ def run_node(
     me = material.manifest.member(material.member_id)
     status = Status(material.member_id, os.getpid(), "starting", str(me.endpoint), {}, {}, {})
     wrote_pid = False
+    exporter: Any = None
     try:
         runner.start()
         transport.start()
+        if metrics_port is not None:
+            exporter, _ = start_http_server(
+                metrics_port, addr="127.0.0.1", registry=node_registry(lambda: status)
+            )
         atomic_write(directory / PID_FILE, f"{os.getpid()}\n".encode(), 0o644)
         wrote_pid = True
         status.state = "ready"
@@ -166,6 +178,8 @@ def run_node(
         status.state = "stopping"
         _refresh(status, transport, runner, operator_only).write(directory)
     finally:
+        if exporter is not None:
+            exporter.shutdown()
         runner.stop()
         transport.stop()
         store.close()

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from synod import metrics
 from synod.crypto import ecdsa, frost
 from synod.crypto.errors import CryptoError
 from synod.node.control import ControlError
@@ -87,6 +88,7 @@ class RecordedTemplates:
 class _Signing:
     messages: list[bytes]
     session_ids: list[bytes]
+    started: float
     deadline: float
     signatures: dict[int, bytes] = field(default_factory=dict)
     results: dict[int, list[SessionResult]] = field(default_factory=dict)
@@ -147,7 +149,8 @@ class NodeSigner:
                 log.info("member %d did not start %s: %s", member, session_id, err)
         if reached == 0:
             raise ControlError("UNAVAILABLE", "no committee member could be reached")
-        self._active[session_id] = _Signing(messages, sids, self.clock() + self.timeout)
+        now = self.clock()
+        self._active[session_id] = _Signing(messages, sids, now, now + self.timeout)
 
     # -- poll ------------------------------------------------------------------------
     def poll(self, session_id: str) -> str | None:
@@ -163,6 +166,7 @@ class NodeSigner:
                 failed_everywhere = True
         if len(signing.signatures) == len(signing.messages):
             del self._active[session_id]
+            self._observe(signing)
             return ",".join(signing.signatures[i].hex() for i in range(len(signing.messages)))
         if failed_everywhere or self.clock() >= signing.deadline:
             del self._active[session_id]
@@ -187,6 +191,16 @@ class NodeSigner:
                 continue
             statuses.append(result.status)
         return statuses
+
+    def _observe(self, signing: _Signing) -> None:
+        """Signing latency, sub-sessions and culprits, as the member that signed reports
+        them, into the process's metrics."""
+        metrics.SIGNING_SECONDS.labels(self.scheme).observe(self.clock() - signing.started)
+        for results in signing.results.values():
+            first = results[0]
+            metrics.SUB_SESSIONS.observe(first.sub_sessions)
+            for culprit in sorted(first.culprits):
+                metrics.CULPRITS.labels(str(culprit)).inc()
 
     def _verifies(self, message: bytes, signature: bytes) -> bool:
         return verify_signature(self.scheme, self.public_key, message, signature)
