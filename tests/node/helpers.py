@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,19 @@ def wait_for(cond: Callable[[], bool], what: str, deadline: float = 60.0) -> Non
             return
         time.sleep(0.05)
     pytest.fail(f"timed out waiting for {what}")
+
+
+def holds_nonces(root: Path, i: int, sid: bytes) -> bool:
+    """Whether member i's session store holds nonces for session `sid` (read-only)."""
+    from synod.node.process import SESSION_DB
+
+    path = node_dir(root, i) / SESSION_DB
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT COUNT(*) FROM nonces WHERE session_id = ?", (sid,)).fetchone()
+        return bool(row[0])
+    finally:
+        db.close()
 
 
 def make_committee(root: Path, t: int, n: int) -> dict[int, NodeMaterial]:

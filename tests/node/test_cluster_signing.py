@@ -32,7 +32,7 @@ from synod.node.results import SessionStatus
 from synod.protocols.roast import aggregator_candidates
 from synod.runtime.node_signer import verify_signature
 from tests.fixtures import stored_aux
-from tests.node.helpers import wait_for
+from tests.node.helpers import holds_nonces, wait_for
 from tests.node.test_node_cli import synod_cmd
 
 T, N = 3, 5
@@ -169,16 +169,6 @@ def _nonce_uses(root: Path, i: int) -> list[str]:
         db.close()
 
 
-def _holds_nonces(root: Path, i: int, sid: bytes) -> bool:
-    path = node_dir(root, i) / SESSION_DB
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        row = db.execute("SELECT COUNT(*) FROM nonces WHERE session_id = ?", (sid,)).fetchone()
-        return bool(row[0])
-    finally:
-        db.close()
-
-
 def _kill(root: Path, i: int) -> None:
     pid = running_pid(node_dir(root, i))
     assert pid is not None
@@ -232,7 +222,7 @@ def test_sigkill_of_a_signer_mid_session_then_restart(
         for member in MEMBERS:
             clients[member].start_sign(bip340_key["key_id"], sid, "bip340", message, None, 2.0)
         # the victim has committed to nonces for this session: kill it there
-        wait_for(lambda: _holds_nonces(cluster, victim, sid), "the victim's nonces", 120)
+        wait_for(lambda: holds_nonces(cluster, victim, sid), "the victim's nonces", 120)
         _kill(cluster, victim)
         _signature({m: c for m, c in clients.items() if m != victim}, sid, bip340_key, message)
         _restart(cluster)

@@ -84,7 +84,7 @@ def committee(tmp_path: Path) -> Iterator[Committee]:
         runners[i] = NodeRunner(
             node,
             MonotonicClock(),
-            RecordedTemplates(view, MESSAGES),
+            RecordedTemplates.derived(view, MESSAGES),
             aux[i - 1],
             operator_signing=False,
         )

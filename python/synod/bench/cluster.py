@@ -12,11 +12,8 @@ themselves and that polling slack.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,10 +23,10 @@ from pathlib import Path
 
 from synod.bench.table import format_seconds
 from synod.chains.localnode import free_base_port
-from synod.node.committee import init_committee, node_dir
+from synod.node.ceremony import run_dkg
+from synod.node.committee import init_committee
 from synod.node.control import ControlClient, ControlError, operator_clients
-from synod.node.process import STATUS_FILE
-from synod.node.results import SessionStatus
+from synod.node.local_cluster import member_dirs, start_members, stop_members, wait_linked
 from synod.runtime.node_signer import verify_signature
 
 POLL_S = 0.002
@@ -46,58 +43,6 @@ class Latency:
     def quantile(self, q: float) -> float:
         ordered = sorted(self.samples)
         return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
-def _synod(*args: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "synod.cli.main", *args],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _all_linked(root: Path, members: list[int]) -> bool:
-    for m in members:
-        try:
-            doc = json.loads((node_dir(root, m) / STATUS_FILE).read_text())
-        except (OSError, ValueError):
-            return False
-        peers = doc.get("peers", {})
-        if len(peers) != len(members) - 1 or any(v != "connected" for v in peers.values()):
-            return False
-    return True
-
-
-def _until(cond: Callable[[], bool], what: str, deadline: float = 120.0) -> None:
-    end = time.monotonic() + deadline
-    while not cond():
-        if time.monotonic() > end:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def _dkg(clients: dict[int, ControlClient], scheme: str, threshold: int) -> bytes:
-    key_id, sid, members = f"bench-{scheme}", os.urandom(32), sorted(clients)
-    for client in clients.values():
-        client.start_dkg(key_id, sid, scheme, members, threshold, 60.0)
-    keys: dict[int, bytes] = {}
-
-    def done() -> bool:
-        for m, client in clients.items():
-            result = client.get_result(sid)
-            if result.status is SessionStatus.FAILED:
-                raise RuntimeError(f"DKG failed on member {m}: {result.reason}")
-            if result.status is SessionStatus.DONE:
-                key = result.output_key if scheme == "bip340" else result.public_key
-                assert key is not None
-                keys[m] = key
-        return len(keys) == len(clients)
-
-    _until(done, f"the {scheme} DKG")
-    if len(set(keys.values())) != 1:
-        raise RuntimeError("the members disagree on the group key")
-    return next(iter(keys.values()))
 
 
 def _sign_once(
@@ -139,21 +84,24 @@ def cluster_latencies(
         root = Path(tmp) / "committee"
         progress(f"committee {threshold}-of-{n} in {root}")
         init_committee(root, threshold, n, free_base_port(n))
-        members = list(range(1, n + 1))
-        _synod("cluster", "up", "--dir", str(root))
+        members = member_dirs(root)
         try:
-            _until(lambda: _all_linked(root, members), "every member linked")
+            started = start_members(members, 120.0)
+            if started.failed:
+                raise RuntimeError(f"members did not start: {started.failed}")
+            wait_linked(members, 120.0)
             clients = operator_clients(root, timeout=30)
             try:
                 with ThreadPoolExecutor(max_workers=n) as pool:
                     for scheme in SCHEMES:
-                        key = _dkg(clients, scheme, threshold)
+                        key = run_dkg(clients, f"bench-{scheme}", scheme, threshold, 60.0)
+                        key_bytes = key.verifying_key
                         progress(f"{scheme}: key ready; warming up")
                         for _ in range(5):
-                            _sign_once(clients, pool, scheme, key)
+                            _sign_once(clients, pool, scheme, key_bytes)
                         samples = []
                         for i in range(signatures):
-                            samples.append(_sign_once(clients, pool, scheme, key))
+                            samples.append(_sign_once(clients, pool, scheme, key_bytes))
                             if (i + 1) % 50 == 0:
                                 progress(f"{scheme}: {i + 1}/{signatures} signatures")
                         out.append(Latency(scheme, f"{threshold}/{n}", samples))
@@ -161,7 +109,7 @@ def cluster_latencies(
                 for client in clients.values():
                     client.close()
         finally:
-            _synod("cluster", "down", "--dir", str(root))
+            stop_members(members, 30.0)
     return out
 
 

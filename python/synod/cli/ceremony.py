@@ -24,7 +24,6 @@ from synod.cli.output import print_fields
 from synod.cli.progress import Progress
 
 KEYS_FILE = "keys.json"
-POLL_S = 0.05
 _KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 _MESSAGE_LIMITS = {"bip340": (1, 64), "ed25519": (1, 1232), "ecdsa": (32, 32)}
 
@@ -150,7 +149,7 @@ def run_dkg(args: argparse.Namespace) -> int:
 
 def _dkg(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from synod.cli.keygen import addresses
-    from synod.node.control import ControlError
+    from synod.node.ceremony import CeremonyFailed, run_dkg
     from synod.node.manifest import Manifest
 
     root: Path = args.dir
@@ -163,68 +162,22 @@ def _dkg(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         if key_id in read_keys(root):
             raise BadInput(f"key {key_id!r} already exists in {root / KEYS_FILE}")
         threshold = Manifest.load(root / "manifest.json").threshold
-        members = sorted(clients)
-        sid = os.urandom(32)
-        progress.step(f"{args.scheme} DKG {key_id!r}: {threshold} of {len(members)} members")
-        for member in members:
-            try:
-                clients[member].start_dkg(key_id, sid, args.scheme, members, threshold, timeout)
-            except ControlError as err:
-                raise Failed(f"member {member} did not start the DKG: {err}") from None
-        results = _wait(clients, sid, members, time.monotonic() + timeout + 10, progress)
+        key = run_dkg(clients, key_id, args.scheme, threshold, timeout, progress.step)
+    except CeremonyFailed as err:
+        raise Failed(str(err)) from None
     finally:
         _close(clients)
-    keys = {r.public_key for r in results.values()}
-    if len(keys) != 1 or None in keys:
-        raise Failed("the members do not agree on the group key")
-    public_key = next(iter(keys))
-    assert public_key is not None
     entry: dict[str, Any] = {
         "scheme": args.scheme,
         "threshold": threshold,
-        "members": members,
-        "group_public_key": public_key.hex(),
+        "members": list(key.members),
+        "group_public_key": key.public_key.hex(),
     }
-    key_for_addresses = public_key
-    if args.scheme == "bip340":
-        outputs = {r.output_key for r in results.values()}
-        output = next(iter(outputs))
-        if len(outputs) != 1 or output is None:
-            raise Failed("the members do not agree on the output key")
-        entry["output_key"] = output.hex()
-        key_for_addresses = output
-    entry["addresses"] = addresses(args.scheme, key_for_addresses)
+    if key.output_key is not None:
+        entry["output_key"] = key.output_key.hex()
+    entry["addresses"] = addresses(args.scheme, key.verifying_key)
     _record_key(root, key_id, entry)
-    progress.step(f"every member holds its share of {key_id!r}")
     return {"key_id": key_id, **entry}
-
-
-def _wait(
-    clients: dict[int, Any], sid: bytes, members: list[int], deadline: float, progress: Progress
-) -> dict[int, Any]:
-    """Poll until every member reports the session done (DKG: all must take part)."""
-    from synod.node.control import ControlError
-    from synod.node.results import SessionStatus
-
-    done: dict[int, Any] = {}
-    while len(done) < len(members):
-        if time.monotonic() >= deadline:
-            missing = sorted(set(members) - set(done))
-            raise Failed(f"timed out waiting for members {missing}")
-        for member in members:
-            if member in done:
-                continue
-            try:
-                result = clients[member].get_result(sid)
-            except ControlError:
-                continue  # not reachable right now: ask again
-            if result.status is SessionStatus.FAILED:
-                raise Failed(f"member {member}: the DKG failed: {result.reason or 'no reason'}")
-            if result.status is SessionStatus.DONE:
-                done[member] = result
-                progress.step(f"member {member} done")
-        time.sleep(POLL_S)
-    return done
 
 
 def _with_signers(clients: dict[int, Any], sid: bytes, outcome: SignOutcome) -> SignOutcome:
@@ -340,6 +293,7 @@ def _poll_signature(
 ) -> SignOutcome:
     """Ask the members until one reports a signature that verifies under the group key
     (a member's report is untrusted), or every member reports the session failed."""
+    from synod.node.ceremony import POLL_S
     from synod.node.control import ControlError
     from synod.node.results import SessionStatus
     from synod.runtime.node_signer import verify_signature

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -54,99 +50,48 @@ def add_parser(sub: Any) -> None:
     down.set_defaults(run=run_down)
 
 
-def _members(root: Path) -> list[tuple[int, Path]]:
-    from synod.node.committee import node_dir
-    from synod.node.manifest import Manifest
-
-    manifest = Manifest.load(root / "manifest.json")
-    return [(m, node_dir(root, m)) for m in manifest.ids]
-
-
-def _status_doc(directory: Path) -> dict[str, Any]:
-    from synod.node.process import STATUS_FILE
-
-    try:
-        doc = json.loads((directory / STATUS_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
 def _fail(command: str, message: str) -> int:
     print(f"synod cluster {command}: error: {message}", file=sys.stderr)
     return 2
 
 
 def _load(command: str, root: Path) -> list[tuple[int, Path]] | None:
+    from synod.node.local_cluster import member_dirs
     from synod.node.manifest import ManifestError
 
     try:
-        return _members(root)
+        return member_dirs(root)
     except ManifestError as err:
         _fail(command, str(err))
         return None
 
 
-def _tail(path: Path, lines: int = 5) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
 def run_up(args: argparse.Namespace) -> int:
-    from synod.node.process import running_pid
+    from synod.node.local_cluster import log_tail, start_members
 
     members = _load("up", args.dir)
     if members is None:
         return 2
-    progress = Progress()
-    started: dict[int, subprocess.Popen[bytes]] = {}
-    for member_id, directory in members:
-        if running_pid(directory) is not None:
-            progress.step(f"member {member_id} already running")
-            continue
-        log = open(directory / "node.log", "ab")  # noqa: SIM115 (handed to the child)
-        started[member_id] = subprocess.Popen(
-            [sys.executable, "-m", "synod.cli.main", "node", "run", "--dir", str(directory)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,  # detached: survives this command
-            close_fds=True,
-        )
-        log.close()
-        progress.step(f"member {member_id} started (pid {started[member_id].pid})")
-    deadline = time.monotonic() + args.timeout
-    waiting = dict(started)
-    failed: dict[int, str] = {}
-    while waiting and time.monotonic() < deadline:
-        for member_id, proc in list(waiting.items()):
-            directory = dict(members)[member_id]
-            if proc.poll() is not None:
-                failed[member_id] = f"exited with status {proc.returncode}"
-                del waiting[member_id]
-            elif running_pid(directory) == proc.pid:
-                progress.step(f"member {member_id} listening")
-                del waiting[member_id]
-        time.sleep(0.1)
-    for member_id in waiting:
-        failed[member_id] = "not ready in time"
-    result = {"started": sorted(started), "failed": {str(k): v for k, v in failed.items()}}
+    outcome = start_members(members, args.timeout, progress=Progress().step)
+    result = {"started": outcome.started, "failed": {str(k): v for k, v in outcome.failed.items()}}
     if args.json:
         print(json.dumps(result))
-    for member_id, why in sorted(failed.items()):
-        log_path = dict(members)[member_id] / "node.log"
-        print(f"member {member_id}: {why}; last log lines ({log_path}):", file=sys.stderr)
-        print(_tail(log_path), file=sys.stderr)
-    if failed:
+    dirs = dict(members)
+    for member_id, why in sorted(outcome.failed.items()):
+        print(
+            f"member {member_id}: {why}; last log lines ({dirs[member_id]}/node.log):",
+            file=sys.stderr,
+        )
+        print(log_tail(dirs[member_id]), file=sys.stderr)
+    if outcome.failed:
         return 1
     if not args.json:
-        print(f"{len(members)} members running ({len(started)} started)")
+        print(f"{len(members)} members running ({len(outcome.started)} started)")
     return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
+    from synod.node.local_cluster import read_status
     from synod.node.process import running_pid
 
     members = _load("status", args.dir)
@@ -155,7 +100,7 @@ def run_status(args: argparse.Namespace) -> int:
     rows = []
     for member_id, directory in members:
         pid = running_pid(directory)
-        doc = _status_doc(directory) if pid is not None else {}
+        doc = read_status(directory) if pid is not None else {}
         peers = doc.get("peers", {}) if doc.get("pid") == pid else {}
         rows.append(
             {
@@ -187,27 +132,14 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_down(args: argparse.Namespace) -> int:
-    from synod.node.process import pid_alive, running_pid
+    from synod.node.local_cluster import stop_members
 
     members = _load("down", args.dir)
     if members is None:
         return 2
-    progress = Progress()
-    pids = {m: pid for m, d in members if (pid := running_pid(d)) is not None}
-    for member_id, pid in pids.items():
-        os.kill(pid, signal.SIGTERM)
-        progress.step(f"member {member_id}: SIGTERM to pid {pid}")
-    deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline and any(pid_alive(p) for p in pids.values()):
-        time.sleep(0.1)
-    killed = []
-    for member_id, pid in pids.items():
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            killed.append(member_id)
-            progress.step(f"member {member_id}: still running, SIGKILL")
+    stopped, killed = stop_members(members, args.timeout, Progress().step)
     if args.json:
-        print(json.dumps({"stopped": sorted(pids), "killed": killed}))
+        print(json.dumps({"stopped": stopped, "killed": killed}))
     else:
-        print(f"{len(pids)} members stopped" + (f" ({len(killed)} killed)" if killed else ""))
+        print(f"{len(stopped)} members stopped" + (f" ({len(killed)} killed)" if killed else ""))
     return 0

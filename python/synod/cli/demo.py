@@ -18,7 +18,8 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
         help="run withdrawals end to end on local chain engines",
-        description="A 3-of-5 committee (one member silent, one lying) pays a batch of "
+        description="A 3-of-5 committee of member processes on loopback (member 4 stopped "
+        "after the key ceremonies, member 5 sending invalid shares) pays a batch of "
         "withdrawals on local Bitcoin, Ethereum, BNB Chain and Solana engines.",
     )
     p.add_argument("--per-chain", type=int, default=2, help="withdrawals per chain (default 2)")
@@ -118,7 +119,7 @@ def _table(report: Any) -> None:
         f"{confirmed}/{len(report.rows)} withdrawals confirmed on real engines "
         f"({paid} recipients paid exactly once) in "
         f"{report.elapsed_s:.1f} s; {sessions} signing sessions; culprits named: "
-        f"{', '.join(map(str, culprits)) or 'none'}; silent member 4 is never blamed "
+        f"{', '.join(map(str, culprits)) or 'none'}; stopped member 4 is never blamed "
         "(silence is not provable), only routed around"
     )
 

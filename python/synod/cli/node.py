@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from synod.node.faults import TEST_FAULTS
 from synod.node.keystore import NEW_PASSPHRASE_ENV, PASSPHRASE_ENV
 
 
@@ -36,6 +37,25 @@ def add_parser(sub: Any) -> None:
         "--metrics-port",
         type=int,
         help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (drops, links, signing)",
+    )
+    run.add_argument(
+        "--ledger",
+        metavar="URL",
+        help="this member's view of the ledger (a SQLite path or a PostgreSQL URL): with it the "
+        "member signs only withdrawals whose recorded template gives the message, and refuses "
+        "an operator's ad-hoc message; without it, only ad-hoc messages (synod sign)",
+    )
+    run.add_argument(
+        "--chains",
+        type=Path,
+        help="the signing view: per chain the public parameters that, with a template, give "
+        "the signed message (default DIR/chains.json; re-read when it changes)",
+    )
+    run.add_argument(
+        "--test-fault",
+        choices=TEST_FAULTS,
+        help="TEST ONLY: misbehave on purpose (invalid-shares: send signature shares that "
+        "do not verify), to show the committee signing around a lying member",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(run=run_node_cmd)
@@ -104,13 +124,36 @@ def run_node_cmd(args: argparse.Namespace) -> int:
         material = load_node(args.dir, passphrase)
     except (KeystoreError, CommitteeError) as err:
         return _fail("run", err)
+    if args.chains is not None and args.ledger is None:
+        print("synod node run: error: --chains needs --ledger", file=sys.stderr)
+        return 2
     try:
-        return run_node(material, metrics_port=args.metrics_port)
+        check = None if args.ledger is None else _template_check(args.ledger, args.chains, args.dir)
+    except (OSError, ValueError) as err:
+        return _fail("run", RuntimeError(f"--ledger: {err}"))
+    try:
+        return run_node(
+            material, metrics_port=args.metrics_port, template_check=check, fault=args.test_fault
+        )
     except KeystoreError as err:  # a share entry that does not parse
         return _fail("run", err)
     except OSError as err:  # e.g. the endpoint is taken: not bad input, exit status 1
         print(f"synod node run: error: {err}", file=sys.stderr)
         return 1
+
+
+def _template_check(ledger_url: str, chains: Path | None, directory: Path) -> Any:
+    """The member's template check: its ledger view and its signing view."""
+    from synod.chains.signing_view import SigningView
+    from synod.runtime.node_signer import RecordedTemplates
+    from synod.state.db import open_database
+    from synod.state.machine import Ledger
+
+    path = ledger_url.removeprefix("sqlite:///").removeprefix("sqlite://")
+    if "://" not in path and "=" not in path and not Path(path).exists():
+        raise ValueError(f"no ledger database at {path}")
+    view = SigningView(chains if chains is not None else directory / "chains.json")
+    return RecordedTemplates(Ledger(open_database(ledger_url)), view)
 
 
 def run_passwd(args: argparse.Namespace) -> int:

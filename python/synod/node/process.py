@@ -29,12 +29,14 @@ from prometheus_client import start_http_server
 
 from synod.node.committee import NodeMaterial
 from synod.node.control import OperatorOnly, add_control_service
+from synod.node.faults import fault_factory
 from synod.node.grpc_transport import GrpcTransport, Limits
 from synod.node.key_shares import KeystoreShares
 from synod.node.keystore import SecretKind, atomic_write
 from synod.node.metrics import node_registry
 from synod.node.runner import NodeRunner, RunnerStopped
 from synod.node.signer_node import SignerNode
+from synod.node.templates import TemplateCheck
 from synod.node.transport import Clock
 from synod.state.session_store import SessionStore
 
@@ -67,6 +69,7 @@ class Status:
     peers: dict[str, str]
     transport: dict[str, int]
     router: dict[str, int]
+    fault: str | None = None  # a test-only fault it runs with
 
     def write(self, directory: Path) -> None:
         doc = {**self.__dict__, "updated": time.time()}
@@ -125,9 +128,15 @@ def run_node(
     limits: Limits | None = None,
     clock: Clock | None = None,
     metrics_port: int | None = None,
+    template_check: TemplateCheck | None = None,
+    fault: str | None = None,
 ) -> int:
     """Run the member until SIGTERM/SIGINT; returns the exit status. With `metrics_port`,
-    Prometheus metrics are served on 127.0.0.1 at that port (`synod.node.metrics`)."""
+    Prometheus metrics are served on 127.0.0.1 at that port (`synod.node.metrics`).
+
+    With `template_check` (the member's view of the ledger) the member signs withdrawals
+    whose recorded template gives the message, and no operator's ad-hoc message; without
+    one, only ad-hoc messages. `fault` names a test-only fault (`synod.node.faults`)."""
     clock = clock or WallClock()
     directory = material.directory
     stop = _Stop()
@@ -135,6 +144,9 @@ def run_node(
     store = SessionStore(directory / SESSION_DB, storage_key(material))
     transport = GrpcTransport(material.manifest, material.member_id, material.tls, limits)
     shares = KeystoreShares(material.keystore, material.manifest.epoch)
+    factory = fault_factory(fault)
+    if fault is not None:
+        log.warning("TEST-ONLY FAULT %r: this member misbehaves on purpose", fault)
     node = SignerNode(
         material.identity,
         material.manifest.directory(),
@@ -142,11 +154,18 @@ def run_node(
         transport,
         store,
         shares.load(),
+        factory,
         seen=store,  # the replay memory outlives a restart
         now=clock.now(),
     )
     # ECDSA only where this member has CGGMP aux info (each member's Paillier primes)
-    runner = NodeRunner(node, clock, aux_info=shares.aux_info())
+    runner = NodeRunner(
+        node,
+        clock,
+        template_check,
+        aux_info=shares.aux_info(),
+        operator_signing=template_check is None,
+    )
     operator_only = OperatorOnly(material.tls.ca_pem)
 
     def serve_control(server: Any) -> None:
@@ -154,7 +173,9 @@ def run_node(
 
     transport.add_service(serve_control)
     me = material.manifest.member(material.member_id)
-    status = Status(material.member_id, os.getpid(), "starting", str(me.endpoint), {}, {}, {})
+    status = Status(
+        material.member_id, os.getpid(), "starting", str(me.endpoint), {}, {}, {}, fault
+    )
     wrote_pid = False
     exporter: Any = None
     try:

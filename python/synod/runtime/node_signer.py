@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -57,14 +58,39 @@ def _messages(messages_for: MessagesFor, w: Withdrawal) -> list[bytes]:
     return [out] if isinstance(out, bytes) else list(out)
 
 
+MessageRule = Callable[[Withdrawal, int, bytes], bool]
+"""(withdrawal, input index, offered message) -> whether the withdrawal's recorded template
+gives exactly that message for that input."""
+
+
+def derived(messages_for: MessagesFor) -> MessageRule:
+    """The rule for a chain whose messages follow from the template alone: equality with the
+    derived message."""
+
+    def rule(w: Withdrawal, index: int, message: bytes) -> bool:
+        expected = _messages(messages_for, w)
+        return index < len(expected) and expected[index] == message
+
+    return rule
+
+
 class RecordedTemplates:
     """A node's template check against its own view of the ledger: the withdrawal is being
-    signed in exactly that session, and the message is the one its recorded template
-    gives for that input."""
+    signed in exactly that session, and its chain's rule says the message is the one its
+    recorded template gives for that input (`rules` may be a callable returning the
+    current rules, e.g. a file re-read when it changes)."""
 
-    def __init__(self, ledger: Ledger, messages_for: Mapping[str, MessagesFor]) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        rules: Mapping[str, MessageRule] | Callable[[], Mapping[str, MessageRule]],
+    ) -> None:
         self.ledger = ledger
-        self.messages_for = messages_for
+        self.rules = rules
+
+    @classmethod
+    def derived(cls, ledger: Ledger, messages_for: Mapping[str, MessagesFor]) -> RecordedTemplates:
+        return cls(ledger, {chain: derived(f) for chain, f in messages_for.items()})
 
     def __call__(self, context: SignContext, message: bytes) -> bool:
         try:
@@ -73,25 +99,39 @@ class RecordedTemplates:
             return False
         if w.status != SIGNING or w.session_id != context.ledger_session:
             return False
-        derive = self.messages_for.get(w.chain)
-        if derive is None:
+        rules = self.rules() if callable(self.rules) else self.rules
+        rule = rules.get(w.chain)
+        if rule is None:
+            log.warning("no signing rule for chain %s: %s refused", w.chain, w.withdraw_id)
             return False
         try:
-            expected = _messages(derive, w)
+            return rule(w, context.input_index, message)
         except Exception:  # a record this node cannot derive a message from
             log.warning("cannot derive the signing message of %s", w.withdraw_id, exc_info=True)
             return False
-        return context.input_index < len(expected) and expected[context.input_index] == message
 
 
 @dataclass
 class _Signing:
+    withdraw_id: str
     messages: list[bytes]
     session_ids: list[bytes]
     started: float
     deadline: float
     signatures: dict[int, bytes] = field(default_factory=dict)
-    results: dict[int, list[SessionResult]] = field(default_factory=dict)
+    reports: dict[int, SessionResult] = field(default_factory=dict)  # input -> the signer's
+
+
+@dataclass(frozen=True)
+class Signing:
+    """How one withdrawal's signing ended, as the members reported it (public data)."""
+
+    withdraw_id: str
+    session_id: str
+    ok: bool
+    seconds: float
+    sub_sessions: int  # the most any of its messages took
+    culprits: tuple[int, ...]  # named by the aggregators whose signatures verified
 
 
 class NodeSigner:
@@ -109,7 +149,9 @@ class NodeSigner:
         rotate_timeout: float = 5.0,
         timeout: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
+        history: int = 1000,
     ) -> None:
+        """`history` bounds `finished`, the outcomes of the last signings."""
         if scheme not in ("bip340", "ed25519", "ecdsa"):
             raise ValueError(f"unknown scheme {scheme!r}")
         self.clients = clients
@@ -121,6 +163,7 @@ class NodeSigner:
         self.timeout = timeout
         self.clock = clock
         self._active: dict[str, _Signing] = {}
+        self.finished: deque[Signing] = deque(maxlen=history)
         self.errors: dict[int, str] = {}  # member -> its last control error
 
     # -- begin -----------------------------------------------------------------------
@@ -150,7 +193,9 @@ class NodeSigner:
         if reached == 0:
             raise ControlError("UNAVAILABLE", "no committee member could be reached")
         now = self.clock()
-        self._active[session_id] = _Signing(messages, sids, now, now + self.timeout)
+        self._active[session_id] = _Signing(
+            withdrawal.withdraw_id, messages, sids, now, now + self.timeout
+        )
 
     # -- poll ------------------------------------------------------------------------
     def poll(self, session_id: str) -> str | None:
@@ -166,41 +211,65 @@ class NodeSigner:
                 failed_everywhere = True
         if len(signing.signatures) == len(signing.messages):
             del self._active[session_id]
-            self._observe(signing)
+            self._finish(session_id, signing, ok=True)
             return ",".join(signing.signatures[i].hex() for i in range(len(signing.messages)))
         if failed_everywhere or self.clock() >= signing.deadline:
             del self._active[session_id]
+            self._finish(session_id, signing, ok=False)
             raise SigningTimeout(f"signing session {session_id} ended without a signature")
         return None
 
     def _ask(self, signing: _Signing, index: int, sid: bytes) -> list[SessionStatus]:
+        """Every member's report of one message's session. A signature counts once it
+        verifies (a member's report is untrusted); the culprits kept are those its
+        aggregator names, when the aggregator is among the reports."""
         statuses: list[SessionStatus] = []
+        signed: list[tuple[int, SessionResult]] = []
         for member, client in sorted(self.clients.items()):
             try:
                 result = client.get_result(sid)
             except ControlError as err:
                 self.errors[member] = str(err)
                 continue
-            if result.signature is not None:
-                if self._verifies(signing.messages[index], result.signature):
-                    signing.signatures[index] = result.signature
-                    signing.results.setdefault(index, []).append(result)
-                    return [*statuses, result.status]
+            if result.signature is None:
+                statuses.append(result.status)
+            elif self._verifies(signing.messages[index], result.signature):
+                signed.append((member, result))
+                statuses.append(result.status)
+            else:
                 log.warning("member %d reported a signature that does not verify", member)
                 statuses.append(SessionStatus.FAILED)  # a lie counts as no signature
-                continue
-            statuses.append(result.status)
+        if signed:
+            own = [r for m, r in signed if r.aggregator == m]
+            report = own[0] if own else signed[0][1]
+            assert report.signature is not None
+            signing.signatures[index] = report.signature
+            signing.reports[index] = report
         return statuses
 
-    def _observe(self, signing: _Signing) -> None:
-        """Signing latency, sub-sessions and culprits, as the member that signed reports
-        them, into the process's metrics."""
-        metrics.SIGNING_SECONDS.labels(self.scheme).observe(self.clock() - signing.started)
-        for results in signing.results.values():
-            first = results[0]
-            metrics.SUB_SESSIONS.observe(first.sub_sessions)
-            for culprit in sorted(first.culprits):
-                metrics.CULPRITS.labels(str(culprit)).inc()
+    def _finish(self, session_id: str, signing: _Signing, ok: bool) -> None:
+        """Record the outcome, and on success the signing latency, sub-sessions and
+        culprits in the process's metrics."""
+        seconds = self.clock() - signing.started
+        reports = list(signing.reports.values())
+        culprits = sorted({c for r in reports for c in r.culprits})
+        self.finished.append(
+            Signing(
+                signing.withdraw_id,
+                session_id,
+                ok,
+                seconds,
+                max((r.sub_sessions for r in reports), default=0),
+                tuple(culprits),
+            )
+        )
+        if not ok:
+            return
+        metrics.SIGNING_SECONDS.labels(self.scheme).observe(seconds)
+        for r in reports:
+            metrics.SUB_SESSIONS.observe(r.sub_sessions)
+        for culprit in culprits:
+            metrics.CULPRITS.labels(str(culprit)).inc()
 
     def _verifies(self, message: bytes, signature: bytes) -> bool:
         return verify_signature(self.scheme, self.public_key, message, signature)

@@ -30,10 +30,11 @@ import random
 from dataclasses import dataclass, field, replace
 
 from synod.crypto import frost
+from synod.node.faults import corrupt_share
 from synod.node.sessions import SessionFactory
 from synod.node.signer_node import SignerNode
 from synod.protocols.base import Send
-from synod.protocols.codec import pack, unpack
+from synod.protocols.codec import pack
 from synod.protocols.envelope import Envelope, Identity
 from synod.protocols.nonces import NonceStore
 from synod.protocols.roast import (
@@ -166,13 +167,7 @@ class ByzantineSigner(RoastSigner):
         if b == "malformed":
             return [Send(s.to, s.kind, s.round, b"\x00garbage" + s.payload[:7]) for s in sends]
         if b == "invalid-share":
-            out = []
-            for s in sends:
-                i, sid, share, nxt = unpack(s.payload, "iibb")
-                assert isinstance(share, bytes)
-                bad = share[:-1] + bytes([share[-1] ^ 1])
-                out.append(Send(s.to, s.kind, s.round, pack(i, sid, bad, nxt)))
-            return out
+            return [corrupt_share(s) for s in sends]
         return sends
 
 

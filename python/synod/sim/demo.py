@@ -1,13 +1,18 @@
 """The end-to-end demo on the embedded defaults (`synod demo`, `make demo`).
 
-A committee of five nodes with threshold three — one of them silent, one sending
-invalid shares — custodies funds on local chain engines: btcd in regtest (Bitcoin),
-two in-process EVMs with the Vyper custody contract (Ethereum, BNB Chain), and the
-Solana runtime (LiteSVM). Deposits are made on the engines and credited to a SQLite
-ledger by the deposit watchers, at the configured depth; a batch of withdrawals is
-queued and the withdraw worker drives each one FIFO through reservation, ROAST signing
-in the deterministic simulator, broadcast and confirmation. A chain whose engine cannot
-run here is reported as such.
+A committee of five member processes with threshold three custodies funds on local
+chain engines: btcd in regtest (Bitcoin), two in-process EVMs with the Vyper custody
+contract (Ethereum, BNB Chain), and the Solana runtime (LiteSVM). Each member is a
+`synod node run` process with its own encrypted keystore, linked to the others by
+gRPC over mutual TLS; all five run the DKG of each chain's key, then member 4 is
+stopped and member 5 runs with the test-only fault that makes it send invalid
+signature shares. Deposits are made on the engines and credited to a SQLite ledger by
+the deposit watchers, at the configured depth; a batch of withdrawals is queued and
+the withdraw worker drives each one FIFO through reservation, ROAST signing by the
+member processes (`NodeSigner`; every member checks the message against the
+withdrawal's recorded template in its own view of the ledger before it produces a
+nonce), broadcast and confirmation. A chain whose engine cannot run here is reported
+as such.
 """
 
 from __future__ import annotations
@@ -28,14 +33,20 @@ from synod.api.client import ApiClient
 from synod.api.embedded import api_process
 from synod.api.providers import GroupKey, Member, write_node_view
 from synod.chains.evm.address import checksum_address
+from synod.chains.localnode import free_base_port
+from synod.chains.signing_view import write as write_signing_view
 from synod.config import ConfigError, SynodConfig, load_config
-from synod.crypto import frost
+from synod.node.ceremony import GroupKey as CommitteeKey
+from synod.node.ceremony import run_dkg
+from synod.node.committee import init_committee
+from synod.node.control import ControlClient, operator_clients
+from synod.node.local_cluster import member_dirs, start_members, stop_members, wait_linked
 from synod.runtime.consensus import LocalConsensus
 from synod.runtime.interfaces import ChainAdapter, Signer
 from synod.runtime.journal import Journal
+from synod.runtime.node_signer import MessagesFor, NodeSigner
 from synod.runtime.watchers.base import BlockSource, DepositWatcher, WatcherLoop
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
-from synod.sim.committee_signer import FrostCommitteeSigner
 from synod.state.audit import AuditLog
 from synod.state.db import SqliteDatabase
 from synod.state.fees import FeeSchedule
@@ -44,7 +55,8 @@ from synod.state.transactions import WithdrawRequest
 from synod.state.watch_store import WatchStore
 
 THRESHOLD, PARTIES = 3, 5
-FAULTS = {4: "silent", 5: "invalid-share"}
+STOPPED, LYING = 4, 5  # member 4 is stopped after the key ceremonies; 5 sends invalid shares
+SIGNING_VIEW = "chains.json"
 UNITS = {
     "btc": ("BTC", 10**8),
     "eth": ("ETH", 10**18),
@@ -53,6 +65,8 @@ UNITS = {
 }
 
 Progress = Callable[[str], None]
+DEADLINE_S = 600.0  # the worker's passes end here even if a withdrawal is still open
+POLL_S = 0.05
 
 
 Submit = Callable[[WithdrawRequest], object]
@@ -63,7 +77,9 @@ Submit = Callable[[WithdrawRequest], object]
 class ChainSetup:
     chain: str
     adapter: ChainAdapter
-    signer: FrostCommitteeSigner
+    signer: NodeSigner
+    key: CommitteeKey
+    view: dict[str, Any]  # the chain's entry in the members' signing view
     after_pass: Callable[[Ledger], None] = lambda ledger: None
     paid: Callable[[Any], int] | None = None  # what the engine shows the recipient received
     cleanup: Callable[[], None] = lambda: None
@@ -77,7 +93,7 @@ class DemoReport:
     unavailable: dict[str, str] = field(default_factory=dict)
     elapsed_s: float = 0.0
     processing_s: float = 0.0  # from the first worker pass to the last confirmation
-    virtual_signing_s: float = 0.0  # simulated network time the signing sessions took
+    signing_s: float = 0.0  # wall time the signing sessions took, summed
     passes: int = 0
 
     @property
@@ -88,19 +104,77 @@ class DemoReport:
         )
 
 
+# ----------------------------------------------------------------------------- committee
+
+
+@dataclass
+class Committee:
+    """The demo's committee: one `synod node run` process per member on loopback, each
+    with its own keystore and the demo's ledger as its view of the ledger."""
+
+    root: Path
+    clients: dict[int, ControlClient]
+    timeouts: Any
+
+    def dkg(self, chain: str, scheme: str, progress: Progress) -> CommitteeKey:
+        key = run_dkg(self.clients, f"{chain}-key", scheme, THRESHOLD, 120.0)
+        progress(f"{chain}: {scheme} DKG among the five members; each keeps its own share")
+        return key
+
+    def signer(self, key: CommitteeKey, messages_for: MessagesFor) -> NodeSigner:
+        return NodeSigner(
+            self.clients,
+            key.key_id,
+            key.scheme,
+            key.verifying_key,
+            messages_for,
+            rotate_timeout=self.timeouts.aggregator_turn_s(PARTIES, THRESHOLD),
+            timeout=self.timeouts.session_limit_s(PARTIES, THRESHOLD),
+        )
+
+
+def start_committee(
+    workdir: Path, ledger_path: Path, stack: ExitStack, progress: Progress, cfg: SynodConfig
+) -> Committee:
+    """Create a development committee under `workdir`, start all five members (member
+    5 with its test-only fault) and wait until they are linked."""
+    root = workdir / "committee"
+    init_committee(root, THRESHOLD, PARTIES, free_base_port(PARTIES))
+    members = member_dirs(root)
+    view = ["--ledger", str(ledger_path), "--chains", str(workdir / SIGNING_VIEW)]
+    extra = {
+        m: view + (["--test-fault", "invalid-shares"] if m == LYING else []) for m, _ in members
+    }
+    stack.callback(stop_members, members, 30.0)
+    started = start_members(members, 120.0, extra)
+    if started.failed:
+        raise RuntimeError(f"member processes did not start: {started.failed} (see {root})")
+    wait_linked(members, 120.0)
+    progress(f"committee {THRESHOLD}-of-{PARTIES}: five member processes linked over mutual TLS")
+    clients = operator_clients(root, timeout=5.0)
+    for client in clients.values():
+        stack.callback(client.close)
+    return Committee(root, clients, cfg.timeouts)
+
+
 # ----------------------------------------------------------------------------- chains
 
 
 def _bitcoin(
-    ledger: Ledger, workdir: Path, count: int, progress: Progress, submit: Submit
+    ledger: Ledger,
+    workdir: Path,
+    count: int,
+    progress: Progress,
+    submit: Submit,
+    committee: Committee,
 ) -> ChainSetup:
     from synod.chains.bitcoin.adapter import BitcoinAdapter
     from synod.chains.bitcoin.address import Network, p2tr_address, p2tr_script
     from synod.chains.bitcoin.devnode import TAPROOT_ACTIVE_HEIGHT, start_btcd
     from synod.runtime.watchers.bitcoin import BitcoinDeposits
 
-    keys, public = frost.local_dkg(frost.Ciphersuite.SECP256K1_TR, THRESHOLD, PARTIES)
-    output_key = public.group_public_key(frost.KEY_PATH)
+    key = committee.dkg("btc", "bip340", progress)
+    output_key = key.verifying_key
     address = p2tr_address(output_key, Network.REGTEST)
     progress(f"btc: starting btcd (regtest) mining to the committee's P2TR address {address}")
     node = start_btcd(address, workdir / "btcd")
@@ -108,9 +182,7 @@ def _bitcoin(
     script = p2tr_script(output_key).hex()  # the matured coinbases paying it are deposits
     deposits = BitcoinDeposits(node.rpc, [script], ours=ledger.has_utxo)
     adapter = BitcoinAdapter(node.rpc, Network.REGTEST)
-    signer = FrostCommitteeSigner(
-        keys, public, THRESHOLD, adapter.sighashes, frost.KEY_PATH, corrupt=FAULTS
-    )
+    signer = committee.signer(key, adapter.sighashes)
     for i in range(count):
         recipient = p2tr_address(coincurve.PrivateKey().public_key.format()[1:], Network.REGTEST)
         submit(WithdrawRequest(f"btc-{i}", "btc", "BTC", recipient, 10_000_000 * (i + 1)))
@@ -127,7 +199,10 @@ def _bitcoin(
             if w.to in out["scriptPubKey"].get("addresses", [out["scriptPubKey"].get("address")])
         )
 
-    return ChainSetup("btc", adapter, signer, mine_if_broadcast, paid, node.stop, deposits)
+    view = {"network": "regtest"}
+    return ChainSetup(
+        "btc", adapter, signer, key, view, mine_if_broadcast, paid, node.stop, deposits
+    )
 
 
 def _evm(
@@ -138,6 +213,7 @@ def _evm(
     progress: Progress,
     depth: int,
     submit: Submit,
+    committee: Committee,
 ) -> ChainSetup:
     from synod.chains.evm.adapter import EthTesterBackend
     from synod.chains.evm.custody import build_withdraw_call, selector
@@ -150,10 +226,10 @@ def _evm(
     )
     from synod.runtime.watchers.evm import EvmDeposits
 
-    keys, public = frost.local_dkg(frost.Ciphersuite.SECP256K1_TR, THRESHOLD, PARTIES)
+    key = committee.dkg(chain, "bip340", progress)
     dev = DevChain()
     progress(f"{chain}: in-process EVM (py-evm), deploying the custody contract")
-    custody = deploy_custody(dev, public.group_public_key(), fund=0)
+    custody = deploy_custody(dev, key.verifying_key, fund=0)
     dev.transact(custody, value=50 * ETHER)  # the contract's Deposit event
     dev.tester.mine_blocks(depth)  # deep enough for the watcher to credit it
     native = UNITS[chain][0]
@@ -161,13 +237,22 @@ def _evm(
     epoch = int.from_bytes(dev.call(custody, selector("epoch()")), "big")
     gas_price = (fees.eth_gas_price_gwei if chain == "eth" else fees.bnb_gas_price_gwei) * GWEI
 
+    deadline = 2**40
+    view = {
+        "chain_id": dev.chain_id,
+        "contract": custody,
+        "fee_cap": gas_price,
+        "deadline": deadline,
+        "epoch": epoch,
+    }
+
     def call_for(w: Any) -> Any:
         return build_withdraw_call(
             json.loads(w.template),
             chain_id=dev.chain_id,
             contract=custody,
             fee_cap=gas_price,
-            deadline=2**40,
+            deadline=deadline,
             epoch=epoch,
         )
 
@@ -183,16 +268,21 @@ def _evm(
         gas_price,
         call_for,
     )
-    signer = FrostCommitteeSigner(keys, public, THRESHOLD, digest, None, corrupt=FAULTS)
+    signer = committee.signer(key, digest)
     for i in range(count):
         to = checksum_address(os.urandom(20))
         submit(WithdrawRequest(f"{chain}-{i}", chain, native, to, ETHER // 20 * (i + 1)))
     fresh = lambda w: dev.balance(w.to)  # noqa: E731 (a fresh address: its balance is its pay)
-    return ChainSetup(chain, adapter, signer, paid=fresh, deposits=deposits)
+    return ChainSetup(chain, adapter, signer, key, view, paid=fresh, deposits=deposits)
 
 
 def _solana(
-    ledger: Ledger, count: int, progress: Progress, depth: int, submit: Submit
+    ledger: Ledger,
+    count: int,
+    progress: Progress,
+    depth: int,
+    submit: Submit,
+    committee: Committee,
 ) -> ChainSetup:
     from solders.keypair import Keypair
     from solders.message import Message
@@ -205,28 +295,28 @@ def _solana(
     from synod.chains.solana.cluster import LocalCluster
     from synod.runtime.watchers.solana import SolanaDeposits
 
-    keys, public = frost.local_dkg(frost.Ciphersuite.ED25519, THRESHOLD, PARTIES)
-    group = public.group_public_key()
+    key = committee.dkg("sol", "ed25519", progress)
+    group = key.public_key
     progress("sol: in-process Solana runtime (LiteSVM), a transfer to the committee's account")
     svm = LocalCluster()  # LiteSVM keeping the account history the unspendable proof reads
     blocks = LocalBlocks(svm)
     funder, lamports = Keypair(), 500 * 10**9
     svm.airdrop(funder.pubkey(), lamports + 10**9)
-    committee = Pubkey.from_bytes(group)
+    account = Pubkey.from_bytes(group)
     pay = transfer(
-        TransferParams(from_pubkey=funder.pubkey(), to_pubkey=committee, lamports=lamports)
+        TransferParams(from_pubkey=funder.pubkey(), to_pubkey=account, lamports=lamports)
     )
     bh = svm.latest_blockhash()
     blocks.send(Transaction([funder], Message.new_with_blockhash([pay], funder.pubkey(), bh), bh))
     for _ in range(depth):  # deep enough for the watcher to credit it
         blocks.close_block()
-    deposits = SolanaDeposits(blocks, str(committee))
+    deposits = SolanaDeposits(blocks, str(account))
     adapter = SolanaAdapter(svm, group, confirmations=1, store={})
 
     def message(w: Any) -> bytes:
         return adapter.prepare(w).message
 
-    signer = FrostCommitteeSigner(keys, public, THRESHOLD, message, None, corrupt=FAULTS)
+    signer = committee.signer(key, message)
     for i in range(count):
         to = str(Keypair().pubkey())
         submit(WithdrawRequest(f"sol-{i}", "sol", "SOL", to, 10**8 * (i + 1)))
@@ -235,7 +325,14 @@ def _solana(
         return int(svm.get_balance(Pubkey.from_string(w.to)) or 0)
 
     return ChainSetup(
-        "sol", adapter, signer, paid=paid, deposits=deposits, start_height=blocks.first_slot
+        "sol",
+        adapter,
+        signer,
+        key,
+        {"group_key": group.hex()},
+        paid=paid,
+        deposits=deposits,
+        start_height=blocks.first_slot,
     )
 
 
@@ -275,34 +372,33 @@ class DemoApi:
 
 
 NODE_VIEW = "node-view.json"
-ROLES = {4: "silent", 5: "sends invalid shares"}
+ROLES = {STOPPED: "stopped after the DKGs", LYING: "test fault: sends invalid shares"}
 
 
 def _publish_node_view(path: Path, setups: list[ChainSetup]) -> None:
-    """What the committee's simulated nodes saw, for the API's keys, committee and culprits."""
+    """What the committee's members reported, for the API's keys, committee and culprits."""
     from synod.chains.bitcoin.address import Network, p2tr_address
     from synod.chains.solana.address import solana_address
 
     keys = []
     for s in setups:
-        key = s.signer.public.group_public_key(s.signer.tweak)
-        scheme = "ed25519" if s.chain == "sol" else "bip340"
+        key = s.key.verifying_key
         found = {}
         if s.chain == "btc":
             found["btc"] = p2tr_address(key, Network.REGTEST)
         elif s.chain == "sol":
             found["sol"] = solana_address(key)
-        keys.append(GroupKey(scheme, key.hex(), found))
-    records = [r for s in setups for r in s.signer.records]
+        keys.append(GroupKey(s.key.scheme, key.hex(), found))
+    finished = [f for s in setups for f in s.signer.finished]
     culprits: dict[str, list[int]] = {}
-    for r in records:
-        culprits[r.withdraw_id] = sorted({*culprits.get(r.withdraw_id, []), *r.culprits})
+    for f in finished:
+        culprits[f.withdraw_id] = sorted({*culprits.get(f.withdraw_id, []), *f.culprits})
     members = [
         Member(
             i,
             f"node {i}" + (f" ({ROLES[i]})" if i in ROLES else ""),
             None,
-            sum(i in r.culprits for r in records),
+            sum(i in f.culprits for f in finished),
         )
         for i in range(1, PARTIES + 1)
     ]
@@ -361,6 +457,11 @@ def run_demo(
         return report
 
 
+def _cleanup(setups: list[ChainSetup]) -> None:
+    for s in setups:
+        s.cleanup()
+
+
 def _run(
     workdir: Path,
     per_chain: int,
@@ -376,24 +477,34 @@ def _run(
     submit = submit or ledger.apply
     report = DemoReport()
     setups: list[ChainSetup] = []
-    try:
+    with ExitStack() as stack:
+        stack.callback(ledger.db.close)
+        stack.callback(consensus.journal.close)
+        stack.callback(_cleanup, setups)
+        committee = start_committee(workdir, workdir / "ledger.db", stack, progress, cfg)
         if "btc" in chains:
             try:
-                setups.append(_bitcoin(ledger, workdir, per_chain, progress, submit))
+                setups.append(_bitcoin(ledger, workdir, per_chain, progress, submit, committee))
             except Exception as err:  # an engine that cannot run here is named, never faked
                 report.unavailable["btc"] = f"no local engine: {err}"
         for chain in ("eth", "bnb"):
             if chain in chains:
                 depth = cfg.chain(chain).confirmations
-                setups.append(_evm(chain, ledger, per_chain, fees, progress, depth, submit))
+                setups.append(
+                    _evm(chain, ledger, per_chain, fees, progress, depth, submit, committee)
+                )
         if "sol" in chains:
             depth = cfg.chain("sol").confirmations
-            setups.append(_solana(ledger, per_chain, progress, depth, submit))
+            setups.append(_solana(ledger, per_chain, progress, depth, submit, committee))
         if "trx" in chains:
             report.unavailable["trx"] = (
                 "no local engine: java-tron is a JVM full node with its own network; "
                 "TRON transactions are built and signed offline and checked in the tests"
             )
+        # What each member needs, beyond its ledger view, to derive the signed messages.
+        write_signing_view(workdir / SIGNING_VIEW, {s.chain: s.view for s in setups})
+        stop_members([(STOPPED, committee.root / f"node-{STOPPED}")], 30.0)
+        progress(f"member {STOPPED} stopped: the committee signs without it")
         _credit_deposits(setups, consensus, cfg, progress)
         adapters: dict[str, ChainAdapter] = {s.chain: s.adapter for s in setups}
         signers: dict[str, Signer] = {s.chain: s.signer for s in setups}
@@ -405,23 +516,29 @@ def _run(
         total = len(ledger.withdrawals())
         progress(
             f"processing {total} withdrawals FIFO; committee {THRESHOLD}-of-{PARTIES}, "
-            f"node 4 silent, node 5 sends invalid shares"
+            f"member {STOPPED} stopped, member {LYING} sends invalid shares"
         )
         processing_started = time.perf_counter()
-        for report.passes in range(1, 200):
-            worker.step()
+        deadline = processing_started + DEADLINE_S
+        done = 0
+        while done < total and time.perf_counter() < deadline:
+            report.passes += 1
+            acted = worker.step()
             for s in setups:
                 s.after_pass(ledger)
-            done = len(ledger.withdrawals(CONFIRMED))
-            progress(f"pass {report.passes}: {done}/{total} confirmed")
-            if done == total:
-                break
+            now_done = len(ledger.withdrawals(CONFIRMED))
+            if now_done != done:
+                progress(f"{now_done}/{total} confirmed")
+            done = now_done
+            if not acted:
+                time.sleep(POLL_S)  # the members are signing
         report.processing_s = time.perf_counter() - processing_started
-        report.virtual_signing_s = sum(r.virtual_s for s in setups for r in s.signer.records)
+        finished = [f for s in setups for f in s.signer.finished]
+        report.signing_s = sum(f.seconds for f in finished)
         _publish_node_view(workdir / NODE_VIEW, setups)
         for w in ledger.withdrawals():
             setup = next(s for s in setups if s.chain == w.chain)
-            records = [r for r in setup.signer.records if r.withdraw_id == w.withdraw_id]
+            mine = [f for f in setup.signer.finished if f.withdraw_id == w.withdraw_id]
             status = setup.adapter.status(w) if w.txid else None
             unit, scale = UNITS[w.chain]
             report.rows.append(
@@ -432,16 +549,11 @@ def _run(
                     "state": w.status,
                     "txid": w.txid,
                     "confirmations": status.confirmations if status else 0,
-                    "sessions": sum(r.sessions for r in records),
-                    "culprits": sorted({c for r in records for c in r.culprits}),
+                    "sessions": sum(f.sub_sessions for f in mine),
+                    "culprits": sorted({c for f in mine for c in f.culprits}),
                     "received": setup.paid(w) if setup.paid and w.txid else None,
                     "amount_base_units": w.amount,
                 }
             )
-    finally:
-        for s in setups:
-            s.cleanup()
-        consensus.journal.close()
-        ledger.db.close()
     report.elapsed_s = time.perf_counter() - started
     return report

@@ -1,0 +1,152 @@
+"""The member processes of a committee on this machine: start, wait for, stop.
+
+`synod cluster up|down`, the demo and the cluster benchmark start each member as a
+detached `synod node run` process logging to ``DIR/node-<i>/node.log``, wait until it
+has written its pid (it is listening), and stop it with SIGTERM, then SIGKILL after a
+deadline. A member's public state is its ``status.json`` (`synod.node.process`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synod.node.committee import node_dir
+from synod.node.manifest import Manifest
+from synod.node.process import STATUS_FILE, pid_alive, running_pid
+
+LOG_FILE = "node.log"
+Progress = Callable[[str], None]
+
+
+def member_dirs(root: Path) -> list[tuple[int, Path]]:
+    """(member id, member directory) for every member of the committee in `root`."""
+    manifest = Manifest.load(root / "manifest.json")
+    return [(m, node_dir(root, m)) for m in manifest.ids]
+
+
+def read_status(directory: Path) -> dict[str, Any]:
+    """A member's last published status ({} if none or unreadable)."""
+    try:
+        doc = json.loads((directory / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def log_tail(directory: Path, lines: int = 5) -> str:
+    try:
+        text = (directory / LOG_FILE).read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Started:
+    started: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)  # member -> why
+
+
+def start_members(
+    members: Sequence[tuple[int, Path]],
+    timeout: float,
+    extra_args: Mapping[int, Sequence[str]] | None = None,
+    progress: Progress = lambda _msg: None,
+) -> Started:
+    """Start every member of `members` not running yet, with `extra_args[member]` after
+    ``node run --dir DIR``, and wait until each listens (or exits, or `timeout` passes)."""
+    out = Started()
+    procs: dict[int, subprocess.Popen[bytes]] = {}
+    dirs = dict(members)
+    for member, directory in members:
+        if running_pid(directory) is not None:
+            progress(f"member {member} already running")
+            continue
+        argv = [sys.executable, "-m", "synod.cli.main", "node", "run", "--dir", str(directory)]
+        argv += list((extra_args or {}).get(member, ()))
+        with open(directory / LOG_FILE, "ab") as log:
+            procs[member] = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,  # detached: survives the command that started it
+                close_fds=True,
+            )
+        out.started.append(member)
+        progress(f"member {member} started (pid {procs[member].pid})")
+    deadline = time.monotonic() + timeout
+    waiting = dict(procs)
+    while waiting and time.monotonic() < deadline:
+        for member, proc in list(waiting.items()):
+            if proc.poll() is not None:
+                out.failed[member] = f"exited with status {proc.returncode}"
+                del waiting[member]
+            elif running_pid(dirs[member]) == proc.pid:
+                progress(f"member {member} listening")
+                del waiting[member]
+        time.sleep(0.1)
+    for member in waiting:
+        out.failed[member] = "not ready in time"
+    return out
+
+
+def stop_members(
+    members: Sequence[tuple[int, Path]], timeout: float, progress: Progress = lambda _msg: None
+) -> tuple[list[int], list[int]]:
+    """SIGTERM every running member of `members`, SIGKILL whoever still runs after
+    `timeout`; returns (stopped, killed)."""
+    pids = {m: pid for m, d in members if (pid := running_pid(d)) is not None}
+    for member, pid in pids.items():
+        os.kill(pid, signal.SIGTERM)
+        progress(f"member {member}: SIGTERM to pid {pid}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_running(p) for p in pids.values()):
+        time.sleep(0.1)
+    killed = []
+    for member, pid in pids.items():
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(member)
+            progress(f"member {member}: still running, SIGKILL")
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+    return sorted(pids), killed
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` still runs; a member this process started and that has exited is
+    reaped here (else it would linger as a zombie that looks alive)."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child: ask the system
+        return pid_alive(pid)
+    return reaped == 0
+
+
+def all_linked(members: Sequence[tuple[int, Path]]) -> bool:
+    """Whether every member of `members` reports a live link to every other one."""
+    ids = {m for m, _ in members}
+    for member, directory in members:
+        peers = read_status(directory).get("peers", {})
+        if any(peers.get(str(p)) != "connected" for p in ids - {member}):
+            return False
+    return True
+
+
+def wait_linked(members: Sequence[tuple[int, Path]], timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not all_linked(members):
+        if time.monotonic() > end:
+            raise TimeoutError(f"members {[m for m, _ in members]} not all linked in time")
+        time.sleep(0.05)
