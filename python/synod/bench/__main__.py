@@ -95,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cluster-size", default="3/5", help="t/n for --cluster")
     p.add_argument("--signatures", type=int, default=200, help="signatures per suite, --cluster")
     p.add_argument(
+        "--cluster-schemes",
+        default="bip340,ed25519,ecdsa",
+        help="comma-separated schemes for --cluster (bip340, ed25519, ecdsa)",
+    )
+    p.add_argument(
         "--worst-message", action="store_true", help="cost of the worst message a peer may send"
     )
     args = p.parse_args(argv)
@@ -109,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         (t, n), *_ = _sizes(args.cluster_size)
         if not 2 <= t <= n or args.signatures < 1:
             p.error("--cluster-size needs 2 <= t <= n and --signatures must be positive")
-        print(render_latencies(cluster_latencies(t, n, args.signatures, progress)))
+        schemes = tuple(x.strip() for x in args.cluster_schemes.split(",") if x.strip())
+        if not schemes or not set(schemes) <= {"bip340", "ed25519", "ecdsa"}:
+            p.error("--cluster-schemes takes bip340, ed25519 and/or ecdsa")
+        print(render_latencies(cluster_latencies(t, n, args.signatures, progress, schemes)))
         return 0
     if args.transition:
         from synod.bench.transition import transition_table

@@ -2,7 +2,9 @@
 
 A fresh development committee (t-of-n on 127.0.0.1) is created in a temporary
 directory and started as n `synod node run` processes; one DKG per FROST suite runs
-over the members' control services, then each signature is timed from the first
+over the members' control services (for CGGMP first the aux-info ceremony, from the
+TEST-ONLY pregenerated primes, then the ECDSA keygen; each CGGMP signature is the full
+interactive signing, no presignature), then each signature is timed from the first
 `StartSign` (sent to every member at once) until a member reports a signature that
 verifies under the group key. The control calls use the operator certificate over
 mutual TLS, exactly as `synod sign` does; every member is asked at once, again 2 ms
@@ -21,17 +23,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from synod.bench.ecdsa import ECDSA_PRIMES
 from synod.bench.table import format_seconds
 from synod.chains.localnode import free_base_port
-from synod.node.ceremony import run_dkg
+from synod.node.ceremony import run_aux_info, run_dkg
 from synod.node.committee import init_committee
 from synod.node.control import ControlClient, ControlError, operator_clients
 from synod.node.local_cluster import member_dirs, start_members, stop_members, wait_linked
 from synod.runtime.node_signer import verify_signature
 
 POLL_S = 0.002
-SCHEMES = ("bip340", "ed25519")
-SUITE_NAMES = {"bip340": "frost-secp256k1-tr (ROAST)", "ed25519": "frost-ed25519 (ROAST)"}
+SCHEMES = ("bip340", "ed25519", "ecdsa")
+SUITE_NAMES = {
+    "bip340": "frost-secp256k1-tr (ROAST)",
+    "ed25519": "frost-ed25519 (ROAST)",
+    "ecdsa": "cggmp21 secp256k1 (no presignature)",
+}
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,11 @@ def _signature_of(client: ControlClient, sid: bytes) -> bytes | None:
 
 
 def cluster_latencies(
-    threshold: int, n: int, signatures: int, progress: Callable[[str], None]
+    threshold: int,
+    n: int,
+    signatures: int,
+    progress: Callable[[str], None],
+    schemes: tuple[str, ...] = SCHEMES,
 ) -> list[Latency]:
     out: list[Latency] = []
     with tempfile.TemporaryDirectory(prefix="synod-bench-cluster-") as tmp:
@@ -85,16 +96,21 @@ def cluster_latencies(
         progress(f"committee {threshold}-of-{n} in {root}")
         init_committee(root, threshold, n, free_base_port(n))
         members = member_dirs(root)
+        # CGGMP aux info from the TEST-ONLY pregenerated primes: generating fresh ones takes
+        # minutes and has nothing to do with signing latency.
+        extra = {m: ["--test-primes", str(ECDSA_PRIMES)] for m, _ in members}
         try:
-            started = start_members(members, 120.0)
+            started = start_members(members, 120.0, extra)
             if started.failed:
                 raise RuntimeError(f"members did not start: {started.failed}")
             wait_linked(members, 120.0)
             clients = operator_clients(root, timeout=30)
             try:
                 with ThreadPoolExecutor(max_workers=n) as pool:
-                    for scheme in SCHEMES:
-                        key = run_dkg(clients, f"bench-{scheme}", scheme, threshold, 60.0)
+                    for scheme in schemes:
+                        if scheme == "ecdsa":
+                            run_aux_info(clients, 1800.0, progress)
+                        key = run_dkg(clients, f"bench-{scheme}", scheme, threshold, 600.0)
                         key_bytes = key.verifying_key
                         progress(f"{scheme}: key ready; warming up")
                         for _ in range(5):

@@ -52,6 +52,21 @@ def add_parser(sub: Any) -> None:
     d.add_argument("--timeout", type=float, default=120.0, help="seconds for the ceremony")
     d.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     d.set_defaults(run=run_dkg)
+    a = sub.add_parser(
+        "aux-info",
+        help="the CGGMP aux-info ceremony among the running members",
+        description="Before any ECDSA keygen (`synod dkg --scheme ecdsa`), every member needs "
+        "CGGMP aux info: its Paillier key and ring-Pedersen parameters. Each member first "
+        "generates two safe primes (tens of seconds, on its own host), then all run the "
+        "aux-info protocol together; each keeps its result in its encrypted keystore. Needs "
+        "every member of the committee running. Progress on stderr.",
+    )
+    a.add_argument("--dir", required=True, type=Path, help="the committee directory")
+    a.add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds for each step (default 1800)"
+    )
+    a.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    a.set_defaults(run=run_aux_info_cmd)
     s = sub.add_parser(
         "sign",
         help="one signature from the running members",
@@ -194,6 +209,37 @@ def _with_signers(clients: dict[int, Any], sid: bytes, outcome: SignOutcome) -> 
         outcome.signers = result.signers
         outcome.culprits |= result.culprits
     return outcome
+
+
+# -- aux info --------------------------------------------------------------------------
+
+
+def run_aux_info_cmd(args: argparse.Namespace) -> int:
+    from synod.node.ceremony import CeremonyFailed, run_aux_info
+
+    progress = Progress()
+    try:
+        timeout = _positive("timeout", args.timeout)
+        clients = _clients(args.dir)
+        try:
+            primes_s = run_aux_info(clients, timeout, progress.step)
+        finally:
+            _close(clients)
+    except CeremonyFailed as err:
+        return _fail("aux-info", Failed(str(err)))
+    except BadInput as err:
+        return _fail("aux-info", err)
+    members = sorted(clients)
+    if args.json:
+        print(json.dumps({"members": members, "primes_s": round(primes_s, 1)}))
+    else:
+        print_fields(
+            [
+                ("members", ", ".join(map(str, members))),
+                ("primes (slowest member)", f"{primes_s:.1f} s"),
+            ]
+        )
+    return 0
 
 
 # -- sign ------------------------------------------------------------------------------

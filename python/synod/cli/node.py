@@ -57,6 +57,12 @@ def add_parser(sub: Any) -> None:
         help="TEST ONLY: misbehave on purpose (invalid-shares: send signature shares that "
         "do not verify), to show the committee signing around a lying member",
     )
+    run.add_argument(
+        "--test-primes",
+        type=Path,
+        help="TEST ONLY: take this member's Paillier primes for an aux-info ceremony from a "
+        "file of pregenerated primes (entry <member id - 1>) instead of generating them",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(run=run_node_cmd)
     pw = actions.add_parser(
@@ -131,15 +137,38 @@ def run_node_cmd(args: argparse.Namespace) -> int:
         check = None if args.ledger is None else _template_check(args.ledger, args.chains, args.dir)
     except (OSError, ValueError) as err:
         return _fail("run", RuntimeError(f"--ledger: {err}"))
+    primes = None
+    if args.test_primes is not None:
+        try:
+            primes = _test_primes(args.test_primes, material.member_id)
+        except (OSError, ValueError) as err:
+            return _fail("run", RuntimeError(f"--test-primes: {err}"))
     try:
         return run_node(
-            material, metrics_port=args.metrics_port, template_check=check, fault=args.test_fault
+            material,
+            metrics_port=args.metrics_port,
+            template_check=check,
+            fault=args.test_fault,
+            primes=primes,
         )
     except KeystoreError as err:  # a share entry that does not parse
         return _fail("run", err)
     except OSError as err:  # e.g. the endpoint is taken: not bad input, exit status 1
         print(f"synod node run: error: {err}", file=sys.stderr)
         return 1
+
+
+def _test_primes(path: Path, member_id: int) -> Any:
+    from synod.crypto import ecdsa
+    from synod.crypto.errors import CryptoError
+
+    try:
+        every = ecdsa.load_primes(path)
+    except CryptoError as err:
+        raise ValueError(str(err)) from None
+    if member_id > len(every):
+        raise ValueError(f"{path} holds primes for {len(every)} members, not member {member_id}")
+    return every[member_id - 1]
 
 
 def _template_check(ledger_url: str, chains: Path | None, directory: Path) -> Any:

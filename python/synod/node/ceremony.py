@@ -1,8 +1,10 @@
-"""A key ceremony among running member processes, driven through their control services.
+"""Ceremonies among running member processes, driven through their control services.
 
 `run_dkg` begins the DKG on every member and polls until each reports it done; it sees
 only public data (the group key each member reports) and checks that the members agree
-on it. `synod dkg` and the demo both use it.
+on it. `synod dkg`, the demo and the cluster benchmark use it. `run_aux_info` runs the
+CGGMP aux-info ceremony (`synod aux-info`): every member first generates its Paillier
+primes, then all start the session together; each keeps its aux info in its keystore.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from synod.node.control import ControlClient, ControlError
 from synod.node.results import SessionResult, SessionStatus
 
 POLL_S = 0.05
+PREPARE_POLL_S = 1.0
 
 
 class CeremonyFailed(RuntimeError):
@@ -71,6 +74,58 @@ def run_dkg(
     return GroupKey(key_id, scheme, threshold, tuple(members), public_key, output_key)
 
 
+def run_aux_info(
+    clients: Mapping[int, ControlClient],
+    timeout: float,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> float:
+    """The aux-info ceremony among every member in `clients`; returns the seconds the
+    primes took (the slowest member). `timeout` bounds each of the two steps."""
+    members = sorted(clients)
+    sid = os.urandom(32)
+    started = time.monotonic()
+    ready: set[int] = set()
+    progress(f"aux info: {len(members)} members generate their Paillier primes")
+    while len(ready) < len(members):
+        if time.monotonic() - started > timeout:
+            raise CeremonyFailed(
+                f"primes not ready in time on members {sorted(set(members) - ready)}"
+            )
+        for member in members:
+            if member in ready:
+                continue
+            try:
+                if clients[member].prepare_aux_info(sid):
+                    ready.add(member)
+                    progress(f"member {member}: primes ready")
+            except ControlError as err:
+                if err.code != "UNAVAILABLE":
+                    raise CeremonyFailed(f"member {member}: {err.detail}") from None
+        time.sleep(PREPARE_POLL_S)
+    primes_s = time.monotonic() - started
+    for member in members:
+        try:
+            clients[member].start_aux_info(sid, members, timeout)
+        except ControlError as err:
+            raise CeremonyFailed(f"member {member} did not start: {err}") from None
+    progress("aux info: the session runs among all members")
+    deadline = time.monotonic() + timeout + 10
+    wait_all(clients, sid, members, deadline, progress)
+    stored: set[int] = set()
+    while len(stored) < len(members):  # each member stores its output before using it
+        if time.monotonic() >= deadline:
+            raise CeremonyFailed(f"aux info not stored on members {sorted(set(members) - stored)}")
+        for member in set(members) - stored:
+            try:
+                if clients[member].status()["aux_info"]:
+                    stored.add(member)
+            except ControlError:
+                continue
+        time.sleep(POLL_S)
+    progress("every member holds its aux info")
+    return primes_s
+
+
 def wait_all(
     clients: Mapping[int, ControlClient],
     sid: bytes,
@@ -93,7 +148,8 @@ def wait_all(
             except ControlError:
                 continue  # not reachable right now: ask again
             if result.status is SessionStatus.FAILED:
-                raise CeremonyFailed(f"member {member}: the DKG failed: {result.reason or '?'}")
+                why = result.reason or "no reason"
+                raise CeremonyFailed(f"member {member}: the {result.kind.value} failed: {why}")
             if result.status is SessionStatus.DONE:
                 done[member] = result
                 progress(f"member {member} done")

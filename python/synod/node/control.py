@@ -1,8 +1,10 @@
 """The control service of a node (gRPC `synod.node.Control`) and its client.
 
-Begin/poll for operators and the withdraw worker: `StartDkg` and `StartSign` begin a
-session on this member and return at once (starting the same session again is a
-no-op); `GetResult` reports how it stands; `Status` says who the member is, which
+Begin/poll for operators and the withdraw worker: `StartDkg`, `StartSign` and
+`StartAuxInfo` begin a session on this member and return at once (starting the same
+session again is a no-op), `PrepareAuxInfo` begins and reports the prime generation
+an aux-info session needs first (`synod.node.aux_info`); `GetResult` reports how it
+stands; `Status` says who the member is, which
 keys it holds and what its router dropped. Requests are untrusted input: sizes and
 values are checked and a bad request is an INVALID_ARGUMENT with a one-line reason.
 In a member process the service shares the peer service's mutual-TLS port and
@@ -24,6 +26,7 @@ import grpc
 from cryptography import x509
 
 from synod.crypto import frost
+from synod.node.aux_info import AuxInfoCeremony, AuxInfoRefused
 from synod.node.keyring import UnknownKey
 from synod.node.manifest import Manifest
 from synod.node.pki import (
@@ -63,6 +66,8 @@ METHODS: dict[str, tuple[Any, Any]] = {
     "StartDkg": (pb.StartDkgRequest, pb.StartReply),
     "StartSign": (pb.StartSignRequest, pb.StartReply),
     "GetResult": (pb.GetResultRequest, pb.SessionResult),
+    "PrepareAuxInfo": (pb.PrepareAuxInfoRequest, pb.PrepareAuxInfoReply),
+    "StartAuxInfo": (pb.StartAuxInfoRequest, pb.StartReply),
 }
 
 
@@ -82,6 +87,13 @@ def _check_session_id(value: bytes) -> bytes:
     if not 1 <= len(value) <= MAX_SESSION_ID:
         raise BadRequest(f"session_id must be 1..{MAX_SESSION_ID} bytes")
     return value
+
+
+def _check_members(values: Any) -> list[int]:
+    members = sorted(set(values))
+    if len(members) != len(values) or not 2 <= len(members) <= 1000:
+        raise BadRequest("participants must be 2..1000 distinct member ids")
+    return members
 
 
 def _check_timeout(name: str, value: float, default: float) -> float:
@@ -126,9 +138,15 @@ class OperatorOnly:
 
 
 class ControlServicer:
-    def __init__(self, runner: NodeRunner, authorize: OperatorOnly | None = None) -> None:
+    def __init__(
+        self,
+        runner: NodeRunner,
+        authorize: OperatorOnly | None = None,
+        aux: AuxInfoCeremony | None = None,
+    ) -> None:
         self.runner = runner
         self.authorize = authorize
+        self.aux = aux
 
     def _abort(self, context: Any, code: grpc.StatusCode, detail: str) -> NoReturn:
         context.abort(code, detail)
@@ -161,6 +179,7 @@ class ControlServicer:
                 key_ids=node.keys.key_ids(),
                 running_sessions=running,
                 drops=drops,
+                aux_info=self.runner.aux_info is not None,
             )
 
         return self.runner.call(read)
@@ -172,9 +191,7 @@ class ControlServicer:
             if not all(0x21 <= ord(c) <= 0x7E for c in key_id):
                 raise BadRequest("a new key id must be printable ASCII without spaces")
             sid = _check_session_id(request.session_id)
-            members = sorted(set(request.participants))
-            if len(members) != len(request.participants) or not 2 <= len(members) <= 1000:
-                raise BadRequest("participants must be 2..1000 distinct member ids")
+            members = _check_members(request.participants)
             if not 2 <= request.threshold <= len(members):
                 raise BadRequest("threshold must be in 2..len(participants)")
             timeout = _check_timeout("timeout_s", request.timeout_s, 30.0)
@@ -284,6 +301,39 @@ class ControlServicer:
             self._abort(context, grpc.StatusCode.NOT_FOUND, refused)
         return pb.StartReply()
 
+    def _ceremony(self, context: Any) -> AuxInfoCeremony:
+        if self.aux is None:
+            self._abort(
+                context, grpc.StatusCode.FAILED_PRECONDITION, "no aux-info ceremony on this node"
+            )
+        return self.aux
+
+    def PrepareAuxInfo(self, request: Any, context: Any) -> Any:
+        self._admit(context)
+        try:
+            sid = _check_session_id(request.session_id)
+        except BadRequest as err:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        try:
+            ready = self._ceremony(context).prepare(sid)
+        except AuxInfoRefused as err:
+            self._abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(err))
+        return pb.PrepareAuxInfoReply(primes_ready=ready)
+
+    def StartAuxInfo(self, request: Any, context: Any) -> Any:
+        self._admit(context)
+        try:
+            sid = _check_session_id(request.session_id)
+            members = _check_members(request.participants)
+            timeout = _check_timeout("timeout_s", request.timeout_s, 600.0)
+        except BadRequest as err:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        try:
+            self._ceremony(context).start(sid, members, timeout)
+        except AuxInfoRefused as err:
+            self._abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(err))
+        return pb.StartReply()
+
     def GetResult(self, request: Any, context: Any) -> Any:
         self._admit(context)
         try:
@@ -310,11 +360,15 @@ class ControlServicer:
 
 
 def add_control_service(
-    server: grpc.Server, runner: NodeRunner, authorize: OperatorOnly | None = None
+    server: grpc.Server,
+    runner: NodeRunner,
+    authorize: OperatorOnly | None = None,
+    aux: AuxInfoCeremony | None = None,
 ) -> ControlServicer:
     """Serve `synod.node.Control` for `runner` on `server` (the caller owns the server);
-    with `authorize`, only operator certificates are admitted."""
-    servicer = ControlServicer(runner, authorize)
+    with `authorize`, only operator certificates are admitted; `aux` runs this member's
+    part of an aux-info ceremony (without it, one is refused)."""
+    servicer = ControlServicer(runner, authorize, aux)
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
             getattr(servicer, name),
@@ -426,6 +480,7 @@ class ControlClient:
             "key_ids": list(reply.key_ids),
             "running_sessions": reply.running_sessions,
             "drops": {c.name: c.count for c in reply.drops},
+            "aux_info": reply.aux_info,
         }
 
     def start_dkg(
@@ -472,6 +527,21 @@ class ControlClient:
             request.ledger_session = context.ledger_session
             request.input_index = context.input_index
         self._call("StartSign", request)
+
+    def prepare_aux_info(self, session_id: bytes) -> bool:
+        """Begin this member's prime generation (idempotent); whether the primes are ready."""
+        reply = self._call("PrepareAuxInfo", pb.PrepareAuxInfoRequest(session_id=session_id))
+        return bool(reply.primes_ready)
+
+    def start_aux_info(
+        self, session_id: bytes, participants: list[int], timeout: float = 0.0
+    ) -> None:
+        self._call(
+            "StartAuxInfo",
+            pb.StartAuxInfoRequest(
+                session_id=session_id, participants=participants, timeout_s=timeout
+            ),
+        )
 
     def get_result(self, session_id: bytes) -> SessionResult:
         r = self._call("GetResult", pb.GetResultRequest(session_id=session_id))

@@ -27,6 +27,8 @@ from typing import Any
 
 from prometheus_client import start_http_server
 
+from synod.crypto import ecdsa
+from synod.node.aux_info import AuxInfoCeremony
 from synod.node.committee import NodeMaterial
 from synod.node.control import OperatorOnly, add_control_service
 from synod.node.faults import fault_factory
@@ -130,13 +132,15 @@ def run_node(
     metrics_port: int | None = None,
     template_check: TemplateCheck | None = None,
     fault: str | None = None,
+    primes: ecdsa.Primes | None = None,
 ) -> int:
     """Run the member until SIGTERM/SIGINT; returns the exit status. With `metrics_port`,
     Prometheus metrics are served on 127.0.0.1 at that port (`synod.node.metrics`).
 
     With `template_check` (the member's view of the ledger) the member signs withdrawals
     whose recorded template gives the message, and no operator's ad-hoc message; without
-    one, only ad-hoc messages. `fault` names a test-only fault (`synod.node.faults`)."""
+    one, only ad-hoc messages. `fault` names a test-only fault (`synod.node.faults`);
+    `primes` (tests only) are the pregenerated primes an aux-info ceremony uses."""
     clock = clock or WallClock()
     directory = material.directory
     stop = _Stop()
@@ -167,9 +171,14 @@ def run_node(
         operator_signing=template_check is None,
     )
     operator_only = OperatorOnly(material.tls.ca_pem)
+    if primes is not None:
+        log.warning("TEST-ONLY: pregenerated Paillier primes for the aux-info ceremony")
+        aux = AuxInfoCeremony(runner, shares.store_aux_info, lambda: primes)
+    else:
+        aux = AuxInfoCeremony(runner, shares.store_aux_info)
 
     def serve_control(server: Any) -> None:
-        add_control_service(server, runner, operator_only)
+        add_control_service(server, runner, operator_only, aux)
 
     transport.add_service(serve_control)
     me = material.manifest.member(material.member_id)
@@ -194,6 +203,7 @@ def run_node(
             for _peer, data in transport.receive(TICK):
                 runner.deliver(data)
             if time.monotonic() >= next_status:
+                _store_aux_info(aux)
                 _refresh(status, transport, runner, operator_only).write(directory)
                 next_status = time.monotonic() + STATUS_EVERY
         status.state = "stopping"
@@ -212,6 +222,12 @@ def run_node(
     status.write(directory)
     log.info("member %d stopped", material.member_id)
     return 0
+
+
+def _store_aux_info(aux: AuxInfoCeremony) -> None:
+    """A finished aux-info ceremony's output into the keystore (a busy runner: next time)."""
+    with contextlib.suppress(RunnerStopped, TimeoutError, queue.Full):
+        aux.poll()
 
 
 def _refresh(

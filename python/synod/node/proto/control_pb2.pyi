@@ -42,18 +42,20 @@ class Counter(_message.Message):
     def __init__(self, name: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class StatusReply(_message.Message):
-    __slots__ = ("member_id", "epoch", "key_ids", "running_sessions", "drops")
+    __slots__ = ("member_id", "epoch", "key_ids", "running_sessions", "drops", "aux_info")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     KEY_IDS_FIELD_NUMBER: _ClassVar[int]
     RUNNING_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     DROPS_FIELD_NUMBER: _ClassVar[int]
+    AUX_INFO_FIELD_NUMBER: _ClassVar[int]
     member_id: int
     epoch: int
     key_ids: _containers.RepeatedScalarFieldContainer[str]
     running_sessions: int
     drops: _containers.RepeatedCompositeFieldContainer[Counter]
-    def __init__(self, member_id: _Optional[int] = ..., epoch: _Optional[int] = ..., key_ids: _Optional[_Iterable[str]] = ..., running_sessions: _Optional[int] = ..., drops: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ...) -> None: ...
+    aux_info: bool
+    def __init__(self, member_id: _Optional[int] = ..., epoch: _Optional[int] = ..., key_ids: _Optional[_Iterable[str]] = ..., running_sessions: _Optional[int] = ..., drops: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., aux_info: _Optional[bool] = ...) -> None: ...
 
 class StartDkgRequest(_message.Message):
     __slots__ = ("key_id", "session_id", "scheme", "participants", "threshold", "timeout_s")
@@ -96,6 +98,28 @@ class StartSignRequest(_message.Message):
 class StartReply(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class PrepareAuxInfoRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: bytes
+    def __init__(self, session_id: _Optional[bytes] = ...) -> None: ...
+
+class PrepareAuxInfoReply(_message.Message):
+    __slots__ = ("primes_ready",)
+    PRIMES_READY_FIELD_NUMBER: _ClassVar[int]
+    primes_ready: bool
+    def __init__(self, primes_ready: _Optional[bool] = ...) -> None: ...
+
+class StartAuxInfoRequest(_message.Message):
+    __slots__ = ("session_id", "participants", "timeout_s")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    session_id: bytes
+    participants: _containers.RepeatedScalarFieldContainer[int]
+    timeout_s: float
+    def __init__(self, session_id: _Optional[bytes] = ..., participants: _Optional[_Iterable[int]] = ..., timeout_s: _Optional[float] = ...) -> None: ...
 
 class GetResultRequest(_message.Message):
     __slots__ = ("session_id",)
