@@ -95,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cluster-size", default="3/5", help="t/n for --cluster")
     p.add_argument("--signatures", type=int, default=200, help="signatures per suite, --cluster")
     p.add_argument(
+        "--roast-net",
+        action="store_true",
+        help="ROAST over gRPC/mTLS sockets with an emulated RTT, f = 0 and n - t adaptive",
+    )
+    p.add_argument(
+        "--roast-net-sizes", default="3/5,11/15,34/50,67/100", help="t/n list for --roast-net"
+    )
+    p.add_argument(
         "--cluster-schemes",
         default="bip340,ed25519,ecdsa",
         help="comma-separated schemes for --cluster (bip340, ed25519, ecdsa)",
@@ -108,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  … {msg}", file=sys.stderr, flush=True)
 
     print(f"machine: {machine()}", file=sys.stderr)
+    if args.roast_net:
+        from synod.bench.roast_net import net_rows, render_net
+
+        print(render_net(net_rows(_sizes(args.roast_net_sizes), progress=progress)))
+        return 0
     if args.cluster:
         from synod.bench.cluster import cluster_latencies, render_latencies
 

@@ -1,0 +1,125 @@
+"""The runtime on a member's replica of the replicated ledger (seed 000 §5.2, §8.1).
+
+Each member runs its own withdraw worker over its own replica: the worker reads the
+member's ledger database (which the member's ABCI application writes, block by block)
+and sends its write-backs through `ReplicaConsensus`, which signs each one with the
+member's key and broadcasts it to the member's CometBFT node. The same write-back from
+several members has one transaction id, so it is applied once. A withdrawal's signing
+session starts on every member from the same agreed `StartSign`: each worker asks its
+own member's signer node (`NodeSigner` with that one control client), and they meet in
+the ROAST session whose id derives from the agreed session id.
+
+When consensus halts (no new block for `halt_after_s`), `ReplicaConsensus` is paused:
+write-backs go to the member's journal, the worker plans with them as if applied, so
+signing and broadcasting of already-agreed work go on; when blocks resume, the journal
+is sent in order. `ReplicaRunner` is the loop: a new finalized block (or work in
+flight) wakes the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from synod.consensus.client import CometRpc, ReplicatedConsensus, RpcError
+from synod.runtime.journal import Journal
+from synod.runtime.worker import WithdrawWorker
+from synod.state.errors import Rejected
+from synod.state.machine import Ledger, Receipt
+from synod.state.transactions import Tx
+
+log = logging.getLogger("synod.runtime.replica")
+
+
+class ReplicaConsensus:
+    """`LocalConsensus`'s interface (`ledger`, `journal`, `paused`, `submit`, `resume`)
+    over a replica: reads are the member's ledger, writes go through its node."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        replicated: ReplicatedConsensus,
+        journal: Journal,
+        halt_after_s: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ledger = ledger
+        self.replicated = replicated
+        self.journal = journal
+        self.halt_after_s = halt_after_s
+        self.clock = clock
+        self.paused = False
+        self.height = 0
+        self._moved_at = clock()
+
+    @property
+    def rpc(self) -> CometRpc:
+        return self.replicated.rpc
+
+    def observe(self) -> bool:
+        """Ask the node for its height; returns whether a new block was finalized. No new
+        block for `halt_after_s` (or no answer) pauses; a new one resumes."""
+        try:
+            height = self.rpc.status().height
+        except RpcError:
+            height = self.height
+        now = self.clock()
+        moved = height > self.height
+        if moved:
+            self.height, self._moved_at = height, now
+            if self.paused:
+                log.info("blocks resumed at height %d: %d write-backs journaled", height,
+                         len(self.journal))  # fmt: skip
+            self.paused = False
+        elif now - self._moved_at > self.halt_after_s and not self.paused:
+            log.warning("no block for %.1f s: consensus halted, journaling", now - self._moved_at)
+            self.paused = True
+        return moved
+
+    def submit(self, tx: Tx) -> Receipt | None:
+        """Into the node's mempool (None), or the journal while halted or behind journaled
+        write-backs. A refusal (`Rejected`) is raised, as `LocalConsensus` does."""
+        if self.paused or len(self.journal):
+            self.journal.append(tx)  # keep order behind anything already waiting
+            return None
+        try:
+            return self.replicated.submit(tx)
+        except RpcError as err:  # the node is down: keep the write-back
+            log.warning("node unreachable, journaling %s: %s", tx.KIND, err)
+            self.journal.append(tx)
+            return None
+
+    def resume(self) -> int:
+        """Send the journal in order while the chain moves; returns how many were sent. A
+        refused write-back is logged and dropped (its effect was applied by another
+        member, or no longer applies)."""
+        sent = 0
+        for seq, tx in self.journal.pending():
+            if self.paused:
+                break
+            try:
+                self.replicated.submit(tx)
+            except Rejected as err:
+                log.warning("journaled %s refused: %s", tx.KIND, err)
+            except RpcError:
+                break  # still unreachable: later
+            self.journal.remove(seq)
+            sent += 1
+        return sent
+
+
+class ReplicaRunner:
+    """One member's worker loop: wake on a finalized block, or while work is in flight."""
+
+    def __init__(self, consensus: ReplicaConsensus, worker: WithdrawWorker) -> None:
+        self.consensus = consensus
+        self.worker = worker
+
+    def run_once(self) -> int:
+        """One wake-up: observe the chain, drain the journal if it moves, one worker pass;
+        returns the actions taken."""
+        self.consensus.observe()
+        if not self.consensus.paused and len(self.consensus.journal):
+            self.consensus.resume()
+        return self.worker.step()
