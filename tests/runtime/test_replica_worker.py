@@ -31,6 +31,7 @@ from synod.node.ceremony import GroupKey, run_dkg
 from synod.node.committee import init_committee
 from synod.node.control import ControlClient, operator_clients
 from synod.node.local_cluster import member_dirs, start_members, stop_members, wait_linked
+from synod.runtime.attest import ProofAttester
 from synod.runtime.journal import Journal
 from synod.runtime.node_signer import NodeSigner
 from synod.runtime.replica import ReplicaConsensus, ReplicaRunner
@@ -127,7 +128,8 @@ def world(tmp_path: Path) -> Iterator[World]:
             worker = WithdrawWorker(
                 ledgers[i], consensus, {"btc": signer}, {"btc": adapter}, policy
             )
-            runners[i] = ReplicaRunner(consensus, worker)
+            attester = ProofAttester(ledgers[i].db, i, {"btc": adapter}, consensus)
+            runners[i] = ReplicaRunner(consensus, worker, attester)
         # The committee's first matured coinbase, credited by member 1.
         block = btcd.rpc.get_block(btcd.rpc.get_block_hash(1), 2)
         coinbase = (block.get("rawtx") or block["tx"])[0]  # btcd names them rawtx

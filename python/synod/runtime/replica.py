@@ -12,8 +12,8 @@ the ROAST session whose id derives from the agreed session id.
 When consensus halts (no new block for `halt_after_s`), `ReplicaConsensus` is paused:
 write-backs go to the member's journal, the worker plans with them as if applied, so
 signing and broadcasting of already-agreed work go on; when blocks resume, the journal
-is sent in order. `ReplicaRunner` is the loop: a new finalized block (or work in
-flight) wakes the worker.
+is sent in order. `ReplicaRunner` is one wake-up of the member's runtime: the worker
+and the proof attester (`runtime/attest.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 from synod.consensus.client import CometRpc, ReplicatedConsensus, RpcError
+from synod.runtime.attest import ProofAttester
 from synod.runtime.journal import Journal
 from synod.runtime.worker import WithdrawWorker
 from synod.state.errors import Rejected
@@ -110,16 +111,27 @@ class ReplicaConsensus:
 
 
 class ReplicaRunner:
-    """One member's worker loop: wake on a finalized block, or while work is in flight."""
+    """One member's runtime on its replica: the withdraw worker and, when given, the proof
+    attester (which votes only while blocks are made: a vote is no agreed work)."""
 
-    def __init__(self, consensus: ReplicaConsensus, worker: WithdrawWorker) -> None:
+    def __init__(
+        self,
+        consensus: ReplicaConsensus,
+        worker: WithdrawWorker,
+        attester: ProofAttester | None = None,
+    ) -> None:
         self.consensus = consensus
         self.worker = worker
+        self.attester = attester
 
     def run_once(self) -> int:
-        """One wake-up: observe the chain, drain the journal if it moves, one worker pass;
-        returns the actions taken."""
+        """One wake-up (the caller's loop: on each finalized block, or while work is in
+        flight): observe the chain, drain the journal if it moves, vote on pending proofs,
+        one worker pass; returns the worker's actions."""
         self.consensus.observe()
-        if not self.consensus.paused and len(self.consensus.journal):
-            self.consensus.resume()
+        if not self.consensus.paused:
+            if len(self.consensus.journal):
+                self.consensus.resume()
+            if self.attester is not None:
+                self.attester.step()
         return self.worker.step()
