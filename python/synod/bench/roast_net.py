@@ -219,7 +219,13 @@ def net_rows(
     with tempfile.TemporaryDirectory(prefix="synod-bench-roast-net-") as tmp:
         for t, n in sizes:
             for f in (0, n - t):
-                out.append(run_case(t, n, f, rtt, seed, Path(tmp), progress))
+                try:
+                    case = run_case(t, n, f, rtt, seed, Path(tmp), progress)
+                except RuntimeError as err:  # reported, and the other cases still run
+                    progress(f"{t}/{n} f={f}: {err}")
+                    continue
+                progress(render_net([case]).splitlines()[-1])
+                out.append(case)
     return out
 
 
