@@ -15,7 +15,8 @@ Per chain the rule is:
 
 - Bitcoin: the BIP341 key-path sighash of input *i* of the transaction the template
   describes;
-- EVM (eth, bnb): the digest of the custody contract's `withdraw` call for the template;
+- EVM (eth, bnb): the digest of the custody contract call for the template (`withdraw`,
+  or a power transition's `updatePubkey`);
 - Solana: the transfer message the template describes, under the blockhash the offered
   message names (the blockhash is chosen when the message is prepared and bounds only
   how long the message stays valid, never what it pays).
@@ -72,7 +73,7 @@ def _bitcoin(chain: str, params: Mapping[str, Any]) -> MessageRule:
 
 
 def _evm(chain: str, params: Mapping[str, Any]) -> MessageRule:
-    from synod.chains.evm.custody import build_withdraw_call
+    from synod.chains.evm.custody import build_call
 
     chain_id = _field(params, chain, "chain_id", int)
     contract = _field(params, chain, "contract", str)
@@ -85,7 +86,7 @@ def _evm(chain: str, params: Mapping[str, Any]) -> MessageRule:
 
     def digest(w: Withdrawal) -> bytes:
         assert w.template is not None
-        call = build_withdraw_call(
+        call = build_call(
             json.loads(w.template),
             chain_id=chain_id,
             contract=contract,
