@@ -37,6 +37,13 @@ def add_parser(sub: Any) -> None:
         help="leave the API and its dashboard up after the run, until interrupted",
     )
     p.add_argument(
+        "--replicated",
+        action="store_true",
+        help="on the replicated ledger: a CometBFT validator with the ledger application per "
+        "member, each signer node reading its own replica (CometBFT is built on first use); "
+        "withdrawals are submitted with the operator key, without the REST API",
+    )
+    p.add_argument(
         "--transition",
         action="store_true",
         help="instead: a committee handover (3-of-5 -> 4-of-7) between two withdrawal batches",
@@ -45,6 +52,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from synod.chains.localnode import NodeUnavailable
     from synod.sim.demo import DemoApi, run_demo
 
     if args.transition:
@@ -80,13 +88,29 @@ def run(args: argparse.Namespace) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 threading.Event().wait()
 
-    api = DemoApi(args.api_port, hold)
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        report = run_demo(args.workdir, args.per_chain, progress.step, api=api)
-    else:
-        with tempfile.TemporaryDirectory(prefix="synod-demo-") as tmp:
-            report = run_demo(Path(tmp), args.per_chain, progress.step, api=api)
+    api = None if args.replicated else DemoApi(args.api_port, hold)
+    try:
+        if args.workdir is not None:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+            report = run_demo(
+                args.workdir, args.per_chain, progress.step, api=api, replicated=args.replicated
+            )
+        else:
+            with tempfile.TemporaryDirectory(prefix="synod-demo-") as tmp:
+                report = run_demo(
+                    Path(tmp), args.per_chain, progress.step, api=api, replicated=args.replicated
+                )
+    except NodeUnavailable as err:
+        print(f"synod demo: error: {err}", file=sys.stderr)
+        return 1
+    if args.replicated:
+        if args.json:
+            print(json.dumps({"rows": report.rows, "unavailable": report.unavailable,
+                              "all_confirmed": report.all_confirmed, "replicas": report.replicas,
+                              "elapsed_s": report.elapsed_s}))  # fmt: skip
+        else:
+            _table(report)
+            print(f"replicated ledger: {report.replicas}")
     return 0 if report.all_confirmed else 1
 
 

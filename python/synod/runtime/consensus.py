@@ -8,6 +8,7 @@ signing and broadcasting continue and their write-backs wait in the journal.
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from synod.metrics import LEDGER_TRANSACTIONS
 from synod.runtime.journal import Journal
@@ -17,6 +18,20 @@ from synod.state.machine import Ledger, Receipt
 from synod.state.transactions import Tx
 
 log = logging.getLogger("synod.runtime.consensus")
+
+
+class WriteBack(Protocol):
+    """What the worker and the watchers write back through: `LocalConsensus`, or
+    `synod.runtime.replica.ReplicaConsensus` on a member's replica. `paused`: consensus
+    makes no progress, and write-backs wait in `journal` (which the worker plans with)."""
+
+    @property
+    def journal(self) -> Journal: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+    def submit(self, tx: Tx) -> Receipt | None: ...
 
 
 class LocalConsensus:

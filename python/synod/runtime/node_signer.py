@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -164,11 +164,15 @@ class NodeSigner:
         self.clock = clock
         self._active: dict[str, _Signing] = {}
         self.finished: deque[Signing] = deque(maxlen=history)
+        # Signature references of the last sessions that ended with one: on a replica the
+        # worker may ask again before its write-back is in a block, and gets the same answer.
+        self._signed: OrderedDict[str, str] = OrderedDict()
+        self._history = history
         self.errors: dict[int, str] = {}  # member -> its last control error
 
     # -- begin -----------------------------------------------------------------------
     def begin(self, withdrawal: Withdrawal, session_id: str) -> None:
-        if session_id in self._active:
+        if session_id in self._active or session_id in self._signed:
             return
         messages = _messages(self.messages_for, withdrawal)
         sids = [signing_session_id(session_id, i) for i in range(len(messages))]
@@ -199,6 +203,8 @@ class NodeSigner:
 
     # -- poll ------------------------------------------------------------------------
     def poll(self, session_id: str) -> str | None:
+        if session_id in self._signed:
+            return self._signed[session_id]
         signing = self._active.get(session_id)
         if signing is None:
             return None
@@ -212,7 +218,11 @@ class NodeSigner:
         if len(signing.signatures) == len(signing.messages):
             del self._active[session_id]
             self._finish(session_id, signing, ok=True)
-            return ",".join(signing.signatures[i].hex() for i in range(len(signing.messages)))
+            ref = ",".join(signing.signatures[i].hex() for i in range(len(signing.messages)))
+            self._signed[session_id] = ref
+            while len(self._signed) > self._history:
+                self._signed.popitem(last=False)
+            return ref
         if failed_everywhere or self.clock() >= signing.deadline:
             del self._active[session_id]
             self._finish(session_id, signing, ok=False)

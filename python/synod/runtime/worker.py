@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from synod.config import CHAIN_NAMES, SynodConfig
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import WriteBack
 from synod.runtime.interfaces import ChainAdapter, CulpritReporter, Signer, SigningTimeout
 from synod.state import errors as E
 from synod.state.machine import (
@@ -78,7 +78,7 @@ class WithdrawWorker:
     def __init__(
         self,
         ledger: Ledger,
-        consensus: LocalConsensus,
+        consensus: WriteBack,
         signers: Mapping[str, Signer],
         adapters: Mapping[str, ChainAdapter],
         policy: WorkerPolicy | None = None,

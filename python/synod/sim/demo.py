@@ -33,7 +33,7 @@ from synod.api.client import ApiClient
 from synod.api.embedded import api_process
 from synod.api.providers import GroupKey, Member, write_node_view
 from synod.chains.evm.address import checksum_address
-from synod.chains.localnode import free_base_port
+from synod.chains.localnode import binary_dir, die_with_parent, free_base_port
 from synod.chains.signing_view import write as write_signing_view
 from synod.config import ConfigError, SynodConfig, load_config
 from synod.node.ceremony import GroupKey as CommitteeKey
@@ -41,13 +41,12 @@ from synod.node.ceremony import run_dkg
 from synod.node.committee import init_committee
 from synod.node.control import ControlClient, operator_clients
 from synod.node.local_cluster import member_dirs, start_members, stop_members, wait_linked
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import WriteBack
 from synod.runtime.interfaces import ChainAdapter, Signer
-from synod.runtime.journal import Journal
 from synod.runtime.node_signer import MessagesFor, NodeSigner
 from synod.runtime.watchers.base import BlockSource, DepositWatcher, WatcherLoop
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
-from synod.state.audit import AuditLog
+from synod.sim.demo_ledger import DemoLedger, LocalLedger, ReplicatedLedger
 from synod.state.db import SqliteDatabase
 from synod.state.fees import FeeSchedule
 from synod.state.machine import BROADCAST, CONFIRMED, Ledger
@@ -94,6 +93,7 @@ class DemoReport:
     elapsed_s: float = 0.0
     processing_s: float = 0.0  # from the first worker pass to the last confirmation
     signing_s: float = 0.0  # wall time the signing sessions took, summed
+    replicas: str | None = None  # the replicated ledger: what every replica agrees on
     passes: int = 0
 
     @property
@@ -134,16 +134,21 @@ class Committee:
 
 
 def start_committee(
-    workdir: Path, ledger_path: Path, stack: ExitStack, progress: Progress, cfg: SynodConfig
+    root: Path,
+    views: Callable[[int], Path],
+    workdir: Path,
+    stack: ExitStack,
+    progress: Progress,
+    cfg: SynodConfig,
 ) -> Committee:
-    """Create a development committee under `workdir`, start all five members (member
-    5 with its test-only fault) and wait until they are linked."""
-    root = workdir / "committee"
-    init_committee(root, THRESHOLD, PARTIES, free_base_port(PARTIES))
+    """Start all five members of the development committee in `root` (member 5 with its
+    test-only fault), each reading `views(member)` as its ledger, and wait until they are
+    linked."""
     members = member_dirs(root)
-    view = ["--ledger", str(ledger_path), "--chains", str(workdir / SIGNING_VIEW)]
     extra = {
-        m: view + (["--test-fault", "invalid-shares"] if m == LYING else []) for m, _ in members
+        m: ["--ledger", str(views(m)), "--chains", str(workdir / SIGNING_VIEW)]
+        + (["--test-fault", "invalid-shares"] if m == LYING else [])
+        for m, _ in members
     }
     stack.callback(stop_members, members, 30.0)
     started = start_members(members, 120.0, extra)
@@ -340,11 +345,14 @@ def _solana(
 
 
 def _credit_deposits(
-    setups: list[ChainSetup], consensus: LocalConsensus, cfg: Any, progress: Progress
+    setups: list[ChainSetup],
+    consensus: WriteBack,
+    store: WatchStore,
+    cfg: Any,
+    progress: Progress,
 ) -> None:
     """Run the deposit watchers (depth from ``chains.<chain>.confirmations``) until a pass
     credits nothing more."""
-    store = WatchStore(consensus.ledger.db)
     watchers = [
         DepositWatcher.from_config(s.deposits, consensus, store, cfg, s.start_height)
         for s in setups
@@ -420,10 +428,15 @@ def run_demo(
     progress: Progress = lambda _: None,
     chains: tuple[str, ...] = CHAINS,
     api: DemoApi | None = None,
+    replicated: bool = False,
 ) -> DemoReport:
     """The whole pipeline; with `api`, the withdrawals are submitted through the REST API (a
     `synod api run` child process over the same ledger) and the dashboard stays up until
-    `api.hold` returns."""
+    `api.hold` returns. `replicated`: on the replicated ledger (`synod.sim.demo_ledger`),
+    with CometBFT from ``$SYNOD_COMETBFT_DIR`` or built by ``scripts/cometbft.sh``; the API
+    serves one local ledger only, so not with `api`."""
+    if replicated and api is not None:
+        raise ValueError("the demo's REST API runs over the local ledger, not a replica")
     cfg = load_config()  # a configuration the demo cannot run ends here, before anything starts
     eoa = sorted(cfg.chains.nonce_chains & set(chains))
     if eoa:
@@ -451,7 +464,11 @@ def run_demo(
             submit = _api_submitter(client)
             dashboard = f"{url}/dashboard#token={token}"
             progress(f"REST API at {url} (docs {url}/docs); withdrawals are submitted through it")
-        report = _run(workdir, per_chain, progress, chains, submit, cfg)
+        cometbft = None
+        if replicated:
+            progress("replicated ledger: CometBFT (built on first use, about two minutes)")
+            cometbft = binary_dir("SYNOD_COMETBFT_DIR", "cometbft.sh", "cometbft") / "cometbft"
+        report = _run(workdir, per_chain, progress, chains, submit, cfg, cometbft)
         if api is not None:
             api.hold(report, dashboard)
         return report
@@ -469,19 +486,24 @@ def _run(
     chains: tuple[str, ...],
     submit: Submit | None,
     cfg: SynodConfig,
+    cometbft: Path | None = None,
 ) -> DemoReport:
     started = time.perf_counter()
     fees = FeeSchedule.from_config(cfg.chains)
-    ledger = Ledger.from_config(SqliteDatabase(workdir / "ledger.db"), cfg.chains, cfg.withdraw)
-    consensus = LocalConsensus(ledger, Journal(workdir / "journal.db"), AuditLog(ledger.db))
-    submit = submit or ledger.apply
     report = DemoReport()
     setups: list[ChainSetup] = []
     with ExitStack() as stack:
-        stack.callback(ledger.db.close)
-        stack.callback(consensus.journal.close)
+        root = workdir / "committee"
+        init_committee(root, THRESHOLD, PARTIES, free_base_port(PARTIES))
+        backend: DemoLedger
+        if cometbft is None:
+            backend = LocalLedger(workdir, cfg, stack)
+        else:
+            backend = ReplicatedLedger(workdir, root, cometbft, stack, progress, die_with_parent)
+        ledger, consensus = backend.ledger, backend.consensus
+        submit = submit or backend.submit
         stack.callback(_cleanup, setups)
-        committee = start_committee(workdir, workdir / "ledger.db", stack, progress, cfg)
+        committee = start_committee(root, backend.member_view, workdir, stack, progress, cfg)
         if "btc" in chains:
             try:
                 setups.append(_bitcoin(ledger, workdir, per_chain, progress, submit, committee))
@@ -504,8 +526,9 @@ def _run(
         # What each member needs, beyond its ledger view, to derive the signed messages.
         write_signing_view(workdir / SIGNING_VIEW, {s.chain: s.view for s in setups})
         stop_members([(STOPPED, committee.root / f"node-{STOPPED}")], 30.0)
+        backend.stop_member(STOPPED)
         progress(f"member {STOPPED} stopped: the committee signs without it")
-        _credit_deposits(setups, consensus, cfg, progress)
+        _credit_deposits(setups, consensus, WatchStore(backend.watch_db), cfg, progress)
         adapters: dict[str, ChainAdapter] = {s.chain: s.adapter for s in setups}
         signers: dict[str, Signer] = {s.chain: s.signer for s in setups}
         # Local engines: one confirmation is final, and there is no reason to back off.
@@ -513,7 +536,8 @@ def _run(
             WorkerPolicy.from_config(cfg), backoff_s=0.0, confirmations=dict.fromkeys(adapters, 1)
         )
         worker = WithdrawWorker(ledger, consensus, signers, adapters, policy)
-        total = len(ledger.withdrawals())
+        total = per_chain * len(setups)
+        backend.settle(total)
         progress(
             f"processing {total} withdrawals FIFO; committee {THRESHOLD}-of-{PARTIES}, "
             f"member {STOPPED} stopped, member {LYING} sends invalid shares"
@@ -523,7 +547,7 @@ def _run(
         done = 0
         while done < total and time.perf_counter() < deadline:
             report.passes += 1
-            acted = worker.step()
+            acted = backend.step(worker, adapters)
             for s in setups:
                 s.after_pass(ledger)
             now_done = len(ledger.withdrawals(CONFIRMED))
@@ -533,6 +557,7 @@ def _run(
             if not acted:
                 time.sleep(POLL_S)  # the members are signing
         report.processing_s = time.perf_counter() - processing_started
+        report.replicas = backend.agreement()
         finished = [f for s in setups for f in s.signer.finished]
         report.signing_s = sum(f.seconds for f in finished)
         _publish_node_view(workdir / NODE_VIEW, setups)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from synod.config import SynodConfig
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import WriteBack
 from synod.state.errors import DuplicateDeposit, Rejected
 from synod.state.transactions import DepositCredit
 from synod.state.watch_store import WatchStore
@@ -93,7 +93,7 @@ class DepositWatcher:
     def __init__(
         self,
         source: BlockSource,
-        consensus: LocalConsensus,
+        consensus: WriteBack,
         store: WatchStore,
         confirmations: int,
         start_height: int = 0,
@@ -113,7 +113,7 @@ class DepositWatcher:
     def from_config(
         cls,
         source: BlockSource,
-        consensus: LocalConsensus,
+        consensus: WriteBack,
         store: WatchStore,
         cfg: SynodConfig,
         start_height: int = 0,
