@@ -16,7 +16,10 @@ def add_parser(sub: Any) -> None:
         "cluster",
         help="start, inspect or stop the local member processes",
         description="Manage one `synod node run` process per member directory of a committee "
-        "created by `synod committee init`. Each member logs to DIR/node-<i>/node.log.",
+        "created by `synod committee init`. Each member logs to DIR/node-<i>/node.log. A "
+        "committee made with --validators also has, per member, a CometBFT validator and the "
+        "ledger application over the member's replica DIR/node-<i>/ledger.db, which the "
+        "member reads as its ledger view (logs in DIR/ledger/member<i>/).",
     )
     actions = p.add_subparsers(dest="cluster_command", required=True, metavar="{up,status,down}")
     up = actions.add_parser(
@@ -67,12 +70,25 @@ def _load(command: str, root: Path) -> list[tuple[int, Path]] | None:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from synod.node.local_cluster import log_tail, start_members
+    from synod.node.local_cluster import ledger_view, log_tail, start_members, validators
 
     members = _load("up", args.dir)
     if members is None:
         return 2
-    outcome = start_members(members, args.timeout, progress=Progress().step)
+    progress = Progress()
+    extra: dict[int, list[str]] = {}
+    net = validators(args.dir)
+    if net is not None:  # the replicated ledger first: each member reads its own replica
+        for member_id, directory in members:
+            if not net.detached_pids(member_id):
+                try:
+                    net.start(member_id, detach=True)
+                except (RuntimeError, TimeoutError) as err:
+                    print(f"member {member_id}: validator did not start: {err}", file=sys.stderr)
+                    return 1
+                progress.step(f"member {member_id}: validator started")
+            extra[member_id] = ["--ledger", str(ledger_view(directory))]
+    outcome = start_members(members, args.timeout, extra, progress=progress.step)
     result = {"started": outcome.started, "failed": {str(k): v for k, v in outcome.failed.items()}}
     if args.json:
         print(json.dumps(result))
@@ -85,20 +101,31 @@ def run_up(args: argparse.Namespace) -> int:
         print(log_tail(dirs[member_id]), file=sys.stderr)
     if outcome.failed:
         return 1
+    if net is not None:
+        try:
+            net.wait_height(1, deadline_s=args.timeout)
+        except (RuntimeError, TimeoutError) as err:
+            print(f"validators: {err}", file=sys.stderr)
+            return 1
+        progress.step("validators: blocks are being made")
     if not args.json:
         print(f"{len(members)} members running ({len(outcome.started)} started)")
     return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from synod.node.local_cluster import read_status
+    from synod.node.local_cluster import read_status, validators
     from synod.node.process import running_pid
 
     members = _load("status", args.dir)
     if members is None:
         return 2
+    net = validators(args.dir)
     rows = []
     for member_id, directory in members:
+        height = None
+        if net is not None and net.detached_pids(member_id):
+            height = net.height(member_id)
         pid = running_pid(directory)
         doc = read_status(directory) if pid is not None else {}
         peers = doc.get("peers", {}) if doc.get("pid") == pid else {}
@@ -113,6 +140,7 @@ def run_status(args: argparse.Namespace) -> int:
                 "linked": sum(1 for v in peers.values() if v == "connected"),
                 "transport": doc.get("transport", {}),
                 "router": doc.get("router", {}),
+                "ledger_height": height,
             }
         )
     if args.json:
@@ -121,10 +149,11 @@ def run_status(args: argparse.Namespace) -> int:
     for r in rows:
         drops = {**r["transport"], **{f"router.{k}": v for k, v in r["router"].items()}}
         shown = ", ".join(f"{k}={v}" for k, v in sorted(drops.items())) or "-"
+        ledger = "" if r["ledger_height"] is None else f" ledger height {r['ledger_height']}"
         if r["running"]:
             print(
                 f"member {r['id']}: {r['state']} pid {r['pid']} "
-                f"linked {r['linked']}/{len(members) - 1}  {shown}"
+                f"linked {r['linked']}/{len(members) - 1}{ledger}  {shown}"
             )
         else:
             print(f"member {r['id']}: not running")
@@ -132,12 +161,22 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_down(args: argparse.Namespace) -> int:
-    from synod.node.local_cluster import stop_members
+    from synod.node.local_cluster import stop_members, validators
 
     members = _load("down", args.dir)
     if members is None:
         return 2
-    stopped, killed = stop_members(members, args.timeout, Progress().step)
+    progress = Progress()
+    stopped, killed = stop_members(members, args.timeout, progress.step)
+    net = validators(args.dir)
+    if net is not None:
+        running = [m for m, _ in members if net.detached_pids(m)]
+        forced = net.stop_detached(running, args.timeout)
+        if running:
+            progress.step(
+                f"validators of members {running} stopped"
+                + (f"; killed: {forced}" if forced else "")
+            )
     if args.json:
         print(json.dumps({"stopped": stopped, "killed": killed}))
     else:

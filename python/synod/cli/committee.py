@@ -33,6 +33,14 @@ def add_parser(sub: Any) -> None:
     init.add_argument("-n", "--members", type=int, required=True, help="committee size")
     init.add_argument("--dir", required=True, type=Path, help="directory to create (empty)")
     init.add_argument("--base-port", type=int, default=7100, help="member i listens on BASE+i")
+    init.add_argument(
+        "--validators",
+        action="store_true",
+        help="also a replicated ledger: per member a CometBFT validator with the ledger "
+        "application over the member's own replica DIR/node-<i>/ledger.db (its ledger view), "
+        "one genesis under DIR/ledger, and a development operator key for user requests in "
+        "DIR/operator; CometBFT is built on first use ($SYNOD_COMETBFT_DIR to use another)",
+    )
     init.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     init.set_defaults(run=run_init)
 
@@ -52,12 +60,32 @@ def run_init(args: argparse.Namespace) -> int:
         print(f"synod committee init: error: {problem}", file=sys.stderr)
         return 2
     progress = Progress()
+    cometbft = None
+    if args.validators:
+        from synod.chains.localnode import NodeUnavailable, binary_dir
+
+        progress.step("validators: CometBFT (built on first use, about two minutes)")
+        try:
+            cometbft = binary_dir("SYNOD_COMETBFT_DIR", "cometbft.sh", "cometbft") / "cometbft"
+        except NodeUnavailable as err:
+            print(f"synod committee init: error: {err}", file=sys.stderr)
+            return 1
     try:
         manifest = init_committee(args.dir, t, n, args.base_port, progress=progress.step)
     except (CommitteeError, KeystoreError, ManifestError, OSError) as err:
         print(f"synod committee init: error: {err}", file=sys.stderr)
         return 2
     root: Path = args.dir
+    ledger = None
+    if cometbft is not None:
+        from synod.node.local_cluster import LEDGER_DIR, LEDGER_OPERATOR_KEY, init_validators
+
+        init_validators(root, cometbft)
+        ledger = {
+            "dir": str(root / LEDGER_DIR),
+            "operator_key": str(root / "operator" / LEDGER_OPERATOR_KEY),
+        }
+        progress.step(f"validators: genesis and one CometBFT home per member in {ledger['dir']}")
     members = [
         {
             "id": m.id,
@@ -74,6 +102,7 @@ def run_init(args: argparse.Namespace) -> int:
         "threshold": manifest.threshold,
         "epoch": manifest.epoch,
         "members": members,
+        "ledger": ledger,
     }
     if args.json:
         print(json.dumps(result))
@@ -82,4 +111,7 @@ def run_init(args: argparse.Namespace) -> int:
     for m in members:
         print(f"  member {m['id']}: {m['endpoint']}  {m['dir']}")
     print("development passphrases are in each member's 'passphrase' file (mode 0600)")
+    if ledger is not None:
+        print(f"replicated ledger: validators in {ledger['dir']}, operator key "
+              f"{ledger['operator_key']}")  # fmt: skip
     return 0

@@ -3,13 +3,17 @@
 `LocalNet.create` runs ``cometbft init`` for each member, writes one genesis holding every
 validator, and sets each node's config: loopback ports, the other nodes as persistent peers,
 the block time. The committee file beside it lists the members' identity public keys (the
-private keys stay with the caller). `start`/`stop`/`kill` run the two processes of one member;
-every process started is ended by `close`.
+private keys stay with the caller), and ``localnet.json`` the members' homes, ports and
+databases, so `LocalNet.open` finds the set again. `start`/`stop`/`kill` run the two
+processes of one member; every process started is ended by `close`. Started with
+``detach=True`` (`synod cluster up`) the processes outlive their starter: their pids are
+in ``app.pid`` and ``cometbft.pid`` in the member's home, and `stop_detached` ends them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -19,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from synod.consensus.client import CometRpc, RpcError
 from synod.consensus.committee import Committee
@@ -50,6 +55,20 @@ def set_toml(text: str, section: str, key: str, value: str) -> str:
     if not done:
         raise KeyError(f"[{section}] {key} not in the CometBFT config")
     return "\n".join(out) + "\n"
+
+
+LAYOUT_FILE = "localnet.json"
+PID_FILES = {"app": "app.pid", "node": "cometbft.pid"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass
@@ -149,15 +168,54 @@ class LocalNet:
             ):
                 text = set_toml(text, section, key, value)
             path.write_text(text)
-        return cls(root, binary, committee, members, preexec)
+        net = cls(root, binary, committee, members, preexec)
+        layout = {
+            "binary": binary,
+            "members": [
+                {
+                    "member_id": m.member_id,
+                    "home": str(m.home),
+                    "db_url": m.db_url,
+                    "app_port": m.app_port,
+                    "rpc_port": m.rpc_port,
+                    "p2p_port": m.p2p_port,
+                    "node_id": m.node_id,
+                }
+                for m in members
+            ],
+        }
+        (root / LAYOUT_FILE).write_text(json.dumps(layout, indent=2) + "\n")
+        return net
+
+    @classmethod
+    def open(cls, root: Path, preexec: Callable[[], None] | None = None) -> LocalNet:
+        """The validator set `create` made under `root`."""
+        layout = json.loads((root / LAYOUT_FILE).read_text())
+        members = [
+            Member(
+                int(m["member_id"]),
+                Path(m["home"]),
+                str(m["db_url"]),
+                int(m["app_port"]),
+                int(m["rpc_port"]),
+                int(m["p2p_port"]),
+                str(m["node_id"]),
+            )
+            for m in layout["members"]
+        ]
+        committee = Committee.load(root / "committee.json")
+        return cls(root, str(layout["binary"]), committee, members, preexec)
 
     # ------------------------------------------------------------------ processes
     def member(self, member_id: int) -> Member:
         return next(m for m in self.members if m.member_id == member_id)
 
-    def start(self, member_id: int) -> None:
+    def start(self, member_id: int, detach: bool = False) -> None:
         m = self.member(member_id)
         self.stop(member_id)
+        spawn: dict[str, Any] = (
+            {"start_new_session": True} if detach else {"preexec_fn": self.preexec}
+        )
         app_log = open(m.home / "app.log", "ab")  # noqa: SIM115 - owned by the process
         m.procs["app"] = subprocess.Popen(
             [
@@ -174,7 +232,7 @@ class LocalNet:
             ],
             stdout=app_log,
             stderr=subprocess.STDOUT,
-            preexec_fn=self.preexec,
+            **spawn,
         )
         app_log.close()
         self._wait_listening(m.app_port, m.procs["app"])
@@ -183,9 +241,13 @@ class LocalNet:
             [self.binary, "node", "--home", str(m.home)],
             stdout=node_log,
             stderr=subprocess.STDOUT,
-            preexec_fn=self.preexec,
+            **spawn,
         )
         node_log.close()
+        if detach:
+            for name, proc in m.procs.items():
+                (m.home / PID_FILES[name]).write_text(f"{proc.pid}\n")
+            m.procs.clear()  # not ours to end: `stop_detached` does
 
     def start_all(self) -> None:
         for m in self.members:
@@ -205,6 +267,37 @@ class LocalNet:
                 proc.kill()
                 proc.wait()
 
+    def detached_pids(self, member_id: int) -> dict[str, int]:
+        """The running detached processes of a member (name -> pid)."""
+        out = {}
+        for name, file in PID_FILES.items():
+            try:
+                pid = int((self.member(member_id).home / file).read_text().strip())
+            except (OSError, ValueError):
+                continue
+            if _alive(pid):
+                out[name] = pid
+        return out
+
+    def stop_detached(self, member_ids: list[int], timeout: float = 20.0) -> list[int]:
+        """SIGTERM the given members' detached validators, then their applications, all at
+        once (SIGKILL after `timeout`); returns the members one had to be killed of."""
+        killed: set[int] = set()
+        for name in ("node", "app"):
+            pids = {m: p for m in member_ids if (p := self.detached_pids(m).get(name))}
+            for pid in pids.values():
+                os.kill(pid, signal.SIGTERM)
+            end = time.monotonic() + timeout
+            while any(_alive(p) for p in pids.values()) and time.monotonic() < end:
+                time.sleep(0.05)
+            for m, pid in pids.items():
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.add(m)
+            for m in member_ids:
+                (self.member(m).home / PID_FILES[name]).unlink(missing_ok=True)
+        return sorted(killed)
+
     def kill(self, member_id: int) -> None:
         self.stop(member_id, signal.SIGKILL)
 
@@ -214,7 +307,9 @@ class LocalNet:
 
     def running(self, member_id: int) -> bool:
         procs = self.member(member_id).procs
-        return bool(procs) and all(p.poll() is None for p in procs.values())
+        if procs:
+            return all(p.poll() is None for p in procs.values())
+        return len(self.detached_pids(member_id)) == len(PID_FILES)
 
     @staticmethod
     def _wait_listening(port: int, proc: subprocess.Popen[bytes], deadline_s: float = 60) -> None:

@@ -4,6 +4,10 @@
 detached `synod node run` process logging to ``DIR/node-<i>/node.log``, wait until it
 has written its pid (it is listening), and stop it with SIGTERM, then SIGKILL after a
 deadline. A member's public state is its ``status.json`` (`synod.node.process`).
+
+A committee made with validators (`synod committee init --validators`) also has, per
+member, a CometBFT validator and the ledger application over the member's own replica
+(``DIR/node-<i>/ledger.db``, the member's ledger view), all under ``DIR/ledger``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synod.consensus.committee import Committee as LedgerCommittee
+from synod.consensus.localnet import LAYOUT_FILE, LocalNet
 from synod.node.committee import node_dir
 from synod.node.manifest import Manifest
 from synod.node.process import STATUS_FILE, pid_alive, running_pid
@@ -150,3 +156,49 @@ def wait_linked(members: Sequence[tuple[int, Path]], timeout: float) -> None:
         if time.monotonic() > end:
             raise TimeoutError(f"members {[m for m, _ in members]} not all linked in time")
         time.sleep(0.05)
+
+
+# -- the replicated ledger beside the signer nodes --------------------------------------
+
+LEDGER_DIR = "ledger"  # DIR/ledger: the validator set (`synod.consensus.localnet`)
+LEDGER_DB = "ledger.db"  # DIR/node-<i>/ledger.db: member i's replica, its ledger view
+LEDGER_OPERATOR_KEY = "ledger-operator.key.pem"  # in DIR/operator: signs user requests
+LEDGER_CHAIN_ID = "synod-local"
+
+
+def ledger_view(directory: Path) -> Path:
+    """A member's replica of the replicated ledger (its `node run --ledger`)."""
+    return directory / LEDGER_DB
+
+
+def init_validators(root: Path, cometbft: Path, timeout_commit_ms: int = 500) -> LocalNet:
+    """Beside the committee in `root`: one CometBFT validator per member with the ledger
+    application over the member's own replica, one genesis for all; the ledger's committee
+    is the manifest's identity keys, plus a development operator key for user requests."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from synod.node.keystore import atomic_write
+
+    manifest = Manifest.load(root / "manifest.json")
+    directory = manifest.directory()
+    operator = Ed25519PrivateKey.generate()
+    pem = operator.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    atomic_write(root / "operator" / LEDGER_OPERATOR_KEY, pem, 0o600)
+    public = operator.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    committee = LedgerCommittee(
+        LEDGER_CHAIN_ID, {m: directory[m].sign_key for m in manifest.ids}, {"api": public}
+    )
+    urls = [f"sqlite:///{ledger_view(node_dir(root, m))}" for m in manifest.ids]
+    return LocalNet.create(root / LEDGER_DIR, str(cometbft), committee, urls, timeout_commit_ms)
+
+
+def validators(root: Path) -> LocalNet | None:
+    """The validator set beside the committee in `root`, if it has one."""
+    if not (root / LEDGER_DIR / LAYOUT_FILE).is_file():
+        return None
+    return LocalNet.open(root / LEDGER_DIR)
