@@ -10,9 +10,12 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/rust/target
 .PHONY: demo test build lint typecheck clippy pytest bench sysdeps clean
 
 # The whole pipeline on local engines: btcd (built from the Go module proxy on first use),
-# in-process EVMs and the Solana runtime; a 3-of-5 committee with one silent and one lying member.
+# in-process EVMs and the Solana runtime; a 3-of-5 committee of member processes, one stopped
+# and one lying. First on one local ledger with the REST API, then on the replicated ledger
+# (a CometBFT validator per member, CometBFT built from the Go module proxy on first use).
 demo: build
 	$(BIN)/synod demo
+	$(BIN)/synod demo --replicated
 
 test: build lint typecheck clippy pytest
 
