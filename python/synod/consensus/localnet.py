@@ -28,6 +28,7 @@ from typing import Any
 from synod.consensus.client import CometRpc, RpcError
 from synod.consensus.committee import Committee
 from synod.consensus.signed import MAX_TX_BYTES
+from synod.processes import pid_alive
 
 
 def free_ports(n: int) -> list[int]:
@@ -59,16 +60,6 @@ def set_toml(text: str, section: str, key: str, value: str) -> str:
 
 LAYOUT_FILE = "localnet.json"
 PID_FILES = {"app": "app.pid", "node": "cometbft.pid"}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -275,7 +266,7 @@ class LocalNet:
                 pid = int((self.member(member_id).home / file).read_text().strip())
             except (OSError, ValueError):
                 continue
-            if _alive(pid):
+            if pid_alive(pid):
                 out[name] = pid
         return out
 
@@ -288,10 +279,10 @@ class LocalNet:
             for pid in pids.values():
                 os.kill(pid, signal.SIGTERM)
             end = time.monotonic() + timeout
-            while any(_alive(p) for p in pids.values()) and time.monotonic() < end:
+            while any(pid_alive(p) for p in pids.values()) and time.monotonic() < end:
                 time.sleep(0.05)
             for m, pid in pids.items():
-                if _alive(pid):
+                if pid_alive(pid):
                     os.kill(pid, signal.SIGKILL)
                     killed.add(m)
             for m in member_ids:

@@ -28,7 +28,8 @@ from synod.consensus.committee import Committee as LedgerCommittee
 from synod.consensus.localnet import LAYOUT_FILE, LocalNet
 from synod.node.committee import node_dir
 from synod.node.manifest import Manifest
-from synod.node.process import STATUS_FILE, pid_alive, running_pid
+from synod.node.process import STATUS_FILE, running_pid
+from synod.processes import pid_alive
 
 LOG_FILE = "node.log"
 Progress = Callable[[str], None]

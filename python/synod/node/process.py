@@ -40,6 +40,7 @@ from synod.node.runner import NodeRunner, RunnerStopped
 from synod.node.signer_node import SignerNode
 from synod.node.templates import TemplateCheck
 from synod.node.transport import Clock
+from synod.processes import pid_alive
 from synod.state.session_store import SessionStore
 
 log = logging.getLogger("synod.node.process")
@@ -85,16 +86,6 @@ class _Stop:
     def __call__(self, signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stopping", signum)
         self.requested = True
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def running_pid(directory: Path) -> int | None:
