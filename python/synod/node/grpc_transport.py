@@ -86,6 +86,9 @@ class PeerState(enum.StrEnum):
     CONNECTED = "connected"
 
 
+STOP_STEP_S = 5.0  # the longest one step of stopping a transport may take
+
+
 @dataclass(frozen=True)
 class Limits:
     max_message: int = 4 << 20  # bytes of one envelope, both directions
@@ -241,7 +244,9 @@ class GrpcTransport:
         if self._stopping is not None:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._stopping.set)
-        thread.join()
+        thread.join(timeout=4 * STOP_STEP_S)
+        if thread.is_alive():  # a daemon thread: it cannot keep the process up
+            log.warning("member %d: transport thread still running after stop", self.me)
         self._thread = None
         with self._ready:
             self._ready.notify_all()
@@ -336,8 +341,14 @@ class GrpcTransport:
         for peer in self._peers.values():
             if peer.link is not None:
                 peer.link.cancel()
-        await asyncio.gather(*dialers, return_exceptions=True)
-        await server.stop(0.2)
+        # Every step of the shutdown is bounded: a stream that does not end when cancelled
+        # (seen under load: a link's reader never returned) must not keep the member up.
+        if dialers:
+            await asyncio.wait(dialers, timeout=STOP_STEP_S)
+        try:
+            await asyncio.wait_for(server.stop(0.2), STOP_STEP_S)
+        except TimeoutError:
+            log.warning("member %d: gRPC server did not stop in %.0f s", self.me, STOP_STEP_S)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -425,14 +436,17 @@ class GrpcTransport:
         try:  # the link ends when either direction ends, or a newer stream replaces it
             await asyncio.wait({pump, reader, evicted}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (pump, reader, evicted):
-                task.cancel()
-            for result in await asyncio.gather(pump, reader, evicted, return_exceptions=True):
-                if isinstance(result, Exception) and not isinstance(result, grpc.aio.AioRpcError):
-                    log.warning("member %d: link to %d failed: %r", self.me, peer.member_id, result)
             if peer.link is current:
                 peer.link, peer.evict = None, None
                 self._set_state(peer, PeerState.DOWN)
+            tasks: list[asyncio.Task[Any]] = [pump, reader, evicted]
+            for task in tasks:
+                task.cancel()
+            ended, _ = await asyncio.wait(tasks, timeout=STOP_STEP_S)  # bounded: see _main
+            for done in ended:
+                err = None if done.cancelled() else done.exception()
+                if isinstance(err, Exception) and not isinstance(err, grpc.aio.AioRpcError):
+                    log.warning("member %d: link to %d failed: %r", self.me, peer.member_id, err)
 
     async def _read_all(self, peer: _Peer, read: Callable[[], Awaitable[Any]]) -> None:
         try:
