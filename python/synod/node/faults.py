@@ -11,12 +11,10 @@ a fault: it logs a warning at start and its status shows the fault.
 
 from __future__ import annotations
 
-from synod.crypto import frost
 from synod.node.sessions import SessionFactory
 from synod.protocols.base import Send
 from synod.protocols.codec import pack, unpack
-from synod.protocols.nonces import NonceStore
-from synod.protocols.roast import AggregatorSchedule, RoastSigner, TemplateValidator
+from synod.protocols.roast import RoastSigner
 
 TEST_FAULTS = ("invalid-shares",)
 
@@ -38,20 +36,7 @@ class _InvalidShareSigner(RoastSigner):
 class InvalidShareFactory(SessionFactory):
     """Production sessions, except that the ROAST signer sends invalid shares."""
 
-    def roast_signer(
-        self,
-        schedule: AggregatorSchedule,
-        me: int,
-        key_package: frost.KeyPackage,
-        public: frost.PublicKeyPackage,
-        validator: TemplateValidator,
-        nonces: NonceStore,
-        tweak: frost.TaprootTweak | None,
-        message: bytes | None,
-    ) -> RoastSigner:
-        return _InvalidShareSigner(
-            schedule, me, key_package, public, validator, nonces, tweak, message=message
-        )
+    signer_type = _InvalidShareSigner
 
 
 def fault_factory(fault: str | None) -> SessionFactory | None:

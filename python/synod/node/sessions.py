@@ -24,6 +24,9 @@ from synod.protocols.roast import (
 
 
 class SessionFactory:
+    signer_type: type[RoastSigner] = RoastSigner
+    """The ROAST signer class; a harness swaps in a subclass that deviates."""
+
     def roast_signer(
         self,
         schedule: AggregatorSchedule,
@@ -35,9 +38,14 @@ class SessionFactory:
         tweak: frost.TaprootTweak | None,
         message: bytes | None,
     ) -> RoastSigner:
-        return RoastSigner(
+        signer = self.signer_type(
             schedule, me, key_package, public, validator, nonces, tweak, message=message
         )
+        return self.adopt_signer(signer)
+
+    def adopt_signer(self, signer: RoastSigner) -> RoastSigner:
+        """Called with every new ROAST signer (a harness wires its own state in)."""
+        return signer
 
     def roast_coordinator(
         self,

@@ -36,14 +36,12 @@ from synod.node.signer_node import SignerNode
 from synod.protocols.base import Send
 from synod.protocols.codec import pack
 from synod.protocols.envelope import Envelope, Identity
-from synod.protocols.nonces import NonceStore
 from synod.protocols.roast import (
     COMMIT,
     OPEN,
     AggregatorSchedule,
     RoastCoordinator,
     RoastSigner,
-    TemplateValidator,
 )
 from synod.sim.host import BufferTransport, SimHost, Wire
 
@@ -187,23 +185,13 @@ class ByzantineFactory(SessionFactory):
     """Sessions for a member the adversary may corrupt: its signer consults the adversary
     on every step; on its aggregator turns it stalls or equivocates when told to."""
 
+    signer_type = ByzantineSigner
+
     def __init__(self, adversary: Adversary) -> None:
         self.adversary = adversary
 
-    def roast_signer(
-        self,
-        schedule: AggregatorSchedule,
-        me: int,
-        key_package: frost.KeyPackage,
-        public: frost.PublicKeyPackage,
-        validator: TemplateValidator,
-        nonces: NonceStore,
-        tweak: frost.TaprootTweak | None,
-        message: bytes | None,
-    ) -> RoastSigner:
-        signer = ByzantineSigner(
-            schedule, me, key_package, public, validator, nonces, tweak, message=message
-        )
+    def adopt_signer(self, signer: RoastSigner) -> RoastSigner:
+        assert isinstance(signer, ByzantineSigner)
         signer.adversary = self.adversary
         return signer
 
