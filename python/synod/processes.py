@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import time
+from collections.abc import Mapping
+from typing import TypeVar
+
+K = TypeVar("K")
 
 
 def pid_alive(pid: int) -> bool:
@@ -14,3 +21,32 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` still runs; a child of this process that has exited is reaped here
+    (else it would linger as a zombie that looks alive)."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child: ask the system
+        return pid_alive(pid)
+    return reaped == 0
+
+
+def terminate(pids: Mapping[K, int], timeout: float) -> list[K]:
+    """SIGTERM every process in `pids` at once, SIGKILL those still running after
+    `timeout`; returns the keys of the killed ones."""
+    for pid in pids.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(running(p) for p in pids.values()):
+        time.sleep(0.05)
+    killed = []
+    for key, pid in pids.items():
+        if running(pid):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(key)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+    return killed

@@ -13,7 +13,6 @@ in ``app.pid`` and ``cometbft.pid`` in the member's home, and `stop_detached` en
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
@@ -28,7 +27,7 @@ from typing import Any
 from synod.consensus.client import CometRpc, RpcError
 from synod.consensus.committee import Committee
 from synod.consensus.signed import MAX_TX_BYTES
-from synod.processes import pid_alive
+from synod.processes import pid_alive, terminate
 
 
 def free_ports(n: int) -> list[int]:
@@ -276,15 +275,7 @@ class LocalNet:
         killed: set[int] = set()
         for name in ("node", "app"):
             pids = {m: p for m in member_ids if (p := self.detached_pids(m).get(name))}
-            for pid in pids.values():
-                os.kill(pid, signal.SIGTERM)
-            end = time.monotonic() + timeout
-            while any(pid_alive(p) for p in pids.values()) and time.monotonic() < end:
-                time.sleep(0.05)
-            for m, pid in pids.items():
-                if pid_alive(pid):
-                    os.kill(pid, signal.SIGKILL)
-                    killed.add(m)
+            killed.update(terminate(pids, timeout))
             for m in member_ids:
                 (self.member(m).home / PID_FILES[name]).unlink(missing_ok=True)
         return sorted(killed)

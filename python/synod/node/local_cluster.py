@@ -12,10 +12,7 @@ member, a CometBFT validator and the ledger application over the member's own re
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +26,7 @@ from synod.consensus.localnet import LAYOUT_FILE, LocalNet
 from synod.node.committee import node_dir
 from synod.node.manifest import Manifest
 from synod.node.process import STATUS_FILE, running_pid
-from synod.processes import pid_alive
+from synod.processes import terminate
 
 LOG_FILE = "node.log"
 Progress = Callable[[str], None]
@@ -115,30 +112,11 @@ def stop_members(
     `timeout`; returns (stopped, killed)."""
     pids = {m: pid for m, d in members if (pid := running_pid(d)) is not None}
     for member, pid in pids.items():
-        os.kill(pid, signal.SIGTERM)
         progress(f"member {member}: SIGTERM to pid {pid}")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_running(p) for p in pids.values()):
-        time.sleep(0.1)
-    killed = []
-    for member, pid in pids.items():
-        if _running(pid):
-            os.kill(pid, signal.SIGKILL)
-            killed.append(member)
-            progress(f"member {member}: still running, SIGKILL")
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+    killed = sorted(terminate(pids, timeout))
+    for member in killed:
+        progress(f"member {member}: still running after {timeout:g} s, SIGKILL")
     return sorted(pids), killed
-
-
-def _running(pid: int) -> bool:
-    """Whether `pid` still runs; a member this process started and that has exited is
-    reaped here (else it would linger as a zombie that looks alive)."""
-    try:
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not our child: ask the system
-        return pid_alive(pid)
-    return reaped == 0
 
 
 def all_linked(members: Sequence[tuple[int, Path]]) -> bool:
