@@ -30,13 +30,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synod.node.keystore import atomic_write
 from synod.runtime.node_signer import MessageRule, derived
 from synod.state.machine import Withdrawal
+
+if TYPE_CHECKING:
+    from synod.chains.evm.custody import UpdatePubkeyCall, WithdrawCall
+
+    CustodyCall = WithdrawCall | UpdatePubkeyCall
 
 log = logging.getLogger("synod.chains.signing_view")
 
@@ -72,7 +77,10 @@ def _bitcoin(chain: str, params: Mapping[str, Any]) -> MessageRule:
     )
 
 
-def _evm(chain: str, params: Mapping[str, Any]) -> MessageRule:
+def evm_call(chain: str, params: Mapping[str, Any]) -> Callable[[Withdrawal], CustodyCall]:
+    """The custody contract call (`withdraw`, or a transition's `updatePubkey`) that a
+    withdrawal's recorded template gives under a view's EVM parameters, which are checked
+    here; what the members sign is its digest. The worker's side derives it the same way."""
     from synod.chains.evm.custody import build_call
 
     chain_id = _field(params, chain, "chain_id", int)
@@ -84,9 +92,9 @@ def _evm(chain: str, params: Mapping[str, Any]) -> MessageRule:
     if not isinstance(tokens, dict) or not all(isinstance(v, str) for v in tokens.values()):
         raise SigningViewError(f"chains.{chain}.tokens: expected an object of addresses")
 
-    def digest(w: Withdrawal) -> bytes:
+    def call(w: Withdrawal) -> CustodyCall:
         assert w.template is not None
-        call = build_call(
+        return build_call(
             json.loads(w.template),
             chain_id=chain_id,
             contract=contract,
@@ -95,9 +103,13 @@ def _evm(chain: str, params: Mapping[str, Any]) -> MessageRule:
             epoch=epoch,
             tokens=tokens,
         )
-        return bytes(call.digest())
 
-    return derived(digest)
+    return call
+
+
+def _evm(chain: str, params: Mapping[str, Any]) -> MessageRule:
+    call = evm_call(chain, params)
+    return derived(lambda w: bytes(call(w).digest()))
 
 
 def _solana(chain: str, params: Mapping[str, Any]) -> MessageRule:

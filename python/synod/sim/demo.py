@@ -17,7 +17,6 @@ as such.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from synod.api.embedded import api_process
 from synod.api.providers import GroupKey, Member, write_node_view
 from synod.chains.evm.address import checksum_address
 from synod.chains.localnode import binary_dir, die_with_parent, free_base_port
+from synod.chains.signing_view import evm_call
 from synod.chains.signing_view import write as write_signing_view
 from synod.config import ConfigError, SynodConfig, load_config
 from synod.node.ceremony import GroupKey as CommitteeKey
@@ -221,7 +221,7 @@ def _evm(
     committee: Committee,
 ) -> ChainSetup:
     from synod.chains.evm.adapter import EthTesterBackend
-    from synod.chains.evm.custody import build_withdraw_call, selector
+    from synod.chains.evm.custody import selector
     from synod.chains.evm.devchain import (
         ETHER,
         GWEI,
@@ -242,24 +242,15 @@ def _evm(
     epoch = int.from_bytes(dev.call(custody, selector("epoch()")), "big")
     gas_price = (fees.eth_gas_price_gwei if chain == "eth" else fees.bnb_gas_price_gwei) * GWEI
 
-    deadline = 2**40
+    # The members' signing view of this chain; the worker derives its calls from it too.
     view = {
         "chain_id": dev.chain_id,
         "contract": custody,
         "fee_cap": gas_price,
-        "deadline": deadline,
+        "deadline": 2**40,
         "epoch": epoch,
     }
-
-    def call_for(w: Any) -> Any:
-        return build_withdraw_call(
-            json.loads(w.template),
-            chain_id=dev.chain_id,
-            contract=custody,
-            fee_cap=gas_price,
-            deadline=deadline,
-            epoch=epoch,
-        )
+    call_for = evm_call(chain, view)
 
     def digest(w: Any) -> bytes:
         return bytes(call_for(w).digest())
