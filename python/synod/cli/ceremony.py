@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,28 @@ def _fail(command: str, err: Exception) -> int:
     return 2 if isinstance(err, BadInput) else 1
 
 
+Rows = list[tuple[str, str]]
+
+
+def _report(
+    command: str,
+    args: argparse.Namespace,
+    work: Callable[[argparse.Namespace, Progress], dict[str, Any]],
+    rows: Callable[[dict[str, Any]], Rows],
+) -> int:
+    """Run one ceremony command: its result as one JSON object (--json) or aligned rows; bad
+    input is exit status 2, a cluster that does not deliver 1, each one line."""
+    try:
+        result = work(args, Progress())
+    except (BadInput, Failed) as err:
+        return _fail(command, err)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_fields(rows(result))
+    return 0
+
+
 def _positive(name: str, value: float) -> float:
     if not 0 < value <= 3600:
         raise BadInput(f"--{name} must be in (0, 3600] seconds")
@@ -142,13 +165,10 @@ def _record_key(root: Path, key_id: str, entry: dict[str, Any]) -> None:
 
 
 def run_dkg(args: argparse.Namespace) -> int:
-    try:
-        result = _dkg(args, Progress())
-    except (BadInput, Failed) as err:
-        return _fail("dkg", err)
-    if args.json:
-        print(json.dumps(result))
-        return 0
+    return _report("dkg", args, _dkg, _dkg_rows)
+
+
+def _dkg_rows(result: dict[str, Any]) -> Rows:
     rows = [
         ("key id", result["key_id"]),
         ("scheme", result["scheme"]),
@@ -157,9 +177,7 @@ def run_dkg(args: argparse.Namespace) -> int:
     ]
     if result.get("output_key"):
         rows.append(("output key (BIP341)", result["output_key"]))
-    rows += [(f"address {k}", v) for k, v in result["addresses"].items()]
-    print_fields(rows)
-    return 0
+    return rows + [(f"address {k}", v) for k, v in result["addresses"].items()]
 
 
 def _dkg(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
@@ -215,31 +233,29 @@ def _with_signers(clients: dict[int, Any], sid: bytes, outcome: SignOutcome) -> 
 
 
 def run_aux_info_cmd(args: argparse.Namespace) -> int:
+    return _report(
+        "aux-info",
+        args,
+        _aux_info,
+        lambda r: [
+            ("members", ", ".join(map(str, r["members"]))),
+            ("primes (slowest member)", f"{r['primes_s']:.1f} s"),
+        ],
+    )
+
+
+def _aux_info(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from synod.node.ceremony import CeremonyFailed, run_aux_info
 
-    progress = Progress()
+    timeout = _positive("timeout", args.timeout)
+    clients = _clients(args.dir)
     try:
-        timeout = _positive("timeout", args.timeout)
-        clients = _clients(args.dir)
-        try:
-            primes_s = run_aux_info(clients, timeout, progress.step)
-        finally:
-            _close(clients)
+        primes_s = run_aux_info(clients, timeout, progress.step)
     except CeremonyFailed as err:
-        return _fail("aux-info", Failed(str(err)))
-    except BadInput as err:
-        return _fail("aux-info", err)
-    members = sorted(clients)
-    if args.json:
-        print(json.dumps({"members": members, "primes_s": round(primes_s, 1)}))
-    else:
-        print_fields(
-            [
-                ("members", ", ".join(map(str, members))),
-                ("primes (slowest member)", f"{primes_s:.1f} s"),
-            ]
-        )
-    return 0
+        raise Failed(str(err)) from None
+    finally:
+        _close(clients)
+    return {"members": sorted(clients), "primes_s": round(primes_s, 1)}
 
 
 # -- sign ------------------------------------------------------------------------------
@@ -256,25 +272,21 @@ class SignOutcome:
 
 
 def run_sign(args: argparse.Namespace) -> int:
-    try:
-        result = _sign(args, Progress())
-    except (BadInput, Failed) as err:
-        return _fail("sign", err)
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    rows = [
-        ("key id", result["key_id"]),
-        ("scheme", result["scheme"]),
-        ("message", result["message"]),
-        ("signature", result["signature"]),
-        ("signers", ", ".join(map(str, result["signers"]))),
-        ("aggregator", str(result["aggregator"])),
-        ("sub-sessions", str(result["sub_sessions"])),
-        ("culprits", ", ".join(map(str, result["culprits"])) or "none"),
-    ]
-    print_fields(rows)
-    return 0
+    return _report(
+        "sign",
+        args,
+        _sign,
+        lambda r: [
+            ("key id", r["key_id"]),
+            ("scheme", r["scheme"]),
+            ("message", r["message"]),
+            ("signature", r["signature"]),
+            ("signers", ", ".join(map(str, r["signers"]))),
+            ("aggregator", str(r["aggregator"])),
+            ("sub-sessions", str(r["sub_sessions"])),
+            ("culprits", ", ".join(map(str, r["culprits"])) or "none"),
+        ],
+    )
 
 
 def _sign(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
