@@ -70,7 +70,7 @@ def _load(command: str, root: Path) -> list[tuple[int, Path]] | None:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from synod.node.local_cluster import ledger_view, log_tail, start_members, validators
+    from synod.node.local_cluster import log_tail, start_members, start_validators, validators
 
     members = _load("up", args.dir)
     if members is None:
@@ -79,15 +79,11 @@ def run_up(args: argparse.Namespace) -> int:
     extra: dict[int, list[str]] = {}
     net = validators(args.dir)
     if net is not None:  # the replicated ledger first: each member reads its own replica
-        for member_id, directory in members:
-            if not net.detached_pids(member_id):
-                try:
-                    net.start(member_id, detach=True)
-                except (RuntimeError, TimeoutError) as err:
-                    print(f"member {member_id}: validator did not start: {err}", file=sys.stderr)
-                    return 1
-                progress.step(f"member {member_id}: validator started")
-            extra[member_id] = ["--ledger", str(ledger_view(directory))]
+        try:
+            extra = start_validators(net, members, progress.step)
+        except RuntimeError as err:
+            print(err, file=sys.stderr)
+            return 1
     outcome = start_members(members, args.timeout, extra, progress=progress.step)
     result = {"started": outcome.started, "failed": {str(k): v for k, v in outcome.failed.items()}}
     if args.json:

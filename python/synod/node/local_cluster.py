@@ -181,3 +181,21 @@ def validators(root: Path) -> LocalNet | None:
     if not (root / LEDGER_DIR / LAYOUT_FILE).is_file():
         return None
     return LocalNet.open(root / LEDGER_DIR)
+
+
+def start_validators(
+    net: LocalNet, members: Sequence[tuple[int, Path]], progress: Progress = lambda _msg: None
+) -> dict[int, list[str]]:
+    """Start (detached) every member's validator and ledger application not running yet;
+    returns each member's `node run` arguments for its ledger view (its own replica).
+    Raises `RuntimeError` naming the member whose validator did not start."""
+    args = {}
+    for member, directory in members:
+        if not net.detached_pids(member):
+            try:
+                net.start(member, detach=True)
+            except (RuntimeError, TimeoutError) as err:
+                raise RuntimeError(f"member {member}: validator did not start: {err}") from None
+            progress(f"member {member}: validator started")
+        args[member] = ["--ledger", str(ledger_view(directory))]
+    return args
