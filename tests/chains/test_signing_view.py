@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import coincurve
@@ -81,19 +82,23 @@ def test_evm_rule_is_the_custody_call_digest(tmp_path: Path) -> None:
     assert not other(w, 0, digest)  # another committee epoch: another digest
 
 
-def test_solana_rule_takes_the_offered_blockhash_but_nothing_else(tmp_path: Path) -> None:
+def test_solana_rule_takes_only_the_agreed_blockhash(tmp_path: Path) -> None:
     from solders.keypair import Keypair
 
     to = str(Keypair().pubkey())
     w = _reserved(tmp_path, "sol", "SOL", to, 10**8, ref="sig-1", height=1)
     rule = parse({"version": 1, "chains": {"sol": {"group_key": GROUP_ED25519.hex()}}})["sol"]
     assert w.template is not None
-    for blockhash in (Hash.new_unique(), Hash.new_unique()):
-        message = SolanaTransfer.build(w.template, GROUP_ED25519, blockhash).message_bytes()
-        assert rule(w, 0, message)
+    agreed, other = Hash.new_unique(), Hash.new_unique()
+    message = SolanaTransfer.build(w.template, GROUP_ED25519, agreed).message_bytes()
+    assert not rule(w, 0, message)  # no StartSign agreed a blockhash yet
+    w = replace(w, sign_context=str(agreed))
+    assert rule(w, 0, message)
+    elsewhere = SolanaTransfer.build(w.template, GROUP_ED25519, other).message_bytes()
+    assert not rule(w, 0, elsewhere)  # the same transfer under another blockhash
     forged = json.loads(w.template)
     forged["to"] = str(Keypair().pubkey())
-    bad = SolanaTransfer.build(forged, GROUP_ED25519, Hash.new_unique()).message_bytes()
+    bad = SolanaTransfer.build(forged, GROUP_ED25519, agreed).message_bytes()
     assert not rule(w, 0, bad)
 
 

@@ -78,7 +78,8 @@ def _signing(c: Cluster, request_id: str) -> Withdrawal:
     c.ledger.apply(WithdrawRequest(request_id, "sol", "SOL", str(Keypair().pubkey()), 10**8))
     w = next(x for x in c.ledger.withdrawals() if x.request_id == request_id)
     c.ledger.apply(Reserve(w.withdraw_id))
-    c.ledger.apply(StartSign(w.withdraw_id, f"session-{request_id}"))
+    # the worker's StartSign fixes the blockhash every member signs under
+    c.ledger.apply(StartSign(w.withdraw_id, f"session-{request_id}", sign_context=str(BLOCKHASH)))
     return c.ledger.withdrawal(w.withdraw_id)
 
 

@@ -93,6 +93,38 @@ def test_bitcoin_withdrawal_end_to_end(open_db: Opener) -> None:
     assert sum(u["value"] for u in ledger.utxos()) == b["available"]
 
 
+def test_sign_context_is_agreed_once_per_template(open_db: Opener) -> None:
+    """StartSign fixes the chain data the signed bytes commit to (a Solana blockhash): a
+    retry of the same template keeps it and refuses another; only a Requeue with an
+    unspendable proof, which releases the template, frees it."""
+    ledger = Ledger(open_db())
+    fee = FEES.account_fee("sol")
+    ledger.apply(DepositCredit("sol", "SOL", 10**9 + 2 * fee, "sig-a", 1))
+    wid = ledger.apply(WithdrawRequest("r1", "sol", "SOL", "dest", 10**9)).result["withdraw_id"]
+    ledger.apply(Reserve(wid))
+    plain = StartSign(wid, "s0")
+    assert "sign_context" not in plain.body()  # ids of context-free StartSigns never change
+    assert parse_tx(plain.canonical()) == plain
+    result = ledger.apply(StartSign(wid, "s0", sign_context="bh-1")).result
+    assert result["sign_context"] == "bh-1" and ledger.withdrawal(wid).sign_context == "bh-1"
+    ledger.apply(Requeue(wid, "signing session timed out"))  # same template: context kept
+    ledger.apply(Reserve(wid, attempt=1))
+    with pytest.raises(E.InvalidTransition, match="bh-1"):
+        ledger.apply(StartSign(wid, "s1", attempt=1, sign_context="bh-2"))
+    ledger.apply(StartSign(wid, "s1", attempt=1))  # none given: the agreed one stands
+    assert ledger.withdrawal(wid).sign_context == "bh-1"
+    ledger.apply(Signed(wid, "s1", "sig", attempt=1))
+    ledger.apply(Broadcast(wid, "tx-1", attempt=1))
+    ledger.apply(Fail(wid, "blockhash expired", attempt=1))
+    ledger.apply(Requeue(wid, "retry", "bh-1 expired, never processed", attempt=1))
+    assert ledger.withdrawal(wid).sign_context is None  # template released with it
+    ledger.apply(Reserve(wid, attempt=2))
+    ledger.apply(StartSign(wid, "s2", attempt=2, sign_context="bh-2"))
+    assert ledger.withdrawal(wid).sign_context == "bh-2"
+    with pytest.raises(E.Rejected):
+        StartSign(wid, "s3", sign_context="x" * 129).validate()
+
+
 def test_account_chain_fifo_lots_and_token_fee(open_db: Opener) -> None:
     ledger = Ledger(open_db())
     fee = FEES.account_fee("eth")

@@ -17,9 +17,10 @@ Per chain the rule is:
   describes;
 - EVM (eth, bnb): the digest of the custody contract call for the template (`withdraw`,
   or a power transition's `updatePubkey`);
-- Solana: the transfer message the template describes, under the blockhash the offered
-  message names (the blockhash is chosen when the message is prepared and bounds only
-  how long the message stays valid, never what it pays).
+- Solana: the transfer message the template describes, under the recent blockhash the
+  ledger agreed for the template with its `StartSign` (``sign_context``). The blockhash
+  bounds only how long the message stays valid, never what it pays; agreeing on it keeps
+  every member on one message, so a template never has two live messages.
 
 `SigningView` re-reads the file when it changes, so a member started before the keys
 exist (the demo) picks the parameters up without a restart; a file that does not parse
@@ -125,9 +126,11 @@ def _solana(chain: str, params: Mapping[str, Any]) -> MessageRule:
         raise SigningViewError(f"chains.{chain}.group_key: expected 32 bytes")
 
     def rule(w: Withdrawal, index: int, message: bytes) -> bool:
-        if index != 0 or w.template is None:
+        if index != 0 or w.template is None or not w.sign_context:
             return False
         blockhash = Message.from_bytes(message).recent_blockhash
+        if str(blockhash) != w.sign_context:
+            return False  # only under the blockhash the ledger agreed for this template
         return SolanaTransfer.build(w.template, group_key, blockhash).message_bytes() == message
 
     return rule

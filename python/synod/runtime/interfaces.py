@@ -91,3 +91,15 @@ class ChainAdapter(Protocol):
         ...
 
     def status(self, withdrawal: Withdrawal) -> ChainStatus: ...
+
+
+@runtime_checkable
+class SignContextSource(Protocol):
+    """An adapter whose signed bytes commit to chain data beyond the template (Solana: a
+    recent blockhash). The worker puts its choice into `StartSign`, so the ledger agrees on
+    it and every member's worker builds the same message from it."""
+
+    def sign_context(self, withdrawal: Withdrawal) -> str:
+        """The context to sign this template under: the recorded one when the ledger has it
+        (`withdrawal.sign_context`), else a fresh choice (recorded by the adapter)."""
+        ...

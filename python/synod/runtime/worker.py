@@ -19,7 +19,13 @@ from dataclasses import dataclass, field, replace
 
 from synod.config import CHAIN_NAMES, SynodConfig
 from synod.runtime.consensus import WriteBack
-from synod.runtime.interfaces import ChainAdapter, CulpritReporter, Signer, SigningTimeout
+from synod.runtime.interfaces import (
+    ChainAdapter,
+    CulpritReporter,
+    SignContextSource,
+    Signer,
+    SigningTimeout,
+)
 from synod.state import errors as E
 from synod.state.machine import (
     BROADCAST,
@@ -172,7 +178,11 @@ class WithdrawWorker:
         if w.status == RESERVED:
             if paused:
                 return False
-            self._submit(StartSign(w.withdraw_id, session_id_for(w), attempt=w.attempt))
+            adapter = self.adapters.get(w.chain)
+            context = adapter.sign_context(w) if isinstance(adapter, SignContextSource) else ""
+            self._submit(
+                StartSign(w.withdraw_id, session_id_for(w), attempt=w.attempt, sign_context=context)
+            )
             return True
         if w.status == SIGNING:
             assert w.session_id is not None

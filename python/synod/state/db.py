@@ -133,6 +133,12 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE lots ADD COLUMN key_epoch BIGINT NOT NULL DEFAULT 0
         """,
     ),
+    (
+        7,
+        # The chain data a template's signed bytes commit to, agreed with StartSign (a Solana
+        # recent blockhash), so that every member's worker signs the same message.
+        "ALTER TABLE withdrawals ADD COLUMN sign_context TEXT",
+    ),
 ]
 
 

@@ -112,12 +112,13 @@ class Withdrawal:
     requested_at: int = 0
     purpose: str = "withdrawal"  # or "migration": a power transition's own transaction
     key_epoch: int | None = None  # the committee epoch whose key signs it (set at StartSign)
+    sign_context: str | None = None  # chain data the signed bytes commit to (StartSign)
 
 
 _W_COLUMNS = (
     "withdraw_id, seq, request_id, chain, asset, to_addr, amount, status, fee, template_hash, "
     "template, session_id, signature_ref, txid, height, sessions, attempt, reason, account_nonce, "
-    "requested_at, purpose, key_epoch"
+    "requested_at, purpose, key_epoch, sign_context"
 )
 
 
@@ -639,6 +640,13 @@ class Ledger:
         w = self._expect(tx)
         if w.status == SIGNING:
             raise E.SessionActive(f"{w.withdraw_id} is already being signed in {w.session_id}")
+        if w.sign_context and tx.sign_context and tx.sign_context != w.sign_context:
+            # A second message for one template could pay it twice.
+            raise E.InvalidTransition(
+                f"{w.withdraw_id}: its template is signed under {w.sign_context!r}, "
+                f"not {tx.sign_context!r}"
+            )
+        context = w.sign_context or tx.sign_context or None
         epoch = self.transitions.signing_epoch(w)
         self._set(
             w.withdraw_id,
@@ -646,13 +654,17 @@ class Ledger:
             session_id=tx.session_id,
             sessions=w.sessions + 1,
             key_epoch=epoch,
+            sign_context=context,
         )
-        return {
+        result = {
             "withdraw_id": w.withdraw_id,
             "status": SIGNING,
             "template_hash": w.template_hash,
             "key_epoch": epoch,
         }
+        if context:
+            result["sign_context"] = context
+        return result
 
     def _signed(self, tx: Signed) -> dict[str, Any]:
         w = self._expect(tx)
@@ -764,6 +776,7 @@ class Ledger:
             fee=None,
             signature_ref=None,
             txid=None,
+            sign_context=None,
             attempt=w.attempt + 1,
             reason=f"{tx.reason} (unspendable: {tx.unspendable_proof})",
         )

@@ -168,14 +168,32 @@ class Reserve(Tx):
 
 @dataclass(frozen=True)
 class StartSign(Tx):
+    """Begin signing a withdrawal's template in `session_id`.
+
+    `sign_context` is the chain data the signed bytes commit to beyond the template, agreed
+    here so that every member signs the same message: a Solana recent blockhash. It is fixed
+    for the template (a retry of the same template must carry the same one, or none); only a
+    Requeue with an unspendable proof, which releases the template, frees it. Empty when the
+    chain has none; then it is left out of the canonical form, so such ids never change.
+    """
+
     KIND: ClassVar[str] = "start_sign"
     withdraw_id: str
     session_id: str
     attempt: int = 0
+    sign_context: str = ""
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        if not self.sign_context:
+            del body["sign_context"]
+        return body
 
     def validate(self) -> None:
         _about(self)
         _text("session_id", self.session_id, 128)
+        if self.sign_context:
+            _text("sign_context", self.sign_context, 128)
 
 
 @dataclass(frozen=True)

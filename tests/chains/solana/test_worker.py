@@ -7,16 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from solders.litesvm import LiteSVM
+from solders.message import Message
 from solders.pubkey import Pubkey
 
 from synod.chains.solana.adapter import SolanaAdapter
-from synod.chains.solana.tx import verify_message
+from synod.chains.solana.tx import SolanaTransfer, verify_message
 from synod.runtime.consensus import LocalConsensus
 from synod.runtime.interfaces import BlockingSigner
 from synod.runtime.journal import Journal
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
 from synod.state.db import SqliteDatabase
-from synod.state.machine import BALANCE_FIELDS, CONFIRMED, Ledger, Withdrawal
+from synod.state.machine import BALANCE_FIELDS, CONFIRMED, SIGNING, Ledger, Withdrawal
 from synod.state.transactions import DepositCredit, WithdrawRequest
 
 from .conftest import Group, create_token, token_balance
@@ -86,7 +87,58 @@ def test_worker_pays_sol_and_token_withdrawals(tmp_path: Path, svm: LiteSVM, gro
 def test_blockhash_expiry_during_signing_is_retried_once(
     tmp_path: Path, svm: LiteSVM, group: Group
 ) -> None:
+    """Both withdrawals' StartSign fixed the first blockhash; it expired while the first was
+    being signed, so each template was signed once under it (dead), proven unspendable,
+    re-templated, and signed once under the next blockhash, which the ledger agreed anew."""
     ledger, _, signer = run(tmp_path, svm, group, expire_first=True)
-    first = ledger.withdrawals()[0]
-    assert first.attempt == 1 and "unspendable" in (first.reason or "")
-    assert len(signer.messages) == 3 and signer.messages[0] != signer.messages[1]
+    for w in ledger.withdrawals():
+        assert w.attempt == 1 and "unspendable" in (w.reason or "")
+    hashes = [str(Message.from_bytes(m).recent_blockhash) for m in signer.messages]
+    assert len(hashes) == 4 and hashes[0] == hashes[1] != hashes[2] == hashes[3]
+    assert {w.sign_context for w in ledger.withdrawals()} == {hashes[2]}
+
+
+def test_members_workers_sign_the_blockhash_the_ledger_agreed(
+    tmp_path: Path, svm: LiteSVM, group: Group
+) -> None:
+    """Two members' workers over one agreed ledger state, each with its own adapter record:
+    member A's StartSign fixes A's blockhash; member B, whose node has moved on to a newer
+    blockhash, builds exactly A's message (so both sign one message), and a member's signing
+    view refuses the same transfer under any other blockhash. The agreed message has
+    expired by then, so B proves it dead and pays under a newly agreed one, exactly once."""
+    from synod.chains.signing_view import parse
+
+    rule = parse({"version": 1, "chains": {"sol": {"group_key": group.key.hex()}}})["sol"]
+    ledger = Ledger(SqliteDatabase(tmp_path / "ledger.db"))
+    consensus = LocalConsensus(ledger, Journal(tmp_path / "journal.db"))
+    policy = WorkerPolicy(confirmations={"sol": 32}, backoff_s=0)
+    adapters = {m: SolanaAdapter(svm, group.key, confirmations=32) for m in "AB"}
+    workers = {
+        m: WithdrawWorker(
+            ledger, consensus, {"sol": FrostSolanaSigner(a, group, svm)}, {"sol": a}, policy
+        )
+        for m, a in adapters.items()
+    }
+    ledger.apply(DepositCredit("sol", "SOL", 10**9, "deposit-sol", 1))
+    to = Pubkey.new_unique()
+    ledger.apply(WithdrawRequest("req-1", "sol", "SOL", str(to), 3_000_000))
+    while ledger.withdrawals()[0].status != SIGNING:
+        workers["A"].step()
+    w = ledger.withdrawals()[0]
+    agreed = str(svm.latest_blockhash())
+    assert w.sign_context == agreed
+    svm.expire_blockhash()  # B's node now serves a newer blockhash
+    message_b = adapters["B"].prepare(w).message
+    assert message_b == adapters["A"].prepare(w).message
+    assert str(Message.from_bytes(message_b).recent_blockhash) == agreed
+    assert rule(w, 0, message_b)
+    latest = SolanaTransfer.build(w.template or "", group.key, svm.latest_blockhash())
+    assert not rule(w, 0, latest.message_bytes())
+    for _ in range(40):
+        workers["B"].step()
+        if ledger.withdrawals()[0].status == CONFIRMED:
+            break
+    w = ledger.withdrawals()[0]
+    assert w.status == CONFIRMED and w.attempt == 1 and "unspendable" in (w.reason or "")
+    assert w.sign_context not in (None, agreed)
+    assert svm.get_balance(to) == 3_000_000

@@ -164,13 +164,28 @@ class SolanaAdapter:
         return expired
 
     # -- signing side -----------------------------------------------------------------------
+    def sign_context(self, withdrawal: Withdrawal) -> str:
+        """The blockhash the ledger's `StartSign` fixes for this template: the recorded one
+        when there is one, else what `prepare` would choose (and records)."""
+        return withdrawal.sign_context or self.prepare(withdrawal).blockhash
+
     def prepare(self, withdrawal: Withdrawal) -> Prepared:
         """The message to threshold-sign for this withdrawal (recorded before it is returned).
 
-        The same message while its blockhash is valid or once it was processed; a new
-        blockhash only when every earlier message is dead (see the module docstring).
+        Once the ledger agreed a blockhash for the template (`withdrawal.sign_context`), the
+        message under exactly that one, recorded here if this adapter had not handed it out
+        (another member's worker chose it). Before that: the same message while its
+        blockhash is valid or once it was processed; a new blockhash only when every earlier
+        message is dead (see the module docstring).
         """
         contexts = self._contexts(withdrawal)
+        agreed = withdrawal.sign_context
+        if agreed:
+            prepared = self._prepared(withdrawal, agreed)  # validates template and blockhash
+            if all(ctx["blockhash"] != agreed for ctx in contexts):
+                contexts.append({"blockhash": agreed, "sent": {}})
+                self._save(withdrawal, contexts)
+            return prepared
         for ctx in reversed(contexts):
             landed = self._landed(ctx, withdrawal)
             if landed is not None and landed[1] == OK:
