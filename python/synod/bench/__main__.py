@@ -7,6 +7,7 @@ python -m synod.bench --api                # withdrawal submissions/s through th
 python -m synod.bench --cluster            # signing latency of a 3-of-5 loopback cluster
 python -m synod.bench --worst-message      # what the worst peer message costs a receiver
 python -m synod.bench --consensus          # ledger through 4 CometBFT validators vs local
+python -m synod.bench --peer-tsslib        # threshold ECDSA beside bnb-chain/tss-lib v2
 """
 
 from __future__ import annotations
@@ -110,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--worst-message", action="store_true", help="cost of the worst message a peer may send"
     )
+    p.add_argument(
+        "--peer-tsslib",
+        action="store_true",
+        help="threshold ECDSA from fresh primes beside bnb-chain/tss-lib v2 (Go harness)",
+    )
+    p.add_argument("--peer-size", default="3/5", help="t/n for --peer-tsslib")
+    p.add_argument("--peer-signatures", type=int, default=3, help="signatures, --peer-tsslib")
     args = p.parse_args(argv)
 
     def progress(msg: str) -> None:
@@ -120,6 +128,17 @@ def main(argv: list[str] | None = None) -> int:
         from synod.bench.roast_net import net_rows, render_net
 
         print(render_net(net_rows(_sizes(args.roast_net_sizes), progress=progress)))
+        return 0
+    if args.peer_tsslib:
+        from synod.bench.peers import PeerUnavailable, tsslib_table
+
+        (t, n), *_ = _sizes(args.peer_size)
+        if not 2 <= t <= n or args.peer_signatures < 1:
+            p.error("--peer-size needs 2 <= t <= n and --peer-signatures must be positive")
+        try:
+            print(tsslib_table(t, n, args.peer_signatures, progress))
+        except PeerUnavailable as err:
+            p.exit(2, f"python -m synod.bench: {err}\n")
         return 0
     if args.cluster:
         from synod.bench.cluster import cluster_latencies, render_latencies

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import coincurve
@@ -15,17 +14,11 @@ from synod.crypto.errors import InvalidParametersError, InvalidSignatureError
 
 
 def _fresh_primes(n: int, progress: Progress) -> list[ecdsa.Primes]:
-    """One pair of safe primes per party, generated in parallel (the core releases the GIL)."""
     workers = max(1, min(n, os.cpu_count() or 1))
     progress.step(
         f"generating Paillier safe primes for {n} parties ({workers} at a time, ~30 s each)"
     )
-    done: list[ecdsa.Primes] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for primes in pool.map(lambda _: ecdsa.Primes.generate(), range(n)):
-            done.append(primes)
-            progress.step(f"  primes ready for {len(done)}/{n} parties")
-    return done
+    return ecdsa.generate_primes(n, lambda k: progress.step(f"  primes ready for {k}/{n} parties"))
 
 
 def ecdsa_ceremony(

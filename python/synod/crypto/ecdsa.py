@@ -23,7 +23,8 @@ import json
 import os
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Generic, Self, TypeVar
@@ -107,6 +108,20 @@ class Primes(_Blob):
         with core_errors():
             _core.ecdsa_primes_validate(bytes(raw))
         return cls(bytes(raw))
+
+
+def generate_primes(n: int, on_ready: Callable[[int], None] | None = None) -> list[Primes]:
+    """Fresh primes for `n` parties, as many at a time as there are cores (each party's
+    search releases the GIL); `on_ready(k)` after the k-th. What every party does on its
+    own machine, run side by side here (the local ceremony and the benchmarks)."""
+    workers = max(1, min(n, os.cpu_count() or 1))
+    done: list[Primes] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for primes in pool.map(lambda _: Primes.generate(), range(n)):
+            done.append(primes)
+            if on_ready is not None:
+                on_ready(len(done))
+    return done
 
 
 def load_primes(path: str | Path) -> list[Primes]:
