@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import coincurve
 import pytest
@@ -19,10 +22,14 @@ from synod.chains.localnode import free_base_port
 from synod.node.control import operator_clients
 from synod.node.keystore import Keystore, SecretKind
 from synod.node.local_cluster import member_dirs, start_members, stop_members, wait_linked
+from synod.node.process import SESSION_DB, STATUS_FILE
 from tests.fixtures import PRIMES_FILE
 from tests.node.test_node_cli import synod_cmd
 
 T, N = 2, 3
+# a small presignature pool: two per member, one run at a time
+MEMBER_ARGS = ("--test-primes", str(PRIMES_FILE), "--presign-target", "2", "--presign-min", "1",
+               "--presign-batch", "1")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +40,7 @@ def committee(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                      "--base-port", port)  # fmt: skip
     assert done.returncode == 0, done.stderr
     members = member_dirs(root)
-    extra = {m: ["--test-primes", str(PRIMES_FILE)] for m, _ in members}
+    extra = {m: [*MEMBER_ARGS] for m, _ in members}
     try:
         assert not start_members(members, 120.0, extra).failed
         wait_linked(members, 120.0)
@@ -65,8 +72,7 @@ def test_aux_info_then_an_ecdsa_key_that_signs(committee: Path) -> None:
 
     # A restarted member has its aux info again (from its keystore).
     stop_members(member_dirs(committee)[:1], 30.0)
-    assert not start_members(member_dirs(committee)[:1], 120.0,
-                             {1: ["--test-primes", str(PRIMES_FILE)]}).failed  # fmt: skip
+    assert not start_members(member_dirs(committee)[:1], 120.0, {1: MEMBER_ARGS}).failed
     wait_linked(member_dirs(committee), 120.0)
     clients = operator_clients(committee)
     try:
@@ -83,3 +89,37 @@ def test_aux_info_then_an_ecdsa_key_that_signs(committee: Path) -> None:
     recoverable = bytes.fromhex(str(signed["signature"]))
     recovered = coincurve.PublicKey.from_signature_and_message(recoverable, digest, hasher=None)
     assert address_bytes(recovered.format()) == address_bytes(public)
+
+    # The pools fill in the background; a signature then takes one presignature, once.
+    key_id = str(key["key_id"])
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not all(
+        _status(d).get("presignatures", {}).get(key_id, 0) >= 1 for _, d in member_dirs(committee)
+    ):
+        time.sleep(0.5)
+    levels = [_status(d).get("presignatures", {}) for _, d in member_dirs(committee)]
+    assert all(level.get(key_id, 0) >= 1 for level in levels), levels
+    before = [_used(d) for _, d in member_dirs(committee)]
+    digest = os.urandom(32)
+    signed = _json("sign", "--key", key_id, "--message", digest.hex(), "--dir", str(committee))
+    recoverable = bytes.fromhex(str(signed["signature"]))
+    recovered = coincurve.PublicKey.from_signature_and_message(recoverable, digest, hasher=None)
+    assert address_bytes(recovered.format()) == address_bytes(public)
+    taken = [_used(d) - b for (_, d), b in zip(member_dirs(committee), before, strict=True)]
+    assert sorted(taken) == [0] * (N - T) + [1] * T  # one presignature, from its t signers
+
+
+def _status(directory: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((directory / STATUS_FILE).read_text())
+    return doc
+
+
+def _used(directory: Path) -> int:
+    """Presignatures a member took out of its pool (read from its store as it runs)."""
+    db = sqlite3.connect(f"file:{directory / SESSION_DB}?mode=ro", uri=True)
+    try:
+        return int(
+            db.execute("SELECT COUNT(*) FROM presignatures WHERE state = 'used'").fetchone()[0]
+        )
+    finally:
+        db.close()

@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--cluster-schemes",
-        default="bip340,ed25519,ecdsa",
-        help="comma-separated schemes for --cluster (bip340, ed25519, ecdsa)",
+        default="bip340,ed25519,ecdsa,ecdsa-pool",
+        help="comma-separated schemes for --cluster (bip340, ed25519, ecdsa, ecdsa-pool)",
     )
     p.add_argument(
         "--worst-message", action="store_true", help="cost of the worst message a peer may send"
@@ -147,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         if not 2 <= t <= n or args.signatures < 1:
             p.error("--cluster-size needs 2 <= t <= n and --signatures must be positive")
         schemes = tuple(x.strip() for x in args.cluster_schemes.split(",") if x.strip())
-        if not schemes or not set(schemes) <= {"bip340", "ed25519", "ecdsa"}:
-            p.error("--cluster-schemes takes bip340, ed25519 and/or ecdsa")
+        if not schemes or not set(schemes) <= {"bip340", "ed25519", "ecdsa", "ecdsa-pool"}:
+            p.error("--cluster-schemes takes bip340, ed25519, ecdsa and/or ecdsa-pool")
         print(render_latencies(cluster_latencies(t, n, args.signatures, progress, schemes)))
         return 0
     if args.transition:

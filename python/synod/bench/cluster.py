@@ -4,7 +4,10 @@ A fresh development committee (t-of-n on 127.0.0.1) is created in a temporary
 directory and started as n `synod node run` processes; one DKG per FROST suite runs
 over the members' control services (for CGGMP first the aux-info ceremony, from the
 TEST-ONLY pregenerated primes, then the ECDSA keygen; each CGGMP signature is the full
-interactive signing, no presignature), then each signature is timed from the first
+interactive signing, no presignature; `ecdsa-pool` signs from the members' presignature
+pools instead: the members are restarted with a pool target, the pools filled, and the
+members restarted once more with the pool off, so that the timed signatures compete with
+no background presigning), then each signature is timed from the first
 `StartSign` (sent to every member at once) until a member reports a signature that
 verifies under the group key. The control calls use the operator certificate over
 mutual TLS, exactly as `synod sign` does; every member is asked at once, again 2 ms
@@ -29,16 +32,25 @@ from synod.chains.localnode import free_base_port
 from synod.node.ceremony import run_aux_info, run_dkg
 from synod.node.committee import init_committee
 from synod.node.control import ControlClient, ControlError, operator_clients
-from synod.node.local_cluster import member_dirs, start_members, stop_members, wait_linked
+from synod.node.local_cluster import (
+    member_dirs,
+    read_status,
+    start_members,
+    stop_members,
+    wait_linked,
+)
 from synod.runtime.node_signer import verify_signature
 
 POLL_S = 0.002
-SCHEMES = ("bip340", "ed25519", "ecdsa")
+Progress = Callable[[str], None]
+SCHEMES = ("bip340", "ed25519", "ecdsa", "ecdsa-pool")
 SUITE_NAMES = {
     "bip340": "frost-secp256k1-tr (ROAST)",
     "ed25519": "frost-ed25519 (ROAST)",
     "ecdsa": "cggmp21 secp256k1 (no presignature)",
+    "ecdsa-pool": "cggmp21 secp256k1 (from the presignature pool)",
 }
+NO_POOL = ("--presign-target", "0", "--presign-min", "0")
 
 
 @dataclass(frozen=True)
@@ -98,35 +110,71 @@ def cluster_latencies(
         members = member_dirs(root)
         # CGGMP aux info from the TEST-ONLY pregenerated primes: generating fresh ones takes
         # minutes and has nothing to do with signing latency.
-        extra = {m: ["--test-primes", str(ECDSA_PRIMES)] for m, _ in members}
-        try:
-            started = start_members(members, 120.0, extra)
+        primes = ["--test-primes", str(ECDSA_PRIMES)]
+        clients: dict[int, ControlClient] = {}
+
+        def restart(args: list[str]) -> None:
+            for client in clients.values():
+                client.close()
+            stop_members(members, 30.0)
+            started = start_members(members, 120.0, {m: args for m, _ in members})
             if started.failed:
                 raise RuntimeError(f"members did not start: {started.failed}")
             wait_linked(members, 120.0)
-            clients = operator_clients(root, timeout=30)
-            try:
-                with ThreadPoolExecutor(max_workers=n) as pool:
-                    for scheme in schemes:
-                        if scheme == "ecdsa":
-                            run_aux_info(clients, 1800.0, progress)
-                        key = run_dkg(clients, f"bench-{scheme}", scheme, threshold, 600.0)
-                        key_bytes = key.verifying_key
-                        progress(f"{scheme}: key ready; warming up")
-                        for _ in range(5):
-                            _sign_once(clients, pool, scheme, key_bytes)
-                        samples = []
-                        for i in range(signatures):
-                            samples.append(_sign_once(clients, pool, scheme, key_bytes))
-                            if (i + 1) % 50 == 0:
-                                progress(f"{scheme}: {i + 1}/{signatures} signatures")
-                        out.append(Latency(scheme, f"{threshold}/{n}", samples))
-            finally:
-                for client in clients.values():
-                    client.close()
+            clients.clear()
+            clients.update(operator_clients(root, timeout=30))
+
+        keys: dict[str, bytes] = {}
+        aux_ready = False
+        try:
+            restart([*primes, *NO_POOL])
+            with ThreadPoolExecutor(max_workers=n) as pool:
+                for scheme in schemes:
+                    protocol = "ecdsa" if scheme.startswith("ecdsa") else scheme
+                    if protocol == "ecdsa" and not aux_ready:
+                        run_aux_info(clients, 1800.0, progress)
+                        aux_ready = True
+                    if protocol not in keys:
+                        key = run_dkg(clients, f"bench-{protocol}", protocol, threshold, 600.0)
+                        keys[protocol] = key.verifying_key
+                    key_bytes = keys[protocol]
+                    if scheme == "ecdsa-pool":
+                        # every member leads runs until it holds enough for its share of the
+                        # signatures (a presignature is held by t members; leaders are random)
+                        need = 3 * (signatures + 5) * threshold // (2 * n) + 5
+                        fill = ["--presign-target", str(need), "--presign-min", str(need)]
+                        restart([*primes, *fill, "--presign-batch", "2"])
+                        _fill(members, f"bench-{protocol}", need, progress)
+                        restart([*primes, *NO_POOL])  # the pools stay, nothing refills them
+                    progress(f"{scheme}: key ready; warming up")
+                    for _ in range(5):
+                        _sign_once(clients, pool, protocol, key_bytes)
+                    samples = []
+                    for i in range(signatures):
+                        samples.append(_sign_once(clients, pool, protocol, key_bytes))
+                        if (i + 1) % 50 == 0:
+                            progress(f"{scheme}: {i + 1}/{signatures} signatures")
+                    out.append(Latency(scheme, f"{threshold}/{n}", samples))
         finally:
+            for client in clients.values():
+                client.close()
             stop_members(members, 30.0)
     return out
+
+
+def _fill(members: list[tuple[int, Path]], key_id: str, need: int, progress: Progress) -> None:
+    """Wait until every member's pool holds `need` presignatures of `key_id`."""
+    deadline, last = time.monotonic() + 7200, ""
+    while time.monotonic() < deadline:
+        levels = [read_status(d).get("presignatures", {}).get(key_id, 0) for _, d in members]
+        if min(levels) >= need:
+            return
+        shown = f"pools {levels} of {need}"
+        if shown != last:
+            progress(shown)
+            last = shown
+        time.sleep(1.0)
+    raise RuntimeError(f"the presignature pools did not fill within 2 hours: {last}")
 
 
 def render_latencies(rows: list[Latency]) -> str:

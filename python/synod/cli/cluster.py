@@ -30,6 +30,12 @@ def add_parser(sub: Any) -> None:
     )
     up.add_argument("--dir", required=True, type=Path, help="the committee directory")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
+    up.add_argument(
+        "--presign-target",
+        type=int,
+        help="each member's presignature pool target per ECDSA key (synod node run "
+        "--presign-target; 0 turns the pools off)",
+    )
     up.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     up.set_defaults(run=run_up)
     status = actions.add_parser(
@@ -84,6 +90,12 @@ def run_up(args: argparse.Namespace) -> int:
         except RuntimeError as err:
             print(err, file=sys.stderr)
             return 1
+    if args.presign_target is not None:
+        if args.presign_target < 0:
+            return _fail("up", "--presign-target must not be negative")
+        pool = ["--presign-target", str(args.presign_target)]
+        pool += ["--presign-min", str(min(args.presign_target, 20))]
+        extra = {m: [*extra.get(m, []), *pool] for m, _ in members}
     outcome = start_members(members, args.timeout, extra, progress=progress.step)
     result = {"started": outcome.started, "failed": {str(k): v for k, v in outcome.failed.items()}}
     if args.json:
@@ -137,6 +149,7 @@ def run_status(args: argparse.Namespace) -> int:
                 "transport": doc.get("transport", {}),
                 "router": doc.get("router", {}),
                 "ledger_height": height,
+                "presignatures": doc.get("presignatures", {}) if pid is not None else {},
             }
         )
     if args.json:
@@ -146,10 +159,11 @@ def run_status(args: argparse.Namespace) -> int:
         drops = {**r["transport"], **{f"router.{k}": v for k, v in r["router"].items()}}
         shown = ", ".join(f"{k}={v}" for k, v in sorted(drops.items())) or "-"
         ledger = "" if r["ledger_height"] is None else f" ledger height {r['ledger_height']}"
+        pool = "".join(f" presignatures {k}={v}" for k, v in sorted(r["presignatures"].items()))
         if r["running"]:
             print(
                 f"member {r['id']}: {r['state']} pid {r['pid']} "
-                f"linked {r['linked']}/{len(members) - 1}{ledger}  {shown}"
+                f"linked {r['linked']}/{len(members) - 1}{ledger}{pool}  {shown}"
             )
         else:
             print(f"member {r['id']}: not running")

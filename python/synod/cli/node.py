@@ -63,6 +63,18 @@ def add_parser(sub: Any) -> None:
         help="TEST ONLY: take this member's Paillier primes for an aux-info ceremony from a "
         "file of pregenerated primes (entry <member id - 1>) instead of generating them",
     )
+    pool = run.add_argument_group(
+        "presignature pool",
+        "per ECDSA key this member holds, CGGMP presignatures made in the background with "
+        "the members it is linked to, so that signing from one takes one round (seed 003: "
+        "target 100, minimum 20, pruned after 24 h; --presign-target 0 turns it off)",
+    )
+    pool.add_argument("--presign-target", type=int, default=100, help="fresh ones to keep")
+    pool.add_argument(
+        "--presign-min", type=int, default=20, help="below it, make --presign-batch at once"
+    )
+    pool.add_argument("--presign-batch", type=int, default=1, help="runs led at once")
+    pool.add_argument("--presign-ttl", type=float, default=86400.0, help="seconds a one lives")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(run=run_node_cmd)
     pw = actions.add_parser(
@@ -117,6 +129,15 @@ def run_node_cmd(args: argparse.Namespace) -> int:
     if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
         print("synod node run: error: --metrics-port must be within 1..65535", file=sys.stderr)
         return 2
+    from synod.node.presign_pool import PoolPolicy
+
+    try:
+        policy = PoolPolicy(
+            args.presign_target, args.presign_min, args.presign_batch, args.presign_ttl
+        )
+    except ValueError as err:
+        print(f"synod node run: error: {err}", file=sys.stderr)
+        return 2
     pid = running_pid(args.dir)
     if pid is not None:
         return _fail("run", RuntimeError(f"member in {args.dir} is already running (pid {pid})"))
@@ -150,6 +171,7 @@ def run_node_cmd(args: argparse.Namespace) -> int:
             template_check=check,
             fault=args.test_fault,
             primes=primes,
+            pool_policy=policy,
         )
     except KeystoreError as err:  # a share entry that does not parse
         return _fail("run", err)

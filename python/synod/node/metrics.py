@@ -45,6 +45,14 @@ class StatusCollector:
             "Committee peers this member is linked to.",
             value=sum(state == "connected" for state in status.peers.values()),
         )
+        pool = GaugeMetricFamily(
+            "synod_presignatures",
+            "Fresh CGGMP presignatures this member holds, per key.",
+            labels=["key_id"],
+        )
+        for key_id, n in sorted(status.presignatures.items()):
+            pool.add_metric([key_id], n)
+        yield pool
 
 
 def node_registry(latest: Callable[[], Status]) -> CollectorRegistry:

@@ -20,7 +20,7 @@ import os
 import queue
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -32,10 +32,11 @@ from synod.node.aux_info import AuxInfoCeremony
 from synod.node.committee import NodeMaterial
 from synod.node.control import OperatorOnly, add_control_service
 from synod.node.faults import fault_factory
-from synod.node.grpc_transport import GrpcTransport, Limits
+from synod.node.grpc_transport import GrpcTransport, Limits, PeerState
 from synod.node.key_shares import KeystoreShares
 from synod.node.keystore import SecretKind, atomic_write
 from synod.node.metrics import node_registry
+from synod.node.presign_pool import PoolPolicy, PresignPool
 from synod.node.runner import NodeRunner, RunnerStopped
 from synod.node.signer_node import SignerNode
 from synod.node.templates import TemplateCheck
@@ -73,6 +74,7 @@ class Status:
     transport: dict[str, int]
     router: dict[str, int]
     fault: str | None = None  # a test-only fault it runs with
+    presignatures: dict[str, int] = field(default_factory=dict)  # fresh ones per ECDSA key
 
     def write(self, directory: Path) -> None:
         doc = {**self.__dict__, "updated": time.time()}
@@ -124,6 +126,7 @@ def run_node(
     template_check: TemplateCheck | None = None,
     fault: str | None = None,
     primes: ecdsa.Primes | None = None,
+    pool_policy: PoolPolicy | None = None,
 ) -> int:
     """Run the member until SIGTERM/SIGINT; returns the exit status. With `metrics_port`,
     Prometheus metrics are served on 127.0.0.1 at that port (`synod.node.metrics`).
@@ -131,7 +134,8 @@ def run_node(
     With `template_check` (the member's view of the ledger) the member signs withdrawals
     whose recorded template gives the message, and no operator's ad-hoc message; without
     one, only ad-hoc messages. `fault` names a test-only fault (`synod.node.faults`);
-    `primes` (tests only) are the pregenerated primes an aux-info ceremony uses."""
+    `primes` (tests only) are the pregenerated primes an aux-info ceremony uses;
+    `pool_policy` sizes the member's presignature pool (`synod.node.presign_pool`)."""
     clock = clock or WallClock()
     directory = material.directory
     stop = _Stop()
@@ -153,6 +157,11 @@ def run_node(
         seen=store,  # the replay memory outlives a restart
         now=clock.now(),
     )
+
+    def linked() -> set[int]:
+        return {m for m, state in transport.peers().items() if state is PeerState.CONNECTED}
+
+    pool = PresignPool(node, store, pool_policy or PoolPolicy(), linked)
     # ECDSA only where this member has CGGMP aux info (each member's Paillier primes)
     runner = NodeRunner(
         node,
@@ -160,6 +169,7 @@ def run_node(
         template_check,
         aux_info=shares.aux_info(),
         operator_signing=template_check is None,
+        pool=pool,
     )
     operator_only = OperatorOnly(material.tls.ca_pem)
     if primes is not None:
@@ -228,6 +238,11 @@ def _refresh(
     status.transport = {**transport.counters, **operator_only.counters, **runner.counters}
     # a runner busy with long work (CGGMP proofs) must not hold up this loop's relaying:
     # then the last known counters stay
+    pool = runner.pool
+
+    def read(node: SignerNode, _now: float) -> tuple[dict[str, int], dict[str, int]]:
+        return dict(node.router.counters), pool.levels() if pool is not None else {}
+
     with contextlib.suppress(RunnerStopped, TimeoutError, queue.Full):
-        status.router = runner.call(lambda node, _now: dict(node.router.counters), timeout=0.5)
+        status.router, status.presignatures = runner.call(read, timeout=0.5)
     return status

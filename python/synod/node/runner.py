@@ -25,6 +25,7 @@ from concurrent.futures import Future
 from typing import TypeVar
 
 from synod.crypto import ecdsa
+from synod.node.presign_pool import PresignPool
 from synod.node.signer_node import SignerNode
 from synod.node.templates import SignContext, TemplateCheck, signing_session_id
 from synod.node.transport import Clock
@@ -51,8 +52,11 @@ class NodeRunner:
         operator_signing: bool = True,
         tick_interval: float = TICK_S,
         inbox: int = INBOX,
+        pool: PresignPool | None = None,
     ) -> None:
+        """`pool`, when given, is installed on the node and ticked with it."""
         self.node = node
+        self.pool = pool
         self.clock = clock
         self.template_check = template_check
         self.aux_info = aux_info
@@ -67,6 +71,9 @@ class NodeRunner:
     def start(self) -> None:
         self._running = True
         self._thread.start()
+        if self.pool is not None:
+            pool = self.pool
+            self.call(lambda _node, now: pool.install(now))
 
     def stop(self, timeout: float = 10.0) -> None:
         if not self._running:
@@ -100,7 +107,10 @@ class NodeRunner:
         gc.collect()  # sessions in reference cycles are released here, on their own thread
 
     def _tick(self) -> None:
-        self.node.on_tick(self.clock.now())
+        now = self.clock.now()
+        self.node.on_tick(now)
+        if self.pool is not None:
+            self.pool.tick(now)
 
     # -- ways in ---------------------------------------------------------------------
     def deliver(self, data: bytes) -> None:

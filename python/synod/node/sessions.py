@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from synod.crypto import ecdsa, frost
-from synod.protocols.cggmp import CggmpRun, CggmpSigningDriver
+from synod.protocols.cggmp import CggmpRun, CggmpSigningDriver, PresignatureSource
 from synod.protocols.dkg import FrostDkgSession
 from synod.protocols.nonces import NonceStore
 from synod.protocols.reshare import ReshareSession
@@ -81,8 +81,20 @@ class SessionFactory:
         digest: bytes,
         validator: TemplateValidator,
         path: Sequence[int],
+        presignatures: PresignatureSource | None = None,
+        key_id: str = "",
     ) -> CggmpSigningDriver:
-        return CggmpSigningDriver(schedule, me, threshold, key_share, digest, validator, path)
+        return CggmpSigningDriver(
+            schedule,
+            me,
+            threshold,
+            key_share,
+            digest,
+            validator,
+            path,
+            presignatures=presignatures,
+            key_id=key_id,
+        )
 
     def cggmp_run(
         self,

@@ -28,7 +28,7 @@ from synod.node.roast_driver import AggregatorTurns
 from synod.node.sessions import SessionFactory
 from synod.node.transport import Transport
 from synod.protocols import cggmp, dkg, reshare
-from synod.protocols.base import Event, Session
+from synod.protocols.base import Event, Send, Session
 from synod.protocols.envelope import Identity, PeerKeys
 from synod.protocols.limits import SeenLog
 from synod.protocols.nonces import NonceStore
@@ -85,6 +85,8 @@ class SignerNode:
         self._sessions: dict[bytes, Session] = {}  # the session whose output a result reports
         self._turns: dict[bytes, AggregatorTurns] = {}
         self._now = 0.0
+        # this member's presignature pool, when one keeps it (`synod.node.presign_pool`)
+        self.presignatures: cggmp.PresignatureSource | None = None
 
     @property
     def node_id(self) -> int:
@@ -189,7 +191,15 @@ class SignerNode:
             session_id, self.epoch, members, now if start is None else start, attempt_timeout
         )
         driver = self.factory.cggmp_signing(
-            schedule, self.node_id, share.threshold, share, digest, validator, path
+            schedule,
+            self.node_id,
+            share.threshold,
+            share,
+            digest,
+            validator,
+            path,
+            presignatures=self.presignatures,
+            key_id=key_id,
         )
         self._track(session_id, SessionKind.ECDSA_SIGN, key_id, now, timeout, driver)
         self.attach(driver, cggmp.DRIVER_KINDS, now, cggmp.PRIVATE)
@@ -328,6 +338,10 @@ class SignerNode:
         result.output = new_key_id or key_id
         self.attach(session, reshare.KINDS, now, reshare.PRIVATE)
 
+    def send(self, session: Session, sends: list[Send], now: float) -> None:
+        """Send what a registered session wants sent outside its own start and receive."""
+        self._send(self.router.send(session, sends, now))
+
     def attach(
         self, session: Session, kinds: Iterable[str], now: float, private: Iterable[str] = ()
     ) -> None:
@@ -347,6 +361,11 @@ class SignerNode:
             result.output = None
 
     # -- poll -----------------------------------------------------------------------
+    def signing(self) -> bool:
+        """Whether a signing session (FROST or ECDSA) is under way here."""
+        kinds = (SessionKind.FROST_SIGN, SessionKind.ECDSA_SIGN)
+        return any(r.kind in kinds and not r.finished for r in self._results.values())
+
     def result(self, session_id: bytes) -> SessionResult | None:
         return self._results.get(session_id)
 

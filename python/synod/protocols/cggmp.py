@@ -18,23 +18,48 @@ signing finishes within `retry.attempt_bound(n, t)` attempts.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from synod.crypto import ecdsa
 from synod.crypto.errors import CryptoError
 from synod.protocols.base import Incoming, Send, Session
-from synod.protocols.codec import CodecError, pack, unpack_ints
+from synod.protocols.codec import CodecError, pack, unpack, unpack_ints
 from synod.protocols.envelope import BROADCAST
 from synod.protocols.retry import choose_subset
 from synod.protocols.roast import AggregatorSchedule, TemplateValidator
 
 BCAST, P2P = "cggmp/bcast", "cggmp/p2p"
 START, SUSPECT, DONE = "cggmp/start", "cggmp/suspect", "cggmp/done"
+PSTART, PARTIAL = "cggmp/pstart", "cggmp/partial"  # an attempt from a presignature
 RUN_KINDS = {BCAST, P2P}
-DRIVER_KINDS = {BCAST, P2P, START, SUSPECT, DONE}
+DRIVER_KINDS = {BCAST, P2P, START, SUSPECT, DONE, PSTART, PARTIAL}
 PRIVATE = {P2P}
+
+
+class PresignatureSource(Protocol):
+    """A member's presignature pool as the signing driver sees it."""
+
+    def choose(self, key_id: str) -> tuple[str, tuple[int, ...]] | None:
+        """A fresh presignature of `key_id` whose signers (node ids) all look reachable:
+        (its id, its signers), or None (then the attempt signs interactively)."""
+        ...
+
+    def take(self, presignature_id: str) -> ecdsa.Presignature | None:
+        """Take it out for good (erased before this returns); None if not fresh here."""
+        ...
+
+
+def _node_ids(signers: Sequence[int]) -> bytes:
+    return b"".join(i.to_bytes(4, "big") for i in signers)  # node ids are u32 on the wire
+
+
+def _parse_node_ids(raw: bytes) -> tuple[int, ...]:
+    if len(raw) % 4:
+        raise CodecError("signer list length")
+    return tuple(x for (x,) in struct.iter_unpack(">I", raw))
 
 
 class CggmpRun(Session):
@@ -145,7 +170,12 @@ class CggmpSigningDriver(Session):
         validator: TemplateValidator,
         path: Sequence[int] = (),
         grace: float | None = None,
+        presignatures: PresignatureSource | None = None,
+        key_id: str = "",
     ) -> None:
+        """With `presignatures` (and no derivation `path`), the first attempt's leader signs
+        from a presignature when its pool has one for `key_id`: one round of partial
+        signatures instead of the interactive protocol, which later attempts fall back to."""
         super().__init__(schedule.session_id, schedule.epoch, me, schedule.committee)
         self.schedule = schedule
         self.threshold = threshold
@@ -168,6 +198,10 @@ class CggmpSigningDriver(Session):
         self.public_key = (
             key_share.derive_public_key(self.path) if self.path else key_share.public_key
         )
+        self.presignatures = presignatures if not self.path else None
+        self.key_id = key_id
+        # presigned attempts: attempt -> (its signers, the partial signatures heard so far)
+        self.presigned: dict[int, tuple[tuple[int, ...], dict[int, ecdsa.PartialSignature]]] = {}
 
     # -- leader side -----------------------------------------------------------
     @property
@@ -193,13 +227,25 @@ class CggmpSigningDriver(Session):
         for k, (leader, subset) in self.starts.items():
             if k < current and k not in self._closed_attempts:
                 self._closed_attempts.add(k)
+                if k in self.presigned:
+                    continue  # a presignature one signer no longer holds proves no misbehaviour
                 self.failed.append(frozenset(subset) | {leader})
+
+    def start(self, now: float) -> list[Send]:
+        return self.tick(now)  # a leader with a presignature need not wait for the next tick
 
     def tick(self, now: float) -> list[Send]:
         if self.done:
             return []
         out: list[Send] = []
         k = self.schedule.index(now)
+        if k == 0 and self.schedule.active(now) == self.me and k not in self.led:
+            chosen = self.presignatures.choose(self.key_id) if self.presignatures else None
+            if chosen is not None:
+                self.led.add(k)
+                pid, subset = chosen
+                out.append(Send(BROADCAST, PSTART, k, pack(k, pid.encode(), _node_ids(subset))))
+                self._emit("attempt", attempt=k, signers=subset, presignature=pid)
         self._close_attempts(k)
         if self.run is not None and self.run.attempt < k and not self.run.done:
             # Our attempt ran out of time: say whom we never heard from enough.
@@ -234,6 +280,10 @@ class CggmpSigningDriver(Session):
                 return []
             if msg.kind == DONE:
                 return self._on_done(msg)
+            if msg.kind == PSTART:
+                return self._on_presigned_start(msg, now)
+            if msg.kind == PARTIAL:
+                return self._on_partial(msg, now)
         except CodecError as err:
             self._emit("dropped", reason="malformed", sender=msg.sender, detail=str(err))
             return []
@@ -248,25 +298,30 @@ class CggmpSigningDriver(Session):
         self._emit("dropped", reason="unexpected", sender=msg.sender, kind=msg.kind)
         return []
 
-    def _on_start(self, msg: Incoming, now: float) -> list[Send]:
-        fields = unpack_ints(msg.payload)
-        if not fields:
-            raise CodecError("empty start message")
-        k, subset = fields[0], tuple(fields[1:])
+    def _admit_start(self, msg: Incoming, k: int, subset: tuple[int, ...], now: float) -> bool:
+        """An attempt's start from the member whose turn it is, naming t committee members;
+        recorded for the retry rule. False (and a drop) otherwise."""
         current = self.schedule.index(now)
         leader = self.schedule.candidates[k % len(self.schedule.candidates)]
         if k != current or msg.sender != leader:
             self._emit("dropped", reason="stale_leader", sender=msg.sender, attempt=k)
-            return []
+            return False
         if (
             len(subset) != self.threshold
             or len(set(subset)) != self.threshold
             or not set(subset) <= set(self.committee)
         ):
             self._emit("dropped", reason="bad_subset", sender=msg.sender, attempt=k)
-            return []
+            return False
         self.starts.setdefault(k, (leader, subset))
-        if self.me not in subset:
+        return True
+
+    def _on_start(self, msg: Incoming, now: float) -> list[Send]:
+        fields = unpack_ints(msg.payload)
+        if not fields:
+            raise CodecError("empty start message")
+        k, subset = fields[0], tuple(fields[1:])
+        if not self._admit_start(msg, k, subset, now) or self.me not in subset:
             return []
         if not self.validator(self.session_id, self.digest):
             self._emit("refused", reason="template_mismatch", attempt=k)
@@ -289,6 +344,71 @@ class CggmpSigningDriver(Session):
                 continue  # an earlier attempt's message: that attempt is over
             out += self.run.receive(m, now)
         return out + self._check_run()
+
+    # -- an attempt from a presignature ------------------------------------------
+    def _on_presigned_start(self, msg: Incoming, now: float) -> list[Send]:
+        k, raw_pid, raw_ids = unpack(msg.payload, "ibb")
+        assert isinstance(k, int) and isinstance(raw_pid, bytes) and isinstance(raw_ids, bytes)
+        subset = _parse_node_ids(raw_ids)
+        if k in self.presigned or not self._admit_start(msg, k, subset, now):
+            return []
+        self.presigned[k] = (subset, {})
+        out: list[Send] = []
+        if self.me in subset:
+            out += self._issue_partial(k, raw_pid.decode(errors="replace"), subset)
+        for m in self._release_early(k):
+            if m.round == k and m.kind == PARTIAL:
+                out += self._on_partial(m, now)
+        return out
+
+    def _issue_partial(self, k: int, pid: str, subset: tuple[int, ...]) -> list[Send]:
+        if not self.validator(self.session_id, self.digest):
+            self._emit("refused", reason="template_mismatch", attempt=k)
+            return []
+        presignature = self.presignatures.take(pid) if self.presignatures else None
+        if presignature is None:  # unknown here, or used up: the attempt times out
+            self._emit("refused", reason="no_presignature", attempt=k, presignature=pid)
+            return []
+        if presignature.signers != tuple(self.committee.index(s) for s in subset):
+            self._emit("refused", reason="presignature_signers", attempt=k, presignature=pid)
+            return []
+        try:
+            partial = presignature.sign(self.digest)
+        except CryptoError as err:
+            self._emit("refused", reason="presignature_unusable", attempt=k, detail=str(err))
+            return []
+        return [Send(BROADCAST, PARTIAL, k, partial.to_bytes())]
+
+    def _on_partial(self, msg: Incoming, now: float) -> list[Send]:
+        attempt = self.presigned.get(msg.round)
+        if attempt is None:
+            if msg.round >= self.schedule.index(now):
+                self._keep_early(msg)  # its PSTART has not reached us yet
+            else:
+                self._emit("dropped", reason="stale_attempt", sender=msg.sender)
+            return []
+        subset, partials = attempt
+        if msg.sender not in subset or msg.sender in partials:
+            self._emit("dropped", reason="unexpected", sender=msg.sender, kind=msg.kind)
+            return []
+        try:
+            partials[msg.sender] = ecdsa.PartialSignature.from_bytes(msg.payload)
+        except CryptoError:
+            self._emit("dropped", reason="malformed", sender=msg.sender, kind=msg.kind)
+            return []
+        if len(partials) < len(subset):
+            return []
+        try:
+            sig = ecdsa.combine(list(partials.values()), self.digest, self.public_key)
+        except CryptoError as err:  # a bad partial: this attempt fails, the next is interactive
+            self._emit("attempt_failed", attempt=msg.round, detail=str(err))
+            return []
+        self.signature = sig
+        self.done = True
+        self._emit("signed", signature=sig, attempt=msg.round, signers=subset, presigned=True)
+        leader, _ = self.starts[msg.round]
+        # every member hears the partials; the leader also says DONE for one that missed some
+        return [Send(BROADCAST, DONE, msg.round, sig.encode())] if leader == self.me else []
 
     def _check_run(self) -> list[Send]:
         run = self.run

@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS presignatures (
     key_id TEXT NOT NULL,
     sealed BLOB,
     state TEXT NOT NULL CHECK (state IN ('fresh', 'used', 'discarded')),
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    signers TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS secrets (
     name TEXT PRIMARY KEY,
@@ -87,6 +88,11 @@ class SessionStore:
         self._db.execute("PRAGMA secure_delete=ON")  # freed cells are zeroed, not left behind
         self._db.execute(f"PRAGMA synchronous={'FULL' if power_safe else 'OFF'}")
         self._db.executescript(SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(presignatures)")}
+        if "signers" not in columns:  # a store from before presignatures named their signers
+            self._db.execute(
+                "ALTER TABLE presignatures ADD COLUMN signers TEXT NOT NULL DEFAULT ''"
+            )
         # The replay memory is written for every accepted envelope: on its own connection
         # with synchronous=NORMAL it survives a process crash without an fsync per message
         # (a power cut may lose its last few entries; nonces keep the setting above).
@@ -204,15 +210,16 @@ class SessionStore:
     ) -> None:
         """Move a fresh presignature in (the object is used up); durable on return. An id
         ever used before is refused, and the presignature is then lost rather than kept
-        in a second place."""
+        in a second place. Its signers (the crate's indices) are kept beside it, in clear."""
+        signers = ",".join(str(i) for i in presignature.signers)
         sealed = self._seal(
             "presignature:" + presignature_id, ecdsa.move_presignature_out(presignature)
         )
         try:
             self._db.execute(
-                "INSERT INTO presignatures (id, key_id, sealed, state, created) "
-                "VALUES (?, ?, ?, 'fresh', ?)",
-                (presignature_id, key_id, sealed, time.time()),
+                "INSERT INTO presignatures (id, key_id, sealed, state, created, signers) "
+                "VALUES (?, ?, ?, 'fresh', ?, ?)",
+                (presignature_id, key_id, sealed, time.time(), signers),
             )
         except sqlite3.IntegrityError:
             raise StoreError(f"presignature id {presignature_id!r} already exists") from None
@@ -242,11 +249,23 @@ class SessionStore:
         return ecdsa._presignature_from_store(self._open("presignature:" + presignature_id, row[0]))
 
     def fresh_presignature_ids(self, key_id: str) -> list[str]:
+        return [pid for pid, _ in self.fresh_presignatures(key_id)]
+
+    def fresh_presignatures(self, key_id: str) -> list[tuple[str, tuple[int, ...]]]:
+        """(id, signers as the crate's indices) of a key's fresh presignatures, oldest first."""
         rows = self._db.execute(
-            "SELECT id FROM presignatures WHERE key_id = ? AND state = 'fresh' ORDER BY created",
+            "SELECT id, signers FROM presignatures WHERE key_id = ? AND state = 'fresh' "
+            "ORDER BY created, id",
             (key_id,),
         ).fetchall()
-        return [r[0] for r in rows]
+        return [(r[0], tuple(int(x) for x in r[1].split(",") if x)) for r in rows]
+
+    def fresh_presignature_counts(self) -> dict[str, int]:
+        """Fresh presignatures per key (the pool's level)."""
+        rows = self._db.execute(
+            "SELECT key_id, COUNT(*) FROM presignatures WHERE state = 'fresh' GROUP BY key_id"
+        ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
 
     def discard_presignatures(self, key_id: str, older_than: float | None = None) -> int:
         """Retire the fresh presignatures of a key (all, or those created before a time)."""
