@@ -64,7 +64,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         ks = Keystore.open(node_dir(root, i) / "keystore", _passphrase(root, i))
         KeystoreShares(ks, 0).store_aux_info(aux)
     try:
-        up = synod_cmd("cluster", "up", "--dir", str(root))
+        # no presignature pools: these tests time interactive signing and SIGKILLs, and five
+        # members' background presigning would share the same two cores (the pool has its
+        # own tests, in the simulator and over processes)
+        up = synod_cmd("cluster", "up", "--dir", str(root), "--presign-target", "0")
         assert up.returncode == 0, up.stderr
         wait_for(lambda: _linked(root), "every member linked to every other", 120)
         yield root

@@ -8,10 +8,11 @@ Filling. Each member leads presigning runs for itself: while it holds fewer than
 `target` fresh presignatures of a key, it picks t signers (itself and t − 1 members its
 links show connected), proposes the run to them over the `PoolChannel` and starts it; up to
 `batch` runs at once while below `minimum`, one at a time above it. A member joins a run
-another proposed when it holds that key, the proposer has fewer than `batch` runs with it
-in flight, it takes part in fewer than 2 × `batch` runs in all, and its own pool is below
-twice its target: a member cannot be made to presign without bound, and the pool's share
-of the member's CPU is bounded; while the member is signing, it starts no run. A
+another proposed when it holds that key, the proposer has at most `batch` runs with it in
+flight (one may still be finishing here while the proposer starts the next), it takes
+part in fewer than `batch` × (t + 1) runs in all, and its pool is below twice its target:
+a member cannot be made to presign without bound, and the pool's share of the member's
+CPU is bounded; while the member is signing, it starts no run. A
 finished run's presignature is moved into the member's session store (sealed, by the
 run's session id, with its signers) before anything else can use it; it is taken out
 once, erased in the same transaction, by the signing attempt that uses it.
@@ -125,11 +126,11 @@ class PresignPool:
         self.node.observers.append(self._observe)
         self.node.presignatures = self
 
-    @property
-    def max_running(self) -> int:
+    def max_running(self, threshold: int) -> int:
         """Runs this member takes part in at once, led or joined: what bounds the CPU the
-        pool takes from signing."""
-        return 2 * self.policy.batch
+        pool takes from signing. With every member leading `batch` runs of t signers, a
+        member is in about `batch` × t of them; one more leaves room for the turnover."""
+        return self.policy.batch * (threshold + 1)
 
     # -- PresignatureSource --------------------------------------------------------------
     def choose(self, key_id: str) -> tuple[str, tuple[int, ...]] | None:
@@ -225,10 +226,10 @@ class PresignPool:
         if (
             share is None
             or self._busy
-            or len(self.running) >= self.max_running
+            or len(self.running) >= self.max_running(share.threshold)
             or len(signers) != share.threshold
             or not set(signers) <= set(range(1, share.n + 1))
-            or self._led(key_id, leader) >= self.policy.batch
+            or self._led(key_id, leader) > self.policy.batch  # one more: its last may finish
             or level + len(self.running) >= 2 * max(self.policy.target, 1)
         ):
             self.counters["refused"] += 1
@@ -245,7 +246,7 @@ class PresignPool:
         at_once = self.policy.batch if level < self.policy.minimum else 1
         if level + mine >= self.policy.target or mine >= at_once:
             return
-        if len(self.running) >= self.max_running:
+        if len(self.running) >= self.max_running(share.threshold):
             return  # busy with runs others lead
         peers = sorted(set(self.reachable()) & set(range(1, share.n + 1)) - {me})
         if len(peers) < share.threshold - 1:
