@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import os
 import sqlite3
 import time
@@ -114,3 +115,22 @@ def send_until(rogue: Rogue, frames: list[bytes], done: Callable[[], bool], what
                 return
             time.sleep(0.05)
     pytest.fail(f"timed out waiting for {what}")
+
+
+def ecdsa_keyed_cluster(ids: tuple[int, ...], seed: int, threshold: int = 2) -> tuple[Any, bytes]:
+    """A simulated committee after a CGGMP keygen of key "eth" (the stored test aux info):
+    the `synod.sim.cluster.Cluster` and the group's public key."""
+    from synod.node import SessionStatus
+    from synod.sim.cluster import Cluster
+    from tests.fixtures import stored_aux
+
+    aux = stored_aux(len(ids))
+    cluster = Cluster(ids, seed=seed)
+    sid = hashlib.sha256(b"keygen" + seed.to_bytes(8, "big")).digest()
+    for i in ids:
+        cluster.nodes[i].signer.start_ecdsa_keygen("eth", sid, ids, threshold, aux[i - 1], 0.0)
+        cluster.flush(i)
+    cluster.run_until(120.0, [(i, sid) for i in ids])
+    keygen = [cluster.nodes[i].signer.result(sid) for i in ids]
+    assert all(r is not None and r.status is SessionStatus.DONE for r in keygen), keygen
+    return cluster, cluster.nodes[ids[0]].signer.keys.ecdsa_share("eth").public_key

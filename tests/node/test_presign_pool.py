@@ -21,7 +21,7 @@ from synod.protocols.presign_pool import PROPOSE, PoolChannel
 from synod.protocols.roast import aggregator_candidates
 from synod.sim.cluster import Cluster
 from synod.state.session_store import SessionStore
-from tests.fixtures import stored_aux
+from tests.node.helpers import ecdsa_keyed_cluster
 
 IDS = (1, 2, 3)
 DIGEST = hashlib.sha256(b"an EOA withdrawal").digest()
@@ -40,14 +40,7 @@ def verifies(public_key: bytes, signature: bytes, digest: bytes) -> bool:
 @pytest.fixture(scope="module")
 def keyed() -> tuple[Cluster, dict[int, PresignPool], bytes]:
     """A 2-of-3 CGGMP key, then every member's pool filled to its target of 2."""
-    aux = stored_aux(3)
-    cluster = Cluster(IDS, seed=7)
-    sid = b"\x02" * 32
-    for i in IDS:
-        cluster.nodes[i].signer.start_ecdsa_keygen("eth", sid, IDS, 2, aux[i - 1], 0.0)
-        cluster.flush(i)
-    cluster.run_until(120.0, [(i, sid) for i in IDS])
-    public_key = cluster.nodes[1].signer.keys.ecdsa_share("eth").public_key
+    cluster, public_key = ecdsa_keyed_cluster(IDS, seed=7)
     policy = PoolPolicy(target=2, minimum=1, batch=1)
     pools = {
         i: PresignPool(
@@ -105,12 +98,13 @@ def test_signing_takes_one_presignature_once(keyed) -> None:  # type: ignore[no-
     _sign(cluster, sid)
     results = [cluster.nodes[i].signer.result(sid) for i in IDS]
     assert all(r is not None and r.status is SessionStatus.DONE for r in results), results
-    signature = results[0].signature  # type: ignore[union-attr]
-    assert signature is not None and verifies(public_key, signature, DIGEST)
+    first = results[0]
+    assert first is not None and first.signature is not None
+    assert verifies(public_key, first.signature, DIGEST)
     signed = [e for i in IDS for e in cluster.nodes[i].events if e.name == "signed"]
     assert signed and all(e.data.get("presigned") for e in signed)
     after = {i: set(store(cluster, i).fresh_presignature_ids("eth")) for i in IDS}
-    used = set.union(*before.values()) - set.union(*after.values())
+    used = set[str]().union(*before.values()) - set[str]().union(*after.values())
     assert len(used) == 1  # one presignature, gone from every signer that held it
     (pid,) = used
     assert sum(pid in before[i] for i in IDS) == 2
@@ -144,8 +138,15 @@ def test_a_pool_a_signer_no_longer_holds_falls_back_to_interactive(keyed) -> Non
 
 def test_presignatures_past_their_lifetime_are_erased(keyed) -> None:  # type: ignore[no-untyped-def]
     cluster, pools, _ = keyed
-    member = max(IDS, key=lambda i: pools[i].levels()["eth"])
+    member = 1
     pool = pools[member]
+    pool.policy = PoolPolicy(target=1, minimum=1, ttl_s=60.0)  # one more, if it has none
+    deadline = cluster.net.now + 300.0
+    while cluster.net.now < deadline and (pool.levels()["eth"] < 1 or pool.running):
+        for i, p in pools.items():
+            p.tick(cluster.net.now)
+            cluster.flush(i)
+        cluster.net.run(cluster.net.now + 0.25)
     pool.policy = PoolPolicy(target=0, minimum=0, ttl_s=60.0)
     pool.tick(cluster.net.now)  # within the lifetime: nothing goes
     kept = pool.levels()["eth"]

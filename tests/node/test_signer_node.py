@@ -18,7 +18,8 @@ from synod.protocols.roast import aggregator_candidates
 from synod.sim.adversary import Adversary, ByzantineFactory
 from synod.sim.cluster import Cluster
 from synod.state.session_store import SessionStore
-from tests.fixtures import load_primes, stored_aux
+from tests.fixtures import load_primes
+from tests.node.helpers import ecdsa_keyed_cluster
 
 MESSAGE = hashlib.sha256(b"withdrawal template").digest()
 SID = hashlib.sha256(b"signing session").digest()
@@ -161,16 +162,7 @@ def test_dkg_then_signing_with_the_new_key(suite: frost.Ciphersuite) -> None:
 
 def test_cggmp_keygen_then_signing_around_a_stalled_member() -> None:
     ids = (1, 2, 3)
-    aux = stored_aux(3)
-    cluster = Cluster(ids, seed=4)
-    keygen_sid = b"\x01" * 32
-    for i in ids:
-        cluster.nodes[i].signer.start_ecdsa_keygen("eth", keygen_sid, ids, 2, aux[i - 1], 0.0)
-        cluster.flush(i)
-    cluster.run_until(120.0, [(i, keygen_sid) for i in ids])
-    keygen = [cluster.nodes[i].signer.result(keygen_sid) for i in ids]
-    assert all(r is not None and r.status is SessionStatus.DONE for r in keygen), keygen
-    public_key = cluster.nodes[1].signer.keys.ecdsa_share("eth").public_key
+    cluster, public_key = ecdsa_keyed_cluster(ids, seed=4)
 
     candidates = aggregator_candidates(SID, 1, ids)
     stalled = sorted(candidates[:2])[-1]  # a member of the first attempt's subset
