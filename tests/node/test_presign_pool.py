@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
 from typing import cast
 
 import coincurve
@@ -38,7 +39,7 @@ def verifies(public_key: bytes, signature: bytes, digest: bytes) -> bool:
 
 
 @pytest.fixture(scope="module")
-def keyed() -> tuple[Cluster, dict[int, PresignPool], bytes]:
+def keyed() -> Iterator[tuple[Cluster, dict[int, PresignPool], bytes]]:
     """A 2-of-3 CGGMP key, then every member's pool filled to its target of 2."""
     cluster, public_key = ecdsa_keyed_cluster(IDS, seed=7)
     policy = PoolPolicy(target=2, minimum=1, batch=1)
@@ -63,7 +64,9 @@ def keyed() -> tuple[Cluster, dict[int, PresignPool], bytes]:
             cluster.flush(i)
         cluster.net.run(cluster.net.now + 0.25)
     assert all(p.levels()["eth"] >= 2 for p in pools.values()), [p.levels() for p in pools.values()]
-    return cluster, pools, public_key
+    yield cluster, pools, public_key
+    for i in IDS:  # release the crate's sessions here, on the thread that made them
+        cluster.nodes[i].signer.close()
 
 
 def _sign(cluster: Cluster, sid: bytes) -> None:
