@@ -73,12 +73,32 @@ func route(parties map[string]tss.Party, out <-chan tss.Message, errs <-chan *ts
 	}
 }
 
-func start(p tss.Party, errs chan<- *tss.Error) {
-	go func() {
-		if err := p.Start(); err != nil {
-			errs <- err
+// runAll starts every party, routes their messages and returns each party's output.
+func runAll[T any](what string, parties map[string]tss.Party, out <-chan tss.Message,
+	end <-chan T) []T {
+	errs := make(chan *tss.Error, len(parties))
+	for _, p := range parties {
+		go func(p tss.Party) {
+			if err := p.Start(); err != nil {
+				errs <- err
+			}
+		}(p)
+	}
+	done := make(chan struct{})
+	routed := make(chan error, 1)
+	go func() { routed <- route(parties, out, errs, done) }()
+	outputs := make([]T, 0, len(parties))
+	for len(outputs) < len(parties) {
+		select {
+		case o := <-end:
+			outputs = append(outputs, o)
+		case err := <-routed:
+			fmt.Fprintln(os.Stderr, what+":", err)
+			os.Exit(1)
 		}
-	}()
+	}
+	close(done)
+	return outputs
 }
 
 func main() {
@@ -114,7 +134,6 @@ func main() {
 	ids := tss.GenerateTestPartyIDs(*n)
 	ctx := tss.NewPeerContext(ids)
 	out := make(chan tss.Message, 1024)
-	errs := make(chan *tss.Error, *n)
 	end := make(chan *keygen.LocalPartySaveData, *n)
 	parties := map[string]tss.Party{}
 	for i, id := range ids {
@@ -122,23 +141,7 @@ func main() {
 		parties[id.Id] = keygen.NewLocalParty(params, out, end, *pre[i])
 	}
 	begin = time.Now()
-	for _, p := range parties {
-		start(p, errs)
-	}
-	done := make(chan struct{})
-	routed := make(chan error, 1)
-	go func() { routed <- route(parties, out, errs, done) }()
-	keys := make([]*keygen.LocalPartySaveData, 0, *n)
-	for len(keys) < *n {
-		select {
-		case k := <-end:
-			keys = append(keys, k)
-		case err := <-routed:
-			fmt.Fprintln(os.Stderr, "keygen:", err)
-			os.Exit(1)
-		}
-	}
-	close(done)
+	keys := runAll("keygen", parties, out, end)
 	res.KeygenS = time.Since(begin).Seconds()
 
 	byID := map[string]*keygen.LocalPartySaveData{}
@@ -157,7 +160,6 @@ func main() {
 		signers := tss.SortPartyIDs(tss.UnSortedPartyIDs(ids[:*t]))
 		sctx := tss.NewPeerContext(signers)
 		sout := make(chan tss.Message, 1024)
-		serrs := make(chan *tss.Error, *t)
 		send := make(chan *common.SignatureData, *t)
 		sparties := map[string]tss.Party{}
 		for _, id := range signers {
@@ -167,22 +169,7 @@ func main() {
 			sparties[id.Id] = signing.NewLocalParty(msg, params, key, sout, send)
 		}
 		begin = time.Now()
-		for _, p := range sparties {
-			start(p, serrs)
-		}
-		sdone := make(chan struct{})
-		srouted := make(chan error, 1)
-		go func() { srouted <- route(sparties, sout, serrs, sdone) }()
-		var sig *common.SignatureData
-		for got := 0; got < *t; got++ {
-			select {
-			case sig = <-send:
-			case err := <-srouted:
-				fmt.Fprintln(os.Stderr, "signing:", err)
-				os.Exit(1)
-			}
-		}
-		close(sdone)
+		sig := runAll("signing", sparties, sout, send)[0]
 		res.SignS = append(res.SignS, time.Since(begin).Seconds())
 		r, sv := new(big.Int).SetBytes(sig.R), new(big.Int).SetBytes(sig.S)
 		if !ecdsa.Verify(&pk, digest[:], r, sv) {
