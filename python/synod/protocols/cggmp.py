@@ -18,7 +18,6 @@ signing finishes within `retry.attempt_bound(n, t)` attempts.
 from __future__ import annotations
 
 import hashlib
-import struct
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
@@ -26,7 +25,14 @@ from typing import Any, Protocol
 from synod.crypto import ecdsa
 from synod.crypto.errors import CryptoError
 from synod.protocols.base import Incoming, Send, Session
-from synod.protocols.codec import CodecError, pack, unpack, unpack_ints
+from synod.protocols.codec import (
+    CodecError,
+    pack,
+    pack_node_ids,
+    unpack,
+    unpack_ints,
+    unpack_node_ids,
+)
 from synod.protocols.envelope import BROADCAST
 from synod.protocols.retry import choose_subset
 from synod.protocols.roast import AggregatorSchedule, TemplateValidator
@@ -50,16 +56,6 @@ class PresignatureSource(Protocol):
     def take(self, presignature_id: str) -> ecdsa.Presignature | None:
         """Take it out for good (erased before this returns); None if not fresh here."""
         ...
-
-
-def _node_ids(signers: Sequence[int]) -> bytes:
-    return b"".join(i.to_bytes(4, "big") for i in signers)  # node ids are u32 on the wire
-
-
-def _parse_node_ids(raw: bytes) -> tuple[int, ...]:
-    if len(raw) % 4:
-        raise CodecError("signer list length")
-    return tuple(x for (x,) in struct.iter_unpack(">I", raw))
 
 
 class CggmpRun(Session):
@@ -244,7 +240,7 @@ class CggmpSigningDriver(Session):
             if chosen is not None:
                 self.led.add(k)
                 pid, subset = chosen
-                out.append(Send(BROADCAST, PSTART, k, pack(k, pid.encode(), _node_ids(subset))))
+                out.append(Send(BROADCAST, PSTART, k, pack(k, pid.encode(), pack_node_ids(subset))))
                 self._emit("attempt", attempt=k, signers=subset, presignature=pid)
         self._close_attempts(k)
         if self.run is not None and self.run.attempt < k and not self.run.done:
@@ -326,7 +322,7 @@ class CggmpSigningDriver(Session):
         if not self.validator(self.session_id, self.digest):
             self._emit("refused", reason="template_mismatch", attempt=k)
             return []
-        ids = b"".join(i.to_bytes(4, "big") for i in subset)  # node ids are u32 on the wire
+        ids = pack_node_ids(subset)
         eid = hashlib.sha256(self.session_id + k.to_bytes(8, "big") + ids).digest()
         signers = [self.committee.index(s) for s in subset]
 
@@ -349,7 +345,7 @@ class CggmpSigningDriver(Session):
     def _on_presigned_start(self, msg: Incoming, now: float) -> list[Send]:
         k, raw_pid, raw_ids = unpack(msg.payload, "ibb")
         assert isinstance(k, int) and isinstance(raw_pid, bytes) and isinstance(raw_ids, bytes)
-        subset = _parse_node_ids(raw_ids)
+        subset = unpack_node_ids(raw_ids, len(self.committee))
         if k in self.presigned or not self._admit_start(msg, k, subset, now):
             return []
         self.presigned[k] = (subset, {})

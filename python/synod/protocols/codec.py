@@ -8,6 +8,7 @@ treat as a malformed message from its sender.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 
 Field = bytes | int
 
@@ -104,3 +105,15 @@ def read_blame(payload: bytes, sender: int) -> list[int]:
         return sorted(unpack_ints(payload))
     except CodecError:
         return [sender]
+
+
+def pack_node_ids(ids: Iterable[int]) -> bytes:
+    """Node ids as one field's bytes: each a big-endian u32 (node ids are u32 on the wire)."""
+    return b"".join(i.to_bytes(4, "big") for i in ids)
+
+
+def unpack_node_ids(data: bytes, at_most: int) -> tuple[int, ...]:
+    """The node ids `pack_node_ids` wrote: at least one, at most `at_most`."""
+    if not data or len(data) % 4 or len(data) > 4 * at_most:
+        raise CodecError("node id list length")
+    return tuple(x for (x,) in struct.iter_unpack(">I", data))

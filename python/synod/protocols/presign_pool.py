@@ -18,10 +18,9 @@ leader), so the leader need not wait the run out. A malformed message is a count
 from __future__ import annotations
 
 import hashlib
-import struct
 
 from synod.protocols.base import Incoming, Send, Session
-from synod.protocols.codec import CodecError, pack, unpack
+from synod.protocols.codec import CodecError, pack, pack_node_ids, unpack, unpack_node_ids
 
 PROPOSE, DECLINE = "pool/propose", "pool/decline"
 KINDS = frozenset({PROPOSE, DECLINE})
@@ -34,17 +33,13 @@ def channel_id(epoch: int) -> bytes:
     return hashlib.sha256(b"synod/presign-pool/" + epoch.to_bytes(8, "big")).digest()
 
 
-def _ids(signers: tuple[int, ...]) -> bytes:
-    return b"".join(s.to_bytes(4, "big") for s in signers)  # node ids are u32 on the wire
-
-
 class PoolChannel(Session):
     def __init__(self, epoch: int, me: int, committee: tuple[int, ...]) -> None:
         super().__init__(channel_id(epoch), epoch, me, tuple(sorted(committee)))
 
     def propose(self, key_id: str, session_id: bytes, signers: tuple[int, ...]) -> list[Send]:
         """The messages that ask `signers` (this member among them) to start the run."""
-        payload = pack(key_id.encode(), session_id, _ids(signers))
+        payload = pack(key_id.encode(), session_id, pack_node_ids(signers))
         return [Send(s, PROPOSE, 0, payload) for s in signers if s != self.me]
 
     def decline(self, leader: int, session_id: bytes) -> list[Send]:
@@ -71,9 +66,7 @@ class PoolChannel(Session):
                 raise CodecError("key id length")
             if len(session_id) != SESSION_ID_BYTES:
                 raise CodecError("session id length")
-            if not raw_ids or len(raw_ids) % 4 or len(raw_ids) > 4 * len(self.participants):
-                raise CodecError("signer list length")
-            signers = tuple(x for (x,) in struct.iter_unpack(">I", raw_ids))
+            signers = unpack_node_ids(raw_ids, len(self.participants))
         except (CodecError, UnicodeDecodeError) as err:
             self._emit("dropped", reason="malformed", sender=msg.sender, detail=str(err))
             return []
