@@ -37,7 +37,7 @@ from typing import Protocol
 
 from synod.crypto import ecdsa
 from synod.node.results import SessionStatus
-from synod.node.signer_node import SignerNode
+from synod.node.signer_node import SignerNode, ecdsa_members
 from synod.protocols.base import Event
 from synod.protocols.presign_pool import KINDS as CHANNEL_KINDS
 from synod.protocols.presign_pool import PoolChannel
@@ -137,7 +137,7 @@ class PresignPool:
         share = self.node.keys.ecdsa_keys.get(key_id)
         if share is None:
             return None
-        members = tuple(range(1, share.n + 1))  # the crate's indices, in committee order
+        members = ecdsa_members(share)
         up = {*self.reachable(), self.node.node_id}
         for pid, indices in self.store.fresh_presignatures(key_id):
             signers = tuple(members[i] for i in indices if 0 <= i < len(members))
@@ -169,13 +169,14 @@ class PresignPool:
             self.node.send(self.channel, self.channel.decline(member, sid), now)
         # signing comes first: while a signature is being made here, no new run starts
         self._busy = self.node.signing()
-        while self._proposals:
-            self._join(self._proposals.popleft(), now)
         if self.wall_clock() >= self._next_prune:
             self._prune()
+        levels = self.store.fresh_presignature_counts()  # once: joining adds none
+        while self._proposals:
+            self._join(self._proposals.popleft(), levels, now)
         if self.policy.target and not self._busy:
             for key_id in sorted(self.node.keys.ecdsa_keys):
-                self._lead(key_id, now)
+                self._lead(key_id, levels.get(key_id, 0), now)
 
     def _observe(self, session_id: bytes, event: Event) -> None:
         if session_id != self.channel.session_id:
@@ -218,17 +219,17 @@ class PresignPool:
     def _led(self, key_id: str, leader: int) -> int:
         return sum(1 for r in self.running.values() if r.key_id == key_id and r.leader == leader)
 
-    def _join(self, event: Event, now: float) -> None:
+    def _join(self, event: Event, levels: dict[str, int], now: float) -> None:
         key_id, sid = str(event.data["key_id"]), bytes(event.data["session_id"])
         signers, leader = tuple(event.data["signers"]), int(event.data["leader"])
         share = self.node.keys.ecdsa_keys.get(key_id)
-        level = self.store.fresh_presignature_counts().get(key_id, 0)
+        level = levels.get(key_id, 0)
         if (
             share is None
             or self._busy
             or len(self.running) >= self.max_running(share.threshold)
             or len(signers) != share.threshold
-            or not set(signers) <= set(range(1, share.n + 1))
+            or not set(signers) <= set(ecdsa_members(share))
             or self._led(key_id, leader) > self.policy.batch  # one more: its last may finish
             or level + len(self.running) >= 2 * max(self.policy.target, 1)
         ):
@@ -238,17 +239,16 @@ class PresignPool:
         self._start(key_id, sid, _Run(key_id, leader, signers), now)
         self.counters["joined"] += 1
 
-    def _lead(self, key_id: str, now: float) -> None:
+    def _lead(self, key_id: str, level: int, now: float) -> None:
         share = self.node.keys.ecdsa_keys[key_id]
         me = self.node.node_id
-        level = self.store.fresh_presignature_counts().get(key_id, 0)
         mine = self._led(key_id, me)
         at_once = self.policy.batch if level < self.policy.minimum else 1
         if level + mine >= self.policy.target or mine >= at_once:
             return
         if len(self.running) >= self.max_running(share.threshold):
             return  # busy with runs others lead
-        peers = sorted(set(self.reachable()) & set(range(1, share.n + 1)) - {me})
+        peers = sorted(set(self.reachable()) & set(ecdsa_members(share)) - {me})
         if len(peers) < share.threshold - 1:
             return  # not enough members reachable to presign with
         signers = tuple(sorted({me, *self._rng.sample(peers, share.threshold - 1)}))

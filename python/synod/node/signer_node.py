@@ -41,6 +41,12 @@ SIGNER_KINDS = frozenset({OPEN, SIGN, DONE})
 Observer = Callable[[bytes, Event], None]
 
 
+def ecdsa_members(share: ecdsa.KeyShare, committee: Sequence[int] | None = None) -> tuple[int, ...]:
+    """The node ids of a CGGMP key's committee in the crate's index order: `committee`
+    sorted when given, else members 1..n (the crate's index i is member i + 1)."""
+    return tuple(sorted(committee)) if committee else tuple(range(1, share.n + 1))
+
+
 def cggmp_eid(label: bytes, session_id: bytes) -> bytes:
     """The crate's execution id for one CGGMP run: bound to the session and the protocol."""
     return hashlib.sha256(b"synod/cggmp/" + label + b"/" + session_id).digest()
@@ -186,7 +192,7 @@ class SignerNode:
         if self._known(session_id):
             return
         share = self.keys.ecdsa_share(key_id)
-        members = tuple(sorted(committee)) if committee else tuple(range(1, share.n + 1))
+        members = ecdsa_members(share, committee)
         schedule = AggregatorSchedule(
             session_id, self.epoch, members, now if start is None else start, attempt_timeout
         )
@@ -289,7 +295,7 @@ class SignerNode:
     ) -> None:
         """One CGGMP presignature among `signers` (node ids); it lands in `result().output`."""
         share = self.keys.ecdsa_share(key_id)
-        members = tuple(sorted(committee)) if committee else tuple(range(1, share.n + 1))
+        members = ecdsa_members(share, committee)
         chosen = tuple(sorted(set(signers)))
         eid = cggmp_eid(b"presign", session_id)
         indices = [members.index(s) for s in chosen]
