@@ -39,8 +39,14 @@ class PeerUnavailable(RuntimeError):
 
 
 def _cache() -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return root / "synod" / "peers"
+    """The cache root the Go build scripts use (`scripts/go-install.sh`), then `peers`."""
+    given = os.environ.get("SYNOD_CACHE_DIR")
+    root = (
+        Path(given)
+        if given
+        else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "synod"
+    )
+    return root / "peers"
 
 
 def build_tsslib(progress: Progress) -> Path:
