@@ -94,7 +94,6 @@ def run_up(args: argparse.Namespace) -> int:
         if args.presign_target < 0:
             return _fail("up", "--presign-target must not be negative")
         pool = ["--presign-target", str(args.presign_target)]
-        pool += ["--presign-min", str(min(args.presign_target, 20))]
         extra = {m: [*extra.get(m, []), *pool] for m, _ in members}
     outcome = start_members(members, args.timeout, extra, progress=progress.step)
     result = {"started": outcome.started, "failed": {str(k): v for k, v in outcome.failed.items()}}

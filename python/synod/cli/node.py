@@ -71,7 +71,9 @@ def add_parser(sub: Any) -> None:
     )
     pool.add_argument("--presign-target", type=int, default=100, help="fresh ones to keep")
     pool.add_argument(
-        "--presign-min", type=int, default=20, help="below it, make --presign-batch at once"
+        "--presign-min",
+        type=int,
+        help="below it, make --presign-batch at once (default 20, or the target if smaller)",
     )
     pool.add_argument("--presign-batch", type=int, default=1, help="runs led at once")
     pool.add_argument("--presign-ttl", type=float, default=86400.0, help="seconds a one lives")
@@ -132,9 +134,8 @@ def run_node_cmd(args: argparse.Namespace) -> int:
     from synod.node.presign_pool import PoolPolicy
 
     try:
-        policy = PoolPolicy(
-            args.presign_target, args.presign_min, args.presign_batch, args.presign_ttl
-        )
+        minimum = min(20, args.presign_target) if args.presign_min is None else args.presign_min
+        policy = PoolPolicy(args.presign_target, minimum, args.presign_batch, args.presign_ttl)
     except ValueError as err:
         print(f"synod node run: error: {err}", file=sys.stderr)
         return 2
