@@ -1,5 +1,6 @@
 # Type stubs for the Rust extension `synod._core` (see rust/src/).
-# Every object crosses the boundary as bytes; identifiers are ints in 1..65535.
+# Objects cross the boundary as bytes, or as `FrostParsed` handles to objects the core
+# has parsed once; identifiers are ints in 1..65535.
 
 class CoreError(Exception): ...
 
@@ -8,45 +9,64 @@ def frost_dkg_part1(
     suite: str, refresh: bool, id: int, max_signers: int, min_signers: int
 ) -> tuple[bytes, bytes]: ...
 def frost_dkg_part2(
-    suite: str, refresh: bool, secret: bytes, round1: dict[int, bytes]
+    suite: str, refresh: bool, secret: bytes, round1: dict[int, FrostParsed]
 ) -> tuple[bytes, dict[int, bytes]]: ...
 def frost_dkg_part3(
-    suite: str, secret: bytes, round1: dict[int, bytes], round2: dict[int, bytes]
+    suite: str,
+    secret: bytes,
+    round1: dict[int, FrostParsed],
+    round2: dict[int, FrostParsed],
+    crate_checks: bool = False,
 ) -> tuple[bytes, bytes]: ...
-def frost_round1(suite: str, key_package: bytes) -> tuple[bytes, bytes]: ...
-def frost_signing_package(suite: str, commitments: dict[int, bytes], message: bytes) -> bytes: ...
+def frost_parse(suite: str, kind: str, data: bytes) -> FrostParsed: ...
+def frost_serialize(suite: str, parsed: FrostParsed | None) -> bytes: ...
+def frost_round1(suite: str, key_package: FrostParsed) -> tuple[FrostParsed, FrostParsed]: ...
+def frost_signing_package(
+    suite: str, commitments: dict[int, FrostParsed], message: bytes
+) -> FrostParsed: ...
 def frost_round2(
     suite: str,
-    signing_package: bytes,
-    nonces: bytes,
-    key_package: bytes,
+    signing_package: FrostParsed,
+    nonces: FrostParsed,
+    key_package: FrostParsed,
     taproot: bool = False,
     merkle_root: bytes | None = None,
-) -> bytes: ...
+) -> FrostParsed: ...
 def frost_aggregate(
     suite: str,
-    signing_package: bytes,
-    shares: dict[int, bytes],
-    public_package: bytes,
+    signing_package: FrostParsed,
+    shares: dict[int, FrostParsed],
+    public_package: FrostParsed,
     taproot: bool = False,
     merkle_root: bytes | None = None,
-) -> bytes: ...
+) -> FrostParsed: ...
+def frost_verify_parsed(
+    suite: str,
+    public_package: FrostParsed,
+    message: bytes,
+    signature: FrostParsed,
+    taproot: bool = False,
+    merkle_root: bytes | None = None,
+) -> None: ...
 def frost_verifying_key(
-    suite: str, public_package: bytes, taproot: bool = False, merkle_root: bytes | None = None
+    suite: str, public_package: FrostParsed, taproot: bool = False, merkle_root: bytes | None = None
 ) -> bytes: ...
 def frost_verify_share(
     suite: str,
     id: int,
-    signing_package: bytes,
-    share: bytes,
-    public_package: bytes,
+    signing_package: FrostParsed,
+    share: FrostParsed,
+    public_package: FrostParsed,
     taproot: bool = False,
     merkle_root: bytes | None = None,
 ) -> None: ...
 def frost_verify(suite: str, verifying_key: bytes, message: bytes, signature: bytes) -> None: ...
 def frost_signing_package_info(
-    suite: str, signing_package: bytes
-) -> tuple[bytes, dict[int, bytes]]: ...
+    suite: str, signing_package: FrostParsed
+) -> tuple[bytes, list[int]]: ...
+def frost_signing_package_commitment(
+    suite: str, signing_package: FrostParsed, id: int
+) -> FrostParsed | None: ...
 def frost_check_signing_package(
     suite: str,
     signing_package: bytes,
@@ -54,17 +74,19 @@ def frost_check_signing_package(
     min_signers: int,
     committee: list[int],
     max_message: int,
-) -> None: ...
-def frost_key_package_info(suite: str, key_package: bytes) -> tuple[int, int, bytes, bytes]: ...
+) -> FrostParsed: ...
+def frost_key_package_info(
+    suite: str, key_package: FrostParsed
+) -> tuple[int, int, bytes, bytes]: ...
 def frost_public_package_info(
-    suite: str, public_package: bytes
+    suite: str, public_package: FrostParsed
 ) -> tuple[int | None, dict[int, bytes], bytes]: ...
 def frost_check(suite: str, kind: str, data: bytes) -> None: ...
 def frost_refresh_part3(
     suite: str,
     secret: bytes,
-    round1: dict[int, bytes],
-    round2: dict[int, bytes],
+    round1: dict[int, FrostParsed],
+    round2: dict[int, FrostParsed],
     public_package: bytes,
     key_package: bytes,
 ) -> tuple[bytes, bytes]: ...
@@ -97,16 +119,19 @@ def frost_import_shares(
 def frost_raw_commitments(suite: str, hiding: bytes, binding: bytes) -> bytes: ...
 def frost_raw_share(suite: str, scalar: bytes) -> bytes: ...
 
+class FrostParsed:
+    """A crate object parsed once, held opaquely (see rust/src/frost.rs)."""
+
 class FrostShareVerifier:
     def __init__(
         self,
         suite: str,
-        signing_package: bytes,
-        public_package: bytes,
+        signing_package: FrostParsed,
+        public_package: FrostParsed,
         taproot: bool = False,
         merkle_root: bytes | None = None,
     ) -> None: ...
-    def verify(self, id: int, share: bytes) -> None: ...
+    def verify(self, id: int, share: FrostParsed) -> None: ...
 
 # --- CGGMP ECDSA (rust/src/ecdsa.rs); indices are 0-based keygen indices ---
 class EcdsaSession:

@@ -2,7 +2,10 @@
 //!
 //! Runs the same operations as the Python benchmark (a whole in-process DKG, and one
 //! signature = round 1 + round 2 + aggregate + verify) and prints a Markdown table.
-//! Usage: cargo run --release --example bench_frost [-- SIZES], SIZES like "3/5,11/15,67/100".
+//! Also one ROAST signer's round 2 as the crate alone would do it: parse the signing
+//! package and the stored nonces, sign, serialize the share.
+//! Usage: cargo run --release --example bench_frost [-- SIZES [SIGNER_SIZES]], each like
+//! "3/5,11/15,67/100".
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -10,7 +13,8 @@ use std::time::{Duration, Instant};
 mod common;
 use common::fmt;
 
-use frost_core::keys::{dkg, KeyPackage, PublicKeyPackage};
+use frost_core::keys::{dkg, IdentifierList, KeyPackage, PublicKeyPackage};
+use frost_core::round1::SigningNonces;
 use frost_core::{Ciphersuite, Identifier, SigningPackage};
 use rand_core::OsRng;
 
@@ -30,7 +34,10 @@ fn dkg_all<C: Ciphersuite>(
     let others: BTreeMap<Identifier<C>, BTreeMap<_, _>> = ids
         .iter()
         .map(|id| {
-            let rest = p1.iter().filter(|(k, _)| *k != id).map(|(k, v)| (*k, v.clone()));
+            let rest = p1
+                .iter()
+                .filter(|(k, _)| *k != id)
+                .map(|(k, v)| (*k, v.clone()));
             (*id, rest.collect())
         })
         .collect();
@@ -95,7 +102,7 @@ fn bench<C: Ciphersuite>(name: &str, t: u16, n: u16) {
         dkg_times.push(start.elapsed());
     }
     let (keys, public) = last.unwrap();
-    let sign_repeats = if n > 50 { 3 } else { 10 };
+    let sign_repeats = if n > 50 { 5 } else { 50 };
     let mut sign_times = Vec::new();
     for _ in 0..sign_repeats {
         let start = Instant::now();
@@ -112,16 +119,62 @@ fn bench<C: Ciphersuite>(name: &str, t: u16, n: u16) {
     );
 }
 
-fn main() {
-    let sizes: Vec<(u16, u16)> = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "3/5,11/15,67/100".into())
+/// One signer's round 2 from the bytes it receives (keys from the crate's dealer).
+fn signer_round2<C: Ciphersuite>(name: &str, t: u16, n: u16) {
+    let msg: Vec<u8> = (0u8..32).collect();
+    let (shares, public) =
+        frost_core::keys::generate_with_dealer::<C, _>(n, t, IdentifierList::Default, &mut OsRng)
+            .unwrap();
+    let me = Identifier::<C>::try_from(1u16).unwrap();
+    let share = &shares[&me];
+    let key = KeyPackage::new(
+        me,
+        *share.signing_share(),
+        public.verifying_shares()[&me],
+        *public.verifying_key(),
+        t,
+    );
+    let mut commitments = BTreeMap::new();
+    let mut mine = None;
+    for (id, s) in shares.iter().take(t as usize) {
+        let (nonces, c) = frost_core::round1::commit(s.signing_share(), &mut OsRng);
+        if *id == me {
+            mine = Some(nonces);
+        }
+        commitments.insert(*id, c);
+    }
+    let wire = SigningPackage::new(commitments, &msg).serialize().unwrap();
+    let stored = mine.unwrap().serialize().unwrap();
+    let repeats = if t > 100 { 20 } else { 50 };
+    let mut times = Vec::new();
+    for _ in 0..repeats {
+        let start = Instant::now();
+        let package = SigningPackage::<C>::deserialize(&wire).unwrap();
+        let nonces = SigningNonces::<C>::deserialize(&stored).unwrap();
+        let share = frost_core::round2::sign(&package, &nonces, &key).unwrap();
+        std::hint::black_box(share.serialize());
+        times.push(start.elapsed());
+    }
+    println!(
+        "| {name} | roast signer round 2 (receive package + sign) | {t}/{n} | {} | {repeats} |",
+        fmt(median(times))
+    );
+}
+
+fn sizes(arg: Option<String>, default: &str) -> Vec<(u16, u16)> {
+    arg.unwrap_or_else(|| default.into())
         .split(',')
         .map(|p| {
             let (t, n) = p.split_once('/').expect("SIZES like 3/5,11/15");
             (t.parse().unwrap(), n.parse().unwrap())
         })
-        .collect();
+        .collect()
+}
+
+fn main() {
+    let sizes_all = sizes(std::env::args().nth(1), "3/5,11/15,67/100");
+    let signer_sizes = sizes(std::env::args().nth(2), "67/100,800/1000");
+    let sizes = sizes_all;
     println!("| suite | operation | t/n | median | repeats |");
     println!("|---|---|---|---|---|");
     for (t, n) in &sizes {
@@ -129,5 +182,11 @@ fn main() {
     }
     for (t, n) in &sizes {
         bench::<frost_ed25519::Ed25519Sha512>("frost-ed25519", *t, *n);
+    }
+    for (t, n) in &signer_sizes {
+        signer_round2::<frost_secp256k1_tr::Secp256K1Sha256TR>("frost-secp256k1-tr", *t, *n);
+    }
+    for (t, n) in &signer_sizes {
+        signer_round2::<frost_ed25519::Ed25519Sha512>("frost-ed25519", *t, *n);
     }
 }

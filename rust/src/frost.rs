@@ -11,6 +11,7 @@
 //! every new signer checks each sub-share with the crate's own VSS verification
 //! and the old verification shares before summing.
 
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 
 use frost_core::keys::{
@@ -20,7 +21,7 @@ use frost_core::keys::{
 use frost_core::round1::{NonceCommitment, SigningCommitments, SigningNonces};
 use frost_core::round2::SignatureShare;
 use frost_core::{
-    CheaterDetection, Ciphersuite, Error, Field, Group, Identifier, Signature, SigningKey,
+    CheaterDetection, Ciphersuite, Element, Error, Field, Group, Identifier, Signature, SigningKey,
     SigningPackage, VerifyingKey,
 };
 use frost_secp256k1_tr::keys::Tweak;
@@ -239,17 +240,17 @@ fn dkg_part1_g<C: Suite>(
     Ok((ser(secret.serialize())?, ser(package.serialize())?))
 }
 
-fn dkg_part2_g<C: Suite>(flavour: Flavour, secret: In, round1: InMap) -> PyResult<(Bytes, IdMap)> {
+fn dkg_part2_g<C: Suite>(
+    flavour: Flavour,
+    secret: In,
+    round1: HMap<'_>,
+) -> PyResult<(Bytes, IdMap)> {
     let secret = de(
         &secret,
         "round-1 secret package",
         dkg::round1::SecretPackage::<C>::deserialize,
     )?;
-    let r1 = decode_map(
-        &round1,
-        "round-1 package",
-        dkg::round1::Package::<C>::deserialize,
-    )?;
+    let r1 = handle_map::<C, dkg::round1::Package<C>>(&round1, "round-1 package")?;
     let result = match flavour {
         Flavour::Keygen => dkg::part2(secret, &r1),
         Flavour::Refresh => refresh::refresh_dkg_part2(secret, &r1),
@@ -270,31 +271,141 @@ type Round2Inputs<C> = (
 
 fn decode_part3<C: Suite>(
     secret: &[u8],
-    round1: &InMap,
-    round2: &InMap,
+    round1: &HMap<'_>,
+    round2: &HMap<'_>,
 ) -> PyResult<Round2Inputs<C>> {
     let secret = de(
         secret,
         "round-2 secret package",
         dkg::round2::SecretPackage::<C>::deserialize,
     )?;
-    let r1 = decode_map(
-        round1,
-        "round-1 package",
-        dkg::round1::Package::<C>::deserialize,
-    )?;
-    let r2 = decode_map(
-        round2,
-        "round-2 package",
-        dkg::round2::Package::<C>::deserialize,
-    )?;
+    let r1 = handle_map::<C, dkg::round1::Package<C>>(round1, "round-1 package")?;
+    let r2 = handle_map::<C, dkg::round2::Package<C>>(round2, "round-2 package")?;
     Ok((secret, r1, r2))
 }
 
-fn dkg_part3_g<C: Suite>(secret: In, round1: InMap, round2: InMap) -> PyResult<(Bytes, Bytes)> {
+fn dkg_part3_g<C: Suite>(
+    secret: In,
+    round1: HMap<'_>,
+    round2: HMap<'_>,
+    crate_checks: bool,
+) -> PyResult<(Bytes, Bytes)> {
     let (secret, r1, r2) = decode_part3::<C>(&secret, &round1, &round2)?;
-    let (kp, pkp) = dkg::part3(&secret, &r1, &r2).map_err(|e| frost_err(e))?;
+    let (kp, pkp) = if crate_checks {
+        dkg::part3(&secret, &r1, &r2)
+    } else {
+        part3_horner(&secret, &r1, &r2)
+    }
+    .map_err(|e| frost_err(e))?;
     Ok((ser(kp.serialize())?, ser(pkp.serialize())?))
+}
+
+/// `p · k` for a public point and a small public scalar: vartime double-and-add.
+fn mul_small<C: Ciphersuite>(p: Element<C>, k: u16) -> Element<C> {
+    let mut acc = <C::Group>::identity();
+    for bit in (0..u16::BITS - k.leading_zeros()).rev() {
+        acc = acc + acc;
+        if (k >> bit) & 1 == 1 {
+            acc = acc + p;
+        }
+    }
+    acc
+}
+
+/// Σ_k x^k·C_k by Horner's rule: `evaluate_vss` of the crate, computed with one small
+/// multiplication per coefficient (about 15 group additions for x ≤ 1000) instead of a
+/// full scalar multiplication; for an identifier that is not a `u16`, the crate's own.
+fn evaluate_commitment<C: Ciphersuite>(
+    x: &Identifier<C>,
+    commitment: &VerifiableSecretSharingCommitment<C>,
+) -> Element<C> {
+    let coefficients = commitment.coefficients();
+    match id_of(x) {
+        Some(small) => coefficients
+            .iter()
+            .rev()
+            .fold(<C::Group>::identity(), |acc, c| {
+                mul_small::<C>(acc, small) + c.value()
+            }),
+        None => {
+            let x = x.to_scalar();
+            coefficients
+                .iter()
+                .rev()
+                .fold(<C::Group>::identity(), |acc, c| acc * x + c.value())
+        }
+    }
+}
+
+/// The crate's `dkg::part3`, with the same checks in the same order, the same errors (the
+/// first bad sender named) and the same result, faster for large committees: every
+/// commitment is evaluated at a small identifier by `evaluate_commitment`, both to check
+/// each received share and to derive every participant's verifying share. The rest is the
+/// crate's own steps (`sum_commitments`, `post_dkg`). `tests/crypto/test_dkg_part3.py`
+/// compares the two on random committees and corrupted packages.
+fn part3_horner<C: Suite>(
+    secret: &dkg::round2::SecretPackage<C>,
+    round1: &BTreeMap<Identifier<C>, dkg::round1::Package<C>>,
+    round2: &BTreeMap<Identifier<C>, dkg::round2::Package<C>>,
+) -> Result<(KeyPackage<C>, PublicKeyPackage<C>), Error<C>> {
+    let me = *secret.identifier();
+    if round1.len() != usize::from(*secret.max_signers()).saturating_sub(1) {
+        return Err(Error::IncorrectNumberOfPackages);
+    }
+    if round1.contains_key(&me) || round2.contains_key(&me) {
+        return Err(Error::UnknownIdentifier);
+    }
+    if round1.len() != round2.len() {
+        return Err(Error::IncorrectNumberOfPackages);
+    }
+    if round1.keys().any(|id| !round2.contains_key(id)) {
+        return Err(Error::IncorrectPackage);
+    }
+    let mut signing_share = <<C::Group as Group>::Field>::zero();
+    for (sender, package) in round2 {
+        let commitment = round1
+            .get(sender)
+            .ok_or(Error::PackageNotFound)?
+            .commitment();
+        let share = package.signing_share().to_scalar();
+        if <C::Group>::generator() * share != evaluate_commitment(&me, commitment) {
+            return Err(Error::InvalidSecretShare {
+                culprit: Some(*sender),
+            });
+        }
+        if commitment.coefficients().is_empty() {
+            return Err(Error::MissingCommitment);
+        }
+        signing_share = signing_share + share;
+    }
+    let signing_share = SigningShare::new(signing_share + secret.secret_share());
+    let verifying_share: VerifyingShare<C> = signing_share.into();
+    // In identifier order, as the crate sums them (the first sets the length).
+    let commitments: BTreeMap<Identifier<C>, &VerifiableSecretSharingCommitment<C>> = round1
+        .iter()
+        .map(|(id, p)| (*id, p.commitment()))
+        .chain(std::iter::once((me, secret.commitment())))
+        .collect();
+    let group = keys::sum_commitments(&commitments.values().copied().collect::<Vec<_>>())?;
+    let verifying_shares = commitments
+        .keys()
+        .map(|id| (*id, VerifyingShare::new(evaluate_commitment(id, &group))))
+        .collect();
+    let min_signers = u16::try_from(group.coefficients().len())
+        .map_err(|_| Error::IncorrectNumberOfCommitments)?;
+    let public = PublicKeyPackage::new(
+        verifying_shares,
+        VerifyingKey::from_commitment(&group)?,
+        Some(min_signers),
+    );
+    let key = KeyPackage::new(
+        me,
+        signing_share,
+        verifying_share,
+        *public.verifying_key(),
+        *secret.min_signers(),
+    );
+    C::post_dkg(key, public)
 }
 
 impl Flavour {
@@ -329,41 +440,178 @@ fn frost_dkg_part2(
     suite: &str,
     refresh: bool,
     secret: In,
-    round1: InMap,
+    round1: HMap<'_>,
 ) -> PyResult<(Py<PyBytes>, IdMap)> {
     let (s, out) = dispatch!(suite, dkg_part2_g(Flavour::of(refresh), secret, round1))?;
     Ok((py_bytes(py, s), out))
 }
 
+/// The DKG's last step. `crate_checks` runs the crate's `dkg::part3` instead of
+/// `part3_horner` (same result; the differential test compares them).
 #[pyfunction]
+#[pyo3(signature = (suite, secret, round1, round2, crate_checks=false))]
 fn frost_dkg_part3(
     py: Python<'_>,
     suite: &str,
     secret: In,
-    round1: InMap,
-    round2: InMap,
+    round1: HMap<'_>,
+    round2: HMap<'_>,
+    crate_checks: bool,
 ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
-    let (k, p) = dispatch!(suite, dkg_part3_g(secret, round1, round2))?;
+    let (k, p) = dispatch!(suite, dkg_part3_g(secret, round1, round2, crate_checks))?;
     Ok((py_bytes(py, k), py_bytes(py, p)))
+}
+
+// ---------------------------------------------------------------------------
+// Parsed objects: decoded once, kept in Rust, passed back by Python as handles
+// ---------------------------------------------------------------------------
+
+/// A crate object parsed once and kept on the Rust side. Python holds it opaquely next
+/// to the object's bytes and passes it back instead of them, so a package's points are
+/// decompressed (and, for Ed25519, checked for torsion) once per process, not once per
+/// call. It has no methods: what it holds is read through the functions below.
+#[pyclass(module = "synod._core", frozen)]
+pub(crate) struct FrostParsed {
+    obj: Box<dyn Any + Send + Sync>,
+}
+
+fn parsed<T: Any + Send + Sync>(obj: T) -> FrostParsed {
+    FrostParsed { obj: Box::new(obj) }
+}
+
+/// A `FrostParsed` argument; anything else is `CoreError("invalid_parameters")`, like
+/// every other bad argument (pyo3's own `TypeError` would escape the error mapping).
+struct H<'py>(Bound<'py, FrostParsed>);
+
+impl<'py> FromPyObject<'py> for H<'py> {
+    fn extract_bound(ob: &Bound<'py, PyAny>) -> PyResult<Self> {
+        ob.downcast::<FrostParsed>()
+            .map(|b| H(b.clone()))
+            .map_err(|_| {
+                core_err(
+                    "invalid_parameters",
+                    vec![],
+                    "expected a parsed FROST object",
+                )
+            })
+    }
+}
+
+impl H<'_> {
+    /// The object, if it is a `T` (right kind, right ciphersuite).
+    fn get<T: 'static>(&self, what: &str) -> PyResult<&T> {
+        self.0.get().obj.downcast_ref::<T>().ok_or_else(|| {
+            core_err(
+                "invalid_parameters",
+                vec![],
+                format!("expected a parsed {what} of this ciphersuite"),
+            )
+        })
+    }
+}
+
+type HMap<'py> = BTreeMap<u16, H<'py>>;
+
+/// Parse bytes from a peer or from storage into a handle (the kinds signing uses).
+fn parse_g<C: Suite>(kind: &str, bytes: In) -> PyResult<FrostParsed> {
+    Ok(match kind {
+        "key_package" => parsed(de(&bytes, kind, KeyPackage::<C>::deserialize)?),
+        "public_key_package" => parsed(de(&bytes, kind, PublicKeyPackage::<C>::deserialize)?),
+        "signing_nonces" => parsed(de(&bytes, kind, SigningNonces::<C>::deserialize)?),
+        "signing_commitments" => parsed(de(&bytes, kind, SigningCommitments::<C>::deserialize)?),
+        "signing_package" => {
+            let sp = de(&bytes, kind, SigningPackage::<C>::deserialize)?;
+            // Identifiers are u16 here; refuse any other scalar at the edge.
+            for id in sp.signing_commitments().keys() {
+                id_or_err(id, "signing package")?;
+            }
+            parsed(sp)
+        }
+        "signature_share" => parsed(de(&bytes, kind, SignatureShare::<C>::deserialize)?),
+        "signature" => parsed(de(&bytes, kind, Signature::<C>::deserialize)?),
+        "dkg_round1_package" => parsed(de(&bytes, kind, dkg::round1::Package::<C>::deserialize)?),
+        "dkg_round2_package" => parsed(de(&bytes, kind, dkg::round2::Package::<C>::deserialize)?),
+        other => {
+            return Err(core_err(
+                "invalid_parameters",
+                vec![],
+                format!("no parsed form of {other:?}"),
+            ))
+        }
+    })
+}
+
+/// The crate's serialization of a parsed object (Python asks for it only when it needs
+/// the bytes: to send, store or compare them).
+fn serialize_g<C: Suite>(h: H<'_>) -> PyResult<Bytes> {
+    let o = &h.0.get().obj;
+    macro_rules! try_kind {
+        ($($t:ty),*) => {$(
+            if let Some(x) = o.downcast_ref::<$t>() {
+                return ser(x.serialize());
+            }
+        )*};
+    }
+    try_kind!(
+        KeyPackage<C>,
+        PublicKeyPackage<C>,
+        SigningNonces<C>,
+        SigningCommitments<C>,
+        SigningPackage<C>,
+        Signature<C>,
+        dkg::round1::Package<C>,
+        dkg::round2::Package<C>
+    );
+    if let Some(x) = o.downcast_ref::<SignatureShare<C>>() {
+        return Ok(x.serialize());
+    }
+    Err(core_err(
+        "invalid_parameters",
+        vec![],
+        "not a parsed object of this ciphersuite",
+    ))
+}
+
+/// Handles of an identifier-keyed map, as the crate's map.
+fn handle_map<C: Ciphersuite, T: Clone + 'static>(
+    m: &HMap<'_>,
+    what: &str,
+) -> PyResult<BTreeMap<Identifier<C>, T>> {
+    let mut out = BTreeMap::new();
+    for (id, h) in m {
+        out.insert(ident::<C>(*id)?, h.get::<T>(what)?.clone());
+    }
+    Ok(out)
+}
+
+/// The public key package, tweaked if asked (BIP341); borrowed when not.
+fn tweaked_public<'a, C: Suite>(
+    pkp: &'a H<'_>,
+    taproot: bool,
+    merkle_root: &Option<In>,
+) -> PyResult<std::borrow::Cow<'a, PublicKeyPackage<C>>> {
+    let p = pkp.get::<PublicKeyPackage<C>>("public key package")?;
+    Ok(match tweak_root(taproot, merkle_root)? {
+        Some(root) => std::borrow::Cow::Owned(C::tweak_public_package(p.clone(), root)?),
+        None => std::borrow::Cow::Borrowed(p),
+    })
 }
 
 // ---------------------------------------------------------------------------
 // Signing: round 1, signing package, round 2, aggregate, verify
 // ---------------------------------------------------------------------------
 
-fn round1_g<C: Suite>(key_package: In) -> PyResult<(Bytes, Bytes)> {
-    let kp = de(&key_package, "key package", KeyPackage::<C>::deserialize)?;
+// Results are handles: Python serializes one only when it needs the bytes.
+
+fn round1_g<C: Suite>(key_package: H<'_>) -> PyResult<(FrostParsed, FrostParsed)> {
+    let kp = key_package.get::<KeyPackage<C>>("key package")?;
     let (nonces, commitments) = frost_core::round1::commit(kp.signing_share(), &mut OsRng);
-    Ok((ser(nonces.serialize())?, ser(commitments.serialize())?))
+    Ok((parsed(nonces), parsed(commitments)))
 }
 
-fn signing_package_g<C: Suite>(commitments: InMap, message: In) -> PyResult<Bytes> {
-    let c = decode_map(
-        &commitments,
-        "signing commitments",
-        SigningCommitments::<C>::deserialize,
-    )?;
-    ser(SigningPackage::new(c, &message).serialize())
+fn signing_package_g<C: Suite>(commitments: HMap<'_>, message: In) -> PyResult<FrostParsed> {
+    let c = handle_map::<C, SigningCommitments<C>>(&commitments, "signing commitments")?;
+    Ok(parsed(SigningPackage::new(c, &message)))
 }
 
 fn tweak_root(taproot: bool, merkle_root: &Option<In>) -> PyResult<Option<Option<&[u8]>>> {
@@ -379,81 +627,50 @@ fn tweak_root(taproot: bool, merkle_root: &Option<In>) -> PyResult<Option<Option
 }
 
 fn round2_g<C: Suite>(
-    signing_package: In,
-    nonces: In,
-    key_package: In,
+    signing_package: H<'_>,
+    nonces: H<'_>,
+    key_package: H<'_>,
     taproot: bool,
     merkle_root: Option<In>,
-) -> PyResult<Bytes> {
-    let sp = de(
-        &signing_package,
-        "signing package",
-        SigningPackage::<C>::deserialize,
-    )?;
-    let n = de(&nonces, "signing nonces", SigningNonces::<C>::deserialize)?;
-    let mut kp = de(&key_package, "key package", KeyPackage::<C>::deserialize)?;
-    if let Some(root) = tweak_root(taproot, &merkle_root)? {
-        kp = C::tweak_key_package(kp, root)?;
+) -> PyResult<FrostParsed> {
+    let sp = signing_package.get::<SigningPackage<C>>("signing package")?;
+    let n = nonces.get::<SigningNonces<C>>("signing nonces")?;
+    let kp = key_package.get::<KeyPackage<C>>("key package")?;
+    let share = match tweak_root(taproot, &merkle_root)? {
+        Some(root) => frost_core::round2::sign(sp, n, &C::tweak_key_package(kp.clone(), root)?),
+        None => frost_core::round2::sign(sp, n, kp),
     }
-    let share = frost_core::round2::sign(&sp, &n, &kp).map_err(|e| frost_err(e))?;
-    Ok(share.serialize())
+    .map_err(|e| frost_err(e))?;
+    Ok(parsed(share))
 }
 
 fn aggregate_g<C: Suite>(
-    signing_package: In,
-    shares: InMap,
-    public_package: In,
+    signing_package: H<'_>,
+    shares: HMap<'_>,
+    public_package: H<'_>,
     taproot: bool,
     merkle_root: Option<In>,
-) -> PyResult<Bytes> {
-    let sp = de(
-        &signing_package,
-        "signing package",
-        SigningPackage::<C>::deserialize,
-    )?;
-    let sh = decode_map(&shares, "signature share", SignatureShare::<C>::deserialize)?;
-    let mut pkp = de(
-        &public_package,
-        "public key package",
-        PublicKeyPackage::<C>::deserialize,
-    )?;
-    if let Some(root) = tweak_root(taproot, &merkle_root)? {
-        pkp = C::tweak_public_package(pkp, root)?;
-    }
-    let sig = frost_core::aggregate_custom(&sp, &sh, &pkp, CheaterDetection::AllCheaters)
+) -> PyResult<FrostParsed> {
+    let sp = signing_package.get::<SigningPackage<C>>("signing package")?;
+    let sh = handle_map::<C, SignatureShare<C>>(&shares, "signature share")?;
+    let pkp = tweaked_public::<C>(&public_package, taproot, &merkle_root)?;
+    let sig = frost_core::aggregate_custom(sp, &sh, &pkp, CheaterDetection::AllCheaters)
         .map_err(|e| frost_err(e))?;
-    ser(sig.serialize())
+    Ok(parsed(sig))
 }
 
 /// Check one signature share as it arrives (ROAST excludes a signer on its first bad share).
 fn verify_share_g<C: Suite>(
     id: u16,
-    signing_package: In,
-    share: In,
-    public_package: In,
+    signing_package: H<'_>,
+    share: H<'_>,
+    public_package: H<'_>,
     taproot: bool,
     merkle_root: Option<In>,
 ) -> PyResult<()> {
-    let sp = de(
-        &signing_package,
-        "signing package",
-        SigningPackage::<C>::deserialize,
-    )?;
-    let sh = SignatureShare::<C>::deserialize(&share).map_err(|e| {
-        core_err(
-            "invalid_share",
-            vec![id],
-            format!("share does not parse: {e}"),
-        )
-    })?;
-    let mut pkp = de(
-        &public_package,
-        "public key package",
-        PublicKeyPackage::<C>::deserialize,
-    )?;
-    if let Some(root) = tweak_root(taproot, &merkle_root)? {
-        pkp = C::tweak_public_package(pkp, root)?;
-    }
+    let sp = signing_package.get::<SigningPackage<C>>("signing package")?;
+    let sh = share.get::<SignatureShare<C>>("signature share")?;
+    let pkp = tweaked_public::<C>(&public_package, taproot, &merkle_root)?;
     let ident = ident::<C>(id)?;
     let vs = pkp.verifying_shares().get(&ident).ok_or_else(|| {
         core_err(
@@ -462,23 +679,16 @@ fn verify_share_g<C: Suite>(
             "signer is not in the public key package",
         )
     })?;
-    frost_core::verify_signature_share(ident, vs, &sh, &sp, pkp.verifying_key())
+    frost_core::verify_signature_share(ident, vs, sh, sp, pkp.verifying_key())
         .map_err(|e| core_err("invalid_share", vec![id], e.to_string()))
 }
 
 fn verifying_key_g<C: Suite>(
-    public_package: In,
+    public_package: H<'_>,
     taproot: bool,
     merkle_root: Option<In>,
 ) -> PyResult<Bytes> {
-    let mut pkp = de(
-        &public_package,
-        "public key package",
-        PublicKeyPackage::<C>::deserialize,
-    )?;
-    if let Some(root) = tweak_root(taproot, &merkle_root)? {
-        pkp = C::tweak_public_package(pkp, root)?;
-    }
+    let pkp = tweaked_public::<C>(&public_package, taproot, &merkle_root)?;
     ser(pkp.verifying_key().serialize())
 }
 
@@ -498,73 +708,97 @@ fn verify_g<C: Suite>(verifying_key: In, message: In, signature: In) -> PyResult
     vk.verify(&message, &sig).map_err(|e| frost_err(e))
 }
 
+/// Verify a signature the core made or parsed, under a public key package's group key.
+fn verify_parsed_g<C: Suite>(
+    public_package: H<'_>,
+    message: In,
+    signature: H<'_>,
+    taproot: bool,
+    merkle_root: Option<In>,
+) -> PyResult<()> {
+    let sig = signature.get::<Signature<C>>("signature")?;
+    let pkp = tweaked_public::<C>(&public_package, taproot, &merkle_root)?;
+    pkp.verifying_key()
+        .verify(&message, sig)
+        .map_err(|e| frost_err(e))
+}
+
+/// Parse a signing object once; pass the handle wherever its bytes were passed before.
 #[pyfunction]
-fn frost_round1(
-    py: Python<'_>,
-    suite: &str,
-    key_package: In,
-) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
-    let (n, c) = dispatch!(suite, round1_g(key_package))?;
-    Ok((py_bytes(py, n), py_bytes(py, c)))
+fn frost_parse(suite: &str, kind: &str, bytes: In) -> PyResult<FrostParsed> {
+    dispatch!(suite, parse_g(kind, bytes))
+}
+
+/// The crate's serialization of a parsed object.
+#[pyfunction]
+fn frost_serialize(py: Python<'_>, suite: &str, parsed: H<'_>) -> PyResult<Py<PyBytes>> {
+    Ok(py_bytes(py, dispatch!(suite, serialize_g(parsed))?))
+}
+
+/// Round 1: (nonces, commitments) handles.
+#[pyfunction]
+fn frost_round1(suite: &str, key_package: H<'_>) -> PyResult<(FrostParsed, FrostParsed)> {
+    dispatch!(suite, round1_g(key_package))
 }
 
 #[pyfunction]
-fn frost_signing_package(
-    py: Python<'_>,
-    suite: &str,
-    commitments: InMap,
-    message: In,
-) -> PyResult<Py<PyBytes>> {
-    Ok(py_bytes(
-        py,
-        dispatch!(suite, signing_package_g(commitments, message))?,
-    ))
+fn frost_signing_package(suite: &str, commitments: HMap<'_>, message: In) -> PyResult<FrostParsed> {
+    dispatch!(suite, signing_package_g(commitments, message))
 }
 
 #[pyfunction]
 #[pyo3(signature = (suite, signing_package, nonces, key_package, taproot=false, merkle_root=None))]
 fn frost_round2(
-    py: Python<'_>,
     suite: &str,
-    signing_package: In,
-    nonces: In,
-    key_package: In,
+    signing_package: H<'_>,
+    nonces: H<'_>,
+    key_package: H<'_>,
     taproot: bool,
     merkle_root: Option<In>,
-) -> PyResult<Py<PyBytes>> {
-    Ok(py_bytes(
-        py,
-        dispatch!(
-            suite,
-            round2_g(signing_package, nonces, key_package, taproot, merkle_root)
-        )?,
-    ))
+) -> PyResult<FrostParsed> {
+    dispatch!(
+        suite,
+        round2_g(signing_package, nonces, key_package, taproot, merkle_root)
+    )
 }
 
 #[pyfunction]
 #[pyo3(signature = (suite, signing_package, shares, public_package, taproot=false, merkle_root=None))]
 fn frost_aggregate(
-    py: Python<'_>,
     suite: &str,
-    signing_package: In,
-    shares: InMap,
-    public_package: In,
+    signing_package: H<'_>,
+    shares: HMap<'_>,
+    public_package: H<'_>,
     taproot: bool,
     merkle_root: Option<In>,
-) -> PyResult<Py<PyBytes>> {
-    Ok(py_bytes(
-        py,
-        dispatch!(
-            suite,
-            aggregate_g(
-                signing_package,
-                shares,
-                public_package,
-                taproot,
-                merkle_root
-            )
-        )?,
-    ))
+) -> PyResult<FrostParsed> {
+    dispatch!(
+        suite,
+        aggregate_g(
+            signing_package,
+            shares,
+            public_package,
+            taproot,
+            merkle_root
+        )
+    )
+}
+
+/// Verify a parsed signature under a parsed public key package's (tweaked) group key.
+#[pyfunction]
+#[pyo3(signature = (suite, public_package, message, signature, taproot=false, merkle_root=None))]
+fn frost_verify_parsed(
+    suite: &str,
+    public_package: H<'_>,
+    message: In,
+    signature: H<'_>,
+    taproot: bool,
+    merkle_root: Option<In>,
+) -> PyResult<()> {
+    dispatch!(
+        suite,
+        verify_parsed_g(public_package, message, signature, taproot, merkle_root)
+    )
 }
 
 #[pyfunction]
@@ -572,9 +806,9 @@ fn frost_aggregate(
 fn frost_verify_share(
     suite: &str,
     id: u16,
-    signing_package: In,
-    share: In,
-    public_package: In,
+    signing_package: H<'_>,
+    share: H<'_>,
+    public_package: H<'_>,
     taproot: bool,
     merkle_root: Option<In>,
 ) -> PyResult<()> {
@@ -596,7 +830,7 @@ fn frost_verify_share(
 fn frost_verifying_key(
     py: Python<'_>,
     suite: &str,
-    public_package: In,
+    public_package: H<'_>,
     taproot: bool,
     merkle_root: Option<In>,
 ) -> PyResult<Py<PyBytes>> {
@@ -616,8 +850,8 @@ fn frost_verify(suite: &str, verifying_key: In, message: In, signature: In) -> P
 // Inspecting packages
 // ---------------------------------------------------------------------------
 
-fn key_package_info_g<C: Suite>(key_package: In) -> PyResult<(u16, u16, Bytes, Bytes)> {
-    let kp = de(&key_package, "key package", KeyPackage::<C>::deserialize)?;
+fn key_package_info_g<C: Suite>(key_package: H<'_>) -> PyResult<(u16, u16, Bytes, Bytes)> {
+    let kp = key_package.get::<KeyPackage<C>>("key package")?;
     let id = id_or_err(kp.identifier(), "key package")?;
     Ok((
         id,
@@ -627,12 +861,8 @@ fn key_package_info_g<C: Suite>(key_package: In) -> PyResult<(u16, u16, Bytes, B
     ))
 }
 
-fn public_package_info_g<C: Suite>(public_package: In) -> PyResult<(Option<u16>, IdMap, Bytes)> {
-    let pkp = de(
-        &public_package,
-        "public key package",
-        PublicKeyPackage::<C>::deserialize,
-    )?;
+fn public_package_info_g<C: Suite>(public_package: H<'_>) -> PyResult<(Option<u16>, IdMap, Bytes)> {
+    let pkp = public_package.get::<PublicKeyPackage<C>>("public key package")?;
     let mut shares = BTreeMap::new();
     for (id, vs) in pkp.verifying_shares() {
         shares.insert(id_or_err(id, "public key package")?, ser(vs.serialize())?);
@@ -644,17 +874,25 @@ fn public_package_info_g<C: Suite>(public_package: In) -> PyResult<(Option<u16>,
     ))
 }
 
-fn signing_package_info_g<C: Suite>(signing_package: In) -> PyResult<(Bytes, IdMap)> {
-    let sp = de(
-        &signing_package,
-        "signing package",
-        SigningPackage::<C>::deserialize,
-    )?;
-    let mut commitments = BTreeMap::new();
-    for (id, c) in sp.signing_commitments() {
-        commitments.insert(id_or_err(id, "signing package")?, ser(c.serialize())?);
+fn signing_package_info_g<C: Suite>(signing_package: H<'_>) -> PyResult<(Bytes, Vec<u16>)> {
+    let sp = signing_package.get::<SigningPackage<C>>("signing package")?;
+    let mut signers = Vec::with_capacity(sp.signing_commitments().len());
+    for id in sp.signing_commitments().keys() {
+        signers.push(id_or_err(id, "signing package")?);
     }
-    Ok((sp.message().clone(), commitments))
+    Ok((sp.message().clone(), signers))
+}
+
+/// One signer's commitments in a signing package (without serializing the others').
+fn signing_package_commitment_g<C: Suite>(
+    signing_package: H<'_>,
+    id: u16,
+) -> PyResult<Option<FrostParsed>> {
+    let sp = signing_package.get::<SigningPackage<C>>("signing package")?;
+    Ok(sp
+        .signing_commitments()
+        .get(&ident::<C>(id)?)
+        .map(|c| parsed(*c)))
 }
 
 // ---------------------------------------------------------------------------
@@ -733,13 +971,14 @@ fn bad_package(message: impl Into<String>) -> PyErr {
 /// decompresses any point: at most one commitment per committee member, at least
 /// `min_signers`, every identifier a committee member's (in the crate's strictly increasing
 /// order), `me` among them, a message of at most `max_message` bytes, nothing after it.
+/// Then the crate parses it, once: the handle is what the signer signs with.
 fn check_signing_package_g<C: Suite>(
     signing_package: In,
     me: u16,
     min_signers: u16,
     committee: Vec<u16>,
     max_message: usize,
-) -> PyResult<()> {
+) -> PyResult<FrostParsed> {
     let scalar_len = <<C::Group as Group>::Field>::serialize(&<<C::Group as Group>::Field>::one())
         .as_ref()
         .len();
@@ -805,7 +1044,7 @@ fn check_signing_package_g<C: Suite>(
     if cur.pos != signing_package.len() {
         return Err(bad_package("trailing bytes"));
     }
-    Ok(())
+    parse_g::<C>("signing_package", signing_package)
 }
 
 /// Shape check of a signing package for signer `me` (see `check_signing_package_g`).
@@ -817,22 +1056,32 @@ fn frost_check_signing_package(
     min_signers: u16,
     committee: Vec<u16>,
     max_message: usize,
-) -> PyResult<()> {
+) -> PyResult<FrostParsed> {
     dispatch!(
         suite,
         check_signing_package_g(signing_package, me, min_signers, committee, max_message)
     )
 }
 
-/// (message, {id: commitments}) of a signing package: what a signer checks before signing.
+/// (message, signers in increasing order) of a signing package.
 #[pyfunction]
 fn frost_signing_package_info(
     py: Python<'_>,
     suite: &str,
-    signing_package: In,
-) -> PyResult<(Py<PyBytes>, IdMap)> {
-    let (m, c) = dispatch!(suite, signing_package_info_g(signing_package))?;
-    Ok((py_bytes(py, m), c))
+    signing_package: H<'_>,
+) -> PyResult<(Py<PyBytes>, Vec<u16>)> {
+    let (m, signers) = dispatch!(suite, signing_package_info_g(signing_package))?;
+    Ok((py_bytes(py, m), signers))
+}
+
+/// Signer `id`'s commitments in a signing package, or `None`.
+#[pyfunction]
+fn frost_signing_package_commitment(
+    suite: &str,
+    signing_package: H<'_>,
+    id: u16,
+) -> PyResult<Option<FrostParsed>> {
+    dispatch!(suite, signing_package_commitment_g(signing_package, id))
 }
 
 /// (identifier, min_signers, verifying_share, verifying_key) of a key package.
@@ -840,7 +1089,7 @@ fn frost_signing_package_info(
 fn frost_key_package_info(
     py: Python<'_>,
     suite: &str,
-    key_package: In,
+    key_package: H<'_>,
 ) -> PyResult<(u16, u16, Py<PyBytes>, Py<PyBytes>)> {
     let (id, t, vs, vk) = dispatch!(suite, key_package_info_g(key_package))?;
     Ok((id, t, py_bytes(py, vs), py_bytes(py, vk)))
@@ -851,7 +1100,7 @@ fn frost_key_package_info(
 fn frost_public_package_info(
     py: Python<'_>,
     suite: &str,
-    public_package: In,
+    public_package: H<'_>,
 ) -> PyResult<(Option<u16>, IdMap, Py<PyBytes>)> {
     let (t, shares, vk) = dispatch!(suite, public_package_info_g(public_package))?;
     Ok((t, shares, py_bytes(py, vk)))
@@ -899,8 +1148,8 @@ fn frost_check(suite: &str, kind: &str, bytes: In) -> PyResult<()> {
 
 fn refresh_part3_g<C: Suite>(
     secret: In,
-    round1: InMap,
-    round2: InMap,
+    round1: HMap<'_>,
+    round2: HMap<'_>,
     public_package: In,
     key_package: In,
 ) -> PyResult<(Bytes, Bytes)> {
@@ -929,8 +1178,8 @@ fn frost_refresh_part3(
     py: Python<'_>,
     suite: &str,
     secret: In,
-    round1: InMap,
-    round2: InMap,
+    round1: HMap<'_>,
+    round2: HMap<'_>,
     public_package: In,
     key_package: In,
 ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
@@ -1449,26 +1698,15 @@ struct Prepared<C: Ciphersuite> {
 }
 
 fn prepare_g<C: Suite>(
-    signing_package: In,
-    public_package: In,
+    signing_package: H<'_>,
+    public_package: H<'_>,
     taproot: bool,
     merkle_root: Option<In>,
 ) -> PyResult<Prepared<C>> {
-    let sp = de(
-        &signing_package,
-        "signing package",
-        SigningPackage::<C>::deserialize,
-    )?;
-    let mut pkp = de(
-        &public_package,
-        "public key package",
-        PublicKeyPackage::<C>::deserialize,
-    )?;
-    if let Some(root) = tweak_root(taproot, &merkle_root)? {
-        pkp = C::tweak_public_package(pkp, root)?;
-    }
+    let sp = signing_package.get::<SigningPackage<C>>("signing package")?;
+    let pkp = tweaked_public::<C>(&public_package, taproot, &merkle_root)?;
     let no_shares = BTreeMap::new();
-    let (sp, _, pkp) = C::pre_aggregate(&sp, &no_shares, &pkp).map_err(|e| frost_err(e))?;
+    let (sp, _, pkp) = C::pre_aggregate(sp, &no_shares, &pkp).map_err(|e| frost_err(e))?;
     let bindings = frost_core::compute_binding_factor_list(&sp, pkp.verifying_key(), &[])
         .map_err(|e| frost_err(e))?;
     let sp = C::pre_commitment_aggregate(&sp, &bindings).map_err(|e| frost_err(e))?;
@@ -1489,15 +1727,9 @@ fn prepare_g<C: Suite>(
     })
 }
 
-fn check_prepared<C: Suite>(p: &Prepared<C>, id: u16, share: &[u8]) -> PyResult<()> {
+fn check_prepared<C: Suite>(p: &Prepared<C>, id: u16, share: &H<'_>) -> PyResult<()> {
     let ident = ident::<C>(id)?;
-    let sh = SignatureShare::<C>::deserialize(share).map_err(|e| {
-        core_err(
-            "invalid_share",
-            vec![id],
-            format!("share does not parse: {e}"),
-        )
-    })?;
+    let sh = *share.get::<SignatureShare<C>>("signature share")?;
     let vs = p.public.verifying_shares().get(&ident).ok_or_else(|| {
         core_err(
             "invalid_parameters",
@@ -1542,8 +1774,8 @@ impl FrostShareVerifier {
     #[pyo3(signature = (suite, signing_package, public_package, taproot=false, merkle_root=None))]
     fn new(
         suite: &str,
-        signing_package: In,
-        public_package: In,
+        signing_package: H<'_>,
+        public_package: H<'_>,
         taproot: bool,
         merkle_root: Option<In>,
     ) -> PyResult<Self> {
@@ -1553,7 +1785,7 @@ impl FrostShareVerifier {
     }
 
     /// Raise `CoreError("invalid_share", [id], ...)` unless `share` is valid for signer `id`.
-    fn verify(&self, id: u16, share: In) -> PyResult<()> {
+    fn verify(&self, id: u16, share: H<'_>) -> PyResult<()> {
         crate::guarded(|| match &self.inner {
             AnyPrepared::Tr(p) => check_prepared(p, id, &share),
             AnyPrepared::Ed(p) => check_prepared(p, id, &share),
@@ -1564,8 +1796,8 @@ impl FrostShareVerifier {
 impl FrostShareVerifier {
     fn prepare(
         suite: &str,
-        signing_package: In,
-        public_package: In,
+        signing_package: H<'_>,
+        public_package: H<'_>,
         taproot: bool,
         merkle_root: Option<In>,
     ) -> PyResult<Self> {
@@ -1606,8 +1838,13 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(frost_verify, m)?)?;
     m.add_function(wrap_pyfunction!(frost_verify_share, m)?)?;
     m.add_class::<FrostShareVerifier>()?;
+    m.add_class::<FrostParsed>()?;
+    m.add_function(wrap_pyfunction!(frost_parse, m)?)?;
+    m.add_function(wrap_pyfunction!(frost_serialize, m)?)?;
+    m.add_function(wrap_pyfunction!(frost_verify_parsed, m)?)?;
     m.add_function(wrap_pyfunction!(frost_key_package_info, m)?)?;
     m.add_function(wrap_pyfunction!(frost_signing_package_info, m)?)?;
+    m.add_function(wrap_pyfunction!(frost_signing_package_commitment, m)?)?;
     m.add_function(wrap_pyfunction!(frost_check_signing_package, m)?)?;
     m.add_function(wrap_pyfunction!(frost_public_package_info, m)?)?;
     m.add_function(wrap_pyfunction!(frost_check, m)?)?;

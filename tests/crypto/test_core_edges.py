@@ -37,13 +37,33 @@ def _list_edges() -> list[list[int]]:
     return [[], [0], [65535], [1, 1], [2**31], list(range(1, 2000))]
 
 
-def _map_edges(valid: dict[int, bytes]) -> list[dict[int, bytes]]:
+def _map_edges(valid: dict[int, Any]) -> list[dict[int, Any]]:
     some = next(iter(valid.values()), b"x")
-    return [{}, {0: some}, {65535: some}, {1: b""}, {i: some for i in range(1, 300)}]
+    out = [{}, {0: some}, {65535: some}, {1: b""}, {i: some for i in range(1, 300)}]
+    if isinstance(some, _core.FrostParsed):
+        out += [{1: h} for h in _foreign_handles() if h is not some]
+    return out
+
+
+@functools.cache
+def _foreign_handles() -> tuple[_core.FrostParsed, ...]:
+    """Parsed objects of every signing kind and both suites: each is the wrong handle for
+    all but one argument."""
+    out: list[_core.FrostParsed] = []
+    for suite in SUITES:
+        keys, public = frost.local_dkg(suite, 2, 3)
+        nonces, commitments = frost.commit(keys[1])
+        package = frost.signing_package({1: commitments}, b"m")
+        share = frost.SignatureShare.from_scalar(suite, b"\x01" + bytes(31))
+        for obj in (keys[1], public, nonces, commitments, package, share):
+            out.append(obj._handle())
+    return tuple(out)
 
 
 def edges(value: object) -> list[object]:
     """Edge values of `value`'s type."""
+    if isinstance(value, _core.FrostParsed):
+        return [h for h in _foreign_handles() if h is not value] + [b"", None]
     if isinstance(value, bool):
         return [not value]
     if isinstance(value, int):
@@ -87,10 +107,10 @@ def _frost_calls(suite: frost.Ciphersuite) -> list[Call]:
     r2 = {i: frost.dkg_part2(r1[i][0], {j: r1[j][1] for j in r1 if j != i}) for i in r1}
     f1 = {i: frost.refresh_part1(suite, i, 3, 2) for i in (1, 2, 3)}
     f2 = {i: frost.refresh_part2(f1[i][0], {j: f1[j][1] for j in f1 if j != i}) for i in f1}
-    round1_of_1 = {j: r1[j][1].raw for j in (2, 3)}
-    round2_to_1 = {j: r2[j][1][1].raw for j in (2, 3)}
-    refresh1_of_1 = {j: f1[j][1].raw for j in (2, 3)}
-    refresh2_to_1 = {j: f2[j][1][1].raw for j in (2, 3)}
+    round1_of_1 = {j: r1[j][1]._handle() for j in (2, 3)}
+    round2_to_1 = {j: r2[j][1][1]._handle() for j in (2, 3)}
+    refresh1_of_1 = {j: f1[j][1]._handle() for j in (2, 3)}
+    refresh2_to_1 = {j: f2[j][1][1]._handle() for j in (2, 3)}
     # Repair of participant 3 by helpers 1 and 2.
     d1 = frost.repair_part1([1, 2], kp1, 3)
     d2 = frost.repair_part1([1, 2], kp2, 3)
@@ -100,7 +120,7 @@ def _frost_calls(suite: frost.Ciphersuite) -> list[Call]:
     rc1, rs1 = frost.reshare_part1(kp1, [1, 2], [1, 2, 3], 2)
     rc2, rs2 = frost.reshare_part1(kp2, [1, 2], [1, 2, 3], 2)
     scalar = share1.raw
-    verifier = _core.FrostShareVerifier(s, package.raw, public.raw)
+    verifier = _core.FrostShareVerifier(s, package._handle(), public._handle())
     point = c1.raw[5 : 5 + (len(c1.raw) - 5) // 2]  # after the crate's 5-byte header
     return [
         Call("frost_dkg_part1", _core.frost_dkg_part1, (s, False, 1, 3, 2)),
@@ -110,28 +130,46 @@ def _frost_calls(suite: frost.Ciphersuite) -> list[Call]:
             _core.frost_dkg_part3,
             (s, r2[1][0].raw, round1_of_1, round2_to_1),
         ),
-        Call("frost_round1", _core.frost_round1, (s, kp1.raw)),
+        Call("frost_parse", _core.frost_parse, (s, "signing_package", package.raw)),
+        Call("frost_round1", _core.frost_round1, (s, kp1._handle())),
         Call(
             "frost_signing_package",
             _core.frost_signing_package,
-            (s, {1: c1.raw, 2: c2.raw}, b"message"),
+            (s, {1: c1._handle(), 2: c2._handle()}, b"message"),
         ),
-        Call("frost_round2", _core.frost_round2, (s, package.raw, n1.raw, kp1.raw)),
+        Call(
+            "frost_round2",
+            _core.frost_round2,
+            (s, package._handle(), n1._handle(), kp1._handle()),
+        ),
         Call(
             "frost_aggregate",
             _core.frost_aggregate,
-            (s, package.raw, {1: share1.raw, 2: share2.raw}, public.raw),
+            (s, package._handle(), {1: share1._handle(), 2: share2._handle()}, public._handle()),
         ),
-        Call("frost_verifying_key", _core.frost_verifying_key, (s, public.raw)),
+        Call("frost_verifying_key", _core.frost_verifying_key, (s, public._handle())),
         Call(
             "frost_verify_share",
             _core.frost_verify_share,
-            (s, 1, package.raw, share1.raw, public.raw),
+            (s, 1, package._handle(), share1._handle(), public._handle()),
         ),
         Call("frost_verify", _core.frost_verify, (s, vk, b"message", sig.raw)),
-        Call("frost_signing_package_info", _core.frost_signing_package_info, (s, package.raw)),
-        Call("frost_key_package_info", _core.frost_key_package_info, (s, kp1.raw)),
-        Call("frost_public_package_info", _core.frost_public_package_info, (s, public.raw)),
+        Call(
+            "frost_signing_package_info",
+            _core.frost_signing_package_info,
+            (s, package._handle()),
+        ),
+        Call(
+            "frost_signing_package_commitment",
+            _core.frost_signing_package_commitment,
+            (s, package._handle(), 1),
+        ),
+        Call("frost_key_package_info", _core.frost_key_package_info, (s, kp1._handle())),
+        Call(
+            "frost_public_package_info",
+            _core.frost_public_package_info,
+            (s, public._handle()),
+        ),
         Call("frost_check", _core.frost_check, (s, "signing_package", package.raw)),
         Call(
             "frost_check_signing_package",
@@ -169,8 +207,12 @@ def _frost_calls(suite: frost.Ciphersuite) -> list[Call]:
         Call("frost_import_shares", _core.frost_import_shares, (s, {1: scalar, 2: scalar}, 2)),
         Call("frost_raw_commitments", _core.frost_raw_commitments, (s, point, point)),
         Call("frost_raw_share", _core.frost_raw_share, (s, scalar)),
-        Call("FrostShareVerifier", _core.FrostShareVerifier, (s, package.raw, public.raw)),
-        Call("FrostShareVerifier.verify", verifier.verify, (1, share1.raw)),
+        Call(
+            "FrostShareVerifier",
+            _core.FrostShareVerifier,
+            (s, package._handle(), public._handle()),
+        ),
+        Call("FrostShareVerifier.verify", verifier.verify, (1, share1._handle())),
     ]
 
 
@@ -245,6 +287,7 @@ def _calls() -> dict[str, Call]:
 
 
 _FROST_NAMES = [
+    "frost_parse",
     "frost_dkg_part1",
     "frost_dkg_part2",
     "frost_dkg_part3",
@@ -256,6 +299,7 @@ _FROST_NAMES = [
     "frost_verify_share",
     "frost_verify",
     "frost_signing_package_info",
+    "frost_signing_package_commitment",
     "frost_key_package_info",
     "frost_public_package_info",
     "frost_check",

@@ -65,6 +65,20 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m synod.bench", description=__doc__.splitlines()[0])
     p.add_argument("--frost-sizes", default="3/5,11/15,67/100", help="t/n list for FROST")
+    p.add_argument(
+        "--signer-sizes",
+        default="67/100,800/1000",
+        help="t/n list for one ROAST signer's round 2 (FROST)",
+    )
+    p.add_argument(
+        "--dkg-node",
+        metavar="SIZES",
+        help="one member's CPU in a dealerless FROST DKG, e.g. 800/1000 (both suites)",
+    )
+    p.add_argument(
+        "--dkg-crate", action="store_true", help="with --dkg-node, also the crate's round 3"
+    )
+    p.add_argument("--dkg-suites", default="secp256k1-tr,ed25519", help="suites for --dkg-node")
     p.add_argument("--ecdsa-sizes", default="2/3,3/5", help="t/n list for CGGMP")
     p.add_argument("--no-frost", action="store_true")
     p.add_argument("--no-ecdsa", action="store_true")
@@ -140,6 +154,19 @@ def main(argv: list[str] | None = None) -> int:
         except PeerUnavailable as err:
             p.exit(2, f"python -m synod.bench: {err}\n")
         return 0
+    if args.dkg_node:
+        from synod.bench.dkg import dkg_node_rows
+        from synod.crypto.frost import Ciphersuite
+
+        sizes = _sizes(args.dkg_node)
+        if any(not 2 <= t <= n for t, n in sizes):
+            p.error("--dkg-node needs sizes t/n with 2 <= t <= n")
+        try:
+            suites = [Ciphersuite.parse(x.strip()) for x in args.dkg_suites.split(",") if x]
+        except ValueError as err:
+            p.error(str(err))
+        print(render(dkg_node_rows(sizes, suites, args.dkg_crate, progress)))
+        return 0
     if args.cluster:
         from synod.bench.cluster import cluster_latencies, render_latencies
 
@@ -202,12 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     raw: dict[tuple[str, str, str], float] = {}
     if not args.no_frost:
-        from synod.bench.frost import frost_rows
+        from synod.bench.frost import frost_rows, signer_rows
 
         rows += frost_rows(_sizes(args.frost_sizes), progress)
+        rows += signer_rows(_sizes(args.signer_sizes), progress)
         if args.with_rust:
             progress("Rust baseline: bench_frost")
-            raw.update(rust_rows("bench_frost", [args.frost_sizes]))
+            raw.update(rust_rows("bench_frost", [args.frost_sizes, args.signer_sizes]))
     if not args.no_ecdsa:
         from synod.bench.ecdsa import ECDSA_PRIMES, ecdsa_rows
 

@@ -6,6 +6,10 @@ Bitcoin P2TR and EVM custody contracts) and ``ED25519`` (RFC 8032; Solana).
 Every object is an immutable value holding the crate's own serialization;
 ``to_bytes()`` adds a versioned synod header and ``from_bytes()`` checks it and
 asks the crate to parse the payload, so malformed input fails at the edge.
+The objects signing uses (key and public key packages, nonces, commitments,
+signing packages, shares) also keep the crate's parsed object, made when the
+crate returns or parses them, and pass it back to the core instead of their
+bytes: each is decoded once per process, not once per call.
 
 The steps follow the crates: DKG part 1/2/3; signing round 1 (``commit``),
 signing package, round 2 (``sign``), ``aggregate`` (naming every cheater),
@@ -21,7 +25,7 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Self, TypeVar
 
 from synod import _core
@@ -79,13 +83,60 @@ _FIXED_LEN: dict[str, Callable[[int], int]] = {
 _T = TypeVar("_T", bound="FrostObject")
 
 
-@dataclass(frozen=True)
 class FrostObject:
-    """Crate-serialized FROST object of one ciphersuite."""
+    """A FROST object of one ciphersuite: the crate's serialization (`raw`) and, for the
+    kinds signing uses, the crate's parsed object. An object the core made is held parsed
+    and serialized on first use of `raw`; bytes from a peer or from storage are parsed on
+    first use (`from_raw` parses at once). Immutable; equal when kind, suite and bytes are.
+    """
 
     KIND: ClassVar[str] = ""
+    #: Whether the core keeps a parsed form of this kind (`_core.frost_parse`).
+    PARSED: ClassVar[bool] = False
+
     suite: Ciphersuite
-    raw: bytes = field(repr=False)
+    _raw: bytes | None
+    _parsed: _core.FrostParsed | None
+
+    def __init__(
+        self,
+        suite: Ciphersuite,
+        raw: bytes | None = None,
+        parsed: _core.FrostParsed | None = None,
+    ) -> None:
+        if raw is None and parsed is None:
+            raise InvalidParametersError(f"a {self.KIND} needs its bytes or its parsed form")
+        object.__setattr__(self, "suite", suite)
+        object.__setattr__(self, "_raw", None if raw is None else bytes(raw))
+        object.__setattr__(self, "_parsed", parsed)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __repr__(self) -> str:  # never the bytes: several kinds are secret
+        return f"{type(self).__name__}(suite={self.suite!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, FrostObject)
+        return self.suite is other.suite and self.raw == other.raw
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.suite, self.raw))
+
+    @property
+    def raw(self) -> bytes:
+        """The crate's serialization."""
+        raw = self._raw
+        if raw is None:
+            with core_errors():
+                raw = _core.frost_serialize(self.suite.value, self._parsed)
+            object.__setattr__(self, "_raw", raw)
+        return raw
 
     def _tag(self) -> str:
         return f"frost:{self.suite.value}:{self.KIND}"
@@ -116,8 +167,25 @@ class FrostObject:
         return obj
 
     def _validate(self) -> None:
+        if self.PARSED:
+            self._handle()
+            return
         with core_errors():
             _core.frost_check(self.suite.value, self.KIND, self.raw)
+
+    def _handle(self) -> _core.FrostParsed:
+        """The parsed object, parsing the bytes on first use (a DecodeError if they are bad)."""
+        parsed = self._parsed
+        if parsed is None:
+            with core_errors():
+                parsed = _core.frost_parse(self.suite.value, self.KIND, self.raw)
+            object.__setattr__(self, "_parsed", parsed)
+        return parsed
+
+    @classmethod
+    def _made(cls, suite: Ciphersuite, parsed: _core.FrostParsed) -> Self:
+        """An object the core has just made, held parsed."""
+        return cls(suite, None, parsed)
 
 
 class DkgRound1Secret(FrostObject):
@@ -126,6 +194,7 @@ class DkgRound1Secret(FrostObject):
 
 class DkgRound1Package(FrostObject):
     KIND = "dkg_round1_package"
+    PARSED = True
 
 
 class DkgRound2Secret(FrostObject):
@@ -134,12 +203,14 @@ class DkgRound2Secret(FrostObject):
 
 class DkgRound2Package(FrostObject):
     KIND = "dkg_round2_package"
+    PARSED = True
 
 
 class KeyPackage(FrostObject):
     """A signer's long-lived secret share with its public context."""
 
     KIND = "key_package"
+    PARSED = True
 
     @property
     def identifier(self) -> int:
@@ -160,18 +231,19 @@ class KeyPackage(FrostObject):
     @functools.cached_property
     def _info(self) -> tuple[int, int, bytes, bytes]:
         with core_errors():
-            return _core.frost_key_package_info(self.suite.value, self.raw)
+            return _core.frost_key_package_info(self.suite.value, self._handle())
 
 
 class PublicKeyPackage(FrostObject):
     """The group's public data: group key, every verifying share, the threshold."""
 
     KIND = "public_key_package"
+    PARSED = True
 
     @functools.cached_property
     def _info(self) -> tuple[int | None, dict[int, bytes], bytes]:
         with core_errors():
-            return _core.frost_public_package_info(self.suite.value, self.raw)
+            return _core.frost_public_package_info(self.suite.value, self._handle())
 
     @property
     def min_signers(self) -> int:
@@ -191,22 +263,41 @@ class PublicKeyPackage(FrostObject):
     def verifying_key(self, tweak: TaprootTweak | None = None) -> bytes:
         """The crate's serialization of the group key (33-byte SEC1 or 32-byte Ed25519)."""
         with core_errors():
-            return _core.frost_verifying_key(self.suite.value, self.raw, *_tweak_args(tweak))
+            return _core.frost_verifying_key(self.suite.value, self._handle(), *_tweak_args(tweak))
 
     def group_public_key(self, tweak: TaprootTweak | None = None) -> bytes:
         """The key a verifier uses: x-only (32 bytes) for BIP340, 32 bytes for Ed25519."""
         vk = self.verifying_key(tweak)
         return vk[1:] if self.suite is Ciphersuite.SECP256K1_TR else vk
 
+    def verify(
+        self, message: bytes, signature: Signature, tweak: TaprootTweak | None = None
+    ) -> None:
+        """Verify under the (tweaked) group key with the crate, from the parsed objects.
+
+        Raises `InvalidSignatureError`; for a key given as bytes use the module's `verify`.
+        """
+        _same_suite([self, signature])
+        with core_errors():
+            _core.frost_verify_parsed(
+                self.suite.value,
+                self._handle(),
+                bytes(message),
+                signature._handle(),
+                *_tweak_args(tweak),
+            )
+
 
 class SigningNonces(FrostObject):
     """Secret one-time nonces. Reusing them leaks the key share: persist, then use once."""
 
     KIND = "signing_nonces"
+    PARSED = True
 
 
 class SigningCommitments(FrostObject):
     KIND = "signing_commitments"
+    PARSED = True
 
     @classmethod
     def from_points(cls, suite: Ciphersuite, hiding: bytes, binding: bytes) -> SigningCommitments:
@@ -221,14 +312,13 @@ class SigningPackage(FrostObject):
     """The commitments of the chosen signers and the message, as the coordinator sends it."""
 
     KIND = "signing_package"
+    PARSED = True
 
     @functools.cached_property
-    def _info(self) -> tuple[bytes, dict[int, bytes]]:
+    def _info(self) -> tuple[bytes, tuple[int, ...]]:
         with core_errors():
-            return _core.frost_signing_package_info(self.suite.value, self.raw)
-
-    def _validate(self) -> None:
-        self._info  # noqa: B018 - parsing is the validation, and its result is kept
+            message, signers = _core.frost_signing_package_info(self.suite.value, self._handle())
+        return message, tuple(signers)
 
     @property
     def message(self) -> bytes:
@@ -236,14 +326,23 @@ class SigningPackage(FrostObject):
 
     @property
     def signers(self) -> tuple[int, ...]:
-        return tuple(sorted(self._info[1]))
+        return self._info[1]
+
+    def commitment(self, identifier: int) -> SigningCommitments | None:
+        """One signer's commitments, or None if it is not in the package."""
+        with core_errors():
+            parsed = _core.frost_signing_package_commitment(
+                self.suite.value, self._handle(), check_identifier(identifier)
+            )
+        return None if parsed is None else SigningCommitments._made(self.suite, parsed)
 
     def commitments(self) -> dict[int, SigningCommitments]:
-        return {i: SigningCommitments(self.suite, c) for i, c in self._info[1].items()}
+        return {i: c for i in self.signers if (c := self.commitment(i)) is not None}
 
 
 class SignatureShare(FrostObject):
     KIND = "signature_share"
+    PARSED = True
 
     @classmethod
     def from_scalar(cls, suite: Ciphersuite, scalar: bytes) -> SignatureShare:
@@ -256,6 +355,7 @@ class Signature(FrostObject):
     """A 64-byte Schnorr signature (BIP340 or RFC 8032)."""
 
     KIND = "signature"
+    PARSED = True
 
 
 class RepairDelta(FrostObject):
@@ -311,6 +411,10 @@ def _raw_map(m: Mapping[int, FrostObject]) -> dict[int, bytes]:
     return {check_identifier(k): v.raw for k, v in m.items()}
 
 
+def _handle_map(m: Mapping[int, FrostObject]) -> dict[int, _core.FrostParsed]:
+    return {check_identifier(k): v._handle() for k, v in m.items()}
+
+
 def _wrap_map(cls: type[_T], suite: Ciphersuite, m: Mapping[int, bytes]) -> dict[int, _T]:
     return {int(k): cls(suite, bytes(v)) for k, v in m.items()}
 
@@ -364,7 +468,7 @@ def _round2(
 ) -> tuple[DkgRound2Secret, dict[int, DkgRound2Package]]:
     suite = _same_suite([secret, *round1.values()])
     with core_errors():
-        s, out = _core.frost_dkg_part2(suite.value, refresh, secret.raw, _raw_map(round1))
+        s, out = _core.frost_dkg_part2(suite.value, refresh, secret.raw, _handle_map(round1))
     return DkgRound2Secret(suite, s), _wrap_map(DkgRound2Package, suite, out)
 
 
@@ -372,11 +476,23 @@ def dkg_part3(
     secret: DkgRound2Secret,
     round1: Mapping[int, DkgRound1Package],
     round2: Mapping[int, DkgRound2Package],
+    *,
+    crate_checks: bool = False,
 ) -> tuple[KeyPackage, PublicKeyPackage]:
-    """Check the private shares against their commitments and derive the long-lived key."""
+    """Check the private shares against their commitments and derive the long-lived key.
+
+    The core evaluates each commitment by Horner's rule at the small identifiers (the same
+    checks and result as the crate's ``dkg::part3``, which ``crate_checks`` runs instead).
+    """
     suite = _same_suite([secret, *round1.values(), *round2.values()])
     with core_errors():
-        k, p = _core.frost_dkg_part3(suite.value, secret.raw, _raw_map(round1), _raw_map(round2))
+        k, p = _core.frost_dkg_part3(
+            suite.value,
+            secret.raw,
+            _handle_map(round1),
+            _handle_map(round2),
+            crate_checks,
+        )
     return KeyPackage(suite, k), PublicKeyPackage(suite, p)
 
 
@@ -387,9 +503,10 @@ def dkg_part3(
 
 def commit(key_package: KeyPackage) -> tuple[SigningNonces, SigningCommitments]:
     """Round 1: fresh nonces (keep secret, use once) and their public commitments."""
+    suite = key_package.suite
     with core_errors():
-        n, c = _core.frost_round1(key_package.suite.value, key_package.raw)
-    return SigningNonces(key_package.suite, n), SigningCommitments(key_package.suite, c)
+        n, c = _core.frost_round1(suite.value, key_package._handle())
+    return SigningNonces._made(suite, n), SigningCommitments._made(suite, c)
 
 
 def signing_package(
@@ -398,8 +515,8 @@ def signing_package(
     """What the coordinator sends to the chosen signers: their commitments and the message."""
     suite = _same_suite(commitments.values())
     with core_errors():
-        raw = _core.frost_signing_package(suite.value, _raw_map(commitments), bytes(message))
-    return SigningPackage(suite, raw)
+        made = _core.frost_signing_package(suite.value, _handle_map(commitments), bytes(message))
+    return SigningPackage._made(suite, made)
 
 
 def receive_signing_package(
@@ -426,7 +543,7 @@ def receive_signing_package(
         raise DecodeError(f"signing package of {len(data)} bytes for a committee of {k}")
     raw = encoding.unwrap(tag, data)
     with core_errors():
-        _core.frost_check_signing_package(
+        parsed = _core.frost_check_signing_package(
             key_package.suite.value,
             raw,
             key_package.identifier,
@@ -434,7 +551,7 @@ def receive_signing_package(
             members,
             max_message,
         )
-    return SigningPackage.from_raw(key_package.suite, raw)
+    return SigningPackage(key_package.suite, raw, parsed)
 
 
 def _varint_len(n: int) -> int:
@@ -484,10 +601,14 @@ def sign(
     """Round 2: this signer's share of the signature."""
     suite = _same_suite([package, nonces, key_package])
     with core_errors():
-        raw = _core.frost_round2(
-            suite.value, package.raw, nonces.raw, key_package.raw, *_tweak_args(tweak)
+        made = _core.frost_round2(
+            suite.value,
+            package._handle(),
+            nonces._handle(),
+            key_package._handle(),
+            *_tweak_args(tweak),
         )
-    return SignatureShare(suite, raw)
+    return SignatureShare._made(suite, made)
 
 
 def aggregate(
@@ -499,10 +620,14 @@ def aggregate(
     """Combine the shares; on failure `InvalidShareError.culprits` names every cheater."""
     suite = _same_suite([package, public_key_package, *shares.values()])
     with core_errors():
-        raw = _core.frost_aggregate(
-            suite.value, package.raw, _raw_map(shares), public_key_package.raw, *_tweak_args(tweak)
+        made = _core.frost_aggregate(
+            suite.value,
+            package._handle(),
+            _handle_map(shares),
+            public_key_package._handle(),
+            *_tweak_args(tweak),
         )
-    return Signature(suite, raw)
+    return Signature._made(suite, made)
 
 
 def verify_share(
@@ -519,9 +644,9 @@ def verify_share(
         _core.frost_verify_share(
             suite.value,
             ident,
-            package.raw,
-            share.raw,
-            public_key_package.raw,
+            package._handle(),
+            share._handle(),
+            public_key_package._handle(),
             *_tweak_args(tweak),
         )
 
@@ -540,7 +665,10 @@ class ShareVerifier:
         self.suite = _same_suite([package, public_key_package])
         with core_errors():
             self._inner = _core.FrostShareVerifier(
-                self.suite.value, package.raw, public_key_package.raw, *_tweak_args(tweak)
+                self.suite.value,
+                package._handle(),
+                public_key_package._handle(),
+                *_tweak_args(tweak),
             )
 
     def verify(self, identifier: int, share: SignatureShare) -> None:
@@ -549,7 +677,7 @@ class ShareVerifier:
             raise InvalidParametersError("share of another ciphersuite")
         ident = check_identifier(identifier)
         with core_errors():
-            self._inner.verify(ident, share.raw)
+            self._inner.verify(ident, share._handle())
 
 
 def verify(
@@ -600,8 +728,8 @@ def refresh_part3(
         k, p = _core.frost_refresh_part3(
             suite.value,
             secret.raw,
-            _raw_map(round1),
-            _raw_map(round2),
+            _handle_map(round1),
+            _handle_map(round2),
             public_key_package.raw,
             key_package.raw,
         )

@@ -418,8 +418,7 @@ class RoastSigner(Session):
             self._emit("refused", reason="template_mismatch", sub_id=sub_id)
             return []
         nonce_id, commitment = self.outstanding
-        commitments = package.commitments()
-        if commitments.get(self.me) != commitment:
+        if package.commitment(self.me) != commitment:
             self._emit("refused", reason="commitment_mismatch", sub_id=sub_id)
             return []
         nonces = self.store.take_nonce(nonce_id)
