@@ -161,7 +161,7 @@ fn signer_round2<C: Ciphersuite>(name: &str, t: u16, n: u16) {
     );
 }
 
-fn sizes(arg: Option<String>, default: &str) -> Vec<(u16, u16)> {
+fn parse_sizes(arg: Option<String>, default: &str) -> Vec<(u16, u16)> {
     arg.unwrap_or_else(|| default.into())
         .split(',')
         .map(|p| {
@@ -172,9 +172,8 @@ fn sizes(arg: Option<String>, default: &str) -> Vec<(u16, u16)> {
 }
 
 fn main() {
-    let sizes_all = sizes(std::env::args().nth(1), "3/5,11/15,67/100");
-    let signer_sizes = sizes(std::env::args().nth(2), "67/100,800/1000");
-    let sizes = sizes_all;
+    let sizes = parse_sizes(std::env::args().nth(1), "3/5,11/15,67/100");
+    let signer_sizes = parse_sizes(std::env::args().nth(2), "67/100,800/1000");
     println!("| suite | operation | t/n | median | repeats |");
     println!("|---|---|---|---|---|");
     for (t, n) in &sizes {

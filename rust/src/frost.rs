@@ -539,7 +539,7 @@ fn parse_g<C: Suite>(kind: &str, bytes: In) -> PyResult<FrostParsed> {
             return Err(core_err(
                 "invalid_parameters",
                 vec![],
-                format!("no parsed form of {other:?}"),
+                format!("object kind {other:?} is unknown or has no parsed form"),
             ))
         }
     })
@@ -1112,18 +1112,10 @@ fn frost_public_package_info(
     Ok((t, shares, py_bytes(py, vk)))
 }
 
-/// Check that bytes deserialize as the named FROST object (used to validate untrusted input early).
+/// Check that bytes deserialize as the named FROST object (used to validate untrusted input
+/// early). The kinds with a parsed form are checked by parsing them (`parse_g`).
 fn check_g<C: Suite>(kind: &str, bytes: In) -> PyResult<()> {
     let r: Result<(), Error<C>> = match kind {
-        "key_package" => KeyPackage::<C>::deserialize(&bytes).map(drop),
-        "public_key_package" => PublicKeyPackage::<C>::deserialize(&bytes).map(drop),
-        "signing_nonces" => SigningNonces::<C>::deserialize(&bytes).map(drop),
-        "signing_commitments" => SigningCommitments::<C>::deserialize(&bytes).map(drop),
-        "signing_package" => SigningPackage::<C>::deserialize(&bytes).map(drop),
-        "signature_share" => SignatureShare::<C>::deserialize(&bytes).map(drop),
-        "signature" => Signature::<C>::deserialize(&bytes).map(drop),
-        "dkg_round1_package" => dkg::round1::Package::<C>::deserialize(&bytes).map(drop),
-        "dkg_round2_package" => dkg::round2::Package::<C>::deserialize(&bytes).map(drop),
         "dkg_round1_secret" => dkg::round1::SecretPackage::<C>::deserialize(&bytes).map(drop),
         "dkg_round2_secret" => dkg::round2::SecretPackage::<C>::deserialize(&bytes).map(drop),
         "repair_delta" => repairable::Delta::<C>::deserialize(&bytes).map(drop),
@@ -1132,13 +1124,7 @@ fn check_g<C: Suite>(kind: &str, bytes: In) -> PyResult<()> {
             VerifiableSecretSharingCommitment::<C>::deserialize_whole(&bytes).map(drop)
         }
         "reshare_share" => SigningShare::<C>::deserialize(&bytes).map(drop),
-        other => {
-            return Err(core_err(
-                "invalid_parameters",
-                vec![],
-                format!("unknown object kind {other:?}"),
-            ))
-        }
+        parsed_kind => return parse_g::<C>(parsed_kind, bytes).map(drop),
     };
     r.map_err(|e| core_err("decode", vec![], format!("{kind}: {e}")))
 }

@@ -17,13 +17,9 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
+from synod.bench.frost import SUITE_NAMES
 from synod.bench.table import Row
 from synod.crypto import frost
-
-SUITE_NAMES = {
-    frost.Ciphersuite.SECP256K1_TR: "frost-secp256k1-tr",
-    frost.Ciphersuite.ED25519: "frost-ed25519",
-}
 
 
 def _rss_bytes() -> int:

@@ -6,10 +6,12 @@ Bitcoin P2TR and EVM custody contracts) and ``ED25519`` (RFC 8032; Solana).
 Every object is an immutable value holding the crate's own serialization;
 ``to_bytes()`` adds a versioned synod header and ``from_bytes()`` checks it and
 asks the crate to parse the payload, so malformed input fails at the edge.
-The objects signing uses (key and public key packages, nonces, commitments,
-signing packages, shares) also keep the crate's parsed object, made when the
-crate returns or parses them, and pass it back to the core instead of their
-bytes: each is decoded once per process, not once per call.
+The objects signing and the DKG use (key and public key packages, nonces,
+commitments, signing packages, shares, signatures, DKG packages) also keep the
+crate's parsed object, made when the crate returns or parses them, and pass it
+back to the core instead of their bytes: each is decoded once per process, not
+once per call, and an object the core made is serialized only when its bytes
+are needed.
 
 The steps follow the crates: DKG part 1/2/3; signing round 1 (``commit``),
 signing package, round 2 (``sign``), ``aggregate`` (naming every cheater),
@@ -133,8 +135,10 @@ class FrostObject:
         """The crate's serialization."""
         raw = self._raw
         if raw is None:
+            parsed = self._parsed
+            assert parsed is not None  # the constructor takes bytes, a parsed form, or both
             with core_errors():
-                raw = _core.frost_serialize(self.suite.value, self._parsed)
+                raw = _core.frost_serialize(self.suite.value, parsed)
             object.__setattr__(self, "_raw", raw)
         return raw
 
