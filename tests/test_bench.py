@@ -1,9 +1,12 @@
 """The FROST benchmark paths run end to end at a small size (no timing is asserted): the
 per-member DKG bench finishes a real DKG in which two members derive the same public key
-package and the crate's own last step agrees, and the signer bench's round 2 signs."""
+package and the crate's own last step agrees, and the signer bench's round 2 signs; the
+cluster bench starts member processes, runs a DKG over their control services and times
+signatures that it checks against the group key."""
 
 from __future__ import annotations
 
+from synod.bench.cluster import cluster_latencies
 from synod.bench.dkg import dkg_node_rows
 from synod.bench.frost import SIGNER_ROUND2, signer_rows
 from synod.crypto import frost
@@ -21,3 +24,8 @@ def test_signer_bench_signs_from_received_bytes() -> None:
     rows = signer_rows([(3, 5)])
     assert {r.suite for r in rows} == {"frost-secp256k1-tr", "frost-ed25519"}
     assert all(r.operation == SIGNER_ROUND2 for r in rows)
+
+
+def test_cluster_bench_times_verified_signatures() -> None:
+    (row,) = cluster_latencies(2, 3, 3, lambda _msg: None, ("ed25519",))
+    assert row.scheme == "ed25519" and row.params == "2/3" and len(row.samples) == 3

@@ -19,7 +19,8 @@ import pytest
 
 from synod.crypto import frost
 from synod.node import KeyRing, MonotonicClock, SessionStatus, SignerNode
-from synod.node.control import ControlClient, ControlError, add_control_service
+from synod.node.control import MAX_WAITERS, ControlClient, ControlError, add_control_service
+from synod.node.grpc_transport import CONTROL_THREADS
 from synod.node.runner import NodeRunner
 from synod.node.templates import SignContext, signing_session_id
 from synod.protocols.envelope import Identity
@@ -90,7 +91,7 @@ def committee(tmp_path: Path) -> Iterator[Committee]:
         )
         net.runners[i] = runners[i]
         runners[i].start()
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=CONTROL_THREADS))
         add_control_service(server, runners[i])
         port = server.add_insecure_port("127.0.0.1:0")
         server.start()
@@ -164,6 +165,40 @@ def test_a_member_refuses_a_message_that_is_not_the_recorded_template(
     for runner in committee.runners.values():
         rows = runner.call(lambda node, _now: node.nonces.raw_nonce_rows())  # type: ignore[attr-defined]
         assert rows == []
+
+
+def test_get_result_waits_for_the_session_to_end_within_bounds(committee: Committee) -> None:
+    run_dkg(committee, "btc-key", "bip340", 3)
+    client, runner = committee.clients[1], committee.runners[1]
+    # A session no member will sign (no recorded template): it ends at its 2 s timeout.
+    context = SignContext("no-such-withdrawal", "session", 0)
+    sid = signing_session_id("session", 0)
+    client.start_sign("btc-key", sid, "bip340", b"m" * 32, context, 1.0, timeout=2.0)
+    assert client.get_result(sid).status is SessionStatus.RUNNING
+    assert client.get_result(sid, wait=0.05).status is SessionStatus.RUNNING  # wait ran out
+    ended = client.get_result(sid, wait=30.0)  # answered when the session ends
+    assert ended.status is SessionStatus.FAILED and ended.reason == "timeout: template_mismatch"
+    assert client.get_result(sid, wait=30.0).status is SessionStatus.FAILED  # ended: at once
+    with pytest.raises(ControlError, match="NOT_FOUND"):
+        client.get_result(b"unknown session", wait=30.0)
+    for bad in (-1.0, float("nan"), float("inf"), 30.5):
+        with pytest.raises(ControlError, match=r"INVALID_ARGUMENT.*wait_s"):
+            client.get_result(sid, wait=bad)
+
+    # At most MAX_WAITERS callers wait at once; the next one is answered at once.
+    context = SignContext("no-such-withdrawal", "session", 1)
+    sid = signing_session_id("session", 1)
+    client.start_sign("btc-key", sid, "bip340", b"m" * 32, context, 1.0, timeout=3.0)
+    with futures.ThreadPoolExecutor(MAX_WAITERS) as pool:
+        waiting = [pool.submit(client.get_result, sid, 30.0) for _ in range(MAX_WAITERS)]
+        wait_for(
+            lambda: runner.call(lambda _node, _now: len(runner._watches)) == MAX_WAITERS,
+            "the callers to wait",
+        )
+        assert client.get_result(sid, wait=30.0).status is SessionStatus.RUNNING
+        assert committee.clients[1].status()["member_id"] == 1  # the service still answers
+        assert all(f.result().status is SessionStatus.FAILED for f in waiting)
+    assert runner.call(lambda _node, _now: len(runner._watches)) == 0
 
 
 def test_withdrawals_sign_concurrently_through_the_nodes(

@@ -82,6 +82,13 @@ def keys() -> Keys:
     return Keys(kp, pub, ecdsa.local_keygen(T, len(COMMITTEE), stored_aux(len(COMMITTEE))))
 
 
+def settle(router: Router, out: list[Outbound], now: float) -> list[Outbound]:
+    """`out` and what the router's messages to itself then send (as a node does)."""
+    while router.local_pending:
+        out = out + router.deliver_local(now)
+    return out
+
+
 class Node:
     """One router and the sessions it runs, with a session store per node."""
 
@@ -110,7 +117,8 @@ class Node:
 
         def add(s: Session, kinds: set[str], start: bool = True) -> None:
             self.sessions.append(s)
-            out.extend(self.router.register(s, kinds, now, private_kinds=PRIVATE, start=start))
+            registered = self.router.register(s, kinds, now, private_kinds=PRIVATE, start=start)
+            out.extend(settle(self.router, registered, now))
 
         add(
             FrostDkgSession(
@@ -188,10 +196,11 @@ def run_network(
             _src, o = queue.pop(0)
             if record is not None:
                 record(o.to, o.data, now)
-            queue += [(o.to, x) for x in nodes[o.to].router.receive(o.data, now)]
+            router = nodes[o.to].router
+            queue += [(o.to, x) for x in settle(router, router.receive(o.data, now), now)]
         now += 0.05
         for n in nodes.values():
-            queue += [(n.me, x) for x in n.router.tick(now)]
+            queue += [(n.me, x) for x in settle(n.router, n.router.tick(now), now)]
         if all(s.done for n in nodes.values() for s in n.sessions) and not queue:
             return
 
@@ -345,12 +354,14 @@ def test_router_never_raises_and_honest_state_stays_valid(tmp_path: Path, keys: 
         for at, base in corpus:
             if at > now:
                 now = at
-                sent += mut.observe(victim.router.tick(now))
+                sent += mut.observe(settle(victim.router, victim.router.tick(now), now))
             for _ in range(PER_MESSAGE):
                 env = mut.envelope(base)
-                sent += mut.observe(victim.router.receive(env.to_bytes(), now))  # never raises
+                received = victim.router.receive(env.to_bytes(), now)  # never raises
+                sent += mut.observe(settle(victim.router, received, now))
                 cases += 1
-            sent += mut.observe(victim.router.receive(base.to_bytes(), now))
+            received = victim.router.receive(base.to_bytes(), now)
+            sent += mut.observe(settle(victim.router, received, now))
         for _ in range(NOISE):  # random payloads, signed, for any session and kind
             sender = rng.choice([2, 3])
             e = Envelope(
@@ -362,7 +373,7 @@ def test_router_never_raises_and_honest_state_stays_valid(tmp_path: Path, keys: 
                 rng.randrange(6),
                 rng.randbytes(rng.randint(0, 300)),
             ).sign(IDS[sender])
-            sent += victim.router.receive(e.to_bytes(), now)
+            sent += settle(victim.router, victim.router.receive(e.to_bytes(), now), now)
             cases += 1
         # Every nonce the victim consumed went into a share it sent (to a peer or itself).
         assert len(victim.store.nonce_uses()) == victim.shares_signed

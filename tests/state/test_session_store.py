@@ -64,8 +64,11 @@ def test_duplicate_nonce_id_refused(tmp_path: Path) -> None:
         store.put_nonce("n", b"s", b"3")  # not even after it was used
 
 
-@pytest.mark.parametrize("how", ["take", "discard"])
+@pytest.mark.parametrize("how", ["take", "take-crash", "discard"])
 def test_erased_nonce_ciphertext_is_in_neither_file(tmp_path: Path, how: str) -> None:
+    """A discard erases at once; a take once the node settles the store (after the share
+    made from the nonce is with its transport), or when the store next opens after a
+    crash in between."""
     store = SessionStore(tmp_path / "node.db", KEY)
     for i in range(20):  # neighbours on the same pages
         store.put_nonce(f"other{i}", b"sid2", bytes([i]) * 64)
@@ -76,6 +79,11 @@ def test_erased_nonce_ciphertext_is_in_neither_file(tmp_path: Path, how: str) ->
     assert any(sealed in f.read_bytes() for f in files if f.exists())
     if how == "take":
         assert store.take_nonce("n1") == b"\x5a" * 64
+        store.settle()
+    elif how == "take-crash":
+        assert store.take_nonce("n1") == b"\x5a" * 64
+        store = SessionStore(tmp_path / "node.db", KEY)  # the first never settled or closed
+        assert store.take_nonce("n1") is None
     else:
         assert store.discard_session(b"sid") == 1
     # While the store is still open (a running node): the bytes are gone from disk.

@@ -48,6 +48,10 @@ MAX_SESSION_ID = 64
 MAX_MESSAGE = 64  # signing messages are 32-byte digests (Ed25519: up to a Solana message)
 MAX_SOLANA_MESSAGE = 1232
 MAX_TIMEOUT_S = 3600.0
+MAX_WAIT_S = 30.0  # GetResult's wait_s
+# GetResult calls that may wait at once; the others answer at once, so waiting callers
+# never hold every thread of the control service (`grpc_transport.CONTROL_THREADS`).
+MAX_WAITERS = 2
 
 SCHEMES = {"bip340": pb.BIP340, "ed25519": pb.ED25519, "ecdsa": pb.ECDSA}
 _SUITES = {pb.BIP340: frost.Ciphersuite.SECP256K1_TR, pb.ED25519: frost.Ciphersuite.ED25519}
@@ -147,6 +151,7 @@ class ControlServicer:
         self.runner = runner
         self.authorize = authorize
         self.aux = aux
+        self._waiters = threading.BoundedSemaphore(MAX_WAITERS)
 
     def _abort(self, context: Any, code: grpc.StatusCode, detail: str) -> NoReturn:
         context.abort(code, detail)
@@ -338,9 +343,18 @@ class ControlServicer:
         self._admit(context)
         try:
             sid = _check_session_id(request.session_id)
+            wait = float(request.wait_s)
+            if not (math.isfinite(wait) and 0 <= wait <= MAX_WAIT_S):
+                raise BadRequest(f"wait_s must be in [0, {MAX_WAIT_S:g}] seconds")
         except BadRequest as err:
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        result = self.runner.call(lambda node, _now: node.result(sid))
+        if wait > 0 and self._waiters.acquire(blocking=False):
+            try:
+                result = self.runner.wait_finished(sid, wait)
+            finally:
+                self._waiters.release()
+        else:
+            result = self.runner.call(lambda node, _now: node.result(sid))
         if result is None:
             self._abort(context, grpc.StatusCode.NOT_FOUND, "no such session on this member")
         return pb.SessionResult(
@@ -465,9 +479,12 @@ class ControlClient:
     def close(self) -> None:
         self.channel.close()
 
-    def _call(self, method: str, request: Any) -> Any:
+    def _call(self, method: str, request: Any, wait: float = 0.0) -> Any:
+        """`wait`: how long the member may hold the call before answering (out-of-range
+        values are the member's to refuse)."""
+        extra = min(wait, MAX_WAIT_S) if math.isfinite(wait) and wait > 0 else 0.0
         try:
-            return self._methods[method](request, timeout=self.timeout)
+            return self._methods[method](request, timeout=self.timeout + extra)
         except grpc.RpcError as err:
             code = err.code().name if err.code() is not None else "UNKNOWN"
             raise ControlError(code, err.details() or "no detail") from None
@@ -543,8 +560,10 @@ class ControlClient:
             ),
         )
 
-    def get_result(self, session_id: bytes) -> SessionResult:
-        r = self._call("GetResult", pb.GetResultRequest(session_id=session_id))
+    def get_result(self, session_id: bytes, wait: float = 0.0) -> SessionResult:
+        """How the session stands; with `wait` (seconds, at most `MAX_WAIT_S`), once it has
+        ended or `wait` has passed (a member with too many waiting callers answers at once)."""
+        r = self._call("GetResult", pb.GetResultRequest(session_id=session_id, wait_s=wait), wait)
         if r.status not in _STATUS_BACK:
             raise ControlError("INVALID", "the member reported no status")
         try:

@@ -46,6 +46,7 @@ log = logging.getLogger("synod.node.transport")
 
 LINK_METHOD = "/synod.node.peer.Peer/Link"
 FRAME_OVERHEAD = 64  # protobuf framing around an envelope
+CONTROL_THREADS = 4  # threads that run the services' (blocking) handlers
 
 
 class Drop(enum.StrEnum):
@@ -301,7 +302,9 @@ class GrpcTransport:
             if peer.outbox:
                 peer.wake.set()
         if self._services:
-            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="synod-control")
+            self._pool = ThreadPoolExecutor(
+                max_workers=CONTROL_THREADS, thread_name_prefix="synod-control"
+            )
         server = grpc.aio.server(
             options=[*self._options(), ("grpc.max_concurrent_streams", 4 * len(self._peers) + 16)],
             migration_thread_pool=self._pool,

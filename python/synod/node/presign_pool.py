@@ -77,6 +77,7 @@ class PresignatureStore(Protocol):
     def fresh_presignatures(self, key_id: str) -> list[tuple[str, tuple[int, ...]]]: ...
     def fresh_presignature_counts(self) -> dict[str, int]: ...
     def discard_presignatures(self, key_id: str, older_than: float | None = None) -> int: ...
+    def settle(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,9 @@ class PresignPool:
         except StoreError as err:  # a damaged row here: gone either way, sign interactively
             log.warning("presignature %s unusable: %s", presignature_id[:12], err)
             return None
+
+    def settle(self) -> None:
+        self.store.settle()
 
     # -- levels ------------------------------------------------------------------------
     def levels(self) -> dict[str, int]:

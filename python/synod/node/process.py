@@ -19,6 +19,7 @@ import logging
 import os
 import queue
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ SESSION_DB = "sessions.sqlite"
 STORAGE_KEY_ID = "session-store"
 TICK = 0.05
 STATUS_EVERY = 0.5
+SWITCH_INTERVAL_S = 0.001  # the GIL's switch interval in a member process
 
 
 def storage_key(material: NodeMaterial) -> bytes:
@@ -141,6 +143,12 @@ def run_node(
     stop = _Stop()
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     store = SessionStore(directory / SESSION_DB, storage_key(material))
+    # A member's threads (peer links, control calls, the node's own) share the GIL: one
+    # that wakes for a message should not wait out CPython's default 5 ms switch interval
+    # while another computes (measured: pooled ECDSA p50 on the loopback cluster 20.7 ms
+    # -> 17.5 ms). Restored on return.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     transport = GrpcTransport(material.manifest, material.member_id, material.tls, limits)
     shares = KeystoreShares(material.keystore, material.manifest.epoch)
     factory = fault_factory(fault)
@@ -219,6 +227,7 @@ def run_node(
             (directory / PID_FILE).unlink(missing_ok=True)
         for sig, old in previous.items():
             signal.signal(sig, old)
+        sys.setswitchinterval(switch_interval)
     status.state = "stopped"
     status.write(directory)
     log.info("member %d stopped", material.member_id)

@@ -5,7 +5,9 @@ the periodic tick, a control call (`call`) — is a job on the runner's bounded 
 run in order on the runner's thread. The node stays single-threaded and sans-I/O,
 and the Rust CGGMP sessions, which must live on the thread that made them, do. A
 full inbox drops the envelope (counted in `counters`); a control call waits for its
-answer with a deadline.
+answer with a deadline. `wait_finished` lets a control call wait, bounded, for a session
+to end: the runner checks its watches after every job, so the caller hears of the end
+without polling.
 
 The runner also holds what the control service needs beyond the node: the template
 check (the node's view of the ledger), this member's CGGMP aux info, and whether an
@@ -22,10 +24,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from synod.crypto import ecdsa
 from synod.node.presign_pool import PresignPool
+from synod.node.results import SessionResult
 from synod.node.signer_node import SignerNode
 from synod.node.templates import SignContext, TemplateCheck, signing_session_id
 from synod.node.transport import Clock
@@ -40,6 +44,15 @@ TICK_S = 0.05
 
 class RunnerStopped(RuntimeError):
     """The runner is not running (stopped, or never started)."""
+
+
+@dataclass
+class _Watch:
+    """A caller waiting for a session to end (owned by the runner's thread)."""
+
+    session_id: bytes
+    expires: float  # time.monotonic(): dropped unheard after this
+    ended: threading.Event = field(default_factory=threading.Event)
 
 
 class NodeRunner:
@@ -66,6 +79,7 @@ class NodeRunner:
         self._inbox: queue.Queue[Callable[[], None] | None] = queue.Queue(inbox)
         self._thread = threading.Thread(target=self._loop, name=f"node-{node.node_id}", daemon=True)
         self._running = False
+        self._watches: list[_Watch] = []  # bounded by the control service's waiters
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -92,15 +106,31 @@ class NodeRunner:
                 job = self._tick
             if job is None:
                 return
-            try:
-                job()
-            except Exception:  # a failed job must not stop the member
-                self.counters["job_error"] += 1
-                log.exception("node %d: a job failed", self.node.node_id)
+            self._run(job)
             if time.monotonic() >= next_tick:
                 if job is not self._tick:
-                    self._tick()
+                    self._run(self._tick)
                 next_tick = time.monotonic() + self.tick_interval
+            if self._watches:
+                self._run(self._check_watches)
+
+    def _run(self, job: Callable[[], None]) -> None:
+        try:
+            job()
+        except Exception:  # a failed job (or tick) must not stop the member
+            self.counters["job_error"] += 1
+            log.exception("node %d: a job failed", self.node.node_id)
+
+    def _check_watches(self) -> None:
+        now = time.monotonic()
+        keep: list[_Watch] = []
+        for watch in self._watches:
+            result = self.node.result(watch.session_id)
+            if result is None or result.finished:
+                watch.ended.set()
+            elif now < watch.expires:
+                keep.append(watch)
+        self._watches = keep
 
     def _close(self) -> None:
         self.node.close()
@@ -138,6 +168,22 @@ class NodeRunner:
 
         self._inbox.put(job, timeout=timeout)
         return future.result(timeout)
+
+    def wait_finished(self, session_id: bytes, timeout: float) -> SessionResult | None:
+        """The session's result once it has ended, or as it stands after `timeout` seconds
+        (None: no such session). Blocks the calling thread, never the runner's."""
+        watch = _Watch(session_id, time.monotonic() + timeout)
+
+        def begin(node: SignerNode, _now: float) -> bool:
+            result = node.result(session_id)
+            if result is None or result.finished:
+                return True
+            self._watches.append(watch)
+            return False
+
+        if not self.call(begin, timeout):
+            watch.ended.wait(timeout)
+        return self.call(lambda node, _now: node.result(session_id), timeout)
 
     # -- template binding ------------------------------------------------------------
     def validator(self, context: SignContext | None, message: bytes) -> TemplateValidator:

@@ -112,7 +112,7 @@ class SignerNode:
             self.router.counters["handler_error"] += 1
             log.exception("node %d: a session failed on an inbound message", self.node_id)
             return
-        self._send(out)
+        self._send(out, now)
 
     def on_tick(self, now: float) -> None:
         self._now = now
@@ -121,7 +121,7 @@ class SignerNode:
             if not self._results[sid].finished:
                 out += turns.tick(self.router, now)
         out += self.router.tick(now)
-        self._send(out)
+        self._send(out, now)
         self._expire(now)
 
     # -- begin ----------------------------------------------------------------------
@@ -171,7 +171,7 @@ class SignerNode:
         )
         self.attach(signer, SIGNER_KINDS, now)
         # the first aggregator opens its turn now rather than on the next tick
-        self._send(self._turns[session_id].tick(self.router, now))
+        self._send(self._turns[session_id].tick(self.router, now), now)
 
     def start_ecdsa_signing(
         self,
@@ -346,7 +346,7 @@ class SignerNode:
 
     def send(self, session: Session, sends: list[Send], now: float) -> None:
         """Send what a registered session wants sent outside its own start and receive."""
-        self._send(self.router.send(session, sends, now))
+        self._send(self.router.send(session, sends, now), now)
 
     def attach(
         self, session: Session, kinds: Iterable[str], now: float, private: Iterable[str] = ()
@@ -354,7 +354,7 @@ class SignerNode:
         """Register a session with the router and send what it starts with (also the way a
         harness runs a session the `start_*` methods do not cover)."""
         self._now = now
-        self._send(self.router.register(session, kinds, now, private_kinds=private))
+        self._send(self.router.register(session, kinds, now, private_kinds=private), now)
 
     def close(self) -> None:
         """Shut down: close every session (a node process calls this on its own thread, so
@@ -516,6 +516,22 @@ class SignerNode:
         self._turns.pop(session_id, None)
         self._sessions.pop(session_id, None)
 
-    def _send(self, out: list[Outbound]) -> None:
-        for o in out:
-            self.transport.send(o.to, o.data, o.kind)
+    def _send(self, out: list[Outbound], now: float) -> None:
+        """Hand envelopes to the transport, then deliver what this node sent itself (and
+        send what that produces), so that peers' envelopes never wait for this node's own
+        part of a round; then let the stores finish what the takes left (erasing used
+        nonces and presignatures from disk), which nothing in flight waits for."""
+        while True:
+            for o in out:
+                self.transport.send(o.to, o.data, o.kind)
+            if not self.router.local_pending:
+                break
+            try:
+                out = self.router.deliver_local(now)
+            except Exception:  # as for a peer's message: counted, the node carries on
+                self.router.counters["handler_error"] += 1
+                log.exception("node %d: a session failed on its own message", self.node_id)
+                break
+        self.nonces.settle()
+        if self.presignatures is not None:
+            self.presignatures.settle()

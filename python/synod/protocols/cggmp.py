@@ -54,7 +54,12 @@ class PresignatureSource(Protocol):
         ...
 
     def take(self, presignature_id: str) -> ecdsa.Presignature | None:
-        """Take it out for good (erased before this returns); None if not fresh here."""
+        """Take it out for good (erased from the store before this returns, from disk by
+        `settle`); None if not fresh here."""
+        ...
+
+    def settle(self) -> None:
+        """Finish what takes left to do off the critical path (see `NonceStore.settle`)."""
         ...
 
 

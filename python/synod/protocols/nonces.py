@@ -8,7 +8,10 @@ any object that keeps the same promises:
   leaves a node whose nonces a crash could lose and regenerate;
 - `take_nonce` hands out a nonce at most once, ever (None when unknown, used or
   discarded);
-- `discard_session` retires every fresh nonce of a session.
+- `discard_session` retires every fresh nonce of a session;
+- `settle` finishes, off the critical path, what takes left to do (erasing the used
+  ciphertexts from disk); the node calls it once the shares made from them are with
+  its transport.
 """
 
 from __future__ import annotations
@@ -22,3 +25,5 @@ class NonceStore(Protocol):
     def take_nonce(self, nonce_id: str) -> bytes | None: ...
 
     def discard_session(self, session_id: bytes) -> int: ...
+
+    def settle(self) -> None: ...

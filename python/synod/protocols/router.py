@@ -8,7 +8,9 @@ session this node has not opened yet is buffered (bounded in entries and bytes,
 per peer and in total: `Limits`) and replayed when the session is registered; a
 session buffers messages for rounds it has not reached.
 Outbound `Send`s become signed envelopes; private payloads are sealed to their
-recipient. Messages a node sends to itself are delivered locally.
+recipient. Messages a node sends to itself are queued and delivered by `deliver_local`,
+which the node calls after handing its peers' envelopes to the transport, so that its own
+part of a round (persisting a nonce, taking a presignature) never delays its peers'.
 
 The `now` a node passes in is its wall clock (Unix seconds; the simulator's shared virtual
 clock in tests): it stamps outgoing envelopes and judges incoming ones against the replay
@@ -109,6 +111,7 @@ class Router:
         # Without an observer the last `EVENT_BACKLOG` events are kept (peers cause events).
         self.events: deque[tuple[bytes, Event]] = deque(maxlen=EVENT_BACKLOG)
         self.on_event: Callable[[bytes, Event], None] | None = None
+        self._local: deque[bytes] = deque()  # envelopes to this node, for `deliver_local`
 
     # -- sessions ------------------------------------------------------------
     def register(
@@ -132,6 +135,18 @@ class Router:
     def send(self, session: Session, sends: list[Send], now: float) -> list[Outbound]:
         """Turn a session's sends into envelopes outside of `start` and `receive`."""
         return self._outbound(session, sends, now)
+
+    @property
+    def local_pending(self) -> bool:
+        return bool(self._local)
+
+    def deliver_local(self, now: float) -> list[Outbound]:
+        """Deliver the envelopes this node sent itself so far (through the same checks as a
+        peer's); what that sends to peers is returned, what it sends to itself is queued."""
+        out: list[Outbound] = []
+        for _ in range(len(self._local)):
+            out += self.receive(self._local.popleft(), now)
+        return out
 
     def close(self, session_id: bytes) -> None:
         self._sessions.pop(session_id, None)
@@ -269,7 +284,8 @@ class Router:
 
     def _route(self, env: Envelope, to: int, now: float) -> list[Outbound]:
         if to == self.me:
-            return self.receive(env.to_bytes(), now)
+            self._local.append(env.to_bytes())
+            return []
         return [Outbound(to, env.to_bytes(), env.kind)]
 
     def _collect(self, session: Session) -> None:

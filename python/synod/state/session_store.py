@@ -5,9 +5,12 @@ Rules it enforces (seed 000 §7, §12):
 - a nonce is written (encrypted) and committed to disk *before* its commitment
   may leave the node — `put_nonce` returns only after the commit;
 - a nonce is consumed at most once — `take_nonce` marks it used and erases the
-  ciphertext in one transaction before returning it, so a crash after the take
-  loses the nonce instead of offering it again; with `secure_delete` and a WAL
-  checkpoint after each take, the erased ciphertext is in neither file on disk;
+  ciphertext in one durable transaction before returning it, so a crash after the
+  take loses the nonce instead of offering it again; with `secure_delete` and a WAL
+  checkpoint, the erased ciphertext is then in neither file on disk. The checkpoint
+  runs in `settle`, which the node calls as soon as the share made from the nonce is
+  with its transport (so it is not on the share's way out), and when the store opens
+  (a crash in between);
 - every take is logged, so tests can prove that no nonce was ever used twice;
 - a CGGMP presignature is kept the same way: moved in (the object is used up), taken out
   once by id, its ciphertext erased in the same transaction, before any partial signature
@@ -107,8 +110,18 @@ class SessionStore:
             storage_key
         )
         self._aead = ChaCha20Poly1305(key)
+        self._unsettled = False  # a take's erased ciphertext may still be on disk
+        self._scrub()  # what a crash between a take and its `settle` left behind
+
+    def settle(self) -> None:
+        """Erase from disk the ciphertexts the takes since the last call erased from the
+        database (a WAL checkpoint); nothing to do if there were none."""
+        if self._unsettled:
+            self._scrub()
+            self._unsettled = False
 
     def close(self) -> None:
+        self.settle()
         if self._seen_db is not self._db:
             self._seen_db.close()
         self._db.close()
@@ -154,7 +167,7 @@ class SessionStore:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        self._scrub()
+        self._unsettled = True
         return self._open("nonce:" + nonce_id, row[0])
 
     def _scrub(self) -> None:
@@ -225,8 +238,9 @@ class SessionStore:
             raise StoreError(f"presignature id {presignature_id!r} already exists") from None
 
     def take_presignature(self, presignature_id: str) -> ecdsa.Presignature | None:
-        """Take a fresh presignature out exactly once (erased in the same transaction);
-        None if unknown, taken or discarded. Sign with it only after this returns."""
+        """Take a fresh presignature out exactly once (erased in the same transaction, from
+        disk by `settle`); None if unknown, taken or discarded. Sign with it only after this
+        returns."""
         cur = self._db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
@@ -245,7 +259,7 @@ class SessionStore:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        self._scrub()
+        self._unsettled = True
         return ecdsa._presignature_from_store(self._open("presignature:" + presignature_id, row[0]))
 
     def fresh_presignature_ids(self, key_id: str) -> list[str]:

@@ -122,10 +122,12 @@ class StartAuxInfoRequest(_message.Message):
     def __init__(self, session_id: _Optional[bytes] = ..., participants: _Optional[_Iterable[int]] = ..., timeout_s: _Optional[float] = ...) -> None: ...
 
 class GetResultRequest(_message.Message):
-    __slots__ = ("session_id",)
+    __slots__ = ("session_id", "wait_s")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    WAIT_S_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
-    def __init__(self, session_id: _Optional[bytes] = ...) -> None: ...
+    wait_s: float
+    def __init__(self, session_id: _Optional[bytes] = ..., wait_s: _Optional[float] = ...) -> None: ...
 
 class SessionResult(_message.Message):
     __slots__ = ("session_id", "kind", "key_id", "status", "signature", "public_key", "signers", "culprits", "sub_sessions", "aggregator", "reason", "output_key")
