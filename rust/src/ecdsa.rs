@@ -544,6 +544,36 @@ impl<M: Serialize + DeserializeOwned + 'static> Session for Driver<M> {
     }
 }
 
+/// A value that must stay on its thread (a CGGMP state machine: why `EcdsaSession` is
+/// `unsendable`), carried into `Python::allow_threads` and back.
+///
+/// `allow_threads` runs its closure on the calling thread; it only lets the process's other
+/// Python threads run meanwhile. So such a value may be used inside it, which this wrapper
+/// tells the compiler. What it carries must not touch a Python object.
+struct OnThisThread<T>(T);
+
+// SAFETY: only ever moved into a closure that `allow_threads` runs on the same thread
+// (`without_gil`), so the value never reaches another thread.
+unsafe impl<T> Send for OnThisThread<T> {}
+
+impl<T> OnThisThread<T> {
+    fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+/// `f(value)` with the GIL released, on this thread: a protocol step takes up to seconds of
+/// CPU, and a member's peer links and control service run on other threads. `f` must not
+/// touch a Python object.
+fn without_gil<T, R>(py: Python<'_>, value: T, f: impl FnOnce(T) -> R) -> R {
+    let carried = OnThisThread((value, f));
+    py.allow_threads(move || {
+        let (value, f) = carried.into_inner();
+        OnThisThread(f(value))
+    })
+    .into_inner()
+}
+
 /// One party's run of a CGGMP21 protocol. Feed it `receive(...)`, drain `outgoing()`,
 /// read `output()` once `is_done()`. All indices are keygen indices.
 #[pyclass(unsendable, module = "synod._core")]
@@ -551,13 +581,37 @@ pub struct EcdsaSession {
     inner: Box<dyn Session>,
 }
 
+impl EcdsaSession {
+    /// A session whose first steps (up to the first message it waits for) have run.
+    fn started<M: Serialize + DeserializeOwned + 'static>(
+        py: Python<'_>,
+        machine: Machine<M>,
+        parties: Vec<u16>,
+        me: u16,
+    ) -> Self {
+        let inner = without_gil(py, machine, |machine| {
+            Box::new(Driver::start(machine, parties, me)) as Box<dyn Session>
+        });
+        EcdsaSession { inner }
+    }
+}
+
 #[pymethods]
 impl EcdsaSession {
     /// Deliver a message from `sender`; `broadcast` says whether it was sent to everyone.
     /// Raises `protocol` if the message is undecodable (naming the sender) or makes the
     /// protocol abort (naming whoever the crate blames).
-    fn receive(&mut self, sender: u16, broadcast: bool, msg: &[u8]) -> PyResult<()> {
-        crate::guarded(|| self.inner.receive(sender, broadcast, msg))
+    fn receive(
+        &mut self,
+        py: Python<'_>,
+        sender: u16,
+        broadcast: bool,
+        msg: &[u8],
+    ) -> PyResult<()> {
+        let inner = &mut *self.inner;
+        without_gil(py, inner, |inner| {
+            crate::guarded(|| inner.receive(sender, broadcast, msg))
+        })
     }
 
     /// Drain the messages produced so far: `(recipient or None for broadcast, bytes)`.
@@ -614,7 +668,13 @@ fn check_n(i: u16, n: u16) -> PyResult<()> {
 
 /// Start auxiliary info generation (Paillier keys + ring-Pedersen parameters) for party `i` of `n`.
 #[pyfunction]
-fn ecdsa_aux_info_session(eid: Vec<u8>, i: u16, n: u16, primes: &[u8]) -> PyResult<EcdsaSession> {
+fn ecdsa_aux_info_session(
+    py: Python<'_>,
+    eid: Vec<u8>,
+    i: u16,
+    n: u16,
+    primes: &[u8],
+) -> PyResult<EcdsaSession> {
     crate::guarded(|| {
         check_n(i, n)?;
         let primes = load_primes(primes)?;
@@ -633,15 +693,19 @@ fn ecdsa_aux_info_session(eid: Vec<u8>, i: u16, n: u16, primes: &[u8]) -> PyResu
                     .and_then(|aux: AuxInfo<L>| json_output(&aux))
             }),
         );
-        Ok(EcdsaSession {
-            inner: Box::new(Driver::start(machine, all_parties(n), i)),
-        })
+        Ok(EcdsaSession::started(py, machine, all_parties(n), i))
     })
 }
 
 /// Start threshold DKG (`t`-of-`n`, HD-enabled so non-hardened BIP32 derivation works).
 #[pyfunction]
-fn ecdsa_keygen_session(eid: Vec<u8>, i: u16, n: u16, t: u16) -> PyResult<EcdsaSession> {
+fn ecdsa_keygen_session(
+    py: Python<'_>,
+    eid: Vec<u8>,
+    i: u16,
+    n: u16,
+    t: u16,
+) -> PyResult<EcdsaSession> {
     crate::guarded(|| {
         check_n(i, n)?;
         if !(2..=n).contains(&t) {
@@ -663,9 +727,7 @@ fn ecdsa_keygen_session(eid: Vec<u8>, i: u16, n: u16, t: u16) -> PyResult<EcdsaS
                     .and_then(|share: IncompleteKeyShare<E>| json_output(&share))
             }),
         );
-        Ok(EcdsaSession {
-            inner: Box::new(Driver::start(machine, all_parties(n), i)),
-        })
+        Ok(EcdsaSession::started(py, machine, all_parties(n), i))
     })
 }
 
@@ -728,6 +790,7 @@ fn epub_of(share: &KeyShare<E, L>) -> PyResult<ExtendedPublicKey<E>> {
 /// Start presignature generation among `signers` (keygen indices, exactly t of them, any order).
 #[pyfunction]
 fn ecdsa_presign_session(
+    py: Python<'_>,
     eid: Vec<u8>,
     key_share: &[u8],
     signers: Vec<u16>,
@@ -758,9 +821,7 @@ fn ecdsa_presign_session(
                     .map_err(Failure::from_error)
             }),
         );
-        Ok(EcdsaSession {
-            inner: Box::new(Driver::start(machine, parties, me)),
-        })
+        Ok(EcdsaSession::started(py, machine, parties, me))
     })
 }
 
@@ -768,6 +829,7 @@ fn ecdsa_presign_session(
 /// non-hardened derivation path. Output: 64-byte low-s `r || s`.
 #[pyfunction]
 fn ecdsa_sign_session(
+    py: Python<'_>,
     eid: Vec<u8>,
     key_share: &[u8],
     signers: Vec<u16>,
@@ -799,9 +861,7 @@ fn ecdsa_sign_session(
                     .map_err(Failure::from_error)
             }),
         );
-        Ok(EcdsaSession {
-            inner: Box::new(Driver::start(machine, parties, me)),
-        })
+        Ok(EcdsaSession::started(py, machine, parties, me))
     })
 }
 

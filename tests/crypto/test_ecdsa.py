@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import json
 import os
+import sys
+import threading
 from collections.abc import Callable
 
 import coincurve
@@ -524,3 +526,41 @@ if __name__ == "__main__":
         )
     else:
         sys.exit("usage: python -m tests.crypto.test_ecdsa primes|aux")
+
+
+def test_a_protocol_step_lets_other_threads_run(shares_2of3: list[KeyShare]) -> None:
+    """A CGGMP step takes up to seconds of CPU in a member, whose peer links and control
+    service run on other threads: the core releases the GIL for it (the session itself never
+    leaves its thread). Another thread must see the main thread inside a step."""
+    signers = [0, 1]
+    eid = os.urandom(32)
+    inside, seen, stop = False, [], threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.0002):
+            if inside:
+                seen.append(True)
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(10.0)  # the GIL changes hands only where a thread lets go of it
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        inside = True
+        sessions = [ecdsa.PresignSession(eid, shares_2of3[i], signers) for i in signers]
+        inside = False
+        queue = [(s.index, r, m) for s in sessions for r, m in s.outgoing()]
+        inside = True
+        while queue:  # every step, in the order a network would deliver them
+            sender, recipient, msg = queue.pop(0)
+            for s in sessions:
+                if s.index != sender and recipient in (None, s.index):
+                    s.receive(sender, recipient is None, msg)
+                    queue += [(s.index, r, m) for r, m in s.outgoing()]
+        inside = False
+    finally:
+        stop.set()
+        watcher.join()
+        sys.setswitchinterval(previous)
+    assert all(s.done for s in sessions)
+    assert seen, "no other thread ran during the protocol's steps"
