@@ -343,7 +343,7 @@ class ControlServicer:
         self._admit(context)
         try:
             sid = _check_session_id(request.session_id)
-            wait = float(request.wait_s)
+            wait = request.wait_s
             if not (math.isfinite(wait) and 0 <= wait <= MAX_WAIT_S):
                 raise BadRequest(f"wait_s must be in [0, {MAX_WAIT_S:g}] seconds")
         except BadRequest as err:

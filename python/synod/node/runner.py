@@ -174,15 +174,12 @@ class NodeRunner:
         (None: no such session). Blocks the calling thread, never the runner's."""
         watch = _Watch(session_id, time.monotonic() + timeout)
 
-        def begin(node: SignerNode, _now: float) -> bool:
-            result = node.result(session_id)
-            if result is None or result.finished:
-                return True
+        def begin(_node: SignerNode, _now: float) -> None:
             self._watches.append(watch)
-            return False
+            self._check_watches()  # it may have ended already
 
-        if not self.call(begin, timeout):
-            watch.ended.wait(timeout)
+        self.call(begin, timeout)
+        watch.ended.wait(timeout)
         return self.call(lambda node, _now: node.result(session_id), timeout)
 
     # -- template binding ------------------------------------------------------------
