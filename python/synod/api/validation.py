@@ -14,16 +14,8 @@ from synod.chains.bitcoin.address import Network, address_script
 from synod.chains.evm.address import parse_address as parse_evm
 from synod.chains.solana.address import parse_address as parse_solana
 from synod.chains.tron.address import parse_address as parse_tron
-from synod.state.transactions import CHAINS
+from synod.state.transactions import CHAINS, MAX_AMOUNT
 
-MAX_AMOUNT = {
-    "btc": 21_000_000 * 10**8,  # the supply cap, in satoshis
-    "eth": 2**256 - 1,  # uint256 wei / token units
-    "bnb": 2**256 - 1,
-    "trx": 2**63 - 1,  # int64 sun
-    "sol": 2**64 - 1,  # u64 lamports / token units
-}
-"""The largest amount, in base units, a transaction on each chain can carry."""
 _DIGITS = re.compile(r"[0-9]{1,80}")
 
 

@@ -82,6 +82,7 @@ class Code(IntEnum):
     UNAUTHORIZED = 2
     DUPLICATE = 3
     REJECTED = 4
+    FAILED = 5  # applying it raised an error that is not a refusal: undone, and logged
 
 
 class AttestStatus:
@@ -130,6 +131,7 @@ class LedgerApp:
         self._verified_bytes = 0
         self._verified_lock = threading.Lock()  # CheckTx and FinalizeBlock run on two threads
         self._pending: tuple[int, bytes] | None = None  # height, app hash awaiting commit
+        self._careful = True  # statements answered one by one (not pipelined)
 
     # ------------------------------------------------------------------ Info / InitChain
     def info(self) -> tuple[int, bytes]:
@@ -177,6 +179,9 @@ class LedgerApp:
             return Outcome(Code.UNAUTHORIZED, err.message)
         except E.Rejected as err:
             return Outcome(Code.MALFORMED, err.message)
+        except Exception as err:  # a decoder's bug must not stop the ledger
+            log.error("a transaction could not be decoded: %s", type(err).__name__)
+            return Outcome(Code.MALFORMED, "undecodable")
 
     def _authorized(self, raw: bytes) -> SignedTx:
         """Decoded and authorized, or the refusal. A pure function of the bytes and the
@@ -211,9 +216,7 @@ class LedgerApp:
         for raw in txs:
             if size + len(raw) > max_bytes:
                 break
-            try:
-                self._authorized(raw)
-            except E.Rejected:
+            if isinstance(self._admitted(raw), Outcome):
                 continue
             out.append(raw)
             size += len(raw)
@@ -227,31 +230,57 @@ class LedgerApp:
             if raw in seen:
                 return False
             seen.add(raw)
-            try:
-                self._authorized(raw)
-            except E.Rejected:
+            if isinstance(self._admitted(raw), Outcome):
                 return False
         return True
 
     # ------------------------------------------------------------------ FinalizeBlock / Commit
     def finalize_block(self, height: int, txs: list[bytes]) -> tuple[list[Outcome], bytes]:
-        """Apply the block in one database transaction (committed by `commit`)."""
+        """Apply the block in one database transaction (committed by `commit`).
+
+        On PostgreSQL the block's statements are pipelined (no round trip for each write), so
+        a statement's error surfaces later than the statement. Content cannot cause one (the
+        field limits keep every value storable), but should one surface anyway, the block is
+        rolled back and applied again statement by statement, where the error is charged to
+        the transaction that caused it, exactly as on SQLite."""
         self.abort()
         last_height, prev_hash = self._state()
         if height != last_height + 1:
             raise ValueError(f"block {height} after committed height {last_height}")
+        pipelined = isinstance(self.db, PostgresDatabase)
+        try:
+            block, outcomes, app_hash = self._apply_block(height, prev_hash, txs, pipelined)
+        except self.db.faults:
+            raise
+        except Exception as err:
+            if not pipelined:
+                raise
+            log.warning(
+                "block %d: an error surfaced in the pipeline (%s); applying it again "
+                "statement by statement",
+                height,
+                type(err).__name__,
+            )
+            block, outcomes, app_hash = self._apply_block(height, prev_hash, txs, False)
+        self._block, self._pending = block, (height, app_hash)
+        return outcomes, app_hash
+
+    def _apply_block(
+        self, height: int, prev_hash: bytes, txs: list[bytes], pipelined: bool
+    ) -> tuple[ExitStack, list[Outcome], bytes]:
         block = ExitStack()
         block.enter_context(self.db.transaction())
+        self._careful = not pipelined
         try:
-            if isinstance(self.db, PostgresDatabase):
-                block.enter_context(self.db.pipeline())  # no round trip for each write
+            if pipelined and isinstance(self.db, PostgresDatabase):
+                block.enter_context(self.db.pipeline())
             outcomes = [self._deliver(height, raw) for raw in txs]
             app_hash = self._hash(prev_hash, height, txs, outcomes)
+            self.db.sync()  # every statement answered: an error surfaces in this block
         except BaseException:
             block.__exit__(*sys.exc_info())
             raise
-        self._block, self._pending = block, (height, app_hash)
-        return outcomes, app_hash
+        return block, outcomes, app_hash
 
     def commit(self) -> int:
         """Make the finalized block durable with its height and app hash; returns the height."""
@@ -303,18 +332,34 @@ class LedgerApp:
         return self._savepoint(lambda: self._apply(stx.tx))
 
     def _savepoint(self, action: Any) -> Outcome:
-        """Run `action` so that a refusal undoes exactly its own writes."""
+        """Run `action` so that a refusal, or any error its content causes, undoes exactly its
+        own writes and becomes its outcome, the same on every replica. Only an error of the
+        store itself (`db.faults`: disk, connection, lock) escapes, and stops the node; in a
+        pipelined block any other error escapes too, and the block is applied again
+        statement by statement (`finalize_block`)."""
         self.db.execute("SAVEPOINT synod_tx")
         try:
             outcome: Outcome = action()
         except E.Rejected as err:
-            self.db.execute("ROLLBACK TO SAVEPOINT synod_tx")
-            outcome = Outcome(Code.REJECTED, str(err), _data(rejected=err.reason))
+            outcome = self._undo(Code.REJECTED, str(err), err.reason)
         except AssertionError as err:  # a ledger invariant: refuse, identically on every node
-            self.db.execute("ROLLBACK TO SAVEPOINT synod_tx")
-            outcome = Outcome(Code.REJECTED, f"invariant: {err}", _data(rejected="invariant"))
+            outcome = self._undo(Code.REJECTED, f"invariant: {err}", "invariant")
+        except self.db.faults:
+            raise
+        except Exception as err:  # content must never stop the ledger
+            if not self._careful:
+                raise
+            # The log and data are fixed text: the error's own message may differ between
+            # stores and versions, and the outcome is part of the app hash.
+            log.error("a transaction failed to apply and was undone: %s", type(err).__name__)
+            outcome = self._undo(Code.FAILED, "failed to apply", "failed")
         self.db.execute("RELEASE SAVEPOINT synod_tx")
         return outcome
+
+    def _undo(self, code: Code, message: str, reason: str) -> Outcome:
+        self.db.sync()  # pipelined: an earlier statement's error surfaces here, not later
+        self.db.execute("ROLLBACK TO SAVEPOINT synod_tx")
+        return Outcome(code, message, _data(rejected=reason))
 
     def _apply(self, tx: Tx) -> Outcome:
         receipt = self.ledger.apply(tx)

@@ -19,11 +19,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from synod.consensus.committee import ATTEST, Committee
 from synod.state.errors import MalformedTransaction
-from synod.state.transactions import Tx, parse_tx
+from synod.state.transactions import VERDICTS, Tx, parse_tx
 
 DOMAIN = b"synod/ledger-tx/v1"
 MAX_TX_BYTES = (1 << 20) + (1 << 16)  # a Signed body may carry 1 MiB of signatures
-VALID, FORGED = "valid", "forged"
+VALID, FORGED = VERDICTS
 MAX_DEPTH = 16  # a transaction nests 3 deep; JSON nested deeper is refused unparsed
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
@@ -53,15 +53,15 @@ class Attest(Tx):
     target: str  # the Requeue's tx id
     verdict: str  # VALID or FORGED
 
-    def validate(self) -> None:
-        if not isinstance(self.target, str) or len(self.target) != 64:
-            raise MalformedTransaction("target must be a transaction id (64 hex characters)")
+    def rules(self) -> None:
         try:
             bytes.fromhex(self.target)
         except ValueError:
-            raise MalformedTransaction("target must be hex") from None
-        if self.verdict not in (VALID, FORGED):
-            raise MalformedTransaction(f"verdict must be {VALID!r} or {FORGED!r}")
+            raise MalformedTransaction(
+                "target must be a transaction id (64 hex characters)"
+            ) from None
+        if len(self.target) != 64:
+            raise MalformedTransaction("target must be a transaction id (64 hex characters)")
 
 
 class Unauthorized(MalformedTransaction):
@@ -70,7 +70,8 @@ class Unauthorized(MalformedTransaction):
     reason = "unauthorized"
 
 
-def _message(chain_id: str, signer: str, body: bytes) -> bytes:
+def signing_message(chain_id: str, signer: str, body: bytes) -> bytes:
+    """The bytes a submitter signs: the domain, the chain, the signer and the canonical body."""
     return b"\0".join((DOMAIN, chain_id.encode(), signer.encode(), body))
 
 
@@ -93,7 +94,7 @@ class SignedTx:
     @classmethod
     def sign(cls, tx: Tx, signer: str, key: Ed25519PrivateKey, chain_id: str) -> SignedTx:
         tx.validate()
-        return cls(signer, tx, key.sign(_message(chain_id, signer, tx.canonical())))
+        return cls(signer, tx, key.sign(signing_message(chain_id, signer, tx.canonical())))
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -135,7 +136,8 @@ class SignedTx:
             raise Unauthorized(f"{self.signer} is not in the committee")
         try:
             Ed25519PublicKey.from_public_bytes(key).verify(
-                self.signature, _message(committee.chain_id, self.signer, self.tx.canonical())
+                self.signature,
+                signing_message(committee.chain_id, self.signer, self.tx.canonical()),
             )
         except InvalidSignature:
             raise Unauthorized(f"bad signature by {self.signer}") from None
@@ -145,4 +147,4 @@ class SignedTx:
     @property
     def member(self) -> int | None:
         role, _, name = self.signer.partition(":")
-        return int(name) if role == "member" and name.isdigit() else None
+        return int(name) if role == "member" and name.isascii() and name.isdigit() else None

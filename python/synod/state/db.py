@@ -208,6 +208,13 @@ class SqliteDatabase(_Transactional):
 
     backend = "sqlite"
     BEGIN = "BEGIN IMMEDIATE"
+    faults: tuple[type[Exception], ...] = (
+        sqlite3.OperationalError,
+        sqlite3.InternalError,
+        MemoryError,
+    )
+    """Errors of the store itself (disk, lock, a closed connection, memory), never of what a
+    transaction carries: a replica stops on these instead of recording an outcome."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -226,6 +233,9 @@ class SqliteDatabase(_Transactional):
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return list(self._conn.execute(sql, tuple(params)).fetchall())
 
+    def sync(self) -> None:
+        """SQLite runs each statement when it is given: nothing is waiting."""
+
     def close(self) -> None:
         self._conn.close()
 
@@ -239,7 +249,15 @@ class PostgresDatabase(_Transactional):
     def __init__(self, dsn: str) -> None:
         import psycopg
 
+        self.faults: tuple[type[Exception], ...] = (
+            psycopg.OperationalError,
+            psycopg.InterfaceError,
+            psycopg.errors.InternalError,
+            MemoryError,
+        )
+        """As `SqliteDatabase.faults`."""
         self._conn = psycopg.connect(dsn, autocommit=True)
+        self._pipeline: Any = None
         migrate(self)
 
     def _raw(self, statement: str) -> None:
@@ -253,11 +271,22 @@ class PostgresDatabase(_Transactional):
         cur = self._conn.execute(sql.replace("?", "%s"), tuple(params))
         return list(cur.fetchall())
 
-    def pipeline(self) -> Any:
+    @contextmanager
+    def pipeline(self) -> Iterator[None]:
         """Pipeline mode for a batch inside an open transaction: writes are sent without
         waiting for their answers (`execute` then returns -1), a query waits for everything
-        before it. Errors surface at the next query or at the end of the batch."""
-        return self._conn.pipeline()
+        before it. Errors surface at the next query, at `sync`, or at the end of the batch."""
+        with self._conn.pipeline() as pipeline:
+            self._pipeline = pipeline
+            try:
+                yield
+            finally:
+                self._pipeline = None
+
+    def sync(self) -> None:
+        """Inside `pipeline`: wait for every statement sent so far, raising its error here."""
+        if self._pipeline is not None:
+            self._pipeline.sync()
 
     def close(self) -> None:
         self._conn.close()

@@ -25,55 +25,232 @@ contracts), FROST Ed25519 (Solana), CGGMP ECDSA (EVM in EOA mode, TRON)."""
 
 _DIGITS = re.compile(r"[0-9]{1,78}")
 """A decimal string: ASCII digits only (int() would also read '٥٠' or '²'), at most 78."""
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+"""An identifier: printable ASCII, no spaces (ids, hashes, assets, hex scripts)."""
 
 
 def _is_decimal(value: str) -> bool:
     return _DIGITS.fullmatch(value) is not None
 
 
-def _amount(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise MalformedTransaction(f"{name} must be an integer (or a decimal string)")
-    if isinstance(value, str) and not _is_decimal(value):
-        raise MalformedTransaction(f"{name} must be an integer, got {value!r}")
-    n = int(value)
-    if n <= 0:
-        raise MalformedTransaction(f"{name} must be positive, got {n}")
-    return n
+# ---------------------------------------------------------------------------------------------
+# Field limits: one table for every transaction kind
+#
+# Every field of every ledger transaction has an explicit range or length here, checked when a
+# transaction is parsed (CheckTx, ProcessProposal) and again by `Ledger.apply` when its block is
+# applied. The ranges keep every value inside what both stores hold (SQLite INTEGER and
+# PostgreSQL BIGINT are signed 64-bit; neither may get a NUL or an unpaired surrogate in TEXT),
+# so no transaction's content can make a block fail to apply on one replica and not another.
+# ---------------------------------------------------------------------------------------------
+
+MAX_COUNT = 2**31 - 1
+"""Attempts, batches and epochs: far above any real count."""
+MAX_HEIGHT = 2**48
+"""Block heights and slots (Solana's slot grows by 2.5 a second: 3,500 years of headroom)."""
+MAX_TIME_MS = 2**48
+"""Unix milliseconds (the year 10889)."""
+MAX_AMOUNT = {
+    "btc": 21_000_000 * 10**8,  # the supply cap, in satoshis
+    "eth": 2**256 - 1,  # uint256 wei / token units
+    "bnb": 2**256 - 1,
+    "trx": 2**63 - 1,  # int64 sun
+    "sol": 2**64 - 1,  # u64 lamports / token units
+}
+"""The largest amount, in base units, a transaction on each chain can carry."""
+VERDICTS = ("valid", "forged")
+"""A member's verdicts on a pending proof (`synod.consensus.signed.Attest`)."""
+MAX_MEMBER = 65535
+MAX_MEMBERS = 10_000
+MAX_OUTPOINTS = 4096
 
 
-def _text(name: str, value: Any, max_len: int = 256) -> str:
-    if not isinstance(value, str) or not value or len(value) > max_len:
-        raise MalformedTransaction(
-            f"{name} must be a non-empty string of at most {max_len} characters"
-        )
-    return value
+class Limit:
+    """A field's allowed values; `check` raises `MalformedTransaction` naming the field."""
+
+    def check(self, name: str, value: Any) -> None:
+        raise NotImplementedError
 
 
-def _count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise MalformedTransaction(f"{name} must be a non-negative integer")
-    return value
+@dataclass(frozen=True)
+class Int(Limit):
+    low: int
+    high: int
+
+    def check(self, name: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MalformedTransaction(f"{name} must be an integer")
+        if not self.low <= value <= self.high:
+            raise MalformedTransaction(f"{name} must be within {self.low}..{self.high}")
+
+
+@dataclass(frozen=True)
+class Text(Limit):
+    """A string of `min_len`..`max_len` characters; `token`: printable ASCII without spaces.
+    Any text must be storable as it is: valid UTF-8 (no unpaired surrogate) and no NUL."""
+
+    max_len: int
+    min_len: int = 1
+    token: bool = False
+
+    def check(self, name: str, value: Any) -> None:
+        if not isinstance(value, str) or not self.min_len <= len(value) <= self.max_len:
+            what = "a non-empty string" if self.min_len else "a string"
+            raise MalformedTransaction(
+                f"{name} must be {what} of at most {self.max_len} characters"
+            )
+        if self.token and value and _TOKEN.fullmatch(value) is None:
+            raise MalformedTransaction(f"{name} must be printable ASCII without spaces")
+        if "\0" in value or (not value.isascii() and not _utf8(value)):
+            raise MalformedTransaction(f"{name} must be text without NUL or unpaired surrogates")
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class OneOf(Limit):
+    choices: tuple[str, ...]
+
+    def check(self, name: str, value: Any) -> None:
+        if value not in self.choices:
+            raise MalformedTransaction(
+                f"unknown {name} {value!r:.20} (expected one of {', '.join(self.choices)})"
+            )
+
+
+@dataclass(frozen=True)
+class Flag(Limit):
+    def check(self, name: str, value: Any) -> None:
+        if not isinstance(value, bool):
+            raise MalformedTransaction(f"{name} must be true or false")
+
+
+@dataclass(frozen=True)
+class Members(Limit):
+    """Distinct member ids; `min_len` 0 allows none."""
+
+    min_len: int = 1
+
+    def check(self, name: str, value: Any) -> None:
+        if not isinstance(value, list | tuple) or not self.min_len <= len(value) <= MAX_MEMBERS:
+            raise MalformedTransaction(f"{name} must be a list of up to {MAX_MEMBERS} member ids")
+        for m in value:
+            if isinstance(m, bool) or not isinstance(m, int) or not 0 < m <= MAX_MEMBER:
+                raise MalformedTransaction(
+                    f"a member id is an integer in 1..{MAX_MEMBER}, not {m!r}"
+                )
+        if len(set(value)) != len(value):
+            raise MalformedTransaction(f"{name} must not repeat")
+
+
+@dataclass(frozen=True)
+class Outpoints(Limit):
+    def check(self, name: str, value: Any) -> None:
+        if not isinstance(value, list | tuple) or len(value) > MAX_OUTPOINTS:
+            raise MalformedTransaction(
+                f"{name} must be a list of up to {MAX_OUTPOINTS} 'txid:vout'"
+            )
+        for outpoint in value:
+            _outpoint(outpoint)
+
+
+@dataclass(frozen=True)
+class Keys(Limit):
+    """KeyReady's keys: each scheme to `{"mode": "reshare"|"fresh", "group_key", "proof"}`."""
+
+    def check(self, name: str, value: Any) -> None:
+        if not isinstance(value, dict) or not 1 <= len(value) <= len(SCHEMES):
+            raise MalformedTransaction(f"{name} must name at least one scheme")
+        for scheme, key in value.items():
+            if scheme not in SCHEMES:
+                raise MalformedTransaction(f"unknown scheme {scheme!r}")
+            if not isinstance(key, dict) or set(key) != {"mode", "group_key", "proof"}:
+                raise MalformedTransaction(f"{scheme}: a key has exactly mode, group_key, proof")
+            if key["mode"] not in ("reshare", "fresh"):
+                raise MalformedTransaction(f"{scheme}: mode must be 'reshare' or 'fresh'")
+            Text(200, token=True).check(f"{scheme}.group_key", key["group_key"])
+            Text(200, token=True).check(f"{scheme}.proof", key["proof"])
+
+
+@dataclass(frozen=True)
+class Addresses(Limit):
+    """KeyReady's addresses: each chain whose key changed to `{"address"[, "script"]}`."""
+
+    def check(self, name: str, value: Any) -> None:
+        if not isinstance(value, dict) or len(value) > len(CHAINS):
+            raise MalformedTransaction(f"{name} must map chains to their new address")
+        for chain, addr in value.items():
+            _chain(chain)
+            wanted = {"address", "script"} if chain == "btc" else {"address"}
+            if not isinstance(addr, dict) or set(addr) != wanted:
+                raise MalformedTransaction(f"{chain}: an address has exactly {sorted(wanted)}")
+            Text(128, token=True).check(f"{chain}.address", addr["address"])
+            if chain == "btc":
+                Text(200, token=True).check("btc.script", addr["script"])
+
+
+REASON = Text(1000)
+FIELD_LIMITS: dict[str, Limit] = {
+    "withdraw_id": Text(64, token=True),
+    "request_id": Text(256),
+    "attempt": Int(0, MAX_COUNT),
+    "chain": OneOf(tuple(CHAINS)),
+    "asset": Text(32, token=True),
+    "amount": Int(1, max(MAX_AMOUNT.values())),
+    "to": Text(128),
+    "ref": Text(256, token=True),
+    "height": Int(0, MAX_HEIGHT),
+    "script": Text(200, min_len=0, token=True),
+    "requested_at": Int(0, MAX_TIME_MS),
+    "at": Int(0, MAX_TIME_MS),
+    "session_id": Text(128, token=True),
+    "sign_context": Text(128, min_len=0, token=True),
+    "signature_ref": Text(1 << 20),  # one signature per Bitcoin input
+    "txid": Text(128, token=True),
+    "reason": REASON,
+    "unspendable_proof": Text(1 << 16, min_len=0),
+    "spent_outpoints": Outpoints(),
+    "nonce_spent": Flag(),
+    "members": Members(),
+    "culprits": Members(min_len=0),
+    "threshold": Int(1, MAX_MEMBERS),
+    "force": Flag(),
+    "epoch": Int(1, MAX_COUNT),
+    "keys": Keys(),
+    "addresses": Addresses(),
+    "batch": Int(0, MAX_COUNT),
+    "member": Int(1, MAX_MEMBER),
+    "evidence": Text(256),
+    "target": Text(64, token=True),
+    "verdict": OneOf(VERDICTS),
+}
+"""Every field name of every transaction kind, and its limit: a field name means one thing in
+every kind. A kind whose field is missing here fails at import (see `Tx.__init_subclass__`)."""
 
 
 def _outpoint(value: Any) -> str:
-    txid, _, vout = _text("outpoint", value, 80).partition(":")
-    if len(txid) != 64 or not _is_decimal(vout):
-        raise MalformedTransaction(f"an outpoint is 'txid:vout', not {value!r}")
+    txid, _, vout = (value if isinstance(value, str) else "").partition(":")
+    if len(txid) != 64 or not _is_decimal(vout) or len(vout) > 10:
+        raise MalformedTransaction(f"an outpoint is 'txid:vout', not {value!r:.100}")
+    Text(80, token=True).check("outpoint", value)
     return str(value)
 
 
-def _about(tx: Any) -> None:
-    """The fields every transaction about an existing withdrawal has."""
-    _text("withdraw_id", tx.withdraw_id, 64)
-    _count("attempt", tx.attempt)
-
-
 def _chain(value: Any) -> str:
-    chain = _text("chain", value, 8)
-    if chain not in CHAINS:
-        raise MalformedTransaction(f"unknown chain {chain!r} (expected one of {', '.join(CHAINS)})")
-    return chain
+    FIELD_LIMITS["chain"].check("chain", value)
+    return str(value)
+
+
+def _amount_fits(chain: str, amount: int) -> None:
+    if amount > MAX_AMOUNT[chain]:
+        raise MalformedTransaction(
+            f"amount exceeds the largest {chain} amount ({MAX_AMOUNT[chain]})"
+        )
 
 
 @dataclass(frozen=True)
@@ -90,8 +267,21 @@ class Tx:
     def tx_id(self) -> str:
         return hashlib.sha256(self.canonical()).hexdigest()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        unlimited = set(cls.__annotations__) - set(FIELD_LIMITS) - {"KIND"}
+        if unlimited:
+            raise TypeError(f"{cls.__name__}: no limit for {sorted(unlimited)} in FIELD_LIMITS")
+
     def validate(self) -> None:
-        """Field checks that need no state; raise `MalformedTransaction`."""
+        """Field checks that need no state (every field against `FIELD_LIMITS`, then the
+        kind's own `rules`); raise `MalformedTransaction`."""
+        for f in fields(self):
+            FIELD_LIMITS[f.name].check(f.name, getattr(self, f.name))
+        self.rules()
+
+    def rules(self) -> None:
+        """What the table cannot say: rules across fields (none by default)."""
 
 
 @dataclass(frozen=True)
@@ -102,22 +292,20 @@ class DepositCredit(Tx):
     chain: str
     asset: str
     amount: int
-    ref: str  # account chains: deposit tx hash (+ log index); Bitcoin: "txid:vout"
+    ref: str  # account chains: tx hash:index of the log/instruction in that tx; BTC: txid:vout
     height: int
     script: str = ""  # Bitcoin: the output's scriptPubKey (hex)
 
-    def validate(self) -> None:
-        _chain(self.chain)
-        _text("asset", self.asset, 32)
-        _amount("amount", self.amount)
-        _text("ref", self.ref)
-        if not isinstance(self.height, int) or self.height < 0:
-            raise MalformedTransaction("height must be a non-negative integer")
+    def rules(self) -> None:
+        _amount_fits(self.chain, self.amount)
         if self.chain == "btc":
             if self.asset != "BTC":
                 raise MalformedTransaction("Bitcoin deposits are in BTC")
             _outpoint(self.ref)
-            _text("script", self.script, 200)
+            if not self.script:
+                raise MalformedTransaction("a Bitcoin deposit needs the output's script")
+        elif self.script:
+            raise MalformedTransaction("only Bitcoin deposits carry a script")
 
 
 @dataclass(frozen=True)
@@ -140,13 +328,8 @@ class WithdrawRequest(Tx):
             del body["requested_at"]
         return body
 
-    def validate(self) -> None:
-        _text("request_id", self.request_id)
-        _chain(self.chain)
-        _text("asset", self.asset, 32)
-        _text("to", self.to, 128)
-        _amount("amount", self.amount)
-        _count("requested_at", self.requested_at)
+    def rules(self) -> None:
+        _amount_fits(self.chain, self.amount)
 
 
 @dataclass(frozen=True)
@@ -161,9 +344,6 @@ class Reserve(Tx):
     KIND: ClassVar[str] = "reserve"
     withdraw_id: str
     attempt: int = 0
-
-    def validate(self) -> None:
-        _about(self)
 
 
 @dataclass(frozen=True)
@@ -189,12 +369,6 @@ class StartSign(Tx):
             del body["sign_context"]
         return body
 
-    def validate(self) -> None:
-        _about(self)
-        _text("session_id", self.session_id, 128)
-        if self.sign_context:
-            _text("sign_context", self.sign_context, 128)
-
 
 @dataclass(frozen=True)
 class Signed(Tx):
@@ -204,11 +378,6 @@ class Signed(Tx):
     signature_ref: str
     attempt: int = 0
 
-    def validate(self) -> None:
-        _about(self)
-        _text("session_id", self.session_id, 128)
-        _text("signature_ref", self.signature_ref, 1 << 20)  # one signature per BTC input
-
 
 @dataclass(frozen=True)
 class Broadcast(Tx):
@@ -216,10 +385,6 @@ class Broadcast(Tx):
     withdraw_id: str
     txid: str
     attempt: int = 0
-
-    def validate(self) -> None:
-        _about(self)
-        _text("txid", self.txid, 128)
 
 
 @dataclass(frozen=True)
@@ -230,11 +395,6 @@ class Confirm(Tx):
     height: int
     attempt: int = 0
 
-    def validate(self) -> None:
-        _about(self)
-        _text("txid", self.txid, 128)
-        _count("height", self.height)
-
 
 @dataclass(frozen=True)
 class Fail(Tx):
@@ -244,10 +404,6 @@ class Fail(Tx):
     withdraw_id: str
     reason: str
     attempt: int = 0
-
-    def validate(self) -> None:
-        _about(self)
-        _text("reason", self.reason, 1000)
 
 
 @dataclass(frozen=True)
@@ -272,19 +428,9 @@ class Requeue(Tx):
     spent_outpoints: tuple[str, ...] = ()
     nonce_spent: bool = False
 
-    def validate(self) -> None:
-        _about(self)
-        _text("reason", self.reason, 1000)
-        if not isinstance(self.unspendable_proof, str) or len(self.unspendable_proof) > 1 << 16:
-            raise MalformedTransaction("unspendable_proof must be a string of at most 64 KiB")
-        if not isinstance(self.nonce_spent, bool) or (
-            self.nonce_spent and not self.unspendable_proof
-        ):
+    def rules(self) -> None:
+        if self.nonce_spent and not self.unspendable_proof:
             raise MalformedTransaction("nonce_spent needs the unspendable_proof that shows it")
-        if not isinstance(self.spent_outpoints, list | tuple):
-            raise MalformedTransaction("spent_outpoints must be a list of 'txid:vout'")
-        for outpoint in self.spent_outpoints:
-            _outpoint(outpoint)
         if self.spent_outpoints and not self.unspendable_proof:
             raise MalformedTransaction("spent_outpoints need the unspendable_proof that shows them")
 
@@ -299,27 +445,6 @@ class Cancel(Tx):
     reason: str
     attempt: int = 0
 
-    def validate(self) -> None:
-        _about(self)
-        _text("reason", self.reason, 1000)
-
-
-def _members(value: Any) -> tuple[int, ...]:
-    if not isinstance(value, list | tuple) or not value or len(value) > 10_000:
-        raise MalformedTransaction("members must be a non-empty list of member ids")
-    for m in value:
-        if isinstance(m, bool) or not isinstance(m, int) or not 0 < m < 1 << 16:
-            raise MalformedTransaction(f"a member id is an integer in 1..65535, not {m!r}")
-    if len(set(value)) != len(value):
-        raise MalformedTransaction("members must not repeat")
-    return tuple(value)
-
-
-def _epoch(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise MalformedTransaction("epoch must be a positive integer")
-    return value
-
 
 @dataclass(frozen=True)
 class SignerSetUpdate(Tx):
@@ -333,17 +458,11 @@ class SignerSetUpdate(Tx):
     reason: str
     force: bool = False
 
-    def validate(self) -> None:
-        members = _members(self.members)
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, int):
-            raise MalformedTransaction("threshold must be an integer")
-        if not 1 <= self.threshold <= len(members):
+    def rules(self) -> None:
+        if not self.threshold <= len(self.members):
             raise MalformedTransaction(
-                f"threshold must be within 1..{len(members)}, got {self.threshold}"
+                f"threshold must be within 1..{len(self.members)}, got {self.threshold}"
             )
-        _text("reason", self.reason, 1000)
-        if not isinstance(self.force, bool):
-            raise MalformedTransaction("force must be true or false")
 
 
 @dataclass(frozen=True)
@@ -354,11 +473,6 @@ class KeygenStart(Tx):
     epoch: int
     session_id: str
     attempt: int = 0
-
-    def validate(self) -> None:
-        _epoch(self.epoch)
-        _count("attempt", self.attempt)
-        _text("session_id", self.session_id, 128)
 
 
 @dataclass(frozen=True)
@@ -371,13 +485,6 @@ class KeygenFailed(Tx):
     reason: str
     culprits: tuple[int, ...] = ()
     attempt: int = 0
-
-    def validate(self) -> None:
-        _epoch(self.epoch)
-        _count("attempt", self.attempt)
-        _text("reason", self.reason, 1000)
-        if self.culprits:
-            _members(self.culprits)
 
 
 @dataclass(frozen=True)
@@ -397,31 +504,6 @@ class KeyReady(Tx):
     attempt: int = 0
     culprits: tuple[int, ...] = ()
 
-    def validate(self) -> None:
-        _epoch(self.epoch)
-        _count("attempt", self.attempt)
-        _count("at", self.at)
-        if self.culprits:
-            _members(self.culprits)
-        if not isinstance(self.keys, dict) or not self.keys:
-            raise MalformedTransaction("keys must name at least one scheme")
-        for scheme, key in self.keys.items():
-            if scheme not in SCHEMES:
-                raise MalformedTransaction(f"unknown scheme {scheme!r}")
-            if not isinstance(key, dict) or key.get("mode") not in ("reshare", "fresh"):
-                raise MalformedTransaction(f"{scheme}: mode must be 'reshare' or 'fresh'")
-            _text(f"{scheme}.group_key", key.get("group_key"), 200)
-            _text(f"{scheme}.proof", key.get("proof"), 200)
-        if not isinstance(self.addresses, dict):
-            raise MalformedTransaction("addresses must map chains to their new address")
-        for chain, addr in self.addresses.items():
-            _chain(chain)
-            if not isinstance(addr, dict):
-                raise MalformedTransaction(f"{chain}: address must be an object")
-            _text(f"{chain}.address", addr.get("address"), 128)
-            if chain == "btc":
-                _text("btc.script", addr.get("script"), 200)
-
 
 @dataclass(frozen=True)
 class MigrationStart(Tx):
@@ -430,9 +512,6 @@ class MigrationStart(Tx):
 
     KIND: ClassVar[str] = "migration_start"
     epoch: int
-
-    def validate(self) -> None:
-        _epoch(self.epoch)
 
 
 @dataclass(frozen=True)
@@ -447,12 +526,6 @@ class MigrationRequest(Tx):
     asset: str
     batch: int = 0
 
-    def validate(self) -> None:
-        _epoch(self.epoch)
-        _chain(self.chain)
-        _text("asset", self.asset, 32)
-        _count("batch", self.batch)
-
 
 @dataclass(frozen=True)
 class MigrationsDone(Tx):
@@ -460,9 +533,6 @@ class MigrationsDone(Tx):
 
     KIND: ClassVar[str] = "migrations_done"
     epoch: int
-
-    def validate(self) -> None:
-        _epoch(self.epoch)
 
 
 @dataclass(frozen=True)
@@ -473,10 +543,6 @@ class Activate(Tx):
     epoch: int
     at: int
 
-    def validate(self) -> None:
-        _epoch(self.epoch)
-        _count("at", self.at)
-
 
 @dataclass(frozen=True)
 class Strike(Tx):
@@ -486,11 +552,6 @@ class Strike(Tx):
     member: int
     reason: str
     evidence: str
-
-    def validate(self) -> None:
-        _members((self.member,))
-        _text("reason", self.reason, 1000)
-        _text("evidence", self.evidence, 256)
 
 
 TX_TYPES: dict[str, type[Tx]] = {
