@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_account import Account
 
 from synod.chains.evm.adapter import EthTesterBackend, JsonRpcBackend
 from synod.chains.evm.address import keccak256
 from synod.chains.evm.custody import bytes_word, selector, uint_word
-from synod.chains.evm.devchain import LocalEvm
+from synod.chains.evm.devchain import DEV_RELAYER_KEY, LocalEvm
 from synod.chains.evm.devnode import GethNode, GethUnavailable, start_geth
 from synod.runtime.consensus import LocalConsensus
 from synod.runtime.journal import Journal
@@ -27,12 +28,13 @@ from synod.runtime.watchers.evm import (
     EvmNode,
     Header,
     Log,
+    ReorgedWhileReading,
 )
 from synod.state.db import SqliteDatabase
 from synod.state.machine import Ledger
 from synod.state.watch_store import WatchStore
 
-from .conftest import ETHER, Evm, Group, deploy_custody, random_address
+from .conftest import ETHER, GWEI, Evm, Group, deploy_custody, random_address
 
 DEPTH = 3
 SUPPLY = 10**24
@@ -59,6 +61,9 @@ class Capped:
 
     def logs(self, number: int, addresses: list[str]) -> Sequence[Log]:
         return self.node.logs(number, addresses)
+
+    def transaction_logs(self, transaction_hash: str) -> Sequence[Log]:
+        return self.node.transaction_logs(transaction_hash)
 
 
 class Pipeline:
@@ -161,6 +166,76 @@ def test_py_evm_reorg_shallower_than_the_depth(group: Group, tmp_path: Path) -> 
         assert pipeline.watcher.stats.deep_reorgs == 0
     finally:
         pipeline.close()
+
+
+def transfer_data(to: str, amount: int) -> bytes:
+    return (
+        selector("transfer(address,uint256)")
+        + bytes_word(bytes.fromhex(to[2:]), 20)
+        + uint_word(amount)
+    )
+
+
+def test_py_evm_deposit_moved_by_a_deep_reorg_is_credited_once(
+    group: Group, tmp_path: Path
+) -> None:
+    """The same token deposit, mined first alone (log 0 of its block), then after a reorg
+    behind another transaction's log (log 1 of its block): one reference, one credit."""
+    evm = Evm()
+    custody = deploy_custody(evm, group.px, fund=0)
+    token = evm.deploy("TestToken", uint_word(SUPPLY))
+    depositor = Account.from_key(DEV_RELAYER_KEY)
+    evm.token_transfer(token, depositor.address, 5_000)
+    fields: dict[str, Any] = {"chainId": evm.chain_id, "gas": 200_000, "value": 0}
+    fields |= {"maxFeePerGas": 2 * GWEI, "maxPriorityFeePerGas": GWEI, "to": token}
+    fields |= {"nonce": evm.tester.get_nonce(depositor.address)}
+    fields |= {"data": transfer_data(custody, 5_000)}
+    raw = "0x" + bytes(depositor.sign_transaction(fields).raw_transaction).hex()
+    backend = EthTesterBackend(evm.tester)
+    pipeline = Pipeline(tmp_path, backend, custody, token)
+    try:
+        snapshot = evm.tester.take_snapshot()
+        txhash = str(evm.tester.send_raw_transaction(raw)).lower()
+        assert [e.log_index for e in backend.transaction_logs(txhash)] == [0]
+        advance(evm, DEPTH)
+        assert pipeline.watcher.step() == 1
+        assert pipeline.lots() == {f"eth:USDT:{txhash}:0"}
+
+        evm.tester.revert_to_snapshot(snapshot)  # a branch deeper than the watcher's depth
+        evm.tester.disable_auto_mine_transactions()
+        other = transfer_data(random_address(), 7)
+        evm.tester.send_transaction(
+            {"from": evm.funder, "to": token, "data": "0x" + other.hex(), "gas": 200_000}
+        )
+        evm.tester.send_raw_transaction(raw)
+        evm.tester.enable_auto_mine_transactions()  # both in one block, the other one first
+        assert [e.log_index for e in backend.transaction_logs(txhash)] == [1]
+        advance(evm, 2 * DEPTH)
+
+        assert pipeline.watcher.step() == 0  # finds the fork and rewinds
+        assert pipeline.watcher.stats.deep_reorgs == 1
+        assert pipeline.watcher.step() == 0  # the rescan sees the deposit again
+        assert pipeline.watcher.stats.already_credited == 1
+        assert pipeline.lots() == {f"eth:USDT:{txhash}:0"}
+        assert pipeline.deposited("USDT") == 5_000
+    finally:
+        pipeline.close()
+
+
+class Receiptless(Capped):
+    """A node whose receipts do not hold the logs it reports for the block."""
+
+    def transaction_logs(self, transaction_hash: str) -> Sequence[Log]:
+        return []
+
+
+def test_deposit_log_missing_from_its_receipt_is_read_again(group: Group) -> None:
+    evm = Evm()
+    custody = deploy_custody(evm, group.px, fund=0)
+    _, height = mined_in(evm.transact(custody, value=ETHER))
+    source = EvmDeposits("eth", Receiptless(EthTesterBackend(evm.tester)), custody, "ETH", {})
+    with pytest.raises(ReorgedWhileReading, match="not in its receipt"):
+        source.block(height)
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ class LogEntry:
     topics: tuple[str, ...]  # 0x-prefixed 32-byte words, lower case
     data: str  # 0x-prefixed hex
     transaction_hash: str
-    log_index: int
+    log_index: int  # position among all the logs of its block, as a node's JSON-RPC numbers it
     block_hash: str
 
 
@@ -103,22 +103,45 @@ class EthTesterBackend:
 
     def logs(self, number: int, addresses: list[str]) -> list[LogEntry]:
         """The logs emitted by `addresses` in block `number`."""
-        f = self.tester.create_log_filter(from_block=number, to_block=number, address=addresses)
+        wanted = {address.lower() for address in addresses}
+        return [e for e in self._block_logs(number) if e.address in wanted]
+
+    def transaction_logs(self, transaction_hash: str) -> list[LogEntry]:
+        """The logs of a mined transaction's receipt, in order (none if it is not mined)."""
+        from eth_tester.exceptions import TransactionNotFound
+
         try:
-            found = self.tester.get_all_filter_logs(f)
-        finally:
-            self.tester.delete_filter(f)
-        return [
-            LogEntry(
-                str(e["address"]).lower(),
-                tuple(str(t).lower() for t in e["topics"]),
-                str(e["data"]),
-                str(e["transaction_hash"]).lower(),
-                int(e["log_index"]),
-                str(e["block_hash"]).lower(),
-            )
-            for e in found
-        ]
+            r = self.tester.get_transaction_receipt(transaction_hash)
+        except TransactionNotFound:
+            return []
+        if r is None or r.get("block_number") is None:
+            return []
+        txhash = transaction_hash.lower()
+        return [e for e in self._block_logs(int(r["block_number"])) if e.transaction_hash == txhash]
+
+    def _block_logs(self, number: int) -> list[LogEntry]:
+        """Every log of block `number`, indexed across the block as a node's JSON-RPC does
+        (eth-tester numbers each receipt's logs from 0)."""
+        from eth_tester.exceptions import BlockNotFound
+
+        try:
+            block = self.tester.get_block_by_number(number)
+        except BlockNotFound:
+            return []
+        entries: list[LogEntry] = []
+        for txhash in block["transactions"]:
+            for e in self.tester.get_transaction_receipt(txhash)["logs"]:
+                entries.append(
+                    LogEntry(
+                        str(e["address"]).lower(),
+                        tuple(str(t).lower() for t in e["topics"]),
+                        str(e["data"]),
+                        str(e["transaction_hash"]).lower(),
+                        len(entries),
+                        str(e["block_hash"]).lower(),
+                    )
+                )
+        return entries
 
 
 class JsonRpcError(Exception):
@@ -181,18 +204,30 @@ class JsonRpcBackend:
         found = self.request(
             "eth_getLogs", {"fromBlock": hex(number), "toBlock": hex(number), "address": addresses}
         )
-        return [
-            LogEntry(
-                e["address"].lower(),
-                tuple(t.lower() for t in e["topics"]),
-                e["data"],
-                e["transactionHash"].lower(),
-                int(e["logIndex"], 16),
-                e["blockHash"].lower(),
-            )
-            for e in found or []
-            if not e.get("removed")
-        ]
+        return _entries(found)
+
+    def transaction_logs(self, transaction_hash: str) -> list[LogEntry]:
+        """The logs of a mined transaction's receipt, in order (none if it is not mined)."""
+        r = self.request("eth_getTransactionReceipt", transaction_hash)
+        if r is None or r.get("blockNumber") is None:
+            return []
+        return _entries(r.get("logs"))
+
+
+def _entries(found: list[dict[str, Any]] | None) -> list[LogEntry]:
+    """JSON-RPC log objects (from `eth_getLogs` or a receipt), without removed ones."""
+    return [
+        LogEntry(
+            e["address"].lower(),
+            tuple(t.lower() for t in e["topics"]),
+            e["data"],
+            e["transactionHash"].lower(),
+            int(e["logIndex"], 16),
+            e["blockHash"].lower(),
+        )
+        for e in found or []
+        if not e.get("removed")
+    ]
 
 
 class EvmAdapter:

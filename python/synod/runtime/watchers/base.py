@@ -42,7 +42,7 @@ class Deposit:
     chain: str
     asset: str
     amount: int
-    ref: str  # txid:vout (Bitcoin), txhash:logIndex (EVM), signature:instruction (Solana)
+    ref: str  # txid:vout (Bitcoin), txhash:log's index in its tx (EVM), signature:instruction
     height: int
     script: str = ""  # Bitcoin: the output's scriptPubKey (hex)
     min_depth: int = 0  # e.g. a coinbase output: spendable only at maturity

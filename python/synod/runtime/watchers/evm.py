@@ -5,7 +5,11 @@ The same watcher runs on py-evm in process and on geth: both backends in
 `synod.chains.evm.adapter` give block headers and logs in one node-independent form. A log
 counts only if it carries the hash of the block the watcher is processing (the node's answer
 and the header belong to the same branch). The reference credited is
-``<transaction hash>:<log index>``.
+``<transaction hash>:<index of the log among its transaction's logs>``, the index read from the
+transaction's receipt. A node numbers logs across the whole block, so that number changes when
+a reorganisation mines the same transaction at another position; the position within the
+transaction does not, and the ledger (which refuses a second credit of one reference) credits
+the deposit once.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ class EvmNode(Protocol):
     def block_number(self) -> int: ...
     def block_header(self, number: int) -> Header | None: ...
     def logs(self, number: int, addresses: list[str]) -> Sequence[Log]: ...
+    def transaction_logs(self, transaction_hash: str) -> Sequence[Log]:
+        """The logs of a mined transaction's receipt, in order (none if it is not mined)."""
+        ...
 
 
 class ReorgedWhileReading(RuntimeError):
@@ -84,15 +91,33 @@ class EvmDeposits:
         if header is None:
             raise ReorgedWhileReading(f"{self.chain}: no block {height} any more")
         deposits = []
+        receipts: dict[str, Sequence[Log]] = {}  # transaction hash -> its receipt's logs
         for log in self.node.logs(height, [self.custody, *self.tokens]):
             if log.block_hash != header.hash:
                 raise ReorgedWhileReading(f"{self.chain}: block {height} changed while reading")
-            deposit = self._deposit(log, height)
-            if deposit is not None:
-                deposits.append(deposit)
+            found = self._asset_and_amount(log)
+            if found is not None:
+                asset, amount = found
+                ref = self._reference(log, receipts)
+                deposits.append(Deposit(self.chain, asset, amount, ref, height))
         return Block(height, header.hash, header.parent_hash, tuple(deposits))
 
-    def _deposit(self, log: Log, height: int) -> Deposit | None:
+    def _reference(self, log: Log, receipts: dict[str, Sequence[Log]]) -> str:
+        """``<transaction hash>:<position of the log among its transaction's logs>``, from the
+        transaction's receipt (read once per transaction and block, kept in `receipts`)."""
+        txhash = log.transaction_hash
+        if txhash not in receipts:
+            receipts[txhash] = self.node.transaction_logs(txhash)
+        key = (log.log_index, log.block_hash, log.address, log.topics, log.data)
+        for index, entry in enumerate(receipts[txhash]):
+            if (entry.log_index, entry.block_hash, entry.address, entry.topics, entry.data) == key:
+                return f"{txhash}:{index}"
+        raise ReorgedWhileReading(
+            f"{self.chain}: log {log.log_index} of {txhash} is not in its receipt in this block"
+        )
+
+    def _asset_and_amount(self, log: Log) -> tuple[str, int] | None:
+        """What a log deposits to the committee, if it is a deposit."""
         if not log.topics:
             return None
         topic = log.topics[0]
@@ -110,4 +135,4 @@ class EvmDeposits:
         amount = int(log.data[2:66] or "0", 16)
         if amount <= 0:
             return None
-        return Deposit(self.chain, asset, amount, f"{log.transaction_hash}:{log.log_index}", height)
+        return asset, amount
