@@ -270,3 +270,45 @@ def test_replaced_stream_is_closed_for_the_other_side_too(
     )
     a.send(3, envelope(committee[1].identity, 3, b"over the new link"), "test")
     assert len(collect(c, 1)) == 1
+
+
+def test_dialer_refuses_a_server_certificate_the_manifest_does_not_list(
+    committee: dict[int, NodeMaterial], started: list[GrpcTransport], tmp_path: Path
+) -> None:
+    """Member 2 serving a certificate the committee CA issued for its name but the manifest
+    does not list: member 1 never links to it (counted). The listed one links; from then on
+    the channel trusts that certificate alone, so the unlisted one fails in gRPC's own TLS
+    handshake."""
+    from synod.node.pki import cert_from_pem, key_from_pem
+
+    ca_key = key_from_pem((tmp_path / "c" / "ca" / "ca.key.pem").read_bytes())
+    ca = CommitteeCA(ca_key, cert_from_pem(committee[2].tls.ca_pem))
+    key = new_key()
+    cert = cert_to_pem(ca.issue_member(2, key.public_key()))
+    unlisted = TlsMaterial(key_to_pem(key), cert, committee[2].tls.ca_pem)
+    impostor = GrpcTransport(committee[2].manifest, 2, unlisted)
+    impostor.start()
+    started.append(impostor)
+    a = transport(committee[1], Limits(backoff_max=0.2))
+    a.start()
+    started.append(a)
+    wait_for(lambda: a.counters["refused_fingerprint"] >= 2, "two refusals of the impostor")
+    assert a.links()[2] == 0 and impostor.links()[1] == 0
+    impostor.stop()
+
+    b = transport(committee[2])
+    b.start()
+    started.append(b)
+    wait_for(lambda: a.peers()[2] is PeerState.CONNECTED, "link 1-2 up with the listed cert")
+    honest = envelope(committee[1].identity, 2, b"to the listed member")
+    a.send(2, honest, "test")
+    assert collect(b, 1) == [(1, honest)]
+    b.stop()
+
+    refused_tls, refused_fingerprint = a.counters["refused_tls"], a.counters["refused_fingerprint"]
+    again = GrpcTransport(committee[2].manifest, 2, unlisted)
+    again.start()
+    started.append(again)
+    wait_for(lambda: a.counters["refused_tls"] > refused_tls, "the pinned channel refusing it")
+    assert a.links()[2] == 1 and again.links()[1] == 0
+    assert a.counters["refused_fingerprint"] == refused_fingerprint  # no second fetch

@@ -5,7 +5,11 @@ the stream carry signed envelopes as opaque bytes. Every connection is
 checked twice: by TLS (the committee CA is the only root, client certificates
 are required) and by this module: on the serving side the client certificate
 must name a member (SAN ``synod-member:<id>``) whose manifest fingerprint it
-matches; on the dialing side TLS verifies the name ``member-<id>.synod`` and
+matches; on the dialing side the server's certificate must be the one the
+manifest lists (see `server_certificate`: gRPC Python does not show a client the
+server's certificate, so the dialer fetches it once in a TLS handshake of its
+own, checks its fingerprint, and then gives gRPC that certificate as the only
+trust anchor of the channel), TLS verifies the name ``member-<id>.synod``, and
 the server's first frame must announce the same member and epoch. Every
 envelope on a stream must be signed as the member the stream is authenticated
 for, else it is dropped (``peer_mismatch``).
@@ -22,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import hashlib
 import logging
 import random
+import ssl
 import threading
 import time
 from collections import Counter, deque
@@ -36,7 +42,7 @@ import grpc
 from cryptography import x509
 from google.protobuf.message import DecodeError
 
-from synod.node.manifest import Manifest
+from synod.node.manifest import Endpoint, Manifest
 from synod.node.pki import PkiError, Role, cert_from_pem, identify, member_dns_name
 from synod.node.pki import peer_certificate as _peer_certificate
 from synod.node.proto import peer_pb2
@@ -67,7 +73,7 @@ class Refused(enum.StrEnum):
     BAD_CERTIFICATE = "bad_certificate"  # not from the committee CA, or no member id
     NOT_A_MEMBER = "not_a_member"  # e.g. the operator certificate
     UNKNOWN_MEMBER = "unknown_member"
-    FINGERPRINT = "fingerprint"  # a CA-issued certificate the manifest does not list
+    FINGERPRINT = "fingerprint"  # a CA-issued certificate the manifest does not list (either side)
     DIRECTION = "direction"  # only a lower id dials a higher one
     HELLO = "hello"  # the served side announced another member or epoch
     TLS = "tls"  # our dial failed in the TLS handshake (peer not from our CA)
@@ -125,6 +131,7 @@ class _Peer:
     link: asyncio.Task[None] | None = None  # the stream currently carrying this link
     evict: asyncio.Event | None = None  # set to end that stream (a newer one replaces it)
     links: int = 0  # streams established so far
+    pinned: bytes | None = None  # dialing side: the member's manifest-listed certificate (PEM)
 
 
 class GrpcTransport:
@@ -512,9 +519,49 @@ class GrpcTransport:
 
     # -- dialing side ----------------------------------------------------------
     async def _dial(self, peer: _Peer) -> None:
+        failures = 0
+        while True:
+            self._set_state(peer, PeerState.CONNECTING)
+            pinned = peer.pinned or await self._pin(peer)
+            if pinned is None:
+                self._set_state(peer, PeerState.DOWN)
+            elif await self._link(peer, pinned):
+                failures = 0
+            delay = min(self.limits.backoff_max, self.limits.backoff_initial * 2**failures)
+            failures = min(failures + 1, 30)
+            await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
+
+    async def _pin(self, peer: _Peer) -> bytes | None:
+        """The certificate `peer` serves (PEM), kept if it is the one the manifest lists;
+        None if it is not, or cannot be read now (the reason counted or logged)."""
         member = self.manifest.member(peer.member_id)
+        name = member_dns_name(peer.member_id)
+        try:
+            der = await server_certificate(
+                member.endpoint, name, self._tls.ca_pem, self.limits.hello_timeout
+            )
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as err:  # hung up mid-handshake
+            log.debug("member %d: dial %d failed: %r", self.me, peer.member_id, err)
+            return None
+        except ssl.SSLError as err:  # another CA, another name, no TLS 1.3 ...
+            self._refuse(Refused.TLS, f"member {peer.member_id}: {err}")
+            return None
+        except (OSError, TimeoutError) as err:  # not listening (yet), unreachable
+            log.debug("member %d: dial %d failed: %r", self.me, peer.member_id, err)
+            return None
+        served = hashlib.sha256(der).hexdigest()
+        if served != member.tls_fingerprint:
+            detail = f"member {peer.member_id} serves certificate {served}, not the manifest's"
+            self._refuse(Refused.FINGERPRINT, detail)
+            return None
+        peer.pinned = ssl.DER_cert_to_PEM_cert(der).encode()
+        return peer.pinned
+
+    async def _link(self, peer: _Peer, pinned: bytes) -> bool:
+        """One stream to `peer`, run until it ends; whether it was established. The channel
+        trusts `pinned` alone: gRPC's handshake fails on any other server certificate."""
         creds = grpc.ssl_channel_credentials(
-            root_certificates=self._tls.ca_pem,
+            root_certificates=pinned,
             private_key=self._tls.key_pem,
             certificate_chain=self._tls.cert_pem,
         )
@@ -522,41 +569,38 @@ class GrpcTransport:
             *self._options(),
             ("grpc.ssl_target_name_override", member_dns_name(peer.member_id)),
         ]
-        failures = 0
-        while True:
-            self._set_state(peer, PeerState.CONNECTING)
-            channel = grpc.aio.secure_channel(str(member.endpoint), creds, options=options)
-            try:
-                call = channel.stream_stream(
-                    LINK_METHOD,
-                    request_serializer=peer_pb2.Frame.SerializeToString,
-                    response_deserializer=self._decode,
-                )()
-                hello = await asyncio.wait_for(call.read(), self.limits.hello_timeout)
-                if (
-                    hello is grpc.aio.EOF
-                    or isinstance(hello, _Undecodable)
-                    or hello.WhichOneof("body") != "hello"
-                ):
-                    self._refuse(Refused.HELLO, f"member {peer.member_id} sent no hello")
-                elif (hello.hello.member_id, hello.hello.epoch) != (
-                    peer.member_id,
-                    self.manifest.epoch,
-                ):
-                    self._refuse(Refused.HELLO, f"member {peer.member_id} announced another")
-                else:
-                    failures = 0
-                    await self._carry(peer, call.read, call.write)
-            except grpc.aio.AioRpcError as err:
-                self._dial_failed(peer, err)
-            except TimeoutError:
-                self._refuse(Refused.HELLO, f"member {peer.member_id}: no hello in time")
-            finally:
-                self._set_state(peer, PeerState.DOWN)
-                await channel.close(None)
-            delay = min(self.limits.backoff_max, self.limits.backoff_initial * 2**failures)
-            failures = min(failures + 1, 30)
-            await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
+        endpoint = str(self.manifest.member(peer.member_id).endpoint)
+        channel = grpc.aio.secure_channel(endpoint, creds, options=options)
+        linked = False
+        try:
+            call = channel.stream_stream(
+                LINK_METHOD,
+                request_serializer=peer_pb2.Frame.SerializeToString,
+                response_deserializer=self._decode,
+            )()
+            hello = await asyncio.wait_for(call.read(), self.limits.hello_timeout)
+            if (
+                hello is grpc.aio.EOF
+                or isinstance(hello, _Undecodable)
+                or hello.WhichOneof("body") != "hello"
+            ):
+                self._refuse(Refused.HELLO, f"member {peer.member_id} sent no hello")
+            elif (hello.hello.member_id, hello.hello.epoch) != (
+                peer.member_id,
+                self.manifest.epoch,
+            ):
+                self._refuse(Refused.HELLO, f"member {peer.member_id} announced another")
+            else:
+                linked = True
+                await self._carry(peer, call.read, call.write)
+        except grpc.aio.AioRpcError as err:
+            self._dial_failed(peer, err)
+        except TimeoutError:
+            self._refuse(Refused.HELLO, f"member {peer.member_id}: no hello in time")
+        finally:
+            self._set_state(peer, PeerState.DOWN)
+            await channel.close(None)
+        return linked
 
     def _dial_failed(self, peer: _Peer, err: grpc.aio.AioRpcError) -> None:
         details = (err.details() or "").lower()
@@ -568,3 +612,33 @@ class GrpcTransport:
             self._count(Drop.OVERSIZE)
         else:
             log.debug("member %d: dial %d failed: %s", self.me, peer.member_id, err.code())
+
+
+async def server_certificate(endpoint: Endpoint, name: str, ca_pem: bytes, timeout: float) -> bytes:
+    """The certificate (DER) the TLS server at `endpoint` presents, verified against the CA
+    `ca_pem` and the name `name`; raises `ssl.SSLError`, `OSError` or `TimeoutError`.
+
+    The dialing side's way to the certificate a peer serves: gRPC Python gives a client no
+    access to it, and takes no verification callback. This is a separate connection, so the
+    caller pins what it read (`_link` makes it the channel's only trust anchor) rather than
+    trusting that the gRPC connection reaches the same server. The handshake offers no client
+    certificate (Python's `ssl` loads keys from files only; the member's key stays in memory)
+    and is TLS 1.3, where the client holds the server's certificate before it sends its own,
+    so the server refusing the missing one comes after; that refusal is not an error here.
+    """
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=ca_pem.decode())
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.set_alpn_protocols(["h2"])
+    _, writer = await asyncio.wait_for(
+        asyncio.open_connection(endpoint.host, endpoint.port, ssl=context, server_hostname=name),
+        timeout,
+    )
+    try:
+        der: bytes | None = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), timeout)
+    if der is None:
+        raise ssl.SSLError("the server presented no certificate")
+    return der
