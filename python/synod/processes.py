@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import logging
 import os
+import resource
 import signal
+import sys
 import time
 from collections.abc import Mapping
 from typing import TypeVar
 
 K = TypeVar("K")
+
+log = logging.getLogger("synod.processes")
+
+PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4  # <linux/prctl.h>
+
+
+def forbid_core_dumps() -> None:
+    """For a process about to hold secrets (decrypted key shares, keys): no core file
+    (RLIMIT_CORE 0, soft and hard, so it cannot be raised again) and, on Linux, not
+    dumpable (PR_SET_DUMPABLE 0: no core either way, and no ptrace attach or reading
+    of its memory by other processes of the same user). Raises `OSError` if Linux
+    refuses; on another system only the limit is set, and a line says so."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if not sys.platform.startswith("linux"):
+        log.info(
+            "core files off; %s has no PR_SET_DUMPABLE, the process stays dumpable", sys.platform
+        )
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_DUMPABLE, 0): {os.strerror(errno)}")
 
 
 def pid_alive(pid: int) -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from synod.consensus.committee import Committee, CommitteeError
+from synod.consensus.signed import VALID, Attest, SignedTx, Unauthorized
 from tests.consensus.conftest import COMMITTEE
 
 
@@ -26,6 +27,15 @@ def test_round_trip_and_quorum(tmp_path: Path) -> None:
     assert loaded.public_key("member:01x") is None and loaded.public_key("root:1") is None
     assert loaded.may_submit("operator:api", "withdraw_request")
     assert not loaded.may_submit("member:1", "withdraw_request")
+
+
+@pytest.mark.parametrize("name", ["²", "٥", "1²", "１"])
+def test_a_member_name_is_ascii_digits_only(name: str) -> None:
+    assert COMMITTEE.public_key(f"member:{name}") is None
+    stx = SignedTx(f"member:{name}", Attest("ab" * 32, VALID), b"\0" * 64)
+    assert stx.member is None
+    with pytest.raises(Unauthorized, match="not in the committee"):
+        stx.authorize(COMMITTEE)
 
 
 @pytest.mark.parametrize(

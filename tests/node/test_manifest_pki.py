@@ -7,9 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from synod.node.manifest import Manifest, ManifestError
-from synod.node.pki import CommitteeCA, PkiError, Role, fingerprint, identify, new_key
+from synod.node.pki import (
+    MEMBER_URI,
+    CommitteeCA,
+    PkiError,
+    Role,
+    fingerprint,
+    identify,
+    new_key,
+)
 
 FP = "ab" * 32
 
@@ -57,6 +67,9 @@ def test_roundtrip(tmp_path: Path) -> None:
         (lambda d: d["members"][2].update(tls_fingerprint=FP.upper()), "member 3: tls_fingerprint"),
         (lambda d: d["members"][0].pop("seal_key"), "missing field 'seal_key'"),
         (lambda d: d["members"][0].update(id=True), "id must be an integer"),
+        (lambda d: d["members"][0].update(endpoint="127.0.0.1:²"), "member 1: endpoint"),
+        (lambda d: d["members"][0].update(endpoint="127.0.0.1:71²"), "member 1: endpoint"),
+        (lambda d: d["members"][0].update(endpoint="127.0.0.1:٧١٠١"), "member 1: endpoint"),
     ],
 )
 def test_invalid_manifest_named(change: Any, message: str) -> None:
@@ -79,3 +92,13 @@ def test_certificates_name_their_holder() -> None:
     with pytest.raises(PkiError):
         ca.issue_operator("Not Valid!", new_key().public_key())
     assert repr(ca).startswith("CommitteeCA(fingerprint=")  # never the key
+
+
+@pytest.mark.parametrize("member_id", ["²", "٥", "1²", "７", "0", "1234567890"])
+def test_a_member_id_is_ascii_digits_only(member_id: str) -> None:
+    ca = CommitteeCA.create()
+    # what `issue_member` refuses to write, a hostile issuer could: build it by hand
+    uri = x509.UniformResourceIdentifier._init_without_validation(MEMBER_URI + member_id)
+    cert = ca._leaf(new_key().public_key(), "x", [uri], [ExtendedKeyUsageOID.CLIENT_AUTH])
+    with pytest.raises(PkiError, match="invalid member id"):
+        identify(cert, ca.cert)

@@ -174,3 +174,59 @@ def test_metrics_port_serves_links_and_drops(committee: Path) -> None:
             proc.terminate()
         for proc in procs:
             assert proc.wait(timeout=60) == 0
+
+
+def test_a_member_process_can_write_no_core_file(committee: Path) -> None:
+    """`synod node run` sets its core file size to 0, soft and hard, before it reads a secret."""
+    from synod.node.process import PID_FILE
+    from tests.node.helpers import wait_for
+
+    d = committee / "node-2"
+    env = {k: v for k, v in os.environ.items() if not k.endswith("PASSPHRASE")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synod.cli.main", "node", "run", "--dir", str(d)],
+        env={**env, "PYTHONPATH": PYTHONPATH},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def started() -> bool:
+        pid = d / PID_FILE
+        return proc.poll() is not None or (
+            pid.exists() and pid.read_text().strip() == str(proc.pid)
+        )
+
+    try:
+        wait_for(started, "the member to start")
+        assert proc.poll() is None
+        limits = Path(f"/proc/{proc.pid}/limits").read_text().splitlines()
+        (core,) = [line for line in limits if line.startswith("Max core file size")]
+        assert core.split()[4:6] == ["0", "0"], core
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_DUMPABLE is Linux's")
+def test_member_hardening_makes_the_process_not_dumpable() -> None:
+    """What `synod node run`, `node passwd` and `committee init` call first, in a process of
+    its own: dumpable before, not after, and no core file at any size."""
+    code = (
+        "import ctypes, resource\n"
+        "from synod.processes import PR_GET_DUMPABLE, forbid_core_dumps\n"
+        "libc = ctypes.CDLL(None)\n"
+        "before = libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)\n"
+        "forbid_core_dumps()\n"
+        "after = libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)\n"
+        "print(before, after, *resource.getrlimit(resource.RLIMIT_CORE))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "0", "0", "0"]

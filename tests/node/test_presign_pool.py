@@ -114,6 +114,49 @@ def test_signing_takes_one_presignature_once(keyed) -> None:  # type: ignore[no-
     assert all(store(cluster, i).take_presignature(pid) is None for i in IDS)
 
 
+def _leading(leader: int, label: bytes) -> bytes:
+    """A signing session id whose first attempt `leader` leads."""
+    for n in range(1000):
+        sid = hashlib.sha256(label + n.to_bytes(4, "big")).digest()
+        if aggregator_candidates(sid, 1, IDS)[0] == leader:
+            return sid
+    raise AssertionError("no session id found")
+
+
+def test_a_request_naming_the_wrong_signers_leaves_the_presignature(keyed, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    cluster, pools, public_key = keyed
+    # a presignature of `leader` and `victim`: the leader names it with the third member
+    # in place of itself, so the victim must refuse before taking (erasing) it
+    leader = IDS[0]
+    pid, indices = store(cluster, leader).fresh_presignatures("eth")[0]
+    signers = tuple(IDS[x] for x in indices)
+    (victim,) = set(signers) - {leader}
+    (third,) = set(IDS) - set(signers)
+    wrong = tuple(sorted((victim, third)))
+    monkeypatch.setattr(pools[leader], "choose", lambda key_id: (pid, wrong))
+    for i in IDS:
+        cluster.nodes[i].events.clear()
+    _sign(cluster, _leading(leader, b"hostile leader"))
+    refused = [e.data["reason"] for e in cluster.nodes[victim].events if e.name == "refused"]
+    assert refused == ["presignature_signers"]
+    assert pid in store(cluster, victim).fresh_presignature_ids("eth")  # still in the pool
+    signed = [e for i in IDS for e in cluster.nodes[i].events if e.name == "signed"]
+    assert signed and not any(e.data.get("presigned") for e in signed)  # interactively
+
+    # named with its own signers, the same presignature then signs
+    monkeypatch.setattr(pools[leader], "choose", lambda key_id: (pid, signers))
+    for i in IDS:
+        cluster.nodes[i].events.clear()
+    sid = _leading(leader, b"honest leader")
+    _sign(cluster, sid)
+    result = cluster.nodes[victim].signer.result(sid)
+    assert result is not None and result.status is SessionStatus.DONE and result.signature
+    assert verifies(public_key, result.signature, DIGEST)
+    signed = [e for i in IDS for e in cluster.nodes[i].events if e.name == "signed"]
+    assert signed and all(e.data.get("presigned") for e in signed)
+    assert all(pid not in store(cluster, i).fresh_presignature_ids("eth") for i in signers)
+
+
 def test_a_pool_a_signer_no_longer_holds_falls_back_to_interactive(keyed) -> None:  # type: ignore[no-untyped-def]
     cluster, pools, public_key = keyed
     for pool in pools.values():

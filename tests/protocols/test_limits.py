@@ -75,6 +75,24 @@ def test_early_buffer_checks_its_session_cap_before_creating_an_entry() -> None:
     assert r.counters["early_overflow"] == 3000 - LIMITS.early_sessions
 
 
+def test_closed_sessions_are_remembered_up_to_a_cap() -> None:
+    r = Router(IDS[1], DIRECTORY, 1, limits=Limits(closed_sessions=100))
+    sids = [b"closed" + i.to_bytes(4, "big") for i in range(250)]
+    for sid in sids:
+        r.close(sid)
+    assert len(r._closed) == 100
+    assert r.is_closed(sids[-1]) and r.is_closed(sids[150]) and not r.is_closed(sids[149])
+    # a late envelope for a recently closed session is still dropped as closed
+    r.receive(env(sids[-1], "x", 0, b"late", 0.0), 0.0)
+    assert r.counters["closed_session"] == 1 and not r._early.by_session
+    # one for a forgotten session is early: held under the early buffer's caps
+    r.receive(env(sids[0], "x", 0, b"late", 0.0), 0.0)
+    assert r.counters["buffered_early"] == 1 and r.counters["closed_session"] == 1
+    r.close(sids[0])  # closing it again makes it the newest
+    assert r.is_closed(sids[0]) and not r.is_closed(sids[150]) and len(r._closed) == 100
+    assert not r._early.by_session
+
+
 def test_replay_memory_is_a_bounded_window() -> None:
     r, _ = victim()
     first = env(b"other", "x", 0, b"a", 0.0)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from synod.cli.progress import Progress
+from synod.processes import forbid_core_dumps
 
 
 def add_parser(sub: Any) -> None:
@@ -71,6 +72,7 @@ def run_init(args: argparse.Namespace) -> int:
             print(f"synod committee init: error: {err}", file=sys.stderr)
             return 1
     try:
+        forbid_core_dumps()  # the CA key and every member's keys pass through this process
         manifest = init_committee(args.dir, t, n, args.base_port, progress=progress.step)
     except (CommitteeError, KeystoreError, ManifestError, OSError) as err:
         print(f"synod committee init: error: {err}", file=sys.stderr)

@@ -15,6 +15,7 @@ from typing import Any
 
 from synod.node.faults import TEST_FAULTS
 from synod.node.keystore import NEW_PASSPHRASE_ENV, PASSPHRASE_ENV
+from synod.processes import forbid_core_dumps
 
 
 def add_parser(sub: Any) -> None:
@@ -143,6 +144,7 @@ def run_node_cmd(args: argparse.Namespace) -> int:
     if pid is not None:
         return _fail("run", RuntimeError(f"member in {args.dir} is already running (pid {pid})"))
     try:
+        forbid_core_dumps()  # before any passphrase or share is read: no core file holds one
         read_member_id(args.dir)
         passphrase, dev = current_passphrase(args.dir, args.passphrase_file)
         if dev is not None:
@@ -150,7 +152,7 @@ def run_node_cmd(args: argparse.Namespace) -> int:
                 "DEVELOPMENT: keystore passphrase read from %s", dev
             )
         material = load_node(args.dir, passphrase)
-    except (KeystoreError, CommitteeError) as err:
+    except (KeystoreError, CommitteeError, OSError) as err:
         return _fail("run", err)
     if args.chains is not None and args.ledger is None:
         print("synod node run: error: --chains needs --ledger", file=sys.stderr)
@@ -217,6 +219,7 @@ def run_passwd(args: argparse.Namespace) -> int:
 
     directory: Path = args.dir
     try:
+        forbid_core_dumps()  # before any passphrase or share is read
         read_member_id(directory)
         pid = running_pid(directory)
         if pid is not None:
@@ -227,7 +230,7 @@ def run_passwd(args: argparse.Namespace) -> int:
         new = read_passphrase(args.new_passphrase_file, NEW_PASSPHRASE_ENV)
         store = Keystore.open(directory / "keystore", old)
         store.change_passphrase(new)
-    except (KeystoreError, ValueError) as err:
+    except (KeystoreError, ValueError, OSError) as err:
         return _fail("passwd", err)
     if dev is not None:
         dev.unlink()

@@ -105,7 +105,7 @@ class Committee:
     def public_key(self, signer: str) -> bytes | None:
         """The key of ``member:<id>`` or ``operator:<name>``; None for anyone else."""
         role, _, name = signer.partition(":")
-        if role == MEMBER and name.isdigit() and len(name) < 10:
+        if role == MEMBER and name.isascii() and name.isdigit() and len(name) < 10:
             return self.members.get(int(name))
         if role == OPERATOR:
             return self.operators.get(name)

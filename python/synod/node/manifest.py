@@ -44,7 +44,7 @@ class Endpoint:
     @classmethod
     def parse(cls, text: str) -> Endpoint:
         host, sep, port = text.rpartition(":")
-        if not sep or not _HOST.fullmatch(host) or not port.isdigit():
+        if not sep or not _HOST.fullmatch(host) or not (port.isascii() and port.isdigit()):
             raise ManifestError(f"endpoint must be host:port (got {text!r})")
         number = int(port)
         if not 0 < number < 65536:

@@ -204,7 +204,7 @@ def identify(cert: x509.Certificate, ca_cert: x509.Certificate) -> CertIdentity:
     if operators:
         return CertIdentity(Role.OPERATOR, None, operators[0], fp)
     text = members[0]
-    if not text.isdigit() or len(text) > 9 or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9 or int(text) < 1:
         raise PkiError("certificate names an invalid member id")
     return CertIdentity(Role.MEMBER, int(text), text, fp)
 

@@ -146,6 +146,9 @@ class PresignPool:
                 return pid, signers
         return None
 
+    def signers_of(self, presignature_id: str, key_id: str) -> tuple[int, ...] | None:
+        return dict(self.store.fresh_presignatures(key_id)).get(presignature_id)
+
     def take(self, presignature_id: str) -> ecdsa.Presignature | None:
         try:
             return self.store.take_presignature(presignature_id)

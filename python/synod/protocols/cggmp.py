@@ -53,6 +53,11 @@ class PresignatureSource(Protocol):
         (its id, its signers), or None (then the attempt signs interactively)."""
         ...
 
+    def signers_of(self, presignature_id: str, key_id: str) -> tuple[int, ...] | None:
+        """The signers (the crate's indices) of a fresh presignature of `key_id` held here,
+        or None; takes nothing, so a request naming it wrongly leaves it in the pool."""
+        ...
+
     def take(self, presignature_id: str) -> ecdsa.Presignature | None:
         """Take it out for good (erased from the store before this returns, from disk by
         `settle`); None if not fresh here."""
@@ -363,14 +368,25 @@ class CggmpSigningDriver(Session):
         return out
 
     def _issue_partial(self, k: int, pid: str, subset: tuple[int, ...]) -> list[Send]:
+        """Everything that can be checked is checked before the presignature is taken (and
+        erased): a request naming it with another key or signer set leaves it in the pool."""
         if not self.validator(self.session_id, self.digest):
             self._emit("refused", reason="template_mismatch", attempt=k)
             return []
-        presignature = self.presignatures.take(pid) if self.presignatures else None
-        if presignature is None:  # unknown here, or used up: the attempt times out
+        source = self.presignatures
+        held = source.signers_of(pid, self.key_id) if source else None
+        if source is None or held is None:  # unknown here, or used up: the attempt times out
             self._emit("refused", reason="no_presignature", attempt=k, presignature=pid)
             return []
-        if presignature.signers != tuple(self.committee.index(s) for s in subset):
+        indices = tuple(self.committee.index(s) for s in subset)
+        if held != indices:
+            self._emit("refused", reason="presignature_signers", attempt=k, presignature=pid)
+            return []
+        presignature = source.take(pid)
+        if presignature is None:  # damaged in the store: gone, the attempt times out
+            self._emit("refused", reason="no_presignature", attempt=k, presignature=pid)
+            return []
+        if presignature.signers != indices:  # the store's record of it was wrong
             self._emit("refused", reason="presignature_signers", attempt=k, presignature=pid)
             return []
         try:

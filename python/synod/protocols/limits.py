@@ -31,6 +31,9 @@ class Limits:
     early_per_peer: int = 1024
     early_bytes_per_peer: int = 8 << 20
     early_bytes_total: int = 64 << 20
+    # closed sessions remembered (their envelopes are `closed_session` drops), oldest
+    # forgotten first; above a node's `max_results`, so a session it still reports stays closed
+    closed_sessions: int = 16_384
 
     def replay_bytes_bound(self, peers: int) -> int:
         """Upper bound of the replay memory's size in bytes (digest, time, heap and dict

@@ -6,7 +6,8 @@ future_epoch, stale (sent before the replay window), future_time, replay,
 rate_limited, closed_session, undecryptable, early_overflow. An envelope for a
 session this node has not opened yet is buffered (bounded in entries and bytes,
 per peer and in total: `Limits`) and replayed when the session is registered; a
-session buffers messages for rounds it has not reached.
+session buffers messages for rounds it has not reached. The last `Limits.closed_sessions`
+closed sessions are remembered, and envelopes for them are dropped.
 Outbound `Send`s become signed envelopes; private payloads are sealed to their
 recipient. Messages a node sends to itself are queued and delivered by `deliver_local`,
 which the node calls after handing its peers' envelopes to the transport, so that its own
@@ -20,7 +21,7 @@ window, so nodes' clocks must agree within `Limits.clock_skew_s`.
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict, deque
+from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
@@ -104,7 +105,8 @@ class Router:
         self.counters: Counter[str] = Counter()
         self.cpu: dict[str, float] = defaultdict(float)  # CPU seconds in each session class
         self._sessions: dict[bytes, list[_Registered]] = {}
-        self._closed: set[bytes] = set()
+        # closed sessions, oldest first: their envelopes are dropped, not buffered as early
+        self._closed: OrderedDict[bytes, None] = OrderedDict()
         self.limits = limits or Limits()
         self._early = _Early()
         self._seen = ReplayWindow(self.limits, seen_store, now)
@@ -151,7 +153,11 @@ class Router:
     def close(self, session_id: bytes) -> None:
         self._sessions.pop(session_id, None)
         self._early.take(session_id)
-        self._closed.add(session_id)
+        self._closed[session_id] = None
+        self._closed.move_to_end(session_id)
+        while len(self._closed) > self.limits.closed_sessions:
+            # forgotten: a late envelope for it is then early, under the early buffer's caps
+            self._closed.popitem(last=False)
 
     def is_closed(self, session_id: bytes) -> bool:
         return session_id in self._closed

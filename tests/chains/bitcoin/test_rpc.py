@@ -196,6 +196,16 @@ def test_esplora_refusal_and_conflict(fake: tuple[FakeChain, str], frost_group: 
     assert not adapter.status(w).unspendable_proof
 
 
+@pytest.mark.parametrize("text", ["²", "٥", "1²", "１２"])
+def test_esplora_tip_height_is_ascii_digits_only(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = EsploraClient("http://127.0.0.1:1", timeout=0.3)
+    monkeypatch.setattr(client, "_request", lambda method, path: (200, text))
+    with pytest.raises(TransportError, match="tip/height"):
+        client.tip_height()
+
+
 def test_esplora_client_errors(fake: tuple[FakeChain, str]) -> None:
     chain, url = fake
     client = EsploraClient(url, timeout=0.3)

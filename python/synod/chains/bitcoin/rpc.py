@@ -257,7 +257,7 @@ class EsploraClient:
     def tip_height(self) -> int:
         """``GET /blocks/tip/height``."""
         status, text = self._request("GET", "/blocks/tip/height")
-        if status != 200 or not text.isdigit():
+        if status != 200 or not (text.isascii() and text.isdigit()):
             raise TransportError(f"GET /blocks/tip/height: HTTP {status}: {text[:200]}")
         return int(text)
 
