@@ -22,6 +22,7 @@ the offending value came from.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import math
 import os
@@ -39,6 +40,7 @@ from pydantic_core import PydanticCustomError
 __all__ = [
     "CHAIN_NAMES",
     "ENV_PREFIX",
+    "ApiConfig",
     "BtcChainConfig",
     "ChainConfig",
     "ChainName",
@@ -58,7 +60,9 @@ __all__ = [
     "WebhooksConfig",
     "WithdrawConfig",
     "default_config_text",
+    "is_loopback",
     "load_config",
+    "parse_listen",
 ]
 
 ENV_PREFIX = "SYNOD__"
@@ -267,12 +271,22 @@ class RuntimeConfig(_Model):
 
 
 class WebhooksConfig(_Model):
-    """Delivery of signed webhooks: attempts per event, exponential backoff, HTTP timeout."""
+    """Delivery of signed webhooks: attempts per event, exponential backoff, HTTP timeout, the
+    delivery pool, the networks an administrator allows besides public addresses, and where
+    the key that encrypts the subscriptions' secrets lives."""
 
     max_attempts: _Positive
     backoff_ms: _Positive
     max_backoff_ms: _Positive
     timeout_ms: _Positive
+    workers: Annotated[int, Field(ge=1, le=64)] = 4  # deliveries in flight at once
+    queue_size: Annotated[int, Field(ge=0, le=10_000)] = 64  # claimed, waiting for a worker
+    # Destinations in these networks (CIDR) are allowed even though they are loopback,
+    # link-local, private or otherwise not public; nothing else that is not public is.
+    allow_networks: list[str] = Field(default_factory=list)
+    # The key file that encrypts subscription secrets (null: beside the SQLite store, or
+    # `synod-webhook.key` in the working directory for PostgreSQL); SYNOD_WEBHOOK_KEY wins.
+    secret_key_file: str | None = None
 
     @model_validator(mode="after")
     def _backoff_within_max(self) -> Self:
@@ -283,6 +297,67 @@ class WebhooksConfig(_Model):
                 "maxBackoffMs",
             )
         return self
+
+    @model_validator(mode="after")
+    def _networks_are_cidrs(self) -> Self:
+        for i, text in enumerate(self.allow_networks):
+            try:
+                ipaddress.ip_network(text)
+            except ValueError as err:
+                raise _cross_field(
+                    "allowNetworks", f"entry {i} is not a CIDR network: {err}"
+                ) from None
+        return self
+
+    @property
+    def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """`allowNetworks`, parsed."""
+        return tuple(ipaddress.ip_network(text) for text in self.allow_networks)
+
+
+class ApiConfig(_Model):
+    """`synod api run`: its token-free Prometheus listener, "HOST:PORT" (an IPv6 host in
+    brackets) or "off"; a host that is not loopback is refused unless `metricsAllowRemote`."""
+
+    metrics_listen: str = "127.0.0.1:9464"
+    metrics_allow_remote: bool = False
+
+    @model_validator(mode="after")
+    def _listen_form(self) -> Self:
+        try:
+            parse_listen(self.metrics_listen)
+        except ValueError as err:
+            raise _cross_field("metricsListen", str(err)) from None
+        return self
+
+
+def parse_listen(text: str) -> tuple[str, int] | None:
+    """`HOST:PORT` as (host, port), the host of an IPv6 address without its brackets; None for
+    "off". ValueError for anything else."""
+    if text == "off":
+        return None
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not (port.isascii() and port.isdigit()):
+        raise ValueError(f"expected HOST:PORT or off, got {text[:80]!r}")
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"the port must be within 1..65535, got {port[:10]}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("an IPv6 host goes in brackets: [::1]:PORT")
+    if not host or not host.isascii() or not all(c.isalnum() or c in ".-:" for c in host):
+        raise ValueError(f"not a host name or address: {host[:80]!r}")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) is this machine's loopback interface."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class SynodConfig(_Model):
@@ -295,6 +370,7 @@ class SynodConfig(_Model):
     store: StoreConfig
     runtime: RuntimeConfig
     webhooks: WebhooksConfig
+    api: ApiConfig
 
     @overload
     def chain(self, name: Literal["btc"]) -> BtcChainConfig: ...

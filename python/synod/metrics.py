@@ -30,6 +30,11 @@ API_RATE_LIMITED = Counter(
     "API calls refused by a token's rate limit.",
     registry=REGISTRY,
 )
+API_CLIENT_RATE_LIMITED = Counter(
+    "synod_api_client_rate_limited",
+    "API calls without a valid token refused by their client address's rate limit.",
+    registry=REGISTRY,
+)
 SIGNING_SECONDS = Histogram(
     "synod_signing_seconds",
     "Time from the start of a signing session to the aggregated signature, by scheme.",
@@ -47,5 +52,12 @@ CULPRITS = Counter(
     "synod_culprits",
     "Committee members named as culprits, by member.",
     ["member"],
+    registry=REGISTRY,
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "synod_webhook_attempts",
+    "Webhook delivery attempts, by outcome: delivered, failed (status, timeout, connection), "
+    "refused (the destination is not allowed), key (the secret does not open).",
+    ["outcome"],
     registry=REGISTRY,
 )

@@ -3,7 +3,9 @@ the ASGI interface, with one token per role."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -17,10 +19,12 @@ from synod.api.auth import Role, TokenStore
 from synod.api.webhooks import webhook_router
 from synod.chains.bitcoin.address import Network
 from synod.runtime.consensus import LocalConsensus
+from synod.runtime.destinations import Network as IpNetwork
 from synod.runtime.journal import Journal
-from synod.runtime.webhooks import Webhooks
+from synod.runtime.webhooks import Policy, Webhooks
 from synod.state.audit import AuditLog
 from synod.state.machine import Ledger
+from synod.state.webhooks import SecretBox
 
 from ..state.conftest import StoreFactory, new_store, open_db  # noqa: F401  (fixtures)
 
@@ -49,7 +53,11 @@ class Api:
 
 
 def make_api(
-    factory: StoreFactory, tmp_path: Path, settings: ApiSettings | None = None
+    factory: StoreFactory,
+    tmp_path: Path,
+    settings: ApiSettings | None = None,
+    limiter_clock: Callable[[], float] = time.monotonic,
+    allow_networks: tuple[IpNetwork, ...] = (),
 ) -> Iterator[Api]:
     db = factory()()
     ledger = Ledger(db)
@@ -57,7 +65,9 @@ def make_api(
     consensus = LocalConsensus(ledger, Journal(tmp_path / "journal.db"), audit)
     tokens = TokenStore(db)
     secrets = {role: tokens.create(role, f"test-{role.value}")[0] for role in Role}
-    webhooks = Webhooks(db)
+    # A key of its own (a PostgreSQL store has no directory to keep the key file beside).
+    box = SecretBox(os.urandom(32))
+    webhooks = Webhooks(db, Policy(allow_networks=allow_networks), box=box)
     app = create_app(
         consensus,
         tokens,
@@ -65,6 +75,7 @@ def make_api(
         settings=settings
         or ApiSettings(btc_network=Network.REGTEST, rate_per_second=1000, burst=1000),
         extra_routers=[partial(webhook_router, webhooks)],
+        limiter_clock=limiter_clock,
     )
     with TestClient(app) as client:
         yield Api(client, ledger, consensus, tokens, audit, secrets, webhooks)

@@ -1,18 +1,21 @@
-"""Tokens and roles, rate limits, the audit trail (on SQLite and PostgreSQL), metrics, health
-and the OpenAPI document."""
+"""Tokens and roles, rate limits (per token, and per client address without a valid token),
+the audit trail (on SQLite and PostgreSQL), metrics, health and the OpenAPI document."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 
 import pytest
 import structlog
+from fastapi.testclient import TestClient
 
 from synod import logs
 from synod.api.app import ApiSettings
-from synod.api.auth import RateLimiter, Role, token_hash
+from synod.api.auth import RateLimiter, Role, client_key, token_hash
 from synod.chains.bitcoin.address import Network
+from synod.metrics import REGISTRY
 from synod.state.audit import AuditAction, AuditLog
 from synod.state.transactions import DepositCredit
 
@@ -70,6 +73,56 @@ def test_rate_limiter_memory_is_bounded() -> None:
     assert limiter.allow("a") == 0
 
 
+def test_requests_without_a_valid_token_are_limited_per_address(
+    new_store: StoreFactory, tmp_path: Path
+) -> None:
+    now = [0.0]
+    settings = ApiSettings(btc_network=Network.REGTEST, client_rate_per_second=1.0, client_burst=3)
+    refused = "synod_api_client_rate_limited_total"
+    for api in make_api(new_store, tmp_path, settings, limiter_clock=lambda: now[0]):
+        before = REGISTRY.get_sample_value(refused) or 0.0
+        unknown = {"Authorization": "Bearer synod_" + "x" * 43}
+        # The burst: no token, an unknown one, another scheme; then the flood is refused.
+        for headers in ({}, unknown, {"Authorization": "Basic c3lub2Q6eA=="}):
+            problem(api.client.get("/v1/balances", headers=headers), 401, "unauthenticated")
+        for _ in range(10):
+            flood = api.client.get("/v1/balances", headers=unknown)
+            problem(flood, 429, "rate-limited")
+        assert flood.headers["retry-after"] == "1"
+        problem(api.client.get("/openapi.json"), 429, "rate-limited")  # pages without a token too
+        assert REGISTRY.get_sample_value(refused) == before + 11
+        # A valid token from the same address is not limited by it, nor are the probes.
+        assert api.client.get("/v1/balances", headers=api.headers(Role.VIEWER)).status_code == 200
+        assert api.client.get("/healthz").status_code == 200
+        assert api.client.get("/readyz").status_code == 200
+        # Another address has its own bucket.
+        with TestClient(api.client.app, client=("203.0.113.9", 4000)) as other:
+            problem(other.get("/v1/balances", headers=unknown), 401, "unauthenticated")
+        # A second later the address has one request again.
+        now[0] += 1.0
+        problem(api.client.get("/v1/balances", headers=unknown), 401, "unauthenticated")
+        problem(api.client.get("/v1/balances", headers=unknown), 429, "rate-limited")
+
+
+def test_client_addresses_tracked_are_bounded() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=1.0, burst=1, max_keys=64, clock=lambda: now[0])
+    first = ipaddress.IPv4Address("10.0.0.0")
+    for i in range(5000):
+        assert limiter.allow(client_key(str(first + i))) == 0
+    assert len(limiter) == 64
+    # The most recent addresses are still tracked (spent), the oldest were forgotten (full).
+    assert limiter.allow(client_key(str(first + 4999))) > 0
+    assert limiter.allow(client_key(str(first))) == 0
+    # An IPv6 /64 is one client: rotating addresses inside it buys no fresh bucket.
+    assert limiter.allow(client_key("2001:db8:1:2::1")) == 0
+    assert limiter.allow(client_key("2001:db8:1:2:ffff::9")) > 0
+    assert limiter.allow(client_key("2001:db8:1:3::1")) == 0
+    assert client_key("::ffff:192.0.2.7") == client_key("192.0.2.7") == "192.0.2.7"
+    assert client_key(None) == "unknown"
+    assert len(limiter) == 64
+
+
 def test_calls_and_ledger_transactions_are_audited(api: Api) -> None:
     api.ledger.apply(DepositCredit("btc", "BTC", 500_000, f"{9:064x}:0", 1, "5120" + "cd" * 32))
     api.client.post("/v1/withdrawals", json=body(), headers=api.headers())
@@ -116,7 +169,8 @@ def test_metrics_health_and_openapi(api: Api) -> None:
         json=body(chain="eth", asset="ETH", destination=VALID["eth"]),
         headers=api.headers(),
     )
-    text = api.client.get("/metrics").text
+    problem(api.client.get("/metrics"), 401, "unauthenticated")
+    text = api.client.get("/metrics", headers=api.headers(Role.VIEWER)).text
     assert 'synod_withdrawals{chain="eth",state="QUEUED"} 1.0' in text
     assert 'synod_ledger_transactions_applied_total{kind="withdraw_request"}' in text
     assert (

@@ -1,14 +1,18 @@
 """Webhook subscriptions through the API: roles, validation (nothing written on a 422), the
-secret shown once and never listed, bounded logs, the audit trail (SQLite and PostgreSQL); a
-signed delivery of a withdrawal submitted through the API; and `synod api run` with its
-delivery loop, driven by `synod webhooks ...`, to a real receiver on 127.0.0.1."""
+secret shown once and never listed, bounded logs, the audit trail (SQLite and PostgreSQL);
+non-public destinations refused unless allowed; a signed delivery of a withdrawal submitted
+through the API; and `synod api run` with its delivery loop, driven by `synod webhooks ...`,
+to a real receiver on 127.0.0.1 (allowed in its configuration)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
+import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +28,19 @@ from synod.state.machine import Ledger
 from synod.state.transactions import DepositCredit
 
 from ..runtime.test_webhooks import Receiver, receiver  # noqa: F401  (fixture)
+from ..state.conftest import StoreFactory
 from .addresses import VALID
-from .conftest import Api
+from .conftest import Api, make_api
 from .server import api_server
 from .test_withdrawals import body, fund, problem
 
 HOOK = {"url": "https://hooks.example.com/synod", "events": ["withdrawal.state_changed"]}
+
+
+@pytest.fixture
+def loopback_api(new_store: StoreFactory, tmp_path: Path) -> Iterator[Api]:
+    """An API whose administrator allowed deliveries to 127.0.0.0/8."""
+    yield from make_api(new_store, tmp_path, allow_networks=(ipaddress.ip_network("127.0.0.0/8"),))
 
 
 def check_signature(headers: dict[str, str], raw: bytes, secret: str) -> dict[str, Any]:
@@ -117,6 +128,39 @@ def test_invalid_subscriptions_write_nothing(api: Api, over: dict[str, Any], fie
     assert api.ledger.db.query("SELECT count(*) FROM webhook_subscriptions") == [(0,)]
 
 
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:8080/hook", "loopback"),
+        ("http://localhost:8080/hook", "loopback"),
+        ("http://[::1]/hook", "loopback"),
+        ("http://10.0.0.5/hook", "private"),
+        ("http://192.168.0.10/hook", "private"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://[fe80::1]/hook", "link-local"),
+        ("http://[fd12:3456::1]/hook", "private"),
+        ("http://[::ffff:127.0.0.1]/hook", "loopback"),
+    ],
+)
+def test_non_public_destinations_are_refused(api: Api, url: str, reason: str) -> None:
+    r = api.client.post("/v1/webhooks", json={**HOOK, "url": url}, headers=api.headers(Role.ADMIN))
+    p = problem(r, 422, "validation-error", "body.url")
+    assert f"refused ({reason})" in p["detail"] and "webhooks.allowNetworks" in p["detail"]
+    assert api.ledger.db.query("SELECT count(*) FROM webhook_subscriptions") == [(0,)]
+
+
+def test_an_allowed_network_is_accepted(loopback_api: Api) -> None:
+    admin = loopback_api.headers(Role.ADMIN)
+    ok = loopback_api.client.post(
+        "/v1/webhooks", json={**HOOK, "url": "http://127.0.0.1:8080/hook"}, headers=admin
+    )
+    assert ok.status_code == 201, ok.text
+    still = loopback_api.client.post(
+        "/v1/webhooks", json={**HOOK, "url": "http://10.0.0.5/hook"}, headers=admin
+    )
+    problem(still, 422, "validation-error", "body.url")  # only the network allowed
+
+
 def test_active_subscriptions_are_bounded(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(synod.api.webhooks, "MAX_SUBSCRIPTIONS", 2)
     admin = api.headers(Role.ADMIN)
@@ -131,9 +175,10 @@ def test_active_subscriptions_are_bounded(api: Api, monkeypatch: pytest.MonkeyPa
 
 
 def test_a_withdrawal_through_the_api_is_delivered_signed(
-    api: Api,
+    loopback_api: Api,
     receiver: Receiver,  # noqa: F811
 ) -> None:
+    api = loopback_api
     fund(api)
     hook = {"url": receiver.url, "events": ["withdrawal.state_changed"]}
     created = api.client.post("/v1/webhooks", json=hook, headers=api.headers(Role.ADMIN)).json()
@@ -190,6 +235,7 @@ def test_api_run_delivers_and_the_cli_manages_subscriptions(
     Ledger(ledger_db).apply(DepositCredit("sol", "SOL", 10**12, "sig-1", 5))
     ledger_db.close()
     receiver.script = [500]  # one failure, then a retry after the configured backoff
+    monkeypatch.setenv("SYNOD__WEBHOOKS__ALLOWNETWORKS", '["127.0.0.0/8"]')  # the receiver's
 
     with api_server(db, "--btc-network", "regtest", log=tmp_path / "api.log") as url:
         monkeypatch.setenv("SYNOD_API_URL", url)
@@ -251,5 +297,9 @@ def test_api_run_delivers_and_the_cli_manages_subscriptions(
     # The server stopped cleanly: the delivery loop was joined before the stop row was written.
     store = SqliteDatabase(db)
     tail = AuditLog(store).tail(1)[0].as_dict()
+    rows = json.dumps(store.query("SELECT * FROM webhook_subscriptions"))
     store.close()
     assert tail["action"] == "node_stop"
+    # The secret is sealed in the store, under a key in a private file beside it.
+    assert secret not in rows and sub["id"] in rows
+    assert stat.S_IMODE(Path(db + ".webhook-key").stat().st_mode) == 0o600

@@ -3,10 +3,12 @@ migrations beside the ledger's, and the same answers on both."""
 
 from __future__ import annotations
 
+import os
+
 from synod.state.machine import Ledger
 from synod.state.transactions import DepositCredit, WithdrawRequest
 from synod.state.watch_store import Cursor, WatchStore
-from synod.state.webhooks import DeliveryStatus, EventKind, WebhookStore
+from synod.state.webhooks import DeliveryStatus, EventKind, SecretBox, WebhookStore
 
 from .conftest import Opener
 
@@ -33,12 +35,14 @@ def test_watch_store(open_db: Opener) -> None:
 def test_webhook_outbox_follows_the_ledger_log(open_db: Opener) -> None:
     ledger = Ledger(open_db())
     ledger.apply(DepositCredit("eth", "ETH", 5, "0xold:0", 1))  # before any subscription
-    store = WebhookStore(ledger.db)
+    store = WebhookStore(ledger.db, SecretBox(os.urandom(32)))
     sub = store.subscribe("http://127.0.0.1:9/x", ["deposit.credited"], "k" * 32)
+    assert store.secret(sub.sub_id) == "k" * 32  # sealed in the row, opened by the box
     ledger.apply(DepositCredit("eth", "ETH", 7, "0xnew:0", 2))
     ledger.apply(WithdrawRequest("r-1", "eth", "ETH", "0x" + "22" * 20, 1))
     assert store.fill_outbox(now=100.0) == 1
     assert store.fill_outbox(now=100.0) == 0
+    assert store.due(now=100.0, limit=10, skip=[sub.sub_id]) == []  # its job is under way
     [due] = store.due(now=100.0, limit=10)
     assert due.kind is EventKind.DEPOSIT_CREDITED and '"0xnew:0"' in due.body
     store.record_attempt(due, 100.0, 500, "HTTP 500", DeliveryStatus.PENDING, 102.0)

@@ -1,5 +1,6 @@
 """The FastAPI application: `create_app` wires the ledger, consensus, tokens, audit trail and
-node view into the `/v1` routes, `/metrics`, `/healthz`, `/readyz` and the docs pages.
+node view into the `/v1` routes, `/metrics`, `/healthz`, `/readyz` and the docs pages;
+`metrics_registry` is what `/metrics` serves, also for a listener of its own.
 
 Handlers are `async` and call the store directly: they run one at a time on the event loop,
 which is what the single database connection of each store needs, and a submission commits its
@@ -23,6 +24,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Securit
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -30,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from synod.api.auth import ApiToken, RateLimiter, Role, TokenStore
+from synod.api.auth import ApiToken, RateLimiter, Role, TokenStore, client_key
 from synod.api.batcher import CommitBatcher
 from synod.api.problems import PROBLEM_JSON, Problem, ProblemType
 from synod.api.providers import LedgerNodeView, NodeView
@@ -47,7 +49,7 @@ from synod.api.views import (
     withdrawals_page,
 )
 from synod.chains.bitcoin.address import Network
-from synod.metrics import API_RATE_LIMITED, API_REQUESTS, REGISTRY
+from synod.metrics import API_CLIENT_RATE_LIMITED, API_RATE_LIMITED, API_REQUESTS, REGISTRY
 from synod.runtime.consensus import LocalConsensus
 from synod.state import errors as E
 from synod.state.audit import AuditAction, AuditLog
@@ -57,14 +59,22 @@ from synod.state.transactions import Cancel, WithdrawRequest
 log = structlog.get_logger("synod.api")
 
 MAX_IDEMPOTENCY_KEY = 255
+PROBES = frozenset({"/healthz", "/readyz"})  # never rate-limited: orchestrators poll them
 
 
 @dataclass(frozen=True)
 class ApiSettings:
+    """`rate_per_second` and `burst` bound each token; `client_rate_per_second` and
+    `client_burst` bound the requests without a valid token from one client address (at most
+    `max_clients` addresses tracked, the least recently seen forgotten first)."""
+
     btc_network: Network = Network.MAINNET
     rate_per_second: float = 50.0
     burst: int = 100
     max_body_bytes: int = 16_384
+    client_rate_per_second: float = 5.0
+    client_burst: int = 50
+    max_clients: int = 10_000
 
 
 # --------------------------------------------------------------------------- request models
@@ -124,6 +134,16 @@ class _WithdrawalsCollector(Collector):
         yield family
 
 
+def metrics_registry(consensus: LocalConsensus) -> CollectorRegistry:
+    """The process's metrics (`synod.metrics.REGISTRY`) and `synod_withdrawals` from the
+    ledger, read at scrape time: collect it on the event loop that serves the API, since the
+    store has one connection."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(REGISTRY)
+    registry.register(_WithdrawalsCollector(consensus))
+    return registry
+
+
 class _Observe:
     """Pure ASGI middleware around the app, delegating to the `observe` closure."""
 
@@ -181,6 +201,7 @@ def create_app(
     settings: ApiSettings | None = None,
     extra_routers: Sequence[RouterFactory] = (),
     clock: Callable[[], float] = time.time,
+    limiter_clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
     """The API over `consensus.ledger`'s store.
 
@@ -192,11 +213,16 @@ def create_app(
     ledger = consensus.ledger
     db = ledger.db
     nodes: NodeView = node or LedgerNodeView(ledger)
-    limiter = RateLimiter(settings.rate_per_second, settings.burst)
+    limiter = RateLimiter(settings.rate_per_second, settings.burst, clock=limiter_clock)
+    clients = RateLimiter(
+        settings.client_rate_per_second,
+        settings.client_burst,
+        max_keys=settings.max_clients,
+        clock=limiter_clock,
+    )
     batcher = CommitBatcher(db)
     bearer = HTTPBearer(auto_error=False, description="An API token: `Bearer synod_…`")
-    scrape = CollectorRegistry(auto_describe=True)
-    scrape.register(_WithdrawalsCollector(consensus))
+    scrape = metrics_registry(consensus)
 
     app = FastAPI(
         title="synod",
@@ -229,17 +255,22 @@ def create_app(
 
     # ------------------------------------------------------------------ middleware
     async def observe(scope: Scope, receive: Receive, send: Send, inner: ASGIApp) -> None:
-        """Body size bound, latency metric, and the audit row of every authenticated call
-        (written before the response starts, so no call is answered unrecorded)."""
+        """Who calls and the limit on callers without a token, body size bound, latency metric,
+        and the audit row of every authenticated call (written before the response starts, so
+        no call is answered unrecorded)."""
         if scope["type"] != "http":
             await inner(scope, receive, send)
             return
         start = time.perf_counter()
         request = Request(scope)
+        throttled = admit(request)
+        if throttled is not None:
+            await throttled(scope, receive, send)
+            return
         if scope["method"] in ("POST", "PUT", "PATCH"):
             length = request.headers.get("content-length")
             refusal = None
-            if length is None or not length.isdigit():
+            if length is None or not (length.isascii() and length.isdigit()):
                 if request.headers.get("transfer-encoding"):
                     refusal = "send a Content-Length"
             elif int(length) > settings.max_body_bytes:
@@ -268,6 +299,31 @@ def create_app(
                 time.perf_counter() - start
             )
 
+    def admit(request: Request) -> Response | None:
+        """Authenticate the bearer token once, for the role checks (`request.state.token`).
+        A request without a live token (none, a malformed, unknown or revoked one) spends a
+        token of its client address's bucket, probes excepted; over it, a 429 answers before
+        anything else is done."""
+        if request.url.path in PROBES:
+            return None
+        scheme, presented = get_authorization_scheme_param(request.headers.get("authorization"))
+        principal = None
+        if scheme.lower() == "bearer" and presented:
+            principal = tokens.authenticate(presented)
+        request.state.token = principal
+        if principal is not None:
+            return None
+        wait = clients.allow(client_key(request.client.host if request.client else None))
+        if not wait:
+            return None
+        API_CLIENT_RATE_LIMITED.inc()
+        return Problem(
+            ProblemType.RATE_LIMITED,
+            f"more than {settings.client_rate_per_second:g}/s without a valid token "
+            "from this address",
+            headers={"Retry-After": str(math.ceil(wait))},
+        ).response(request.url.path)
+
     def _audit_call(
         request: Request,
         principal: ApiToken,
@@ -292,13 +348,13 @@ def create_app(
             request: Request,
             credentials: HTTPAuthorizationCredentials | None = Security(bearer),  # noqa: B008
         ) -> ApiToken:
+            principal: ApiToken | None = getattr(request.state, "token", None)  # `admit`
             if credentials is None or credentials.scheme.lower() != "bearer":
                 raise Problem(
                     ProblemType.UNAUTHENTICATED,
                     "send 'Authorization: Bearer <token>'",
                     headers={"WWW-Authenticate": "Bearer"},
                 )
-            principal = tokens.authenticate(credentials.credentials)
             if principal is None:
                 raise Problem(
                     ProblemType.UNAUTHENTICATED,
@@ -660,10 +716,12 @@ def create_app(
         tags=["operations"],
         response_class=PlainTextResponse,
         summary="Prometheus metrics",
+        responses=problem_responses(401, 403, 429),
     )
-    async def metrics() -> Response:
-        return Response(
-            generate_latest(REGISTRY) + generate_latest(scrape), media_type=CONTENT_TYPE_LATEST
-        )
+    async def metrics(_: ApiToken = viewer) -> Response:
+        """Withdrawal counts, API and signing latencies, culprits: for a viewer token. `synod
+        api run` also serves them without a token on a loopback listener of its own
+        (`--metrics-listen`), for a local Prometheus."""
+        return Response(generate_latest(scrape), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -1,4 +1,4 @@
-"""API tokens, roles and per-token rate limits.
+"""API tokens, roles, and the rate limits per token and per client address.
 
 A token is 256 random bits (`synod_` + URL-safe base64). It is shown once, when created; the
 store keeps only its SHA-256 (a 256-bit random secret needs no slow hash) and a short public
@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
@@ -145,3 +146,20 @@ class RateLimiter:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+def client_key(host: str | None) -> str:
+    """The rate-limit key of a client address: an IPv4 address itself, an IPv6 address its /64
+    (one machine is commonly given a whole /64 and could otherwise take a fresh bucket for
+    every request); a client without an address shares one key."""
+    if not host:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)

@@ -38,8 +38,12 @@ def api_process(
     """Start the API over `db`; yield its base URL once `/readyz` answers; stop it after.
 
     Readiness is polled every 0.1 s up to `ready_checks` times (a loaded machine can take
-    seconds to import and start); the child's output goes to `log`, else nowhere."""
+    seconds to import and start); the child's output goes to `log`, else nowhere. The
+    token-free metrics listener is off unless `args` ask for one (several children would
+    contend for its default port)."""
     port = port or free_port()
+    if not any(a.partition("=")[0] == "--metrics-listen" for a in args):
+        args = [*args, "--metrics-listen", "off"]
     env = {**os.environ, "PYTHONPATH": str(Path(synod.__file__).parents[1])}
     out: IO[bytes] | int = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     cmd = [sys.executable, "-m", "synod.cli.main", "api", "run", "--db", db, "--host", HOST]

@@ -27,7 +27,7 @@ class ProblemType(enum.Enum):
     INVALID_CURSOR = ("invalid-cursor", 422, "Invalid pagination cursor")
     UNAUTHENTICATED = ("unauthenticated", 401, "Missing or invalid API token")
     FORBIDDEN = ("forbidden", 403, "The token's role does not allow this")
-    RATE_LIMITED = ("rate-limited", 429, "Too many requests for this token")
+    RATE_LIMITED = ("rate-limited", 429, "Too many requests")
     NOT_FOUND = ("not-found", 404, "No such resource")
     DUPLICATE_EXTERNAL_ID = ("duplicate-external-id", 409, "external_id already used")
     IDEMPOTENCY_MISMATCH = (

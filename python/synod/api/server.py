@@ -1,13 +1,15 @@
 """Serving the API: open the store, build the app, run uvicorn (loopback by default), with the
-webhook delivery loop beside it."""
+webhook delivery loop beside it and, when asked, a token-free Prometheus listener of its own."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -17,16 +19,17 @@ from typing import NoReturn
 import structlog
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client import make_asgi_app
 
 from synod import logs
-from synod.api.app import ApiSettings, create_app
+from synod.api.app import ApiSettings, create_app, metrics_registry
 from synod.api.auth import TokenStore
 from synod.api.providers import NodeView
 from synod.api.webhooks import webhook_router
-from synod.config import SynodConfig
+from synod.config import SynodConfig, is_loopback, parse_listen
 from synod.runtime.consensus import LocalConsensus
 from synod.runtime.journal import Journal
-from synod.runtime.webhooks import Policy, Webhooks
+from synod.runtime.webhooks import Webhooks
 from synod.state.audit import AuditAction, AuditLog
 from synod.state.db import PostgresDatabase, SqliteDatabase, open_database
 from synod.state.machine import Ledger
@@ -65,10 +68,14 @@ class Engine:
 
 def open_engine(url: str, config: SynodConfig, journal: Path | None = None) -> Engine:
     db = open_database(url)
+    try:
+        webhooks = Webhooks.from_config(db, config)  # `WebhookKeyError` without its key
+    except BaseException:
+        db.close()
+        raise
     audit = AuditLog(db)
     ledger = Ledger.from_config(db, config.chains, config.withdraw, config.transition)
     consensus = LocalConsensus(ledger, Journal(journal or default_journal(db)), audit)
-    webhooks = Webhooks(db, Policy.from_config(config.webhooks))
     return Engine(url, db, consensus, TokenStore(db), audit, webhooks)
 
 
@@ -88,11 +95,11 @@ WEBHOOK_POLL_S = 1.0
 
 @contextmanager
 def webhook_delivery(engine: Engine, poll_interval_s: float = WEBHOOK_POLL_S) -> Iterator[None]:
-    """`Webhooks.run` in a thread on its own connection to the engine's store, for the span of
-    the block; on the way out it is told to stop (it finishes at most the attempt under way),
-    joined, and its connection closed."""
+    """`Webhooks.run` in a thread on its own connection to the engine's store (its pool's
+    workers beside it), for the span of the block; on the way out it is told to stop (each
+    worker finishes at most the attempt under way), joined, and its connection closed."""
     db = open_database(engine.url)
-    deliverer = Webhooks(db, engine.webhooks.policy)
+    deliverer = Webhooks(db, engine.webhooks.policy, box=engine.webhooks.store.box)
     stop = threading.Event()
     thread = threading.Thread(
         target=deliverer.run, args=(stop, poll_interval_s), name="synod-webhooks", daemon=True
@@ -126,6 +133,69 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def metrics_endpoint(listen: str, allow_remote: bool = False) -> tuple[str, int] | None:
+    """Where the token-free metrics listener binds: `listen` ("HOST:PORT" or "off") parsed.
+    ValueError for a malformed one, and for a host that is not loopback unless `allow_remote`
+    (the metrics name withdrawals, latencies and culprits to whoever connects)."""
+    endpoint = parse_listen(listen)
+    if endpoint is not None and not allow_remote and not is_loopback(endpoint[0]):
+        raise ValueError(
+            f"{endpoint[0]} is not a loopback address: metrics need no token there "
+            "(allow it with --metrics-allow-remote or api.metricsAllowRemote)"
+        )
+    return endpoint
+
+
+def bind_metrics(endpoint: tuple[str, int]) -> socket.socket:
+    """The listening socket of the metrics listener (OSError when it cannot be bound), bound
+    before the API starts so a taken port stops the start instead of a scrape failing."""
+    host, port = endpoint
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
+
+
+class _Beside(uvicorn.Server):
+    """A server in the event loop of another, which owns the signals."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class _ApiServer(uvicorn.Server):
+    """The API's server, with the metrics server (if any, on its bound socket) in the same
+    event loop: handlers of both run one at a time, as the store's single connection needs,
+    and the metrics server stops when the API does."""
+
+    def __init__(
+        self, config: uvicorn.Config, metrics: tuple[_Beside, socket.socket] | None
+    ) -> None:
+        super().__init__(config)
+        self.beside = metrics
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.beside is None:
+            await super().serve(sockets)
+            return
+        metrics, listening = self.beside
+        task = asyncio.create_task(metrics.serve([listening]))
+        try:
+            await super().serve(sockets)
+        finally:
+            metrics.should_exit = True
+            await task
+
+
+def _metrics_server(engine: Engine) -> _Beside:
+    """Prometheus's own ASGI exposition of `metrics_registry`, without a token."""
+    app = make_asgi_app(metrics_registry(engine.consensus))
+    return _Beside(
+        uvicorn.Config(
+            app, access_log=False, log_level="warning", server_header=False, lifespan="off"
+        )
+    )
+
+
 def serve(
     engine: Engine,
     settings: ApiSettings,
@@ -133,26 +203,39 @@ def serve(
     port: int,
     node: NodeView | None = None,
     node_id: str = "api",
+    metrics: socket.socket | None = None,
 ) -> None:
-    """Run until interrupted, webhook deliveries beside; the start and the stop are audit
-    rows."""
+    """Run until interrupted, webhook deliveries beside, and Prometheus metrics without a
+    token on the listening socket `metrics` (`bind_metrics`) if given, until the API stops;
+    the start and the stop are audit rows."""
     logs.configure(logging.INFO, node_id)
     app = build_app(engine, settings, node)
+    scrape_url = None
+    if metrics is not None:
+        bound_host, bound_port = metrics.getsockname()[:2]
+        scrape_url = f"http://{_url_host(bound_host)}:{bound_port}/metrics"
     engine.audit.append(
-        node_id, AuditAction.NODE_START, {"role": "api", "host": host, "port": port}
+        node_id,
+        AuditAction.NODE_START,
+        {"role": "api", "host": host, "port": port, "metrics": scrape_url},
     )
     structlog.get_logger("synod.api").info(
-        "api serving", url=f"http://{host}:{port}", docs=f"http://{host}:{port}/docs"
+        "api serving",
+        url=f"http://{host}:{port}",
+        docs=f"http://{host}:{port}/docs",
+        metrics=scrape_url,
     )
+    config = uvicorn.Config(
+        app, host=host, port=port, access_log=False, log_level="warning", server_header=False
+    )
+    beside = None if metrics is None else (_metrics_server(engine), metrics)
+    server = _ApiServer(config, beside)
     try:
-        with _sigterm_unwinds(), webhook_delivery(engine):
-            uvicorn.run(
-                app,
-                host=host,
-                port=port,
-                access_log=False,
-                log_level="warning",
-                server_header=False,
-            )
+        with _sigterm_unwinds(), webhook_delivery(engine), suppress(KeyboardInterrupt):
+            server.run()
     finally:
         engine.audit.append(node_id, AuditAction.NODE_STOP, {"role": "api"})
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -2,7 +2,9 @@
 and problem+json errors as the rest.
 
 An admin subscribes a URL to event kinds and hears the signing secret once, in the answer to
-the `POST`; no read shows it again. Viewers (and up) list subscriptions and read each one's
+the `POST`; no read shows it again. A URL whose host is, or resolves to, a loopback, private,
+link-local or other non-public address is refused (422 on `body.url`) unless
+`webhooks.allowNetworks` covers it. Viewers (and up) list subscriptions and read each one's
 deliveries and attempt log. Deliveries themselves are made by the loop `synod api run` starts
 beside the server (`synod.runtime.webhooks.Webhooks.run`).
 """
@@ -15,6 +17,7 @@ from typing import Annotated, Any
 import structlog
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from synod.api.app import RouteKit, problem_responses
 from synod.api.auth import ApiToken
@@ -109,12 +112,15 @@ def webhook_router(webhooks: Webhooks, kit: RouteKit) -> APIRouter:
                     ProblemType.LIMIT_REACHED,
                     f"at most {MAX_SUBSCRIPTIONS} active subscriptions: delete one first",
                 )
-            sub = webhooks.subscribe(body.url, [k.value for k in body.events])
+            # The destination was checked before the batch (a name lookup must not hold up
+            # the serial write path); each delivery checks it again.
+            sub = webhooks.store.subscribe(body.url, [k.value for k in body.events])
             # The audit row names the subscription, in the same commit as the subscription.
             kit.audit_call(request, principal, 201, {"subscription": sub.sub_id, "url": sub.url})
             return sub
 
         try:
+            await run_in_threadpool(webhooks.check_destination, body.url)
             sub = await kit.batcher.run(subscribe)
         except Problem:
             request.state.audited = False

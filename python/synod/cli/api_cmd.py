@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
+from contextlib import ExitStack
 from typing import Any
 
-from synod.config import load_config
+from synod.config import SynodConfig, load_config
 
 
 def _store_args(p: argparse.ArgumentParser) -> None:
@@ -23,7 +25,8 @@ def add_parser(sub: Any) -> None:
     run = actions.add_parser(
         "run",
         help="serve the REST API (loopback by default)",
-        description="Serve the versioned REST API, /metrics, /healthz, /readyz and /docs.",
+        description="Serve the versioned REST API, /metrics (viewer token), /healthz, /readyz "
+        "and /docs; and Prometheus metrics without a token on a loopback listener of their own.",
     )
     _store_args(run)
     run.add_argument("--host", default="127.0.0.1")
@@ -36,6 +39,29 @@ def add_parser(sub: Any) -> None:
     )
     run.add_argument("--rate", type=float, default=50.0, help="requests per second per token")
     run.add_argument("--burst", type=int, default=100, help="burst size per token")
+    run.add_argument(
+        "--client-rate",
+        type=float,
+        default=5.0,
+        help="requests per second per client address without a valid token",
+    )
+    run.add_argument(
+        "--client-burst",
+        type=int,
+        default=50,
+        help="burst size per client address without a valid token",
+    )
+    run.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="token-free Prometheus listener, or 'off' (default: api.metricsListen, "
+        "127.0.0.1:9464)",
+    )
+    run.add_argument(
+        "--metrics-allow-remote",
+        action="store_true",
+        help="let --metrics-listen bind an address that is not loopback",
+    )
     run.add_argument("--journal", metavar="PATH", help="consensus journal file")
     run.add_argument("--node-id", default="api", help="name in logs and the audit trail")
     run.add_argument(
@@ -98,23 +124,64 @@ def _run(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         print("synod api run: error: --port must be 1..65535", file=sys.stderr)
         return 2
-    if args.rate <= 0 or args.burst < 1:
-        print("synod api run: error: --rate must be > 0 and --burst >= 1", file=sys.stderr)
+    if args.rate <= 0 or args.burst < 1 or args.client_rate <= 0 or args.client_burst < 1:
+        print(
+            "synod api run: error: --rate and --client-rate must be > 0, --burst and "
+            "--client-burst >= 1",
+            file=sys.stderr,
+        )
         return 2
     config = load_config(args.config)
-    url = _url(args)
-    engine = open_engine(url, config, Path(args.journal) if args.journal else None)
-    settings = ApiSettings(Network[args.btc_network.upper()], args.rate, args.burst)
     try:
+        metrics = _metrics_listener(args, config)
+    except ValueError as err:
+        print(f"synod api run: error: {err}", file=sys.stderr)
+        return 2
+    settings = ApiSettings(
+        Network[args.btc_network.upper()],
+        args.rate,
+        args.burst,
+        client_rate_per_second=args.client_rate,
+        client_burst=args.client_burst,
+    )
+    with ExitStack() as stack:
+        if metrics is not None:
+            stack.enter_context(metrics)
+        engine = open_engine(_url(args), config, Path(args.journal) if args.journal else None)
+        stack.callback(engine.close)
         node = (
             FileNodeView(engine.consensus.ledger, path=Path(args.node_view))
             if args.node_view
             else None
         )
-        serve(engine, settings, args.host, args.port, node=node, node_id=args.node_id)
-    finally:
-        engine.close()
+        serve(
+            engine, settings, args.host, args.port, node=node, node_id=args.node_id, metrics=metrics
+        )
     return 0
+
+
+def _metrics_listener(args: argparse.Namespace, config: SynodConfig) -> socket.socket | None:
+    """The bound socket of the token-free metrics listener, or None when it is off; the flags
+    win over `api.metricsListen` and `api.metricsAllowRemote`. ValueError says why it cannot
+    be."""
+    from synod.api.server import bind_metrics, metrics_endpoint
+
+    listen = args.metrics_listen or config.api.metrics_listen
+    try:
+        endpoint = metrics_endpoint(
+            listen, args.metrics_allow_remote or config.api.metrics_allow_remote
+        )
+    except ValueError as err:
+        raise ValueError(f"metrics listener {listen[:80]!r}: {err}") from None
+    if endpoint is None:
+        return None
+    try:
+        return bind_metrics(endpoint)
+    except OSError as err:
+        raise ValueError(
+            f"cannot listen for metrics on {listen}: {err.strerror or err} "
+            "(--metrics-listen HOST:PORT, or off)"
+        ) from None
 
 
 def _tokens(args: argparse.Namespace) -> Any:

@@ -5,17 +5,27 @@ reported by the code paths that apply them: `fill_outbox` reads the log past a p
 cursor and, in the same database transaction, queues one delivery per matching subscription
 and moves the cursor. A crash anywhere leaves either both or neither, so no event is lost and
 none is queued twice (a delivery is unique per subscription and event).
+
+A subscription's secret (the HMAC key its deliveries are signed with) is kept sealed: a
+`SecretBox`, under a key that lives outside the database, encrypts it with ChaCha20-Poly1305
+bound to the subscription id, so the rows alone do not give it away and a sealed secret moved
+to another subscription does not open. Rows written before sealing are sealed when the store
+is opened.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from synod.state.db import PostgresDatabase, SqliteDatabase, migrate
 from synod.state.transactions import DepositCredit
@@ -44,11 +54,19 @@ WEBHOOK_MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX webhook_attempts_sub ON webhook_attempts (sub_id, at);
         """,
     ),
+    (
+        2,
+        # The secret sealed by a `SecretBox` (hex of nonce ‖ ciphertext); `secret` is then ''.
+        # Rows from before are sealed when a store is opened (`WebhookStore.seal_plaintext`).
+        "ALTER TABLE webhook_subscriptions ADD COLUMN sealed TEXT",
+    ),
 ]
 
 MAX_URL = 2048
 OUTBOX_BATCH = 500  # ledger transactions read per fill
 MAX_ERROR = 500  # characters of an error kept in the log
+SECRET_KEY_LEN = 32
+_NONCE_LEN = 12
 
 
 class EventKind(enum.StrEnum):
@@ -66,13 +84,50 @@ class SubscriptionError(ValueError):
     """A subscription request that cannot be accepted (bad URL, unknown event kind)."""
 
 
+class SecretKeyError(Exception):
+    """A sealed subscription secret that does not open under the key given (a wrong key, or
+    an altered row); the message names the subscription, never a secret."""
+
+
+class SecretBox:
+    """Seals subscription secrets with ChaCha20-Poly1305 under a key kept outside the database;
+    the associated data binds each sealed secret to its subscription id."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != SECRET_KEY_LEN:
+            raise ValueError(f"a webhook secret key is {SECRET_KEY_LEN} bytes")
+        self._aead = ChaCha20Poly1305(key)
+
+    def __repr__(self) -> str:
+        return "SecretBox()"
+
+    @staticmethod
+    def _ad(sub_id: str) -> bytes:
+        return b"synod/webhook-secret/v1\x00" + sub_id.encode()
+
+    def seal(self, sub_id: str, secret: str) -> str:
+        nonce = os.urandom(_NONCE_LEN)
+        return (nonce + self._aead.encrypt(nonce, secret.encode(), self._ad(sub_id))).hex()
+
+    def open(self, sub_id: str, sealed: str) -> str:
+        try:
+            raw = bytes.fromhex(sealed)
+            return self._aead.decrypt(raw[:_NONCE_LEN], raw[_NONCE_LEN:], self._ad(sub_id)).decode()
+        except (ValueError, InvalidTag):  # not hex, too short, or it does not authenticate
+            raise SecretKeyError(
+                f"the secret of subscription {sub_id} does not open under the webhook key "
+                "(a wrong key, or the row was altered)"
+            ) from None
+
+
 @dataclass(frozen=True)
 class Subscription:
     sub_id: str
     url: str
     kinds: tuple[EventKind, ...]
     active: bool
-    secret: str = field(repr=False)  # the HMAC key: never in a repr or a log
+    # The HMAC key, only in the answer to `subscribe` ('' when listed): never in a repr or log.
+    secret: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -123,7 +178,7 @@ def event_of(
     return event, {"id": tx_id, "type": event.value, "seq": seq, "data": data}
 
 
-def _check_url(url: str) -> str:
+def check_url(url: str) -> str:
     """http(s)://host/..., bounded, printable, and without credentials in it (the URL is listed
     to every reader of the subscriptions; the secret is what authenticates a delivery)."""
     try:
@@ -159,14 +214,30 @@ def _kinds(kinds: Iterable[str]) -> tuple[EventKind, ...]:
 class WebhookStore:
     """The tables, over the ledger's database (the outbox reads its `applied_tx`)."""
 
-    def __init__(self, db: SqliteDatabase | PostgresDatabase) -> None:
+    def __init__(self, db: SqliteDatabase | PostgresDatabase, box: SecretBox) -> None:
         self.db = db
+        self.box = box
         migrate(db, WEBHOOK_MIGRATIONS, "webhook_schema_version")
+        self.seal_plaintext()
+
+    def seal_plaintext(self) -> int:
+        """Seal the secrets of rows written before sealing (clearing the plaintext); the number
+        sealed."""
+        with self.db.transaction():
+            rows = self.db.query(
+                "SELECT sub_id, secret FROM webhook_subscriptions WHERE sealed IS NULL"
+            )
+            for sub_id, secret in rows:
+                self.db.execute(
+                    "UPDATE webhook_subscriptions SET sealed = ?, secret = '' WHERE sub_id = ?",
+                    (self.box.seal(str(sub_id), str(secret)), sub_id),
+                )
+        return len(rows)
 
     # ------------------------------------------------------------------ subscriptions
     def subscribe(self, url: str, kinds: Iterable[str], secret: str | None = None) -> Subscription:
         """A new active subscription, for events applied from now on."""
-        url, chosen = _check_url(url), _kinds(kinds)
+        url, chosen = check_url(url), _kinds(kinds)
         secret = secret or secrets.token_hex(32)
         if len(secret) < 16 or len(secret) > 256:
             raise SubscriptionError("a webhook secret is 16 to 256 characters")
@@ -174,9 +245,9 @@ class WebhookStore:
         with self.db.transaction():
             last = self.db.query("SELECT COALESCE(MAX(seq), 0) FROM applied_tx")[0][0]
             self.db.execute(
-                "INSERT INTO webhook_subscriptions (sub_id, url, secret, kinds, active, "
-                "after_seq) VALUES (?, ?, ?, ?, 1, ?)",
-                (sub_id, url, secret, ",".join(chosen), int(last)),
+                "INSERT INTO webhook_subscriptions (sub_id, url, secret, sealed, kinds, active, "
+                "after_seq) VALUES (?, ?, '', ?, ?, 1, ?)",
+                (sub_id, url, self.box.seal(sub_id, secret), ",".join(chosen), int(last)),
             )
         return Subscription(sub_id, url, chosen, True, secret)
 
@@ -194,18 +265,25 @@ class WebhookStore:
         return n > 0
 
     def subscriptions(self, active_only: bool = False) -> list[Subscription]:
-        sql = "SELECT sub_id, url, kinds, active, secret FROM webhook_subscriptions"
+        """The subscriptions, without their secrets (`secret` opens one)."""
+        sql = "SELECT sub_id, url, kinds, active FROM webhook_subscriptions"
         if active_only:
             sql += " WHERE active = 1"
         return [
-            Subscription(
-                str(s), str(u), tuple(EventKind(k) for k in str(k_).split(",")), bool(a), str(x)
-            )
-            for s, u, k_, a, x in self.db.query(sql + " ORDER BY sub_id")
+            Subscription(str(s), str(u), tuple(EventKind(k) for k in str(k_).split(",")), bool(a))
+            for s, u, k_, a in self.db.query(sql + " ORDER BY sub_id")
         ]
 
     def subscription(self, sub_id: str) -> Subscription | None:
         return next((s for s in self.subscriptions() if s.sub_id == sub_id), None)
+
+    def secret(self, sub_id: str) -> str:
+        """The subscription's signing secret, opened; `SecretKeyError` if it does not open,
+        KeyError for an unknown subscription."""
+        rows = self.db.query("SELECT sealed FROM webhook_subscriptions WHERE sub_id = ?", (sub_id,))
+        if not rows:
+            raise KeyError(sub_id)
+        return self.box.open(sub_id, str(rows[0][0]))
 
     # ------------------------------------------------------------------ outbox
     def fill_outbox(self, now: float, batch: int = OUTBOX_BATCH) -> int:
@@ -260,18 +338,22 @@ class WebhookStore:
                 )
         return queued
 
-    def due(self, now: float, limit: int) -> list[Delivery]:
+    def due(self, now: float, limit: int, skip: Iterable[str] = ()) -> list[Delivery]:
+        """Pending deliveries due by `now`, oldest first, except those of the subscriptions in
+        `skip` (the ones with a delivery under way)."""
         # `next_at + 0` keeps the time comparison off the index. On SQLite 3.40, once LiteSVM
         # has executed the SPL token program in the same process (the Solana tests do), an
         # indexed range compare of a whole-valued REAL (which SQLite stores as an integer)
         # with a fractional bound came out wrong: a delivery due at t+3 s was found due at
         # t+2.5 s. The unindexed compare stays exact there. Production runs no LiteSVM; the
         # cause inside the process is not found. The index still serves `status`.
+        skipped = sorted(set(skip))
+        unless = f"AND sub_id NOT IN ({', '.join('?' * len(skipped))}) " if skipped else ""
         rows = self.db.query(
             "SELECT delivery_id, sub_id, event_id, kind, seq, body, status, attempts, next_at, "
-            "last_error FROM webhook_outbox WHERE status = ? AND next_at + 0 <= ? "
+            f"last_error FROM webhook_outbox WHERE status = ? AND next_at + 0 <= ? {unless}"
             "ORDER BY next_at, seq LIMIT ?",
-            (DeliveryStatus.PENDING, now, limit),
+            (DeliveryStatus.PENDING, now, *skipped, limit),
         )
         return [_delivery(r) for r in rows]
 
