@@ -186,12 +186,15 @@ class Addresses(Limit):
             raise MalformedTransaction(f"{name} must map chains to their new address")
         for chain, addr in value.items():
             _chain(chain)
-            wanted = {"address", "script"} if chain == "btc" else {"address"}
-            if not isinstance(addr, dict) or set(addr) != wanted:
-                raise MalformedTransaction(f"{chain}: an address has exactly {sorted(wanted)}")
+            needed = {"address", "script"} if chain == "btc" else {"address"}
+            if not isinstance(addr, dict) or not needed <= set(addr) <= {"address", "script"}:
+                raise MalformedTransaction(
+                    f"{chain}: an address has {' and '.join(sorted(needed))}"
+                    + ("" if chain == "btc" else " (and perhaps a script)")
+                )
             Text(128, token=True).check(f"{chain}.address", addr["address"])
-            if chain == "btc":
-                Text(200, token=True).check("btc.script", addr["script"])
+            if "script" in addr:
+                Text(200, token=True).check(f"{chain}.script", addr["script"])
 
 
 REASON = Text(1000)
