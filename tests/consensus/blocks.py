@@ -15,7 +15,7 @@ from synod.state.transactions import (
     StartSign,
     WithdrawRequest,
 )
-from tests.consensus.conftest import by_member, by_operator
+from tests.consensus.conftest import by_member, by_operator, witnessed
 
 ETH_TO = "0x" + "11" * 20
 
@@ -28,7 +28,7 @@ def to_failed(request_id: str, amount: int = 10**17, deposit: str = "0xd1") -> l
     w = withdraw_id(request_id)
     return [
         [
-            by_member(1, DepositCredit("eth", "ETH", 10**18, deposit, 7)),
+            *witnessed(DepositCredit("eth", "ETH", 10**18, deposit, 7)),
             by_operator(WithdrawRequest(request_id, "eth", "ETH", ETH_TO, amount)),
         ],
         [by_member(2, Reserve(w)), by_member(3, StartSign(w, "s1"))],
@@ -45,14 +45,11 @@ def random_blocks(seed: int, count: int) -> list[list[bytes]]:
     for i in range(count):
         chain = rng.choice(["eth", "btc"])
         if chain == "btc":
-            ref = f"{i:064x}:0"
-            txs.append(
-                by_member(rng.randint(1, 4), DepositCredit("btc", "BTC", 50_000 + i, ref, i, "51"))
-            )
+            deposit = DepositCredit("btc", "BTC", 50_000 + i, f"{i:064x}:0", i, "51")
         else:
-            txs.append(
-                by_member(rng.randint(1, 4), DepositCredit("eth", "ETH", 10**17 + i, f"0x{i:x}", i))
-            )
+            deposit = DepositCredit("eth", "ETH", 10**17 + i, f"0x{i:x}", i)
+        # Witnessed by three random members (sometimes a fourth, a harmless extra vote).
+        txs.extend(witnessed(deposit, tuple(rng.sample(range(1, 5), rng.choice([3, 3, 4])))))
         r = f"req{i}"
         w = withdraw_id(r)
         amount = rng.randint(1, 40_000) if chain == "btc" else rng.randint(1, 10**17)
@@ -64,9 +61,14 @@ def random_blocks(seed: int, count: int) -> list[list[bytes]]:
             by_member(rng.randint(1, 4), StartSign(w, f"s{i}")),
             by_member(rng.randint(1, 4), Signed(w, f"s{i}", "sig")),
             by_member(rng.randint(1, 4), Broadcast(w, f"{i:064x}")),
-            by_member(rng.randint(1, 4), Confirm(w, f"{i:064x}", i)),
         ]
-        txs.extend(steps[: rng.randint(1, len(steps))])
+        steps = steps[: rng.randint(1, len(steps))]
+        if len(steps) == 5 and rng.random() < 0.8:  # confirmed by a quorum, or (now and then)
+            # by too few members to count
+            steps += witnessed(Confirm(w, f"{i:064x}", i), tuple(rng.sample(range(1, 5), 3)))
+        elif len(steps) == 5:
+            steps += witnessed(Confirm(w, f"{i:064x}", i), (rng.randint(1, 4),))
+        txs.extend(steps)
     # Local disorder: neighbours swap, so some transitions arrive before their predecessor.
     for j in range(0, len(txs) - 1, 3):
         if rng.random() < 0.3:

@@ -40,6 +40,16 @@ def by_member(member: int, tx: Tx) -> bytes:
     return SignedTx.sign(tx, f"member:{member}", IDENTITIES[member].sign_secret, CHAIN_ID).encode()
 
 
+WITNESSES = (1, 2, 3)
+"""A quorum of the four (2f + 1 = 3)."""
+
+
+def witnessed(tx: Tx, members: tuple[int, ...] = WITNESSES) -> list[bytes]:
+    """The same fact from each of `members`: what a witnessed kind (a deposit, a confirmation)
+    needs before the ledger acts on it."""
+    return [by_member(m, tx) for m in members]
+
+
 def by_operator(tx: Tx) -> bytes:
     return SignedTx.sign(tx, "operator:api", OPERATOR, CHAIN_ID).encode()
 

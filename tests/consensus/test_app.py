@@ -17,6 +17,7 @@ from tests.consensus.conftest import (
     AppFactory,
     by_member,
     by_operator,
+    witnessed,
 )
 
 DEPOSIT = DepositCredit("eth", "ETH", 10**18, "0xd1", 7)
@@ -64,8 +65,10 @@ def test_check_tx_sees_committed_state_only(new_app: AppFactory) -> None:
     app.finalize_block(1, [raw])
     assert app.check_tx(raw).code == Code.OK  # the block is not committed yet
     app.commit()
-    assert app.check_tx(raw).code == Code.DUPLICATE
-    assert app.check_tx(by_member(2, DEPOSIT)).code == Code.DUPLICATE  # same tx, other member
+    assert app.check_tx(raw).code == Code.DUPLICATE  # member 1 already vouched for it
+    assert app.check_tx(by_member(2, DEPOSIT)).code == Code.OK  # another witness
+    run(app, witnessed(DEPOSIT, (2, 3)))
+    assert app.check_tx(by_member(4, DEPOSIT)).code == Code.DUPLICATE  # applied
 
 
 def test_block_applies_in_order_and_a_refusal_undoes_only_itself(new_app: AppFactory) -> None:
@@ -76,15 +79,15 @@ def test_block_applies_in_order_and_a_refusal_undoes_only_itself(new_app: AppFac
         app,
         [
             by_member(1, Reserve(w)),  # before its request: refused
-            by_member(1, DEPOSIT),
+            *witnessed(DEPOSIT),  # credited at the third witness
             by_operator(WithdrawRequest("r1", "eth", "ETH", ETH_TO, 10**17)),
             by_member(2, Reserve(w)),
-            by_member(3, DEPOSIT),  # the same deposit from another member: a duplicate
+            by_member(4, DEPOSIT),  # a fourth witness, after the credit: a duplicate
         ],
         [big, by_member(1, Reserve(withdraw_id("r0")))],  # more than the ledger holds
     )
     assert codes == [
-        [Code.REJECTED, Code.OK, Code.OK, Code.OK, Code.DUPLICATE],
+        [Code.REJECTED, Code.OK, Code.OK, Code.OK, Code.OK, Code.OK, Code.DUPLICATE],
         [Code.OK, Code.REJECTED],
     ]
     ledger = Ledger(app.reader)
@@ -96,7 +99,7 @@ def test_block_applies_in_order_and_a_refusal_undoes_only_itself(new_app: AppFac
 
 def test_crash_between_finalize_and_commit_replays_the_block(new_app: AppFactory) -> None:
     app, reopen = new_app()
-    run(app, [by_member(1, DEPOSIT)])
+    run(app, witnessed(DEPOSIT))
     height, app_hash = app.info()
     before = state_digest(app.reader)
     block = [by_operator(WithdrawRequest("r1", "eth", "ETH", ETH_TO, 10**17))]

@@ -23,7 +23,7 @@ from synod.consensus.committee import DEFAULT_PERMISSIONS, OPERATOR
 from synod.consensus.signed import parse_body, signing_message
 from synod.state.db import SqliteDatabase
 from synod.state.errors import MalformedTransaction
-from synod.state.machine import withdraw_id_for
+from synod.state.machine import Ledger, withdraw_id_for
 from synod.state.transactions import (
     CHAINS,
     FIELD_LIMITS,
@@ -50,8 +50,8 @@ from tests.consensus.conftest import (
     CHAIN_ID,
     COMMITTEE,
     IDENTITIES,
-    by_member,
     by_operator,
+    witnessed,
 )
 from tests.consensus.conftest import (
     OPERATOR as OPERATOR_KEY,
@@ -61,6 +61,7 @@ from tests.state.conftest import StoreFactory
 REQUESTS = [f"r{i}" for i in range(3)]
 WITHDRAWALS = [withdraw_id_for(r) for r in REQUESTS]
 OUTPOINT = "ab" * 32 + ":0"
+ETH_TO = "0x" + "11" * 20
 BAD_TEXT = ["", "\x00", "a\x00b", "\ud800", "two words", "é", 5, None, True, ["x"], {"a": 1}]
 
 
@@ -203,11 +204,11 @@ def _replicas(new_store: StoreFactory, tmp_path: Path) -> list[LedgerApp]:
 def _funding() -> list[bytes]:
     """Real state for the random transactions to act on: funds and three requests."""
     out = [
-        by_member(1, DepositCredit("eth", "ETH", 10**18, "0xfund", 1)),
-        by_member(2, DepositCredit("btc", "BTC", 10**6, "cd" * 32 + ":1", 1, "5120" + "ab" * 32)),
+        *witnessed(DepositCredit("eth", "ETH", 10**18, "0xfund", 1)),
+        *witnessed(DepositCredit("btc", "BTC", 10**6, "cd" * 32 + ":1", 1, "5120" + "ab" * 32)),
     ]
     for r in REQUESTS:
-        out.append(by_operator(WithdrawRequest(r, "eth", "ETH", "0x" + "11" * 20, 10**15)))
+        out.append(by_operator(WithdrawRequest(r, "eth", "ETH", ETH_TO, 10**15)))
     return out
 
 
@@ -285,19 +286,19 @@ def test_an_error_applying_one_transaction_fails_only_that_one(
     """Defence in depth: were a limit missing (the table loosened here), the store's error
     undoes that transaction alone, with the same outcome and app hash on SQLite and
     PostgreSQL, and the block still commits."""
-    monkeypatch.setitem(FIELD_LIMITS, "height", Int(0, 2**80))
+    monkeypatch.setitem(FIELD_LIMITS, "requested_at", Int(0, 2**80))
     apps = _replicas(new_store, tmp_path)
-    good = by_member(1, DepositCredit("eth", "ETH", 5, "0xgood", 3))
-    bad = by_member(2, DepositCredit("eth", "ETH", 7, "0xbad", BIG))
-    after = by_member(3, DepositCredit("sol", "SOL", 9, "sol-after", 4))
+    good = by_operator(WithdrawRequest("good", "eth", "ETH", ETH_TO, 5, requested_at=3))
+    bad = by_operator(WithdrawRequest("bad", "eth", "ETH", ETH_TO, 7, requested_at=BIG))
+    after = by_operator(WithdrawRequest("after", "sol", "SOL", "sol-to", 9, requested_at=4))
     try:
         results = []
         for app in apps:
             outcomes, app_hash = app.finalize_block(1, [good, bad, after])
             app.commit()
             results.append(([(o.code, o.log, o.data) for o in outcomes], app_hash))
-            deposited = {k: v["deposited"] for k, v in _balances(app).items()}
-            assert deposited == {("eth", "ETH"): 5, ("sol", "SOL"): 9}
+            requests = {w.request_id for w in Ledger(app.reader).withdrawals()}
+            assert requests == {"good", "after"}
         assert results[0] == results[1]
         codes = [code for code, _, _ in results[0][0]]
         assert codes == [Code.OK, Code.FAILED, Code.OK]
@@ -305,12 +306,6 @@ def test_an_error_applying_one_transaction_fails_only_that_one(
     finally:
         for app in apps:
             app.close()
-
-
-def _balances(app: LedgerApp) -> dict[tuple[str, str], dict[str, int]]:
-    from synod.state.machine import Ledger
-
-    return Ledger(app.reader).balances()
 
 
 def test_every_field_of_every_kind_has_a_limit() -> None:

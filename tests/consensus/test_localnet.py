@@ -26,6 +26,7 @@ from synod.state.transactions import (
     Reserve,
     Signed,
     StartSign,
+    Strike,
     Tx,
     WithdrawRequest,
 )
@@ -142,8 +143,14 @@ def walk(net: LocalNet, request_id: str, submit_all: Callable[[Tx], None]) -> No
         poll(f"{request_id} {status}", lambda s=status: status_everywhere(net, request_id) == {s})
 
 
+def witness(net: LocalNet, tx: Tx, members: tuple[int, ...] = (1, 2, 3)) -> None:
+    """What each member's watcher does: submit the fact it saw, through its own node."""
+    for i in members:
+        member(net, i).submit(tx)
+
+
 def test_withdrawal_applied_once_and_a_killed_validator_replays(net: LocalNet) -> None:
-    member(net, 1).submit(DepositCredit("eth", "ETH", 10**18, "0xd1", 5))
+    witness(net, DepositCredit("eth", "ETH", 10**18, "0xd1", 5))
     request = WithdrawRequest("r1", "eth", "ETH", ETH_TO, 10**17)
     api(net, 3).submit(request)  # the same request through two nodes
     api(net, 4).submit(request)
@@ -159,8 +166,8 @@ def test_withdrawal_applied_once_and_a_killed_validator_replays(net: LocalNet) -
     agree(net)
 
     net.kill(4)  # a crash: no clean shutdown of the validator or its application
-    for k in range(5):
-        member(net, 1 + k % 3).submit(DepositCredit("eth", "ETH", 1000 + k, f"0xe{k}", 6))
+    for k in range(5):  # the three that are up are the quorum
+        witness(net, DepositCredit("eth", "ETH", 1000 + k, f"0xe{k}", 6))
     poll(
         "deposits while 4 is down",
         lambda: net.member(1).rpc.query("/balance", b"eth/ETH")["deposited"] == 10**18 + 5010,
@@ -186,13 +193,15 @@ def test_no_quorum_no_blocks_and_forged_proof_and_outsider_refused(net: LocalNet
     net.stop(3)
     net.stop(4)
     halted = max(net.height(1), net.height(2))
-    member(net, 1).submit(DepositCredit("eth", "ETH", 10**18, "0xd1", 5))  # CheckTx still runs
+    deposit = DepositCredit("eth", "ETH", 10**18, "0xd1", 5)
+    witness(net, deposit, (1, 2))  # CheckTx still runs
     time.sleep(3.0)  # many block times: with a quorum, blocks would have come
     for i in (1, 2):
         assert net.height(i) <= halted + 1  # at most a block that was in flight at the stop
         assert net.member(i).rpc.query("/balance", b"eth/ETH")["deposited"] == 0
     net.start(3)
     net.start(4)
+    member(net, 3, via=1).submit(deposit)  # the third witness
     poll(
         "deposit applied after the halt",
         lambda: all(
@@ -240,3 +249,52 @@ def test_no_quorum_no_blocks_and_forged_proof_and_outsider_refused(net: LocalNet
         assert net.member(i).rpc.query("/balance", b"eth/ETH")["reserved"] > 0
         assert net.member(i).rpc.query("/strikes") == {"1": 1}
     agree(net)
+
+
+def test_one_lying_member_moves_nothing_alone_and_the_rest_go_on_without_it(
+    net: LocalNet,
+) -> None:
+    """Member 1 lies on real validators: it credits a deposit that never happened, confirms a
+    withdrawal that was never mined and strikes every other member three times. None of it
+    changes a balance, a withdrawal's state or a strike on any replica. Silenced, it is not
+    needed: the other three witness a deposit and a payment, which complete."""
+    honest = (2, 3, 4)
+    witness(net, DepositCredit("eth", "ETH", 10**18, "0xreal", 5), honest)
+    api(net, 2).submit(WithdrawRequest("r1", "eth", "ETH", ETH_TO, 10**17))
+    poll("request", lambda: status_everywhere(net, "r1") == {"QUEUED"})
+    w = withdraw_id("r1")
+    for tx, status in (
+        (Reserve(w), "RESERVED"),
+        (StartSign(w, "s1"), "SIGNING"),
+        (Signed(w, "s1", "sig"), "SIGNED"),
+        (Broadcast(w, "0x" + "ab" * 32), "BROADCAST"),
+    ):
+        member(net, 2).submit(tx)
+        poll(status, lambda s=status: status_everywhere(net, "r1") == {s})
+
+    liar = member(net, 1)
+    liar.submit(DepositCredit("eth", "ETH", 5000 * 10**18, "0xinvented", 5))
+    liar.submit(Confirm(w, "0x" + "ab" * 32, 9))  # not mined (it will be, at 12)
+    for m in honest:
+        for k in range(3):
+            liar.submit(Strike(m, "invalid signature share", f"session s{k}"))
+    poll(  # every lie is in a block, pending: 1 deposit, 1 confirmation, 9 strikes
+        "the lies recorded",
+        lambda: all(
+            net.member(i).rpc.query("/witnesses").get("pending") == 11 for i in (1, 2, 3, 4)
+        ),
+    )
+    for i in (1, 2, 3, 4):
+        assert net.member(i).rpc.query("/balance", b"eth/ETH")["deposited"] == 10**18
+        assert net.member(i).rpc.query("/strikes") == {}
+    assert status_everywhere(net, "r1") == {"BROADCAST"}
+
+    net.stop(1)  # silent now: the honest three are a quorum without it
+    witness(net, Confirm(w, "0x" + "ab" * 32, 12), honest)
+    witness(net, DepositCredit("eth", "ETH", 7, "0xlater", 6), honest)
+    poll("paid without member 1", lambda: status_everywhere(net, "r1", [2, 3, 4]) == {"CONFIRMED"})
+    poll(
+        "credited without member 1",
+        lambda: net.member(2).rpc.query("/balance", b"eth/ETH")["deposited"] == 10**18 + 7,
+    )
+    agree(net, [2, 3, 4])

@@ -130,14 +130,15 @@ def world(tmp_path: Path) -> Iterator[World]:
             )
             attester = ProofAttester(ledgers[i].db, i, {"btc": adapter}, consensus)
             runners[i] = ReplicaRunner(consensus, worker, attester)
-        # The committee's first matured coinbase, credited by member 1.
+        # The committee's first matured coinbase, witnessed by members 1 to 3 (a quorum).
         block = btcd.rpc.get_block(btcd.rpc.get_block_hash(1), 2)
         coinbase = (block.get("rawtx") or block["tx"])[0]  # btcd names them rawtx
         sats = round(coinbase["vout"][0]["value"] * 10**8)
-        runners[1].consensus.submit(
-            DepositCredit("btc", "BTC", sats, f"{coinbase['txid']}:0", 1,
-                          p2tr_script(key.verifying_key).hex())
-        )  # fmt: skip
+        for i in (1, 2, 3):
+            runners[i].consensus.submit(
+                DepositCredit("btc", "BTC", sats, f"{coinbase['txid']}:0", 1,
+                              p2tr_script(key.verifying_key).hex())
+            )  # fmt: skip
         yield World(net, btcd, key, clients, runners, ledgers)
     finally:
         for client in clients.values():

@@ -14,11 +14,15 @@ database and must reach the same state. The rules:
   database is always at a block boundary: after a crash `info` reports the last durable block
   and CometBFT replays the rest.
 
-A `Requeue` carrying an unspendability proof (it releases funds or writes them off) is not one
-member's word: it waits in `attested` until a quorum of members vouched for it, by submitting
-the same Requeue or an `Attest` with verdict ``valid`` after re-checking the proof against
-their own chain node. Enough ``forged`` verdicts to make the quorum unreachable refuse it and
-record a strike against every member who vouched for it.
+No fact the ledger cannot check for itself is one member's word (`WITNESSED`): a deposit, a
+withdrawal's confirmation, a strike, a new key, a failed ceremony, and a `Requeue` carrying an
+unspendability proof (it releases funds or writes them off). Each waits in `attested` until a
+quorum of members vouched for it, by submitting the very same transaction or an `Attest` with
+verdict ``valid`` (the proof attester re-checks a proof against its own chain node). Enough
+``forged`` verdicts to make the quorum unreachable refuse it and record a strike against every
+member who vouched for it. Versions that disagree (another amount for the same deposit) are
+kept apart under one `subject` and counted, never merged; when one applies, the others are
+superseded.
 
 The app hash is a hash chain: each block's hash covers the previous one, the height, every
 transaction's bytes with its outcome (code, log, receipt) and a canonical dump of the balances.
@@ -47,7 +51,16 @@ from synod.consensus.signed import FORGED, VALID, Attest, SignedTx, Unauthorized
 from synod.state import errors as E
 from synod.state.db import PostgresDatabase, SqliteDatabase, migrate
 from synod.state.machine import Ledger
-from synod.state.transactions import Requeue, Strike, Tx, parse_tx
+from synod.state.transactions import (
+    Confirm,
+    DepositCredit,
+    KeygenFailed,
+    KeyReady,
+    Requeue,
+    Strike,
+    Tx,
+    parse_tx,
+)
 
 log = logging.getLogger("synod.consensus.app")
 Database = SqliteDatabase | PostgresDatabase
@@ -71,6 +84,16 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        # What a witnessed transaction is about (a deposit, a withdrawal's confirmation, a
+        # strike, a key): versions that disagree share it, and are counted, never merged.
+        """
+        ALTER TABLE attested ADD COLUMN subject TEXT NOT NULL DEFAULT '';
+        CREATE INDEX attested_subject ON attested (subject, status);
+        CREATE INDEX attested_proposer ON attested (proposer, status)
+        """,
+    ),
 ]
 
 
@@ -87,6 +110,21 @@ class Code(IntEnum):
 
 class AttestStatus:
     PENDING, APPLIED, REFUSED, FORGED = "pending", "applied", "refused", "forged"
+    SUPERSEDED = "superseded"  # another version of the same fact reached the quorum
+
+
+WITNESSED = frozenset({"deposit_credit", "confirm", "strike", "key_ready", "keygen_failed"})
+"""Member write-backs that state a fact the ledger cannot check for itself (a deposit, a
+payment mined, a member's misbehaviour, a new key or a failed ceremony): applied only once a
+quorum of members submitted the very same transaction. A `Requeue` with an unspendability proof
+is witnessed too. The other member kinds move nothing on one member's word: `reserve`,
+`start_sign`, `migration_start` and `migration_request` are decided by the ledger from its own
+state, `signed` and `broadcast` record what the fixed template determines, `fail` and a
+`requeue` without proof keep the template (re-signing the same message), and
+`migrations_done` and `activate` follow from witnessed confirmations."""
+MAX_PENDING_PER_MEMBER = 4096
+"""Witnessed transactions one member may have proposed and still pending: a member cannot grow
+the table without bound with facts nobody else confirms."""
 
 
 @dataclass(frozen=True)
@@ -108,8 +146,25 @@ def _data(**fields: Any) -> bytes:
 
 
 def needs_attestation(tx: Tx) -> bool:
-    """A Requeue whose proof would release or write off funds: a quorum must confirm it."""
-    return isinstance(tx, Requeue) and bool(tx.unspendable_proof)
+    """A quorum of members must submit it (or attest it) before it applies: the `WITNESSED`
+    kinds, and a Requeue whose proof would release or write off funds."""
+    if isinstance(tx, Requeue):
+        return bool(tx.unspendable_proof)
+    return tx.KIND in WITNESSED
+
+
+def subject_of(tx: Tx) -> str:
+    """What a witnessed transaction is about: two versions of one fact (another amount for the
+    same deposit, another txid for the same withdrawal) share it."""
+    if isinstance(tx, DepositCredit):
+        return f"deposit/{tx.chain}/{tx.ref}"
+    if isinstance(tx, Confirm | Requeue):
+        return f"{tx.KIND}/{tx.withdraw_id}/{tx.attempt}"
+    if isinstance(tx, Strike):
+        return f"strike/{tx.member}/{tx.evidence}"
+    if isinstance(tx, KeyReady | KeygenFailed):
+        return f"{tx.KIND}/{tx.epoch}/{tx.attempt}"
+    return f"{tx.KIND}/{tx.tx_id}"
 
 
 class LedgerApp:
@@ -155,7 +210,7 @@ class LedgerApp:
         if isinstance(tx, Attest):
             rows = self.reader.query("SELECT status FROM attested WHERE tx_id = ?", (tx.target,))
             if not rows or rows[0][0] != AttestStatus.PENDING:
-                return Outcome(Code.REJECTED, f"no pending proof {tx.target}")
+                return Outcome(Code.REJECTED, f"nothing pending as {tx.target}")
             if self._attested(self.reader, tx.target, stx.member):
                 return Outcome(Code.DUPLICATE, f"{stx.signer} already attested {tx.target}")
             return Outcome(Code.OK)
@@ -165,7 +220,7 @@ class LedgerApp:
         if needs_attestation(tx):
             rows = self.reader.query("SELECT status FROM attested WHERE tx_id = ?", (tx_id,))
             if rows and rows[0][0] != AttestStatus.PENDING:
-                return Outcome(Code.REJECTED, f"proof {tx_id} already decided: {rows[0][0]}")
+                return Outcome(Code.REJECTED, f"{tx_id} already decided: {rows[0][0]}")
             if self._attested(self.reader, tx_id, stx.member):
                 return Outcome(Code.DUPLICATE, f"{stx.signer} already vouched for {tx_id}")
         return Outcome(Code.OK)
@@ -369,21 +424,36 @@ class LedgerApp:
         return Outcome(Code.OK, "", data)
 
     def _vouch(self, height: int, stx: SignedTx, tx: Tx) -> Outcome:
-        """A member submits a proof-carrying Requeue: it proposes it, or vouches for it."""
+        """A member submits a witnessed transaction: it proposes it, or vouches for it."""
         tx_id = tx.tx_id
         if self.db.query("SELECT 1 FROM applied_tx WHERE tx_id = ?", (tx_id,)):
             return self._apply(tx)  # the ledger's duplicate receipt
         if not self.db.query("SELECT 1 FROM attested WHERE tx_id = ?", (tx_id,)):
+            ((pending,),) = self.db.query(
+                "SELECT COUNT(*) FROM attested WHERE proposer = ? AND status = ?",
+                (stx.signer, AttestStatus.PENDING),
+            )
+            if int(pending) >= MAX_PENDING_PER_MEMBER:
+                raise E.TooManyPending(
+                    f"{stx.signer} has {pending} witnessed transactions still pending"
+                )
             self.db.execute(
-                "INSERT INTO attested (tx_id, body, proposer, height, status) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (tx_id, tx.canonical().decode(), stx.signer, height, AttestStatus.PENDING),
+                "INSERT INTO attested (tx_id, body, proposer, height, status, subject) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    tx_id,
+                    tx.canonical().decode(),
+                    stx.signer,
+                    height,
+                    AttestStatus.PENDING,
+                    subject_of(tx),
+                ),
             )
         return self._record(height, stx, tx_id, VALID)
 
     def _attest(self, height: int, stx: SignedTx, tx: Attest) -> Outcome:
         if not self.db.query("SELECT 1 FROM attested WHERE tx_id = ?", (tx.target,)):
-            raise E.UnknownWithdrawal(f"no proof {tx.target} to attest")
+            raise E.UnknownWithdrawal(f"nothing pending as {tx.target} to attest")
         return self._record(height, stx, tx.target, tx.verdict)
 
     def _record(self, height: int, stx: SignedTx, tx_id: str, verdict: str) -> Outcome:
@@ -391,7 +461,7 @@ class LedgerApp:
             "SELECT status, body FROM attested WHERE tx_id = ?", (tx_id,)
         )
         if status != AttestStatus.PENDING:
-            raise E.InvalidTransition(f"proof {tx_id} already decided: {status}")
+            raise E.InvalidTransition(f"{tx_id} already decided: {status}")
         if self._attested(self.db, tx_id, stx.member):
             raise E.InvalidTransition(f"{stx.signer} already attested {tx_id}")
         self.db.execute(
@@ -412,12 +482,12 @@ class LedgerApp:
             self._refuse(height, tx_id, tally)
             return Outcome(
                 Code.OK,
-                f"proof {tx_id} refused as forged ({tally})",
+                f"{tx_id} refused as forged ({tally})",
                 _data(tx_id=tx_id, status=AttestStatus.FORGED),
             )
         return Outcome(
             Code.OK,
-            f"proof {tx_id} pending ({tally})",
+            f"{tx_id} pending ({tally})",
             _data(tx_id=tx_id, status=AttestStatus.PENDING, valid=valid, forged=forged),
         )
 
@@ -440,6 +510,13 @@ class LedgerApp:
             "UPDATE attested SET status = ?, outcome = ? WHERE tx_id = ?",
             (status, f"{tally}; {outcome.log}" if outcome.log else tally, tx_id),
         )
+        if status == AttestStatus.APPLIED:  # other versions of the same fact are decided too
+            self.db.execute(
+                "UPDATE attested SET status = ?, outcome = ? "
+                "WHERE subject = (SELECT subject FROM attested WHERE tx_id = ?) "
+                "AND status = ? AND tx_id <> ?",
+                (AttestStatus.SUPERSEDED, f"{tx_id} applied", tx_id, AttestStatus.PENDING, tx_id),
+            )
         return outcome
 
     def _refuse(self, height: int, tx_id: str, tally: str) -> None:
@@ -466,6 +543,21 @@ class LedgerApp:
             (start, end if end is not None else 1 << 62),
         )
         return {int(h): str(a) for h, a in rows}
+
+    def witness_counts(self) -> dict[str, int]:
+        """Witnessed transactions by status, and `conflicts`: facts with more than one version
+        (members who disagree, kept apart and never merged)."""
+        counts = {
+            str(status): int(n)
+            for status, n in self.reader.query(
+                "SELECT status, COUNT(*) FROM attested GROUP BY status"
+            )
+        }
+        ((conflicts,),) = self.reader.query(
+            "SELECT COUNT(*) FROM (SELECT subject FROM attested WHERE subject <> '' "
+            "GROUP BY subject HAVING COUNT(*) > 1) versions"
+        )
+        return {**counts, "conflicts": int(conflicts)}
 
     def proof_status(self, tx_id: str) -> str | None:
         rows = self.reader.query("SELECT status FROM attested WHERE tx_id = ?", (tx_id,))

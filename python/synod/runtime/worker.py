@@ -26,6 +26,7 @@ from synod.runtime.interfaces import (
     Signer,
     SigningTimeout,
 )
+from synod.runtime.witness import confirmation
 from synod.state import errors as E
 from synod.state.machine import (
     BROADCAST,
@@ -99,6 +100,7 @@ class WithdrawWorker:
         self.retry_at: dict[str, float] = {}  # withdraw_id -> when to touch it again
         self.errors: dict[str, str] = {}  # withdraw_id -> the last signer/adapter error
         self.actions = 0
+        self._vouched: dict[str, str] = {}  # withdraw_id -> the id of the Confirm we sent
 
     # -- the effective view ----------------------------------------------------
     def _effective(self) -> list[Withdrawal]:
@@ -126,6 +128,8 @@ class WithdrawWorker:
         blocked: set[tuple[str, str]] = set()
         in_flight: dict[str, int] = {}
         open_ws = self._effective()
+        live = {w.withdraw_id for w in open_ws}
+        self._vouched = {k: v for k, v in self._vouched.items() if k in live}
         for w in open_ws:
             if w.status in IN_FLIGHT:
                 in_flight[w.chain] = in_flight.get(w.chain, 0) + 1
@@ -210,20 +214,15 @@ class WithdrawWorker:
                 self._submit(Fail(w.withdraw_id, status.reason or "rejected", attempt=w.attempt))
                 self.retry_at[w.withdraw_id] = self.clock() + self.policy.backoff_s
                 return True
-            if status.confirmations >= self.policy.confirmations.get(w.chain, 1):
-                mined = status.txid or w.txid or ""
-                self._submit(Confirm(w.withdraw_id, mined, status.height, attempt=w.attempt))
-                return True
-            return False
+            confirm = confirmation(w, status, self.policy.confirmations.get(w.chain, 1))
+            return confirm is not None and self._vote(w, confirm)
         if w.status == FAILED:
             if self._backing_off(w):
                 return False
             status = self.adapters[w.chain].status(w)
-            mined = status.txid or w.txid or ""
-            if mined and status.confirmations >= self.policy.confirmations.get(w.chain, 1):
-                # Reported failed, mined after all (a late block, a timeout that lied).
-                self._submit(Confirm(w.withdraw_id, mined, status.height, attempt=w.attempt))
-                return True
+            confirm = confirmation(w, status, self.policy.confirmations.get(w.chain, 1))
+            if confirm is not None:  # reported failed, mined after all (a late block, a
+                return self._vote(w, confirm)  # timeout that lied): never retried over
             if w.attempt >= self.policy.max_retry:
                 return False  # kept, and still watched: an operator decides
             reason = "retry after failure"
@@ -239,6 +238,16 @@ class WithdrawWorker:
             )
             return True
         return False
+
+    def _vote(self, w: Withdrawal, confirm: Confirm) -> bool:
+        """Vote for the payment this member's chain node shows deep enough, once (on the
+        replicated ledger a Confirm applies when a quorum of members sent the same one);
+        whether it was sent now."""
+        if self._vouched.get(w.withdraw_id) == confirm.tx_id:
+            return False
+        self._submit(confirm)
+        self._vouched[w.withdraw_id] = confirm.tx_id
+        return True
 
     def _strike(self, signer: Signer, w: Withdrawal) -> None:
         """Members proven to have sent an invalid share get a strike in the ledger (one per

@@ -9,8 +9,11 @@ a CometBFT validator with the ledger application over the member's own SQLite re
 (`synod.consensus.localnet`). Every member's signer node reads its own replica; the
 withdraw worker (member 1's runtime: `ReplicaRunner`, with its proof attester) reads
 replica 1 and writes back as member 1 through its validator; withdrawal requests are
-signed by the operator key. A stopped member stops both its validator and its signer
-node. At the end every running replica's state digest is compared.
+signed by the operator key. The ledger credits a deposit and confirms a payment only when a
+quorum of members (three of the five) reports the same one, so members 2 and 3 run witnesses
+on their own replicas: their deposit watchers and an `EgressWitness` each, writing back as
+themselves through their own validators. A stopped member stops both its validator and its
+signer node. At the end every running replica's state digest is compared.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -35,6 +39,7 @@ from synod.runtime.consensus import LocalConsensus, WriteBack
 from synod.runtime.interfaces import ChainAdapter
 from synod.runtime.journal import Journal
 from synod.runtime.replica import ReplicaConsensus, ReplicaRunner
+from synod.runtime.witness import EgressWitness
 from synod.runtime.worker import WithdrawWorker
 from synod.state.audit import AuditLog
 from synod.state.db import Database, SqliteDatabase, open_database
@@ -43,7 +48,19 @@ from synod.state.transactions import WithdrawRequest
 
 CHAIN_ID = "synod-demo"
 WORKER_MEMBER = 1
+WITNESSES = (2, 3)  # with member 1, the quorum of three that deposits and payments need
 TIMEOUT_COMMIT_MS = 200
+
+
+@dataclass(frozen=True)
+class Witness:
+    """A member that reports what its own chain view shows: deposits (its watchers, whose
+    progress is kept in `watch_db`) and payments (`EgressWitness`), as itself."""
+
+    member: int
+    ledger: Ledger
+    consensus: WriteBack
+    watch_db: SqliteDatabase
 
 
 class DemoLedger(Protocol):
@@ -57,6 +74,10 @@ class DemoLedger(Protocol):
 
     @property
     def watch_db(self) -> Database:  # where the deposit watchers keep their progress
+        ...
+
+    @property
+    def witnesses(self) -> list[Witness]:  # the other members who must report the facts
         ...
 
     def member_view(self, member: int) -> Path:
@@ -89,6 +110,7 @@ class LocalLedger:
         stack.callback(journal.close)
         self.consensus = LocalConsensus(self.ledger, journal, AuditLog(self.ledger.db))
         self.watch_db = self.ledger.db
+        self.witnesses: list[Witness] = []  # one local writer: nobody else reports
 
     def member_view(self, member: int) -> Path:
         return self.path
@@ -135,25 +157,40 @@ class ReplicatedLedger:
         self.net.wait_height(1, deadline_s=120.0)
         self.stopped: set[int] = set()
         # Member 1's runtime: its replica, its identity key, its validator.
-        me = node_dir(committee_root, WORKER_MEMBER)
-        passphrase_file = dev_passphrase_path(me)
-        assert passphrase_file is not None, "a development committee keeps its passphrase file"
-        identity = load_node(me, passphrase_file.read_bytes().strip()).identity
-        self.ledger = Ledger(open_database(str(self.replicas[WORKER_MEMBER])))
-        stack.callback(self.ledger.db.close)
-        journal = Journal(workdir / "journal.db")
-        stack.callback(journal.close)
+        self.ledger, self.consensus, self.watch_db = self._member(
+            committee_root, workdir, WORKER_MEMBER, stack
+        )
         rpc = self.net.member(WORKER_MEMBER).rpc
-        self.consensus = ReplicaConsensus(
-            self.ledger,
-            ReplicatedConsensus(rpc, f"member:{WORKER_MEMBER}", identity.sign_secret, CHAIN_ID),
+        self._operator = ReplicatedConsensus(rpc, "operator:api", operator, CHAIN_ID)
+        self.witnesses = [
+            Witness(m, *self._member(committee_root, workdir, m, stack)) for m in WITNESSES
+        ]
+        self._runner: ReplicaRunner | None = None
+        self._egress: list[EgressWitness] = []
+        progress(f"replicated ledger: height {rpc.status().height}, every replica in step")
+
+    def _member(
+        self, committee_root: Path, workdir: Path, member: int, stack: ExitStack
+    ) -> tuple[Ledger, ReplicaConsensus, SqliteDatabase]:
+        """A member's replica, its write-backs (signed with its identity key, through its own
+        validator, journaled while consensus halts) and its deposit watchers' progress."""
+        home = node_dir(committee_root, member)
+        passphrase_file = dev_passphrase_path(home)
+        assert passphrase_file is not None, "a development committee keeps its passphrase file"
+        identity = load_node(home, passphrase_file.read_bytes().strip()).identity
+        ledger = Ledger(open_database(str(self.replicas[member])))
+        stack.callback(ledger.db.close)
+        journal = Journal(workdir / f"journal-{member}.db")
+        stack.callback(journal.close)
+        rpc = self.net.member(member).rpc
+        consensus = ReplicaConsensus(
+            ledger,
+            ReplicatedConsensus(rpc, f"member:{member}", identity.sign_secret, CHAIN_ID),
             journal,
         )
-        self._operator = ReplicatedConsensus(rpc, "operator:api", operator, CHAIN_ID)
-        self.watch_db = SqliteDatabase(workdir / "watch.db")
-        stack.callback(self.watch_db.close)
-        self._runner: ReplicaRunner | None = None
-        progress(f"replicated ledger: height {rpc.status().height}, every replica in step")
+        watch_db = SqliteDatabase(workdir / f"watch-{member}.db")
+        stack.callback(watch_db.close)
+        return ledger, consensus, watch_db
 
     def member_view(self, member: int) -> Path:
         return self.replicas[member]
@@ -165,7 +202,14 @@ class ReplicatedLedger:
         if self._runner is None:
             attester = ProofAttester(self.ledger.db, WORKER_MEMBER, adapters, self.consensus)
             self._runner = ReplicaRunner(self.consensus, worker, attester)
-        return self._runner.run_once()
+            self._egress = [
+                EgressWitness(w.ledger, w.consensus, adapters, worker.policy.confirmations)
+                for w in self.witnesses
+            ]
+        acted = self._runner.run_once()
+        for egress in self._egress:
+            egress.step()
+        return acted
 
     def settle(self, ready: int, timeout: float = 60.0) -> None:
         end = time.monotonic() + timeout

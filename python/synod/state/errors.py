@@ -95,3 +95,9 @@ class InvalidTransitionState(Rejected):
     """The power transition is not in a state this transaction applies to."""
 
     reason = "invalid_transition_state"
+
+
+class TooManyPending(Rejected):
+    """A member proposed more witnessed transactions than may wait for a quorum at once."""
+
+    reason = "too_many_pending"

@@ -175,6 +175,8 @@ class AbciHandlers:
             return json.dumps(app.app_hashes(int(start or 1), int(end) if end else None)).encode()
         if path == "/strikes":
             return json.dumps(app.strikes()).encode()
+        if path == "/witnesses":
+            return json.dumps(app.witness_counts(), sort_keys=True).encode()
         raise KeyError(f"unknown query path {path!r}")
 
     def _check_tx(self, r: pb.RequestCheckTx) -> pb.Response:
