@@ -39,6 +39,7 @@ from tests.consensus.conftest import (
     witnessed,
 )
 from tests.consensus.test_app import run
+from tests.keyproofs import proven
 
 DEPOSIT = DepositCredit("eth", "ETH", 10**18, "0xd1", 7)
 LIAR = 1
@@ -106,7 +107,7 @@ def test_a_key_reported_by_one_member_does_not_become_the_committee_key(
     new_app: AppFactory,
 ) -> None:
     app, _ = new_app()
-    mine = {"bip340": {"mode": "fresh", "group_key": "ab" * 32, "proof": "cd" * 64}}
+    mine = {"bip340": proven("mine", 1)}  # a key it holds alone: its proof verifies
     ready = KeyReady(1, mine, {"eth": {"address": "0x" + "66" * 20}}, at=5)
     run(
         app,

@@ -47,6 +47,7 @@ from synod.state.transactions import (
     parse_tx,
 )
 from synod.state.transition import Phase
+from tests.keyproofs import proven_keys
 
 from .conftest import Opener, StoreFactory
 
@@ -283,8 +284,8 @@ def test_session_timeout_keeps_template_and_unspendable_releases(open_db: Opener
 # clone's CI found the sequence below (pinned here so it runs on every CI).
 
 
-def _genesis(ledger: Ledger, keys: dict[str, str]) -> None:
-    group = {s: {"mode": "fresh", "group_key": f"{s}-1", "proof": "sig"} for s in keys}
+def _genesis(ledger: Ledger) -> None:
+    group = proven_keys("epoch-1", 1, SCHEMES)
     for tx in (
         SignerSetUpdate((1, 2, 3), 2, "genesis"),
         KeygenStart(1, "keygen"),
@@ -332,7 +333,7 @@ def test_a_template_holder_is_re_reserved_in_a_switch_window_while_an_earlier_re
     open_db: Opener,
 ) -> None:
     ledger = Ledger(open_db())
-    _genesis(ledger, {"bip340": "", "ed25519": ""})
+    _genesis(ledger)
     ledger.apply(btc_deposit(1, 50_000))
     early = ledger.apply(WithdrawRequest("early", "btc", "BTC", "x", 90_000)).result
     late = ledger.apply(WithdrawRequest("late", "btc", "BTC", "y", 20_000)).result
@@ -343,7 +344,7 @@ def test_a_template_holder_is_re_reserved_in_a_switch_window_while_an_earlier_re
     ledger.apply(btc_deposit(2, 60_000))  # `early` fits now
 
     # A power transition to a fresh Bitcoin key opens the switch window.
-    keys = {s: {"mode": "fresh", "group_key": f"{s}-2", "proof": "sig"} for s in SCHEMES}
+    keys = proven_keys("epoch-2", 2, SCHEMES)
     script = "5120" + "02" * 32
     for tx in (
         SignerSetUpdate((4, 5, 6), 2, "rotation"),
@@ -521,6 +522,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.requests = 0
         self.templates: dict[str, str] = {}
         self.released: set[str] = set()
+        self.key_labels = {1: "epoch-1"}  # committee epoch -> the label of its proven key
 
     def _apply(self, tx: Tx) -> bool:
         try:
@@ -538,7 +540,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @initialize()
     def seed_funds(self) -> None:
         # Committee epoch 1 first: the deposits are paid to it.
-        keys = {s: {"mode": "fresh", "group_key": f"{s}-1", "proof": "sig"} for s in SCHEMES}
+        keys = proven_keys("epoch-1", 1, SCHEMES)
         for tx in (
             SignerSetUpdate((1, 2, 3), 2, "genesis"),
             KeygenStart(1, "keygen"),
@@ -679,22 +681,15 @@ class LedgerMachine(RuleBasedStateMachine):
             self._apply(KeygenFailed(t.epoch, "timeout", attempt=a))
         elif t.phase is Phase.KEYGEN:
             fresh = fresh or t.from_epoch == 0
-            old = book.committee(t.from_epoch)
-            keys = {
-                scheme: {
-                    "mode": "fresh" if fresh else "reshare",
-                    "group_key": f"{scheme}-{t.epoch}"
-                    if fresh or old is None
-                    else old.keys[scheme]["group_key"],
-                    "proof": "sig",
-                }
-                for scheme in SCHEMES
-            }
+            # A reshare keeps the old committee's key (proven anew for this epoch).
+            label = f"epoch-{t.epoch}" if fresh else self.key_labels[t.from_epoch]
+            keys = proven_keys(label, t.epoch, SCHEMES, "fresh" if fresh else "reshare")
             addresses = {}
             if fresh and t.from_epoch:
                 script = "5120" + f"{t.epoch:02x}" * 32
                 addresses = {"btc": {"address": "new", "script": script}, "sol": {"address": "n"}}
-            self._apply(KeyReady(t.epoch, keys, addresses, at=t.epoch, attempt=a))
+            if self._apply(KeyReady(t.epoch, keys, addresses, at=t.epoch, attempt=a)):
+                self.key_labels[t.epoch] = label
         elif t.phase is Phase.KEY_READY:
             before = {w.withdraw_id for w in self.ledger.withdrawals(RESERVED)}
             if self._apply(MigrationStart(t.epoch)):

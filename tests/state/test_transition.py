@@ -39,12 +39,12 @@ from synod.state.transactions import (
     parse_tx,
 )
 from synod.state.transition import UPDATE_PUBKEY, Phase, TransitionRules
+from tests.keyproofs import proven, proven_keys
 
 from .conftest import Opener
 
 OLD_SCRIPT = "5120" + "ab" * 32
 NEW_SCRIPT = "5120" + "cd" * 32
-OLD_KEY = {"mode": "fresh", "group_key": "02" + "11" * 32, "proof": "aa" * 64}
 
 
 def conserved(ledger: Ledger) -> None:
@@ -58,8 +58,7 @@ def genesis(ledger: Ledger, members: tuple[int, ...] = (1, 2, 3, 4, 5), t: int =
     r = ledger.apply(SignerSetUpdate(members, t, "genesis"))
     assert r.result["opened"] and r.result["epoch"] == 1
     ledger.apply(KeygenStart(1, "kg1"))
-    keys = {"bip340": OLD_KEY, "ed25519": {**OLD_KEY, "group_key": "22" * 32}}
-    ledger.apply(KeyReady(1, keys, {}, at=1_000))
+    ledger.apply(KeyReady(1, proven_keys("old", 1, ("bip340", "ed25519")), {}, at=1_000))
     ledger.apply(MigrationStart(1))
     ledger.apply(MigrationsDone(1))
     ledger.apply(Activate(1, at=1_500))
@@ -99,13 +98,11 @@ def test_phase_table_trigger_ratio_and_reshare(open_db: Opener) -> None:
         ledger.apply(MigrationStart(2))  # DETECTED: keygen first
     ledger.apply(KeygenStart(2, "kg2"))
     with pytest.raises(E.InvalidTransition, match="keeps the group key"):
-        ledger.apply(
-            KeyReady(2, {"bip340": {**OLD_KEY, "mode": "reshare", "group_key": "99"}}, {}, 5)
-        )
+        ledger.apply(KeyReady(2, {"bip340": proven("other", 2, "reshare")}, {}, 5))
     with pytest.raises(E.InvalidTransition, match="needs a fresh key"):
-        reshare = {"bip340": {**OLD_KEY, "mode": "reshare"}}
+        reshare = {"bip340": proven("old", 2, "reshare")}
         ledger.apply(KeyReady(2, reshare, {"btc": {"address": "bc1p", "script": NEW_SCRIPT}}, 5))
-    ledger.apply(KeyReady(2, {"bip340": {**OLD_KEY, "mode": "reshare"}}, {}, at=10_000))
+    ledger.apply(KeyReady(2, {"bip340": proven("old", 2, "reshare")}, {}, at=10_000))
     ledger.apply(MigrationStart(2))
     with pytest.raises(E.InvalidTransition):  # a reshare moves nothing on Bitcoin
         ledger.apply(MigrationRequest(2, "btc", "BTC"))
@@ -133,7 +130,7 @@ def test_keygen_failure_strikes_and_exclusion(open_db: Opener) -> None:
     ledger.apply(KeygenStart(2, "kg2b", attempt=1))
     t = ledger.transitions.transition(2)
     assert t.members == (1, 2, 3, 7) and t.culprits == (6,) and t.attempt == 1
-    ledger.apply(KeyReady(2, {"bip340": {**OLD_KEY, "mode": "reshare"}}, {}, 1, attempt=1))
+    ledger.apply(KeyReady(2, {"bip340": proven("old", 2, "reshare")}, {}, 1, attempt=1))
     ledger.apply(MigrationStart(2))
     ledger.apply(MigrationsDone(2))
     ledger.apply(Activate(2, at=2))
@@ -163,7 +160,7 @@ def test_switch_window_pauses_new_signing_only(open_db: Opener) -> None:
     assert ledger.withdrawal(ids[0]).key_epoch == 1
     ledger.apply(SignerSetUpdate((1, 2, 6, 7, 8), 3, "handover"))
     ledger.apply(KeygenStart(2, "kg2"))
-    ledger.apply(KeyReady(2, {"bip340": {**OLD_KEY, "mode": "reshare"}}, {}, at=0))
+    ledger.apply(KeyReady(2, {"bip340": proven("old", 2, "reshare")}, {}, at=0))
     with pytest.raises(E.SwitchWindow):
         ledger.apply(StartSign(ids[1], "s1"))
     ledger.apply(Reserve(ids[2]))  # the key is kept: reserving goes on
@@ -188,9 +185,7 @@ def test_fresh_key_bitcoin_sweep_in_batches(open_db: Opener) -> None:
     ledger.apply(SignerSetUpdate((4, 5, 6, 7, 8, 9, 10), 4, "handover"))
     ledger.apply(KeygenStart(2, "kg2"))
     target = {"address": "bcrt1pnew", "script": NEW_SCRIPT}
-    ledger.apply(
-        KeyReady(2, {"bip340": {**OLD_KEY, "group_key": "03" + "22" * 32}}, {"btc": target}, 0)
-    )
+    ledger.apply(KeyReady(2, {"bip340": proven("new", 2)}, {"btc": target}, 0))
     with pytest.raises(E.SwitchWindow):
         ledger.apply(Reserve(before[2]))  # no new withdrawal takes old-key funds
     r = ledger.apply(MigrationStart(2))
@@ -252,7 +247,7 @@ def test_unspendable_sweep_is_cancelled_and_funds_return(open_db: Opener) -> Non
     ledger.apply(SignerSetUpdate((6, 7, 8), 2, "handover"))
     ledger.apply(KeygenStart(2, "kg2"))
     target = {"address": "bcrt1pnew", "script": NEW_SCRIPT}
-    ledger.apply(KeyReady(2, {"bip340": OLD_KEY}, {"btc": target}, 0))
+    ledger.apply(KeyReady(2, {"bip340": proven("new", 2)}, {"btc": target}, 0))
     ledger.apply(MigrationStart(2))
     wid = ledger.apply(MigrationRequest(2, "btc", "BTC", 0)).result["withdraw_id"]
     ledger.apply(StartSign(wid, "s"))
@@ -282,10 +277,7 @@ def test_account_transfers_and_contract_key_update(open_db: Opener) -> None:
     ledger.apply(DepositCredit("eth", "ETH", 10**18, "d3", 1))
     ledger.apply(SignerSetUpdate((6, 7, 8), 2, "handover"))
     ledger.apply(KeygenStart(2, "kg2"))
-    keys = {
-        "bip340": {**OLD_KEY, "group_key": "02" + "33" * 32},
-        "ed25519": {**OLD_KEY, "group_key": "44" * 32},
-    }
+    keys = proven_keys("new", 2, ("bip340", "ed25519"))
     addresses = {"sol": {"address": "NewSol"}, "eth": {"address": "0xcustody"}}
     ledger.apply(KeyReady(2, keys, addresses, 0))
     ledger.apply(MigrationStart(2))
@@ -310,7 +302,8 @@ def test_account_transfers_and_contract_key_update(open_db: Opener) -> None:
 
 
 def test_transition_transactions_round_trip_and_refuse_garbage() -> None:
-    tx = KeyReady(2, {"bip340": OLD_KEY}, {"btc": {"address": "a", "script": "51"}}, 7, 0, (3,))
+    key = proven("old", 2)
+    tx = KeyReady(2, {"bip340": key}, {"btc": {"address": "a", "script": "51"}}, 7, 0, (3,))
     assert parse_tx(tx.canonical()).tx_id == tx.tx_id
     assert parse_tx(SignerSetUpdate((1, 2), 2, "x", True).canonical()).tx_id == (
         SignerSetUpdate((1, 2), 2, "x", True).tx_id
@@ -320,8 +313,8 @@ def test_transition_transactions_round_trip_and_refuse_garbage() -> None:
         {"kind": "signer_set_update", "members": [1, 2], "threshold": 3, "reason": "x"},
         {"kind": "signer_set_update", "members": [0], "threshold": 1, "reason": "x"},
         {"kind": "signer_set_update", "members": [1], "threshold": 1, "reason": "x", "force": 1},
-        {"kind": "key_ready", "epoch": 1, "keys": {"rsa": OLD_KEY}, "addresses": {}, "at": 0},
-        {"kind": "key_ready", "epoch": 0, "keys": {"bip340": OLD_KEY}, "addresses": {}, "at": 0},
+        {"kind": "key_ready", "epoch": 1, "keys": {"rsa": key}, "addresses": {}, "at": 0},
+        {"kind": "key_ready", "epoch": 0, "keys": {"bip340": key}, "addresses": {}, "at": 0},
         {"kind": "migration_request", "epoch": 1, "chain": "doge", "asset": "D"},
         {"kind": "strike", "member": -1, "reason": "x", "evidence": "y"},
     ]
@@ -330,3 +323,22 @@ def test_transition_transactions_round_trip_and_refuse_garbage() -> None:
             parse_tx(body)
     assert withdraw_id_for("migration/2/btc/BTC/0") != withdraw_id_for("migration/2/btc/BTC/1")
     assert CONFIRMED == "CONFIRMED"
+
+
+def test_a_key_is_believed_only_with_its_proof_for_this_epoch(open_db: Opener) -> None:
+    """A reported group key must carry its signature over the ledger's challenge for this
+    transition: a proof by another key, for another epoch, or none at all is refused, and the
+    transition stays in KEYGEN."""
+    ledger = Ledger(open_db())
+    genesis(ledger)
+    ledger.apply(SignerSetUpdate((6, 7, 8), 2, "handover"))
+    ledger.apply(KeygenStart(2, "kg2"))
+    target = {"btc": {"address": "bcrt1pmine", "script": NEW_SCRIPT}}
+    stale = proven("mine", 1)  # proven for another epoch: a replayed proof
+    borrowed = {**proven("mine", 2), "proof": proven("other", 2)["proof"]}
+    for key in (stale, borrowed, {**proven("mine", 2), "proof": "00" * 64}):
+        with pytest.raises(E.InvalidProof):
+            ledger.apply(KeyReady(2, {"bip340": key}, target, 0))
+        assert ledger.transitions.transition(2).phase is Phase.KEYGEN
+    ledger.apply(KeyReady(2, {"bip340": proven("mine", 2)}, target, 0))
+    assert ledger.transitions.transition(2).phase is Phase.KEY_READY

@@ -24,6 +24,8 @@ from typing import Protocol
 
 from synod.runtime.consensus import LocalConsensus
 from synod.state import errors as E
+from synod.state.errors import InvalidProof
+from synod.state.key_proofs import proof_message, verify_proof
 from synod.state.machine import Ledger
 from synod.state.transactions import (
     Activate,
@@ -80,44 +82,6 @@ class KeyHandover(Protocol):
     def retire(self, epoch: int) -> None:
         """Erase epoch `epoch`'s shares from every node that holds them (idempotent)."""
         ...
-
-
-class ProofRejected(Exception):
-    """The new committee's dummy signature did not verify: its keys are not used."""
-
-
-def proof_message(epoch: int, scheme: str, group_key: bytes) -> bytes:
-    return hashlib.sha256(
-        b"synod/transition-proof|" + f"{epoch}|{scheme}|".encode() + group_key
-    ).digest()
-
-
-def verify_proof(scheme: str, group_key: bytes, message: bytes, signature: bytes) -> None:
-    """Check a dummy signature with a verifier independent of the signing code."""
-    ok = False
-    if scheme == "bip340":
-        import coincurve
-
-        ok = coincurve.PublicKeyXOnly(group_key).verify(signature, message)
-    elif scheme == "ed25519":
-        from nacl.exceptions import BadSignatureError
-        from nacl.signing import VerifyKey
-
-        try:
-            VerifyKey(group_key).verify(message, signature)
-            ok = True
-        except BadSignatureError:
-            ok = False
-    elif scheme == "ecdsa":
-        from eth_keys.datatypes import Signature
-
-        try:
-            recovered = Signature(signature).recover_public_key_from_msg_hash(message)
-            ok = recovered.to_compressed_bytes() == group_key
-        except Exception:  # a malformed signature is a rejected one
-            ok = False
-    if not ok:
-        raise ProofRejected(f"{scheme}: the new committee's proof signature does not verify")
 
 
 AddressFor = Callable[[str, str, bytes], dict[str, str]]
@@ -224,7 +188,7 @@ class TransitionWorker:
             for scheme, mode in plan.modes.items():
                 group_key = result.group_keys.get(scheme)
                 if group_key is None:
-                    raise ProofRejected(f"{scheme}: the ceremony produced no key")
+                    raise InvalidProof(f"{scheme}: the ceremony produced no key")
                 message = proof_message(t.epoch, scheme, group_key)
                 signature = self.handover.sign_proof(t.epoch, scheme, message)
                 verify_proof(scheme, group_key, message, signature)
@@ -233,8 +197,8 @@ class TransitionWorker:
                     "group_key": group_key.hex(),
                     "proof": signature.hex(),
                 }
-        except ProofRejected as err:
-            self.consensus.submit(KeygenFailed(t.epoch, str(err), attempt=t.attempt))
+        except InvalidProof as err:  # checked here first: the ledger would refuse it
+            self.consensus.submit(KeygenFailed(t.epoch, err.message, attempt=t.attempt))
             return True
         addresses = {}
         if t.from_epoch:

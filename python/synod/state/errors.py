@@ -101,3 +101,9 @@ class TooManyPending(Rejected):
     """A member proposed more witnessed transactions than may wait for a quorum at once."""
 
     reason = "too_many_pending"
+
+
+class InvalidProof(Rejected):
+    """A reported key whose proof signature over the ledger's challenge does not verify."""
+
+    reason = "invalid_proof"

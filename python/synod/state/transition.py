@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from synod.state import errors as E
+from synod.state.key_proofs import check_key
 from synod.state.transactions import (
     CHAINS,
     Activate,
@@ -403,6 +404,8 @@ class TransitionBook:
         if len(members) < t.threshold:
             raise E.InvalidCommittee(f"{len(members)} members left for threshold {t.threshold}")
         old = self.committee(t.from_epoch) if t.from_epoch else None
+        for scheme, key in sorted(tx.keys.items()):  # each key proven by its own signature
+            check_key(t.epoch, scheme, key["group_key"], key["proof"])
         for scheme, key in tx.keys.items():
             previous = old.keys.get(scheme) if old else None
             if key["mode"] == "reshare" and (
