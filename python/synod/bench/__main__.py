@@ -7,6 +7,7 @@ python -m synod.bench --api                # withdrawal submissions/s through th
 python -m synod.bench --cluster            # signing latency of a 3-of-5 loopback cluster
 python -m synod.bench --worst-message      # what the worst peer message costs a receiver
 python -m synod.bench --consensus          # ledger through 4 CometBFT validators vs local
+python -m synod.bench --witness            # what witnessing adds: deposits, confirmations
 python -m synod.bench --peer-tsslib        # threshold ECDSA beside bnb-chain/tss-lib v2
 """
 
@@ -93,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         "--consensus", action="store_true", help="replicated ledger: 4 validators vs local"
     )
     p.add_argument("--consensus-withdrawals", type=int, default=1000, help="for --consensus")
+    p.add_argument(
+        "--witness",
+        action="store_true",
+        help="4 validators: latency a quorum of witnesses adds to a deposit and a confirmation",
+    )
+    p.add_argument("--witness-rounds", type=int, default=50, help="for --witness")
     p.add_argument("--e2e", action="store_true", help="end-to-end withdrawals per minute")
     p.add_argument("--per-chain", type=int, default=20, help="withdrawals per chain for --e2e")
     p.add_argument("--api", action="store_true", help="submissions per second through the API")
@@ -207,6 +214,13 @@ def main(argv: list[str] | None = None) -> int:
         from synod.bench.e2e import e2e_table
 
         print(e2e_table(args.per_chain, progress))
+        return 0
+    if args.witness:
+        from synod.bench.witness import witness_table
+
+        if args.witness_rounds < 1:
+            p.error("--witness-rounds must be positive")
+        print(witness_table(args.witness_rounds, progress=progress))
         return 0
     if args.consensus:
         from synod.bench.consensus import consensus_table
