@@ -573,7 +573,8 @@ def pending_proofs(db: Database, member: int) -> list[tuple[str, Requeue]]:
     """Proof-carrying Requeues still waiting for a quorum that `member` has not voted on,
     oldest first: what its runtime re-checks against its own chain node."""
     rows = db.query(
-        "SELECT tx_id, body, height FROM attested WHERE status = ? AND tx_id NOT IN "
+        "SELECT tx_id, body, height FROM attested WHERE status = ? "
+        "AND (subject = '' OR subject LIKE 'requeue/%') AND tx_id NOT IN "
         "(SELECT tx_id FROM attestations WHERE member = ?)",
         (AttestStatus.PENDING, member),
     )
