@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from synod.consensus import app as app_module
-from synod.consensus.app import Code, LedgerApp
+from synod.consensus.app import Code, LedgerApp, pending_proofs
 from synod.consensus.committee import Committee
 from synod.state.db import SqliteDatabase
 from synod.state.machine import Ledger
@@ -58,6 +58,7 @@ def test_a_deposit_credited_by_one_member_alone_never_applies(new_app: AppFactor
     run(app, [by_member(2, invented)])  # even two members are not a quorum
     assert deposited(app) == 0
     assert app.witness_counts() == {"pending": 1, "conflicts": 0}
+    assert pending_proofs(app.reader, 4) == []  # the proof attester sees only Requeues
     run(app, [by_member(3, invented)])
     assert deposited(app) == 5000 * 10**18  # three are (the test's own committee agrees)
 

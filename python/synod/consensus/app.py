@@ -574,7 +574,7 @@ def pending_proofs(db: Database, member: int) -> list[tuple[str, Requeue]]:
     oldest first: what its runtime re-checks against its own chain node."""
     rows = db.query(
         "SELECT tx_id, body, height FROM attested WHERE status = ? "
-        "AND (subject = '' OR subject LIKE 'requeue/%') AND tx_id NOT IN "
+        "AND (subject = '' OR substr(subject, 1, 8) = 'requeue/') AND tx_id NOT IN "
         "(SELECT tx_id FROM attestations WHERE member = ?)",
         (AttestStatus.PENDING, member),
     )
