@@ -130,6 +130,23 @@ def agree(net: LocalNet, ids: list[int] | None = None) -> int:
     return top
 
 
+def to_broadcast(w: str, txid: str) -> list[tuple[Tx, str]]:
+    """A withdrawal's write-backs up to BROADCAST, each with the status it leads to."""
+    return [
+        (Reserve(w), "RESERVED"),
+        (StartSign(w, "s1"), "SIGNING"),
+        (Signed(w, "s1", "sig"), "SIGNED"),
+        (Broadcast(w, txid), "BROADCAST"),
+    ]
+
+
+def advance(net: LocalNet, request_id: str, steps: list[tuple[Tx, str]]) -> None:
+    """Member 2 writes back each step; each waits until every replica shows its status."""
+    for tx, status in steps:
+        member(net, 2).submit(tx)
+        poll(status, lambda s=status: status_everywhere(net, request_id) == {s})
+
+
 def walk(net: LocalNet, request_id: str, submit_all: Callable[[Tx], None]) -> None:
     w = withdraw_id(request_id)
     for tx, status in (
@@ -217,15 +234,7 @@ def test_no_quorum_no_blocks_and_forged_proof_and_outsider_refused(net: LocalNet
     w = withdraw_id("r1")
     from synod.state.transactions import Fail
 
-    for tx, status in (
-        (Reserve(w), "RESERVED"),
-        (StartSign(w, "s1"), "SIGNING"),
-        (Signed(w, "s1", "sig"), "SIGNED"),
-        (Broadcast(w, "0x" + "cd" * 32), "BROADCAST"),
-        (Fail(w, "not seen"), "FAILED"),
-    ):
-        member(net, 2).submit(tx)
-        poll(status, lambda s=status: status_everywhere(net, "r1") == {s})
+    advance(net, "r1", [*to_broadcast(w, "0x" + "cd" * 32), (Fail(w, "not seen"), "FAILED")])
     forged = Requeue(w, "replaced", "forged: nonce used by 0xbeef")
     member(net, 1).submit(forged)
     poll(  # each member attests from its own replica, once it holds the proof
@@ -263,14 +272,7 @@ def test_one_lying_member_moves_nothing_alone_and_the_rest_go_on_without_it(
     api(net, 2).submit(WithdrawRequest("r1", "eth", "ETH", ETH_TO, 10**17))
     poll("request", lambda: status_everywhere(net, "r1") == {"QUEUED"})
     w = withdraw_id("r1")
-    for tx, status in (
-        (Reserve(w), "RESERVED"),
-        (StartSign(w, "s1"), "SIGNING"),
-        (Signed(w, "s1", "sig"), "SIGNED"),
-        (Broadcast(w, "0x" + "ab" * 32), "BROADCAST"),
-    ):
-        member(net, 2).submit(tx)
-        poll(status, lambda s=status: status_everywhere(net, "r1") == {s})
+    advance(net, "r1", to_broadcast(w, "0x" + "ab" * 32))
 
     liar = member(net, 1)
     liar.submit(DepositCredit("eth", "ETH", 5000 * 10**18, "0xinvented", 5))

@@ -284,16 +284,20 @@ def test_session_timeout_keeps_template_and_unspendable_releases(open_db: Opener
 # clone's CI found the sequence below (pinned here so it runs on every CI).
 
 
-def _genesis(ledger: Ledger) -> None:
-    group = proven_keys("epoch-1", 1, SCHEMES)
-    for tx in (
+def _genesis_txs() -> tuple[Tx, ...]:
+    """Committee epoch 1 (members 1 to 3, threshold 2) with proven keys, through the pipeline."""
+    return (
         SignerSetUpdate((1, 2, 3), 2, "genesis"),
         KeygenStart(1, "keygen"),
-        KeyReady(1, group, {}, at=1),
+        KeyReady(1, proven_keys("epoch-1", 1, SCHEMES), {}, at=1),
         MigrationStart(1),
         MigrationsDone(1),
         Activate(1, at=1),
-    ):
+    )
+
+
+def _genesis(ledger: Ledger) -> None:
+    for tx in _genesis_txs():
         ledger.apply(tx)
 
 
@@ -540,15 +544,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @initialize()
     def seed_funds(self) -> None:
         # Committee epoch 1 first: the deposits are paid to it.
-        keys = proven_keys("epoch-1", 1, SCHEMES)
-        for tx in (
-            SignerSetUpdate((1, 2, 3), 2, "genesis"),
-            KeygenStart(1, "keygen"),
-            KeyReady(1, keys, {}, at=1),
-            MigrationStart(1),
-            MigrationsDone(1),
-            Activate(1, at=1),
-        ):
+        for tx in _genesis_txs():
             assert self._apply(tx)
         for chain, asset in ACCOUNT:
             amount = FEES.account_fee(chain) * 20 if asset in ("ETH", "SOL") else 10_000

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from abc import ABC, abstractmethod
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, ClassVar
 
@@ -64,11 +65,11 @@ MAX_MEMBERS = 10_000
 MAX_OUTPOINTS = 4096
 
 
-class Limit:
+class Limit(ABC):
     """A field's allowed values; `check` raises `MalformedTransaction` naming the field."""
 
-    def check(self, name: str, value: Any) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def check(self, name: str, value: Any) -> None: ...
 
 
 @dataclass(frozen=True)
