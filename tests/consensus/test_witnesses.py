@@ -18,6 +18,7 @@ from synod.state.transactions import (
     Broadcast,
     Confirm,
     DepositCredit,
+    KeygenFailed,
     KeygenStart,
     KeyReady,
     Reserve,
@@ -144,3 +145,18 @@ def test_a_committee_of_one_is_its_own_quorum(tmp_path: Path) -> None:
         assert deposited(app) == 10**18
     finally:
         app.close()
+
+
+def test_a_failed_ceremony_reported_by_one_member_strikes_nobody(new_app: AppFactory) -> None:
+    """A `keygen_failed` names culprits, who get strikes: the liar alone can neither fail the
+    ceremony nor strike the honest members it names."""
+    app, _ = new_app()
+    lie = KeygenFailed(1, "timeout", culprits=(2, 3))
+    run(
+        app,
+        [by_operator(SignerSetUpdate((1, 2, 3, 4), 3, "genesis"))],
+        [by_member(LIAR, KeygenStart(1, "keygen"))],
+        [by_member(LIAR, lie)],
+    )
+    assert Ledger(app.reader).transitions.transition(1).phase is Phase.KEYGEN
+    assert app.strikes() == {}
