@@ -17,7 +17,13 @@ K = TypeVar("K")
 
 log = logging.getLogger("synod.processes")
 
-PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4  # <linux/prctl.h>
+PR_SET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 3, 4  # <linux/prctl.h>
+
+
+def die_with_parent() -> None:
+    """`preexec_fn` for a child process: SIGTERM when the process that started it dies."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def forbid_core_dumps() -> None:

@@ -18,7 +18,7 @@ from synod.api.app import ApiSettings, create_app
 from synod.api.auth import Role, TokenStore
 from synod.api.webhooks import webhook_router
 from synod.chains.bitcoin.address import Network
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import SoloConsensus
 from synod.runtime.destinations import Network as IpNetwork
 from synod.runtime.journal import Journal
 from synod.runtime.webhooks import Policy, Webhooks
@@ -33,7 +33,7 @@ from ..state.conftest import StoreFactory, new_store, open_db  # noqa: F401  (fi
 class Api:
     client: TestClient
     ledger: Ledger
-    consensus: LocalConsensus
+    consensus: SoloConsensus
     tokens: TokenStore
     audit: AuditLog
     secrets: dict[Role, str]
@@ -62,7 +62,7 @@ def make_api(
     db = factory()()
     ledger = Ledger(db)
     audit = AuditLog(db)
-    consensus = LocalConsensus(ledger, Journal(tmp_path / "journal.db"), audit)
+    consensus = SoloConsensus(ledger, Journal(tmp_path / "journal.db"), audit)
     tokens = TokenStore(db)
     secrets = {role: tokens.create(role, f"test-{role.value}")[0] for role in Role}
     # A key of its own (a PostgreSQL store has no directory to keep the key file beside).

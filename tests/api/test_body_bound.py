@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from synod.api.app import ApiSettings, create_app
 from synod.api.auth import TokenStore
 from synod.chains.bitcoin.address import Network
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import SoloConsensus
 from synod.runtime.journal import Journal
 from synod.state.audit import AuditLog
 from synod.state.db import SqliteDatabase
@@ -23,7 +23,7 @@ from synod.state.machine import Ledger
 def client(tmp_path: Path) -> Iterator[TestClient]:
     db = SqliteDatabase(tmp_path / "ledger.db")
     audit = AuditLog(db)
-    consensus = LocalConsensus(Ledger(db), Journal(tmp_path / "journal.db"), audit)
+    consensus = SoloConsensus(Ledger(db), Journal(tmp_path / "journal.db"), audit)
     settings = ApiSettings(btc_network=Network.REGTEST, max_body_bytes=1024)
     with TestClient(create_app(consensus, TokenStore(db), audit, settings=settings)) as c:
         yield c

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from synod.sim.demo import DemoApi, DemoReport, run_demo
+from synod.demo.pipeline import DemoApi, DemoReport, run_demo
 from synod.state.audit import AuditLog
 from synod.state.db import SqliteDatabase
 

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from synod.chains.localnode import NodeUnavailable, binary_dir, die_with_parent
+from synod.chains.localnode import NodeUnavailable, binary_dir
 from synod.consensus.client import CometRpc, ReplicatedConsensus
 from synod.consensus.localnet import LocalNet
 from synod.consensus.signed import Attest, SignedTx, Unauthorized
+from synod.processes import die_with_parent
 from synod.state.transactions import (
     Broadcast,
     Confirm,

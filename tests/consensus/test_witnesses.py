@@ -8,10 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
 from synod.consensus import app as app_module
 from synod.consensus.app import Code, LedgerApp, pending_proofs
 from synod.consensus.committee import Committee
+from synod.consensus.metrics import ledger_registry
 from synod.state.db import SqliteDatabase
 from synod.state.machine import Ledger
 from synod.state.transactions import (
@@ -73,6 +75,10 @@ def test_disagreeing_versions_are_kept_apart_and_counted(new_app: AppFactory) ->
     assert deposited(app) == 10**18
     assert app.witness_counts() == {"applied": 1, "superseded": 1, "conflicts": 1}
     assert app.check_tx(by_member(2, inflated)).code == Code.REJECTED  # decided
+    scraped = generate_latest(ledger_registry(app.reader)).decode()  # the replica's /metrics
+    assert "synod_ledger_witness_conflicts 1.0" in scraped
+    assert 'synod_ledger_witnessed{status="superseded"} 1.0' in scraped
+    assert "synod_ledger_height 2.0" in scraped
 
 
 def test_a_withdrawal_confirmed_by_one_member_alone_stays_unpaid(new_app: AppFactory) -> None:

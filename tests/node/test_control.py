@@ -24,7 +24,7 @@ from synod.node.grpc_transport import CONTROL_THREADS
 from synod.node.runner import NodeRunner
 from synod.node.templates import SignContext, signing_session_id
 from synod.protocols.envelope import Identity
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import SoloConsensus
 from synod.runtime.journal import Journal
 from synod.runtime.node_signer import NodeSigner, RecordedTemplates
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
@@ -211,7 +211,7 @@ def test_withdrawals_sign_concurrently_through_the_nodes(
     committee.stop_member(5)  # one member down for the whole pipeline
 
     scenario.load(committee.ledger, withdrawals=4)
-    consensus = LocalConsensus(committee.ledger, Journal(tmp_path / "journal.db"))
+    consensus = SoloConsensus(committee.ledger, Journal(tmp_path / "journal.db"))
     signers = {
         # An attempt must outlast the computation: CGGMP signing takes seconds of CPU here.
         "btc": NodeSigner(committee.clients, "btc-key", "bip340", x_only, message_for, 3.0),

@@ -17,7 +17,7 @@ from synod.chains.evm.custody import uint_word
 from synod.chains.evm.devchain import ETHER, GWEI, DevChain
 from synod.chains.evm.eoa import Eip1559Transaction, template_transaction, transaction_hash
 from synod.crypto import ecdsa
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import SoloConsensus
 from synod.runtime.journal import Journal
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
 from synod.sim.committee_signer import CggmpCommitteeSigner
@@ -57,7 +57,7 @@ def eoa_worker(
     )
     worker = WithdrawWorker(
         ledger,
-        LocalConsensus(ledger, Journal(tmp_path / "journal.db")),
+        SoloConsensus(ledger, Journal(tmp_path / "journal.db")),
         {"eth": signer},
         {"eth": adapter},
         WorkerPolicy(confirmations={"eth": 1}, backoff_s=0),

@@ -22,7 +22,7 @@ import pytest
 from synod.chains.bitcoin.adapter import BitcoinAdapter
 from synod.chains.bitcoin.address import Network, p2tr_address, p2tr_script
 from synod.chains.bitcoin.devnode import TAPROOT_ACTIVE_HEIGHT, BtcdUnavailable, start_btcd
-from synod.chains.localnode import NodeUnavailable, binary_dir, die_with_parent, free_base_port
+from synod.chains.localnode import NodeUnavailable, binary_dir, free_base_port
 from synod.chains.signing_view import write as write_view
 from synod.config import load_config
 from synod.consensus.client import ReplicatedConsensus
@@ -31,6 +31,7 @@ from synod.node.ceremony import GroupKey, run_dkg
 from synod.node.committee import init_committee
 from synod.node.control import ControlClient, operator_clients
 from synod.node.local_cluster import member_dirs, start_members, stop_members, wait_linked
+from synod.processes import die_with_parent
 from synod.runtime.attest import ProofAttester
 from synod.runtime.journal import Journal
 from synod.runtime.node_signer import NodeSigner

@@ -13,7 +13,7 @@ from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction
 
 from synod.chains.solana.blocks import LocalBlocks
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import SoloConsensus
 from synod.runtime.journal import Journal
 from synod.runtime.watchers.base import Block, DepositWatcher, WatcherLoop
 from synod.runtime.watchers.solana import SolanaDeposits
@@ -58,7 +58,7 @@ def test_one_failing_watcher_does_not_stop_the_others(tmp_path: Path) -> None:
     blocks.close_block()
 
     ledger = Ledger(SqliteDatabase(tmp_path / "ledger.db"))
-    consensus = LocalConsensus(ledger, Journal(tmp_path / "journal.db"))
+    consensus = SoloConsensus(ledger, Journal(tmp_path / "journal.db"))
     store = WatchStore(ledger.db)
     flaky = Flaky(SolanaDeposits(blocks, str(first.pubkey())))
     watchers = [

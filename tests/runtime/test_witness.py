@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import SoloConsensus
 from synod.runtime.interfaces import ChainStatus
 from synod.runtime.journal import Journal
 from synod.runtime.witness import EgressWitness
@@ -39,7 +39,7 @@ class Node:
 
 def test_a_payment_is_reported_once_it_is_deep_enough_and_once_only(tmp_path: Path) -> None:
     ledger = Ledger(SqliteDatabase(tmp_path / "replica.db"))
-    consensus = LocalConsensus(ledger, Journal(tmp_path / "journal.db"))
+    consensus = SoloConsensus(ledger, Journal(tmp_path / "journal.db"))
     ledger.apply(DepositCredit("eth", "ETH", 10**18, "0xd", 1))
     w = ledger.apply(WithdrawRequest("r", "eth", "ETH", "0x" + "11" * 20, 10**17))
     wid = w.result["withdraw_id"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import SoloConsensus
 from synod.runtime.journal import Journal
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
 from synod.state.db import SqliteDatabase
@@ -32,9 +32,9 @@ def make(
     chains: dict[str, FakeChain] | None = None,
     signer: FakeSigner | None = None,
     policy: WorkerPolicy = POLICY,
-) -> tuple[Ledger, LocalConsensus, WithdrawWorker, dict[str, FakeChain]]:
+) -> tuple[Ledger, SoloConsensus, WithdrawWorker, dict[str, FakeChain]]:
     ledger = Ledger(SqliteDatabase(workdir / "ledger.db"))
-    consensus = LocalConsensus(ledger, Journal(workdir / "journal.db"))
+    consensus = SoloConsensus(ledger, Journal(workdir / "journal.db"))
     chains = chains or {
         c: FakeChain(c, workdir / f"chain-{c}.json", confirm_after=2) for c in ("btc", "eth")
     }

@@ -12,7 +12,7 @@ from typing import Any
 from synod.chains.bitcoin.address import Network, p2tr_address, p2tr_script
 from synod.chains.solana.address import solana_address
 from synod.crypto import frost
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import SoloConsensus
 from synod.runtime.interfaces import ChainAdapter
 from synod.runtime.journal import Journal
 from synod.runtime.transition import TransitionPolicy, TransitionWorker
@@ -52,7 +52,7 @@ class World:
     nonce_chains: tuple[str, ...] = ()
     recipient: Callable[[str, int], str] = lambda chain, n: f"to{n}"
     ledger: Ledger = field(init=False)
-    consensus: LocalConsensus = field(init=False)
+    consensus: SoloConsensus = field(init=False)
     chains: dict[str, Any] = field(init=False)
     withdraw: WithdrawWorker = field(init=False)
     transition: TransitionWorker = field(init=False)
@@ -68,7 +68,7 @@ class World:
             rules=self.rules,
             nonce_chains=self.nonce_chains,
         )
-        self.consensus = LocalConsensus(self.ledger, Journal(self.path / "journal.db"))
+        self.consensus = SoloConsensus(self.ledger, Journal(self.path / "journal.db"))
         if self.make_adapters is None:
             self.chains = {
                 c: FakeChain(c, self.path / f"chain-{c}.json", confirm_after=1)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import SoloConsensus
 from synod.runtime.journal import Journal
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
 from synod.state.db import SqliteDatabase
@@ -19,7 +19,7 @@ from tests.runtime.fakes import FakeChain, FakeSigner
 
 def main(workdir: Path) -> None:
     ledger = Ledger(SqliteDatabase(workdir / "ledger.db"))
-    consensus = LocalConsensus(ledger, Journal(workdir / "journal.db"))
+    consensus = SoloConsensus(ledger, Journal(workdir / "journal.db"))
     chains = {c: FakeChain(c, workdir / f"chain-{c}.json", confirm_after=2) for c in ("btc", "eth")}
     signer = FakeSigner()
     worker = WithdrawWorker(

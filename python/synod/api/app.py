@@ -50,7 +50,7 @@ from synod.api.views import (
 )
 from synod.chains.bitcoin.address import Network
 from synod.metrics import API_CLIENT_RATE_LIMITED, API_RATE_LIMITED, API_REQUESTS, REGISTRY
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import WriteBack
 from synod.state import errors as E
 from synod.state.audit import AuditAction, AuditLog
 from synod.state.machine import CANCELLED, STATUSES, withdraw_id_for
@@ -117,7 +117,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 class _WithdrawalsCollector(Collector):
     """`synod_withdrawals{state,chain}` from the ledger at scrape time."""
 
-    def __init__(self, consensus: LocalConsensus) -> None:
+    def __init__(self, consensus: WriteBack) -> None:
         self.consensus = consensus
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -134,7 +134,7 @@ class _WithdrawalsCollector(Collector):
         yield family
 
 
-def metrics_registry(consensus: LocalConsensus) -> CollectorRegistry:
+def metrics_registry(consensus: WriteBack) -> CollectorRegistry:
     """The process's metrics (`synod.metrics.REGISTRY`) and `synod_withdrawals` from the
     ledger, read at scrape time: collect it on the event loop that serves the API, since the
     store has one connection."""
@@ -194,7 +194,7 @@ def _body_hash(body: BaseModel) -> str:
 
 
 def create_app(
-    consensus: LocalConsensus,
+    consensus: WriteBack,
     tokens: TokenStore,
     audit: AuditLog,
     node: NodeView | None = None,

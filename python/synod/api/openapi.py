@@ -13,7 +13,7 @@ from typing import Any
 from synod.api.app import create_app
 from synod.api.auth import TokenStore
 from synod.api.webhooks import webhook_router
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import SoloConsensus
 from synod.runtime.journal import Journal
 from synod.runtime.webhooks import Webhooks
 from synod.state.audit import AuditLog
@@ -27,7 +27,7 @@ def openapi_document() -> dict[str, Any]:
         journal = Journal(Path(tmp) / "journal.db")
         webhooks = Webhooks(db)
         try:
-            consensus = LocalConsensus(Ledger(db), journal)
+            consensus = SoloConsensus(Ledger(db), journal)
             app = create_app(
                 consensus,
                 TokenStore(db),

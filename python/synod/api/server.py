@@ -27,7 +27,7 @@ from synod.api.auth import TokenStore
 from synod.api.providers import NodeView
 from synod.api.webhooks import webhook_router
 from synod.config import SynodConfig, is_loopback, parse_listen
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import SoloConsensus
 from synod.runtime.journal import Journal
 from synod.runtime.webhooks import Webhooks
 from synod.state.audit import AuditAction, AuditLog
@@ -55,7 +55,7 @@ class Engine:
 
     url: str
     db: SqliteDatabase | PostgresDatabase
-    consensus: LocalConsensus
+    consensus: SoloConsensus
     tokens: TokenStore
     audit: AuditLog
     webhooks: Webhooks  # subscriptions, on `db`; deliveries run on a connection of their own
@@ -75,7 +75,7 @@ def open_engine(url: str, config: SynodConfig, journal: Path | None = None) -> E
         raise
     audit = AuditLog(db)
     ledger = Ledger.from_config(db, config.chains, config.withdraw, config.transition)
-    consensus = LocalConsensus(ledger, Journal(journal or default_journal(db)), audit)
+    consensus = SoloConsensus(ledger, Journal(journal or default_journal(db)), audit)
     return Engine(url, db, consensus, TokenStore(db), audit, webhooks)
 
 

@@ -3,7 +3,8 @@
 Three ways to apply the same signed withdrawal lifecycles (the `--state` workload: deposit,
 request, reserve, start_sign, signed, broadcast, confirm; half Bitcoin, half Ethereum):
 
-- `LocalConsensus`: one node, one database transaction per ledger transaction;
+- the solo orderer (`SoloConsensus`, the embedded default): each transaction signed, checked
+  and finalized in a block of its own on the application, one database transaction each;
 - the ABCI application in-process, block-batched: one database transaction per block, every
   transaction's signature and membership checked (what each validator's application does);
 - four CometBFT validators on loopback, each with its application: transactions submitted
@@ -21,17 +22,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from synod.bench.state import SCRIPT
-from synod.chains.localnode import NodeUnavailable, binary_dir, die_with_parent
+from synod.chains.localnode import NodeUnavailable, binary_dir
 from synod.consensus.app import LedgerApp, needs_attestation
 from synod.consensus.client import CometRpc, RpcError
-from synod.consensus.committee import Committee
+from synod.consensus.committee import Committee, raw_public
 from synod.consensus.localnet import LocalNet
 from synod.consensus.signed import SignedTx
-from synod.runtime.consensus import LocalConsensus
+from synod.processes import die_with_parent
+from synod.runtime.consensus import SoloConsensus
 from synod.runtime.journal import Journal
 from synod.state.db import open_database
 from synod.state.fees import FeeSchedule
@@ -51,10 +52,6 @@ Progress = Callable[[str], None]
 CHAIN_ID = "synod-bench"
 
 
-def _raw(key: Ed25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
 class Workload:
     """`count` withdrawal lifecycles, signed once up front (signing is the submitter's cost)."""
 
@@ -63,8 +60,8 @@ class Workload:
         self.operator = Ed25519PrivateKey.generate()
         self.committee = Committee(
             CHAIN_ID,
-            {i: _raw(k) for i, k in self.members.items()},
-            {"api": _raw(self.operator)},
+            {i: raw_public(k) for i, k in self.members.items()},
+            {"api": raw_public(self.operator)},
         )
         self.lifecycles = [self._lifecycle(i) for i in range(count)]
         self.signed = [
@@ -151,7 +148,7 @@ def _stores(tmp: Path, progress: Progress) -> Iterator[list[tuple[str, Callable[
 
 def run_local(url: str, work: Workload, journal: Path) -> float:
     db = open_database(url)
-    consensus = LocalConsensus(Ledger(db), Journal(journal))
+    consensus = SoloConsensus(Ledger(db), Journal(journal))
     start = time.perf_counter()
     for txs in work.lifecycles:
         for tx in txs:
@@ -270,7 +267,7 @@ def consensus_table(
     ]
 
     def row(path: str, store: str, secs: float, note: str = "") -> None:
-        n = work.local_transactions if path.startswith("LocalConsensus") else work.transactions
+        n = work.local_transactions if path.startswith("solo") else work.transactions
         lines.append(
             f"| {path} | {store} | {count} | {n} | {secs:.1f} | {count / secs:.0f} | "
             f"{n / secs:.0f} |" + (f" {note} |" if note else "")
@@ -288,9 +285,9 @@ def consensus_table(
         tmp = Path(tmp_dir)
         with _stores(tmp, progress) as stores:
             for name, new_url in stores:
-                progress(f"LocalConsensus on {name}")
+                progress(f"solo orderer on {name}")
                 row(
-                    "LocalConsensus (1 tx per db transaction)",
+                    "solo orderer (a block per tx)",
                     name,
                     run_local(new_url(), work, tmp / f"journal-{name}.db"),
                 )

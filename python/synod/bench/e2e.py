@@ -1,4 +1,4 @@
-"""End-to-end withdrawals per minute per chain, in the demo setup (`synod.sim.demo`).
+"""End-to-end withdrawals per minute per chain, in the demo setup (`synod.demo.pipeline`).
 
 Each chain runs alone: a 3-of-5 committee of member processes on loopback, one stopped
 and one sending invalid shares, signs, and the chain's local engine executes and
@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from synod.sim.demo import run_demo
+from synod.demo.pipeline import run_demo
 
 
 def e2e_table(per_chain: int = 20, progress: Callable[[str], None] = lambda _: None) -> str:

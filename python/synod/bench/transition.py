@@ -23,7 +23,7 @@ from pathlib import Path
 
 from synod.bench.table import format_seconds
 from synod.crypto import frost
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import SoloConsensus
 from synod.runtime.journal import Journal
 from synod.runtime.transition import TransitionPolicy, TransitionWorker
 from synod.sim.committee import SimCommittee, message_digest
@@ -62,7 +62,7 @@ def run_case(
     progress: Callable[[str], None],
 ) -> dict[str, float]:
     ledger = Ledger(SqliteDatabase(workdir / "ledger.db"), rules=TransitionRules(sweep_batch=25))
-    consensus = LocalConsensus(ledger, Journal(workdir / "journal.db"))
+    consensus = SoloConsensus(ledger, Journal(workdir / "journal.db"))
     committee = SimCommittee(schemes=("bip340",), deadline=600.0)
     if old[1] > 30:
         keys, public, _ = committee_keys(frost.Ciphersuite.SECP256K1_TR, old[0], old[1])

@@ -23,11 +23,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from synod.bench.consensus import _raw
-from synod.chains.localnode import binary_dir, die_with_parent
+from synod.chains.localnode import binary_dir
 from synod.consensus.client import ReplicatedConsensus
-from synod.consensus.committee import Committee
+from synod.consensus.committee import Committee, raw_public
 from synod.consensus.localnet import LocalNet
+from synod.processes import die_with_parent
 from synod.state.db import SqliteDatabase
 from synod.state.machine import Ledger, withdraw_id_for
 from synod.state.transactions import (
@@ -61,7 +61,9 @@ def witness_table(
     binary = str(binary_dir("SYNOD_COMETBFT_DIR", "cometbft.sh", "cometbft") / "cometbft")
     keys = {i: Ed25519PrivateKey.generate() for i in range(1, 5)}
     operator = Ed25519PrivateKey.generate()
-    committee = Committee(CHAIN_ID, {i: _raw(k) for i, k in keys.items()}, {"api": _raw(operator)})
+    committee = Committee(
+        CHAIN_ID, {i: raw_public(k) for i, k in keys.items()}, {"api": raw_public(operator)}
+    )
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         urls = [f"sqlite:///{tmp / f'm{i}.db'}" for i in range(1, 5)]

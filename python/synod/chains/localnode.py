@@ -9,17 +9,17 @@ missing engine instead of faking a chain.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import random
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+from synod.processes import die_with_parent
 
 REPO = Path(__file__).resolve().parents[3]
 BUILD_TIMEOUT_S = 900
@@ -121,12 +121,6 @@ def free_base_port(n: int) -> int:
             for s in socks:
                 s.close()
     raise RuntimeError("no free port range on 127.0.0.1")
-
-
-def die_with_parent() -> None:
-    """`preexec_fn` for a node process: SIGTERM when the process that started it dies."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:

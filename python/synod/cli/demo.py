@@ -1,4 +1,4 @@
-"""`synod demo`: the whole pipeline on local chain engines (see `synod.sim.demo`)."""
+"""`synod demo`: the whole pipeline on local chain engines (see `synod.demo.pipeline`)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from synod.chains.localnode import NodeUnavailable
-    from synod.sim.demo import DemoApi, run_demo
+    from synod.demo.pipeline import DemoApi, run_demo
 
     if args.transition:
         return _run_transition(args)
@@ -155,7 +155,7 @@ def _short(txid: str | None) -> str:
 
 
 def _run_transition(args: argparse.Namespace) -> int:
-    from synod.sim.transition_demo import run_transition_demo
+    from synod.demo.transition import run_transition_demo
 
     if not 1 <= args.per_chain <= 20:
         print("synod demo: error: --per-chain must be between 1 and 20", file=sys.stderr)

@@ -58,7 +58,7 @@ def _ledger(args: argparse.Namespace) -> Any:
 
 def _start(args: argparse.Namespace) -> int:
     from synod.api.server import default_journal
-    from synod.runtime.consensus import LocalConsensus
+    from synod.runtime.consensus import SoloConsensus
     from synod.runtime.journal import Journal
     from synod.state import errors as E
     from synod.state.transactions import SignerSetUpdate
@@ -75,7 +75,7 @@ def _start(args: argparse.Namespace) -> int:
         print(f"synod transition start: error: {err.message}", file=sys.stderr)
         return 2
     ledger, url = _ledger(args)
-    consensus = LocalConsensus(ledger, Journal(default_journal(url)))
+    consensus = SoloConsensus(ledger, Journal(default_journal(url)))
     try:
         receipt = consensus.submit(tx)
     except E.Rejected as err:

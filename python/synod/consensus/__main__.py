@@ -9,10 +9,14 @@ import signal
 import sys
 from types import FrameType
 
+from prometheus_client import start_http_server
+
 from synod.config import ConfigError, load_config
 from synod.consensus.abci.server import AbciServer
 from synod.consensus.app import LedgerApp
 from synod.consensus.committee import Committee, CommitteeError
+from synod.consensus.metrics import ledger_registry
+from synod.state.audit import AuditLog
 from synod.state.db import open_database
 from synod.state.machine import Ledger
 
@@ -31,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=26658)
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve the replica's ledger metrics (height, witnessed facts by status, "
+        "disagreements) on http://127.0.0.1:PORT/metrics",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
@@ -39,13 +49,22 @@ def main(argv: list[str] | None = None) -> int:
     except (CommitteeError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
+        print("error: --metrics-port must be within 1..65535", file=sys.stderr)
+        return 2
     if args.db.startswith("sqlite:///:memory:") or args.db == ":memory:":
         print("error: the ledger needs a durable store, not :memory:", file=sys.stderr)
         return 2
     db = open_database(args.db)
     ledger = Ledger.from_config(db, config.chains, config.withdraw, config.transition)
-    app = LedgerApp(db, open_database(args.db), committee, ledger)
+    # The replica's own audit trail: a row per transaction applied, written in the block.
+    app = LedgerApp(db, open_database(args.db), committee, ledger, AuditLog(db))
     server = AbciServer(app, args.host, args.port)
+    exporter = None
+    if args.metrics_port is not None:
+        exporter, _ = start_http_server(
+            args.metrics_port, addr="127.0.0.1", registry=ledger_registry(open_database(args.db))
+        )
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -58,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         server.server_close()
+        if exporter is not None:
+            exporter.shutdown()
         app.close()
     return 0
 

@@ -48,7 +48,9 @@ from typing import Any
 
 from synod.consensus.committee import Committee
 from synod.consensus.signed import FORGED, VALID, Attest, SignedTx, Unauthorized
+from synod.metrics import LEDGER_TRANSACTIONS
 from synod.state import errors as E
+from synod.state.audit import AuditAction, AuditLog
 from synod.state.db import PostgresDatabase, SqliteDatabase, migrate
 from synod.state.machine import Ledger
 from synod.state.transactions import (
@@ -174,9 +176,15 @@ class LedgerApp:
     run while a block is applied."""
 
     def __init__(
-        self, db: Database, reader: Database, committee: Committee, ledger: Ledger | None = None
+        self,
+        db: Database,
+        reader: Database,
+        committee: Committee,
+        ledger: Ledger | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.db, self.reader, self.committee = db, reader, committee
+        self.audit = audit  # this replica's trail: a row per transaction applied
         migrate(db, MIGRATIONS, "consensus_schema_version")
         self.ledger = ledger or Ledger(db)
         if self.ledger.db is not db:
@@ -421,6 +429,18 @@ class LedgerApp:
         data = _data(tx_id=receipt.tx_id, seq=receipt.seq, kind=receipt.kind, result=receipt.result)
         if receipt.duplicate:
             return Outcome(Code.DUPLICATE, f"{receipt.tx_id} already applied", data)
+        if self.audit is not None:  # in the block's transaction: undone with the transaction
+            self.audit.append(
+                "consensus",
+                AuditAction.LEDGER_TX,
+                {
+                    "kind": receipt.kind,
+                    "tx_id": receipt.tx_id,
+                    "seq": receipt.seq,
+                    "withdraw_id": receipt.result.get("withdraw_id"),
+                },
+            )
+        LEDGER_TRANSACTIONS.labels(receipt.kind).inc()
         return Outcome(Code.OK, "", data)
 
     def _vouch(self, height: int, stx: SignedTx, tx: Tx) -> Outcome:
@@ -545,19 +565,7 @@ class LedgerApp:
         return {int(h): str(a) for h, a in rows}
 
     def witness_counts(self) -> dict[str, int]:
-        """Witnessed transactions by status, and `conflicts`: facts with more than one version
-        (members who disagree, kept apart and never merged)."""
-        counts = {
-            str(status): int(n)
-            for status, n in self.reader.query(
-                "SELECT status, COUNT(*) FROM attested GROUP BY status"
-            )
-        }
-        ((conflicts,),) = self.reader.query(
-            "SELECT COUNT(*) FROM (SELECT subject FROM attested WHERE subject <> '' "
-            "GROUP BY subject HAVING COUNT(*) > 1) versions"
-        )
-        return {**counts, "conflicts": int(conflicts)}
+        return witness_counts(self.reader)
 
     def proof_status(self, tx_id: str) -> str | None:
         rows = self.reader.query("SELECT status FROM attested WHERE tx_id = ?", (tx_id,))
@@ -567,6 +575,20 @@ class LedgerApp:
         self.abort()
         self.db.close()
         self.reader.close()
+
+
+def witness_counts(db: Database) -> dict[str, int]:
+    """Witnessed transactions by status, and `conflicts`: facts with more than one version
+    (members who disagree, kept apart and never merged)."""
+    counts = {
+        str(status): int(n)
+        for status, n in db.query("SELECT status, COUNT(*) FROM attested GROUP BY status")
+    }
+    ((conflicts,),) = db.query(
+        "SELECT COUNT(*) FROM (SELECT subject FROM attested WHERE subject <> '' "
+        "GROUP BY subject HAVING COUNT(*) > 1) versions"
+    )
+    return {**counts, "conflicts": int(conflicts)}
 
 
 def pending_proofs(db: Database, member: int) -> list[tuple[str, Requeue]]:

@@ -1,10 +1,11 @@
 """The submitting side: sign ledger transactions as a member (or operator) and hand them to a
 CometBFT node's RPC; read what the chain decided.
 
-`ReplicatedConsensus.submit` has the shape of `LocalConsensus.submit` (both are a `Consensus`):
-the local one applies at once and returns the receipt, the replicated one returns None once the
-node's mempool accepted the transaction (the receipt comes with the block), and raises the
-refusal `CheckTx` gave. Only loopback or configured node URLs are dialled; answers are bounded.
+`ReplicatedConsensus.submit` has the shape of `SoloOrderer.submit` (both are a `Consensus`, an
+orderer in front of `LedgerApp`): the solo one finalizes a block at once and returns the
+receipt, the replicated one returns None once the node's mempool accepted the transaction (the
+receipt comes with the block), and raises the refusal `CheckTx` gave. Only loopback or
+configured node URLs are dialled; answers are bounded.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ MAX_RESPONSE = 16 << 20
 
 
 class Consensus(Protocol):
-    """Where the runtime's write-backs go: `LocalConsensus` or `ReplicatedConsensus`."""
+    """An orderer in front of `LedgerApp`: `SoloOrderer` or `ReplicatedConsensus`."""
 
     def submit(self, tx: Tx) -> Receipt | None: ...
 

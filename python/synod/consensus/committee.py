@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 MEMBER, OPERATOR = "member", "operator"
 ATTEST = "attest"
@@ -46,6 +47,11 @@ DEFAULT_PERMISSIONS: Mapping[str, frozenset[str]] = {
     # and so does a change of the signer set.
     OPERATOR: frozenset({"withdraw_request", "cancel", "signer_set_update"}),
 }
+
+
+def raw_public(key: Ed25519PrivateKey) -> bytes:
+    """The 32-byte public key a committee file lists for a submitter holding `key`."""
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 class CommitteeError(ValueError):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from synod.consensus.committee import Committee as LedgerCommittee
+from synod.consensus.committee import raw_public
 from synod.consensus.localnet import LAYOUT_FILE, LocalNet
 from synod.node.committee import node_dir
 from synod.node.manifest import Manifest
@@ -166,9 +167,7 @@ def init_validators(root: Path, cometbft: Path, timeout_commit_ms: int = 500) ->
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     atomic_write(root / "operator" / LEDGER_OPERATOR_KEY, pem, 0o600)
-    public = operator.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
+    public = raw_public(operator)
     committee = LedgerCommittee(
         LEDGER_CHAIN_ID, {m: directory[m].sign_key for m in manifest.ids}, {"api": public}
     )

@@ -1,8 +1,12 @@
-"""The write-back path to the state: applies transactions, or journals them while paused.
+"""The write-back path to the ledger: through the member's orderer, or into its journal.
 
-In the embedded default the "consensus" is the local ledger itself; a deployment puts
-a replicated log behind the same `submit`. Seed 000 §5.2: while consensus is paused,
-signing and broadcasting continue and their write-backs wait in the journal.
+Every write goes through an orderer (`synod.consensus.client.Consensus`) in front of the one
+application, `LedgerApp`: the solo orderer (`synod.consensus.solo`, a chain of one validator
+in this process, the embedded default) or the member's CometBFT validator
+(`ReplicatedConsensus`, wrapped by `synod.runtime.replica.ReplicaConsensus`). Seed 000 §5.2:
+while consensus is paused (halted, or the orderer unreachable), signing and broadcasting go on
+and their write-backs wait, in order, in the member's durable journal, which the worker plans
+with as if applied.
 """
 
 from __future__ import annotations
@@ -10,9 +14,10 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from synod.metrics import LEDGER_TRANSACTIONS
+from synod.consensus.client import Consensus
+from synod.consensus.solo import SoloKeys, SoloOrderer
 from synod.runtime.journal import Journal
-from synod.state.audit import AuditAction, AuditLog
+from synod.state.audit import AuditLog
 from synod.state.errors import Rejected
 from synod.state.machine import Ledger, Receipt
 from synod.state.transactions import Tx
@@ -21,9 +26,12 @@ log = logging.getLogger("synod.runtime.consensus")
 
 
 class WriteBack(Protocol):
-    """What the worker and the watchers write back through: `LocalConsensus`, or
-    `synod.runtime.replica.ReplicaConsensus` on a member's replica. `paused`: consensus
-    makes no progress, and write-backs wait in `journal` (which the worker plans with)."""
+    """What the worker, the watchers and the API write through: a `JournaledConsensus`.
+    `ledger` is the member's replica (reads only); `paused`: consensus makes no progress, and
+    write-backs wait in `journal`."""
+
+    @property
+    def ledger(self) -> Ledger: ...
 
     @property
     def journal(self) -> Journal: ...
@@ -34,56 +42,63 @@ class WriteBack(Protocol):
     def submit(self, tx: Tx) -> Receipt | None: ...
 
 
-class LocalConsensus:
-    """`audit`, when given, gets one row per transaction applied, in the same database
-    transaction as the ledger's change (so the trail never misses nor invents one)."""
+class JournaledConsensus:
+    """`orderer` orders what this member submits; `ledger` is the replica it writes to."""
 
-    def __init__(self, ledger: Ledger, journal: Journal, audit: AuditLog | None = None) -> None:
+    def __init__(self, ledger: Ledger, orderer: Consensus, journal: Journal) -> None:
         self.ledger = ledger
+        self.orderer = orderer
         self.journal = journal
-        self.audit = audit
         self.paused = False
 
     def submit(self, tx: Tx) -> Receipt | None:
-        """Apply now (may raise `Rejected`), or journal and return None while paused."""
+        """The receipt once applied (solo), None once accepted for a later block or journaled,
+        or the refusal (`Rejected`). Behind journaled write-backs a new one waits its turn."""
         if self.paused or len(self.journal):
             self.journal.append(tx)  # keep order behind anything already waiting
             if not self.paused:
                 self.resume()
             return None
-        return self._apply(tx)
-
-    def _apply(self, tx: Tx) -> Receipt:
-        with self.ledger.db.transaction():
-            receipt = self.ledger.apply(tx)
-            if self.audit is not None and not receipt.duplicate:
-                self.audit.append(
-                    "consensus",
-                    AuditAction.LEDGER_TX,
-                    {
-                        "kind": receipt.kind,
-                        "tx_id": receipt.tx_id,
-                        "seq": receipt.seq,
-                        "withdraw_id": receipt.result.get("withdraw_id"),
-                    },
-                )
-        if not receipt.duplicate:
-            LEDGER_TRANSACTIONS.labels(receipt.kind).inc()
-        return receipt
+        try:
+            return self.orderer.submit(tx)
+        except ConnectionError as err:  # the orderer is unreachable: keep the write-back
+            log.warning("orderer unreachable, journaling %s: %s", tx.KIND, err)
+            self.journal.append(tx)
+            return None
 
     def pause(self) -> None:
         self.paused = True
 
-    def resume(self) -> list[tuple[Tx, Receipt | Rejected]]:
-        """Apply journaled transactions in order; refused ones are logged and dropped."""
+    def resume(self) -> int:
+        """Send the journal in order while consensus moves; returns how many left it. A refused
+        write-back is logged and dropped (another member's applied it, or it no longer
+        applies); an unreachable orderer stops the drain until the next call."""
         self.paused = False
-        done: list[tuple[Tx, Receipt | Rejected]] = []
+        sent = 0
         for seq, tx in self.journal.pending():
+            if self.paused:
+                break
             try:
-                outcome: Receipt | Rejected = self._apply(tx)
+                self.orderer.submit(tx)
             except Rejected as err:
-                log.warning("journaled %s refused on resume: %s", tx.KIND, err)
-                outcome = err
+                log.warning("journaled %s refused: %s", tx.KIND, err)
+            except ConnectionError:
+                break
             self.journal.remove(seq)
-            done.append((tx, outcome))
-        return done
+            sent += 1
+        return sent
+
+
+class SoloConsensus(JournaledConsensus):
+    """The write path on one solo-ordered ledger (`SoloOrderer` over `ledger`'s store, the
+    audit trail written by the application as each block is finalized)."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        journal: Journal,
+        audit: AuditLog | None = None,
+        keys: SoloKeys | None = None,
+    ) -> None:
+        self.solo = SoloOrderer.over(ledger, audit, keys)
+        super().__init__(ledger, self.solo, journal)

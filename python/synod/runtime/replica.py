@@ -24,18 +24,17 @@ from collections.abc import Callable
 
 from synod.consensus.client import CometRpc, ReplicatedConsensus, RpcError
 from synod.runtime.attest import ProofAttester
+from synod.runtime.consensus import JournaledConsensus
 from synod.runtime.journal import Journal
 from synod.runtime.worker import WithdrawWorker
-from synod.state.errors import Rejected
-from synod.state.machine import Ledger, Receipt
-from synod.state.transactions import Tx
+from synod.state.machine import Ledger
 
 log = logging.getLogger("synod.runtime.replica")
 
 
-class ReplicaConsensus:
-    """`LocalConsensus`'s interface (`ledger`, `journal`, `paused`, `submit`, `resume`)
-    over a replica: reads are the member's ledger, writes go through its node."""
+class ReplicaConsensus(JournaledConsensus):
+    """The write path over a replica: reads are the member's ledger, writes go through its
+    node (`ReplicatedConsensus`), and `observe` pauses it when the chain halts."""
 
     def __init__(
         self,
@@ -45,12 +44,10 @@ class ReplicaConsensus:
         halt_after_s: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.ledger = ledger
+        super().__init__(ledger, replicated, journal)
         self.replicated = replicated
-        self.journal = journal
         self.halt_after_s = halt_after_s
         self.clock = clock
-        self.paused = False
         self.height = 0
         self._moved_at = clock()
 
@@ -78,36 +75,10 @@ class ReplicaConsensus:
             self.paused = True
         return moved
 
-    def submit(self, tx: Tx) -> Receipt | None:
-        """Into the node's mempool (None), or the journal while halted or behind journaled
-        write-backs. A refusal (`Rejected`) is raised, as `LocalConsensus` does."""
-        if self.paused or len(self.journal):
-            self.journal.append(tx)  # keep order behind anything already waiting
-            return None
-        try:
-            return self.replicated.submit(tx)
-        except RpcError as err:  # the node is down: keep the write-back
-            log.warning("node unreachable, journaling %s: %s", tx.KIND, err)
-            self.journal.append(tx)
-            return None
-
     def resume(self) -> int:
-        """Send the journal in order while the chain moves; returns how many were sent. A
-        refused write-back is logged and dropped (its effect was applied by another
-        member, or no longer applies)."""
-        sent = 0
-        for seq, tx in self.journal.pending():
-            if self.paused:
-                break
-            try:
-                self.replicated.submit(tx)
-            except Rejected as err:
-                log.warning("journaled %s refused: %s", tx.KIND, err)
-            except RpcError:
-                break  # still unreachable: later
-            self.journal.remove(seq)
-            sent += 1
-        return sent
+        """Drain the journal into the node's mempool, unless the chain is halted (then
+        `observe` resumes once blocks move)."""
+        return 0 if self.paused else super().resume()
 
 
 class ReplicaRunner:

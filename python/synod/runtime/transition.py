@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import WriteBack
 from synod.state import errors as E
 from synod.state.errors import InvalidProof
 from synod.state.key_proofs import proof_message, verify_proof
@@ -100,7 +100,7 @@ class TransitionWorker:
     def __init__(
         self,
         ledger: Ledger,
-        consensus: LocalConsensus,
+        consensus: WriteBack,
         handover: KeyHandover,
         address_for: AddressFor,
         policy: TransitionPolicy,

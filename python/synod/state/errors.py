@@ -107,3 +107,30 @@ class InvalidProof(Rejected):
     """A reported key whose proof signature over the ledger's challenge does not verify."""
 
     reason = "invalid_proof"
+
+
+class ApplyFailed(Rejected):
+    """Applying it raised an error that is not a refusal (a bug, never content): the ledger
+    undid it and recorded it as failed, the same on every replica."""
+
+    reason = "failed"
+
+
+def _subclasses(cls: type[Rejected]) -> list[type[Rejected]]:
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out.extend(_subclasses(sub))
+    return out
+
+
+def rejection(reason: str, text: str) -> Rejected:
+    """The refusal a ledger outcome reports (its `reason` and its log, ``"<reason>: ..."``) as
+    the exception the state machine raised, so a caller of an orderer catches what a caller of
+    the state machine would."""
+    message = text.removeprefix(f"{reason}: ")
+    for cls in _subclasses(Rejected):
+        if cls.reason == reason:
+            return cls(message)
+    err = Rejected(text)
+    err.reason = reason  # an outcome of the application itself ("invariant")
+    return err

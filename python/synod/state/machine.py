@@ -222,12 +222,9 @@ class Ledger:
             tx.validate()
         tx_id = tx.tx_id
         with self.db.transaction():
-            rows = self.db.query(
-                "SELECT seq, kind, result FROM applied_tx WHERE tx_id = ?", (tx_id,)
-            )
-            if rows:
-                seq, kind, result = rows[0]
-                return Receipt(tx_id, kind, int(seq), json.loads(result), duplicate=True)
+            done = self.applied(tx_id)
+            if done is not None:
+                return done
             result = self._handlers[tx.KIND](tx)
             seq = self._next("tx_seq")
             self.db.execute(
@@ -245,6 +242,14 @@ class Ledger:
         return Receipt(tx_id, tx.KIND, seq, result)
 
     # ------------------------------------------------------------------ reads
+    def applied(self, tx_id: str) -> Receipt | None:
+        """The receipt of a transaction already applied (marked `duplicate`), or None."""
+        rows = self.db.query("SELECT seq, kind, result FROM applied_tx WHERE tx_id = ?", (tx_id,))
+        if not rows:
+            return None
+        seq, kind, result = rows[0]
+        return Receipt(tx_id, kind, int(seq), json.loads(result), duplicate=True)
+
     def withdrawal(self, withdraw_id: str) -> Withdrawal:
         rows = self.db.query(
             f"SELECT {_W_COLUMNS} FROM withdrawals WHERE withdraw_id = ?", (withdraw_id,)

@@ -13,7 +13,7 @@ import pytest
 
 from synod.chains.bitcoin.adapter import BitcoinAdapter
 from synod.chains.bitcoin.address import Network, p2tr_address, p2tr_script
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import SoloConsensus
 from synod.runtime.journal import Journal
 from synod.runtime.watchers.base import DepositWatcher
 from synod.runtime.watchers.bitcoin import BitcoinDeposits
@@ -45,7 +45,7 @@ class Pipeline:
 
     def open(self) -> None:
         self.ledger = Ledger(SqliteDatabase(self.workdir / "ledger.db"))
-        self.consensus = LocalConsensus(self.ledger, Journal(self.workdir / "journal.db"))
+        self.consensus = SoloConsensus(self.ledger, Journal(self.workdir / "journal.db"))
         self.store = WatchStore(self.ledger.db)
         source = BitcoinDeposits(self.rpc, [SCRIPT])  # type: ignore[arg-type]
         self.watcher = DepositWatcher(source, self.consensus, self.store, DEPTH, self.start)

@@ -18,7 +18,7 @@ from synod.chains.evm.address import keccak256
 from synod.chains.evm.custody import bytes_word, selector, uint_word
 from synod.chains.evm.devchain import DEV_RELAYER_KEY, LocalEvm
 from synod.chains.evm.devnode import GethNode, GethUnavailable, start_geth
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import SoloConsensus
 from synod.runtime.journal import Journal
 from synod.runtime.watchers.base import DepositWatcher
 from synod.runtime.watchers.evm import (
@@ -73,7 +73,7 @@ class Pipeline:
 
     def open(self) -> None:
         self.ledger = Ledger(SqliteDatabase(self.workdir / "ledger.db"))
-        self.consensus = LocalConsensus(self.ledger, Journal(self.workdir / "journal.db"))
+        self.consensus = SoloConsensus(self.ledger, Journal(self.workdir / "journal.db"))
         source = EvmDeposits("eth", self.node, self.custody, "ETH", {"USDT": self.token})
         self.watcher = DepositWatcher(source, self.consensus, WatchStore(self.ledger.db), DEPTH)
 

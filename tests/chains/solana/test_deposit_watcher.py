@@ -19,7 +19,7 @@ from solders.transaction_metadata import TransactionMetadata
 
 from synod.chains.solana.blocks import LocalBlocks
 from synod.chains.solana.tx import create_ata_idempotent, transfer_checked
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import SoloConsensus
 from synod.runtime.journal import Journal
 from synod.runtime.watchers.base import DepositWatcher
 from synod.runtime.watchers.solana import TOKEN_PROGRAM, SolanaDeposits
@@ -52,9 +52,9 @@ def test_sol_and_token_deposits(group: Group, tmp_path: Path) -> None:
     funder_ata = get_associated_token_address(funder.pubkey(), mint, TOKEN_PROGRAM_ID)
     blocks = LocalBlocks(svm)
 
-    def pipeline() -> tuple[Ledger, LocalConsensus, DepositWatcher]:
+    def pipeline() -> tuple[Ledger, SoloConsensus, DepositWatcher]:
         ledger = Ledger(SqliteDatabase(tmp_path / "ledger.db"))
-        consensus = LocalConsensus(ledger, Journal(tmp_path / "journal.db"))
+        consensus = SoloConsensus(ledger, Journal(tmp_path / "journal.db"))
         source = SolanaDeposits(blocks, str(group.pubkey), {str(committee_ata): "USDC"})
         watcher = DepositWatcher(source, consensus, WatchStore(ledger.db), DEPTH, blocks.first_slot)
         return ledger, consensus, watcher

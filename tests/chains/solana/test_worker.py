@@ -12,7 +12,7 @@ from solders.pubkey import Pubkey
 
 from synod.chains.solana.adapter import SolanaAdapter
 from synod.chains.solana.tx import SolanaTransfer, verify_message
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import SoloConsensus
 from synod.runtime.interfaces import BlockingSigner
 from synod.runtime.journal import Journal
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
@@ -53,7 +53,7 @@ def run(
     adapter = SolanaAdapter(svm, group.key, {"USDC": token}, confirmations=32)
     signer = FrostSolanaSigner(adapter, group, svm, expire_first)
     ledger = Ledger(SqliteDatabase(tmp_path / "ledger.db"))
-    consensus = LocalConsensus(ledger, Journal(tmp_path / "journal.db"))
+    consensus = SoloConsensus(ledger, Journal(tmp_path / "journal.db"))
     policy = WorkerPolicy(confirmations={"sol": 32}, backoff_s=0)
     worker = WithdrawWorker(ledger, consensus, {"sol": signer}, {"sol": adapter}, policy)
     ledger.apply(DepositCredit("sol", "SOL", 5 * 10**9, "deposit-sol", 1))
@@ -110,7 +110,7 @@ def test_members_workers_sign_the_blockhash_the_ledger_agreed(
 
     rule = parse({"version": 1, "chains": {"sol": {"group_key": group.key.hex()}}})["sol"]
     ledger = Ledger(SqliteDatabase(tmp_path / "ledger.db"))
-    consensus = LocalConsensus(ledger, Journal(tmp_path / "journal.db"))
+    consensus = SoloConsensus(ledger, Journal(tmp_path / "journal.db"))
     policy = WorkerPolicy(confirmations={"sol": 32}, backoff_s=0)
     adapters = {m: SolanaAdapter(svm, group.key, confirmations=32) for m in "AB"}
     workers = {

@@ -1,6 +1,6 @@
 """The demo's ledger: one local SQLite ledger, or the replicated ledger on CometBFT.
 
-`LocalLedger` is the embedded default: one SQLite database, `LocalConsensus` applying
+`LocalLedger` is the embedded default: one SQLite database, `SoloConsensus` ordering
 each write-back at once (with the audit trail), every member process reading that one
 database as its ledger view.
 
@@ -25,17 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from synod.config import SynodConfig
 from synod.consensus.client import ReplicatedConsensus
 from synod.consensus.committee import Committee as LedgerCommittee
+from synod.consensus.committee import raw_public
 from synod.consensus.localnet import LocalNet
 from synod.node.committee import dev_passphrase_path, load_node, node_dir
 from synod.node.manifest import Manifest
 from synod.runtime.attest import ProofAttester
-from synod.runtime.consensus import LocalConsensus, WriteBack
+from synod.runtime.consensus import SoloConsensus, WriteBack
 from synod.runtime.interfaces import ChainAdapter
 from synod.runtime.journal import Journal
 from synod.runtime.replica import ReplicaConsensus, ReplicaRunner
@@ -108,7 +108,7 @@ class LocalLedger:
         stack.callback(self.ledger.db.close)
         journal = Journal(workdir / "journal.db")
         stack.callback(journal.close)
-        self.consensus = LocalConsensus(self.ledger, journal, AuditLog(self.ledger.db))
+        self.consensus = SoloConsensus(self.ledger, journal, AuditLog(self.ledger.db))
         self.watch_db = self.ledger.db
         self.witnesses: list[Witness] = []  # one local writer: nobody else reports
 
@@ -116,7 +116,7 @@ class LocalLedger:
         return self.path
 
     def submit(self, tx: WithdrawRequest) -> object:
-        return self.ledger.apply(tx)
+        return self.consensus.submit(tx)
 
     def step(self, worker: WithdrawWorker, adapters: dict[str, ChainAdapter]) -> int:
         return worker.step()
@@ -145,7 +145,7 @@ class ReplicatedLedger:
         directory = manifest.directory()
         operator = Ed25519PrivateKey.generate()  # the demo's API operator key
         members = {m: directory[m].sign_key for m in manifest.ids}
-        committee = LedgerCommittee(CHAIN_ID, members, {"api": _raw(operator)})
+        committee = LedgerCommittee(CHAIN_ID, members, {"api": raw_public(operator)})
         self.replicas = {m: workdir / f"replica-{m}.db" for m in manifest.ids}
         urls = [f"sqlite:///{self.replicas[m]}" for m in manifest.ids]
         progress(f"replicated ledger: {len(members)} CometBFT validators, one per member")
@@ -234,7 +234,3 @@ class ReplicatedLedger:
             if time.monotonic() > end:
                 raise RuntimeError(f"the replicas differ: heights {heights}, digests {digests}")
             time.sleep(0.2)
-
-
-def _raw(key: Ed25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)

@@ -26,7 +26,7 @@ from typing import Any
 
 from synod.chains.evm.address import checksum_address
 from synod.config import load_config
-from synod.runtime.consensus import LocalConsensus
+from synod.runtime.consensus import SoloConsensus
 from synod.runtime.interfaces import ChainAdapter, Signer
 from synod.runtime.journal import Journal
 from synod.runtime.transition import TransitionPolicy, TransitionWorker
@@ -72,7 +72,7 @@ def run_transition_demo(
     ledger = Ledger.from_config(
         SqliteDatabase(workdir / "ledger.db"), cfg.chains, cfg.withdraw, cfg.transition
     )
-    consensus = LocalConsensus(ledger, Journal(workdir / "journal.db"))
+    consensus = SoloConsensus(ledger, Journal(workdir / "journal.db"))
     committee = SimCommittee()
     mode = "reshare"
 

@@ -32,21 +32,22 @@ from synod.api.client import ApiClient
 from synod.api.embedded import api_process
 from synod.api.providers import GroupKey, Member, write_node_view
 from synod.chains.evm.address import checksum_address
-from synod.chains.localnode import binary_dir, die_with_parent, free_base_port
+from synod.chains.localnode import binary_dir, free_base_port
 from synod.chains.signing_view import evm_call
 from synod.chains.signing_view import write as write_signing_view
 from synod.config import ConfigError, SynodConfig, load_config
+from synod.demo.ledgers import DemoLedger, LocalLedger, ReplicatedLedger
 from synod.node.ceremony import GroupKey as CommitteeKey
 from synod.node.ceremony import run_dkg
 from synod.node.committee import init_committee
 from synod.node.control import ControlClient, operator_clients
 from synod.node.local_cluster import member_dirs, start_members, stop_members, wait_linked
+from synod.processes import die_with_parent
 from synod.runtime.consensus import WriteBack
 from synod.runtime.interfaces import ChainAdapter, Signer
 from synod.runtime.node_signer import MessagesFor, NodeSigner
 from synod.runtime.watchers.base import BlockSource, DepositWatcher, WatcherLoop
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
-from synod.sim.demo_ledger import DemoLedger, LocalLedger, ReplicatedLedger
 from synod.state.db import SqliteDatabase
 from synod.state.fees import FeeSchedule
 from synod.state.machine import BROADCAST, CONFIRMED, Ledger
@@ -423,7 +424,7 @@ def run_demo(
 ) -> DemoReport:
     """The whole pipeline; with `api`, the withdrawals are submitted through the REST API (a
     `synod api run` child process over the same ledger) and the dashboard stays up until
-    `api.hold` returns. `replicated`: on the replicated ledger (`synod.sim.demo_ledger`),
+    `api.hold` returns. `replicated`: on the replicated ledger (`synod.demo.ledgers`),
     with CometBFT from ``$SYNOD_COMETBFT_DIR`` or built by ``scripts/cometbft.sh``; the API
     serves one local ledger only, so not with `api`."""
     if replicated and api is not None:
