@@ -29,7 +29,7 @@ from tests.node.test_node_cli import synod_cmd
 T, N = 2, 3
 # a small presignature pool: two per member, one run at a time
 MEMBER_ARGS = ("--test-primes", str(PRIMES_FILE), "--presign-target", "2", "--presign-min", "1",
-               "--presign-batch", "1")  # fmt: skip
+               "--presign-batch", "1", "--adhoc-signing")  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,15 @@ from synod.node.control import ControlClient, ControlError, ControlTLS
 from synod.node.grpc_transport import TlsMaterial
 from synod.node.keystore import Keystore, SecretKind
 from synod.node.manifest import Manifest
-from synod.node.pki import CommitteeCA, cert_to_pem, key_from_pem, key_to_pem, new_key
+from synod.node.pki import (
+    CommitteeCA,
+    cert_from_pem,
+    cert_to_pem,
+    fingerprint,
+    key_from_pem,
+    key_to_pem,
+    new_key,
+)
 from synod.node.process import PID_FILE, running_pid
 from tests.node.helpers import Rogue, envelope, send_until, wait_for
 from tests.node.test_node_cli import synod_cmd
@@ -215,6 +223,78 @@ def test_control_service_admits_only_the_operator_certificate(cluster: Path) -> 
         lambda: counters(cluster, 3, "transport").get("control_refused_not_an_operator", 0) >= 1,
         "member 3 counting the refused member certificate",
     )
+
+
+def test_operators_are_admitted_by_fingerprint_and_revoked_without_a_restart(
+    cluster: Path, tmp_path: Path
+) -> None:
+    """A certificate the committee CA issued to an operator the members do not list is
+    refused; a listed one, once revoked on a member's host, is refused by that member from
+    the next call on while the others still admit it."""
+    ca_dir = cluster / "ca"
+    ca = CommitteeCA(
+        key_from_pem((ca_dir / "ca.key.pem").read_bytes()),
+        cert_from_pem((ca_dir / "ca.pem").read_bytes()),
+    )
+    key = new_key()
+    stranger = ca.issue_operator("mallory", key.public_key())
+    ca_pem = (ca_dir / "ca.pem").read_bytes()
+    manifest = Manifest.load(cluster / "manifest.json")
+    endpoint = str(manifest.member(3).endpoint)
+    tls = ControlTLS(ca_pem, cert_to_pem(stranger), key_to_pem(key), "member-3.synod")
+    client = ControlClient(endpoint, tls, timeout=30)
+    try:
+        with pytest.raises(ControlError) as refused:
+            client.status()
+        assert refused.value.code == "PERMISSION_DENIED"
+        assert "unknown_operator" in refused.value.detail
+    finally:
+        client.close()
+    operator_fp = fingerprint(cert_from_pem((cluster / "operator" / "operator.pem").read_bytes()))
+    done = synod_cmd(
+        "member", "revoke-operator", "--dir", str(cluster / "node-3"), "--fingerprint", operator_fp
+    )
+    assert done.returncode == 0, done.stderr
+    revoked = ControlClient(endpoint, ControlTLS.from_dir(cluster / "operator", 3), timeout=30)
+    still = ControlClient(
+        str(manifest.member(2).endpoint), ControlTLS.from_dir(cluster / "operator", 2), timeout=30
+    )
+    try:
+        with pytest.raises(ControlError) as refused:
+            revoked.status()
+        assert "revoked_operator" in refused.value.detail
+        assert still.status()["member_id"] == 2
+    finally:
+        revoked.close()
+        still.close()
+    wait_for(
+        lambda: counters(cluster, 3, "transport").get("control_refused_revoked_operator", 0) >= 1,
+        "member 3 counting the revoked operator",
+    )
+
+
+def test_a_member_without_a_ledger_signs_no_ad_hoc_message_unless_told_to(
+    cluster: Path,
+) -> None:
+    """Ad-hoc signing is a development tool: `cluster up` without --adhoc-signing starts
+    members that refuse an admitted operator's arbitrary message."""
+    manifest = Manifest.load(cluster / "manifest.json")
+    client = ControlClient(
+        str(manifest.member(1).endpoint), ControlTLS.from_dir(cluster / "operator", 1), timeout=30
+    )
+    try:
+        with pytest.raises(ControlError) as refused:
+            client.start_sign("any-key", b"s" * 32, "bip340", b"pay me", None, 1.0, 3.0)
+        assert refused.value.code == "PERMISSION_DENIED"
+        assert "ad-hoc signing is a development tool" in refused.value.detail
+    finally:
+        client.close()
+    both = synod_cmd(
+        "node", "run", "--dir", str(cluster / "node-1"), "--ledger", str(cluster / "x.db"),
+        "--adhoc-signing",
+    )  # fmt: skip
+    assert both.returncode == 2
+    assert "--adhoc-signing is for a member without --ledger" in both.stderr
 
 
 def test_down_stops_every_member_cleanly(cluster: Path) -> None:

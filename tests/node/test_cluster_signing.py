@@ -67,7 +67,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         # no presignature pools: these tests time interactive signing and SIGKILLs, and five
         # members' background presigning would share the same two cores (the pool has its
         # own tests, in the simulator and over processes)
-        up = synod_cmd("cluster", "up", "--dir", str(root), "--presign-target", "0")
+        up = synod_cmd(
+            "cluster", "up", "--dir", str(root), "--presign-target", "0", "--adhoc-signing"
+        )
         assert up.returncode == 0, up.stderr
         wait_for(lambda: _linked(root), "every member linked to every other", 120)
         yield root
@@ -180,7 +182,7 @@ def _kill(root: Path, i: int) -> None:
 
 
 def _restart(root: Path) -> None:
-    up = synod_cmd("cluster", "up", "--dir", str(root))
+    up = synod_cmd("cluster", "up", "--dir", str(root), "--adhoc-signing")
     assert up.returncode == 0, up.stderr
     wait_for(lambda: _linked(root), "every member linked again", 120)
 

@@ -59,6 +59,8 @@ def test_init_layout(committee: Path) -> None:
             "manifest.json",
             "node.json",
             "passphrase",
+            "request.json",  # its enrolment request: public
+            "operators.json",  # the operator certificates its control service admits
         }
         for secret in ("keystore", "passphrase"):
             assert stat.S_IMODE((d / secret).stat().st_mode) == 0o600

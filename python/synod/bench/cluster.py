@@ -110,7 +110,7 @@ def cluster_latencies(
         members = member_dirs(root)
         # CGGMP aux info from the TEST-ONLY pregenerated primes: generating fresh ones takes
         # minutes and has nothing to do with signing latency.
-        primes = ["--test-primes", str(ECDSA_PRIMES)]
+        primes = ["--test-primes", str(ECDSA_PRIMES), "--adhoc-signing"]
         clients: dict[int, ControlClient] = {}
 
         def restart(args: list[str]) -> None:

@@ -36,6 +36,12 @@ def add_parser(sub: Any) -> None:
         help="each member's presignature pool target per ECDSA key (synod node run "
         "--presign-target; 0 turns the pools off)",
     )
+    up.add_argument(
+        "--adhoc-signing",
+        action="store_true",
+        help="DEVELOPMENT TOOL: members without a ledger sign operators' ad-hoc messages "
+        "(synod sign); without it they sign nothing",
+    )
     up.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     up.set_defaults(run=run_up)
     status = actions.add_parser(
@@ -95,6 +101,10 @@ def run_up(args: argparse.Namespace) -> int:
             return _fail("up", "--presign-target must not be negative")
         pool = ["--presign-target", str(args.presign_target)]
         extra = {m: [*extra.get(m, []), *pool] for m, _ in members}
+    if args.adhoc_signing:
+        if net is not None:
+            return _fail("up", "--adhoc-signing is for members without a ledger")
+        extra = {m: [*extra.get(m, []), "--adhoc-signing"] for m, _ in members}
     outcome = start_members(members, args.timeout, extra, progress=progress.step)
     result = {"started": outcome.started, "failed": {str(k): v for k, v in outcome.failed.items()}}
     if args.json:

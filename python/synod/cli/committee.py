@@ -1,4 +1,5 @@
-"""`synod committee init`: a development committee on disk (CA, member directories, manifest)."""
+"""`synod committee init|ca|assemble`: a development committee on one machine; the committee
+CA and the offline assembly of the members' enrolment requests (docs/DEPLOY.md)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 from synod.cli.progress import Progress
 from synod.processes import forbid_core_dumps
 
+CA_PASSPHRASE_ENV = "SYNOD_CA_PASSPHRASE"
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
@@ -18,7 +21,44 @@ def add_parser(sub: Any) -> None:
         help="create a development committee",
         description="Committee material: a development CA, one directory per member, the manifest.",
     )
-    actions = p.add_subparsers(dest="committee_command", required=True, metavar="{init}")
+    actions = p.add_subparsers(
+        dest="committee_command", required=True, metavar="{init,ca,assemble}"
+    )
+    ca = actions.add_parser(
+        "ca",
+        help="create the committee CA (on the offline assembling machine)",
+        description="Create DIR/ca.pem and DIR/ca.key.pem (mode 0600, encrypted with the "
+        f"passphrase from --passphrase-file or ${CA_PASSPHRASE_ENV}). Keep DIR off the "
+        "members' hosts: it issues their certificates.",
+    )
+    ca.add_argument("--dir", required=True, type=Path, help="where the CA lives")
+    ca.add_argument("--passphrase-file", type=Path, help="the CA key's passphrase file")
+    ca.set_defaults(run=run_ca)
+    asm = actions.add_parser(
+        "assemble",
+        help="issue the certificates and write the bundle every member installs",
+        description="From the members' (and operators') enrolment requests only, which hold "
+        "no private key: check each, issue each certificate with the CA, and write OUT: "
+        "manifest.json, ca.pem, member-<i>/cert.pem and request.json, "
+        "operator-<name>/operator.pem and, with --chain-id, the replicated ledger's committee "
+        "file and (when the members made validators) the CometBFT genesis. Copy OUT to every "
+        "member's host and run `synod member install` there.",
+    )
+    asm.add_argument("--ca", required=True, type=Path, help="the CA directory")
+    asm.add_argument("--passphrase-file", type=Path, help="the CA key's passphrase file")
+    asm.add_argument("-t", "--threshold", type=int, required=True, help="signers needed")
+    asm.add_argument("--out", required=True, type=Path, help="the bundle directory to create")
+    asm.add_argument("requests", nargs="+", type=Path, help="request.json files")
+    asm.add_argument("--chain-id", help="the replicated ledger's chain id")
+    asm.add_argument(
+        "--ledger-operator",
+        action="append",
+        default=[],
+        metavar="NAME=HEX",
+        help="an operator's Ed25519 public key that may submit user requests to the ledger",
+    )
+    asm.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    asm.set_defaults(run=run_assemble)
     init = actions.add_parser(
         "init",
         help="create a development committee on 127.0.0.1",
@@ -116,4 +156,66 @@ def run_init(args: argparse.Namespace) -> int:
     if ledger is not None:
         print(f"replicated ledger: validators in {ledger['dir']}, operator key "
               f"{ledger['operator_key']}")  # fmt: skip
+    return 0
+
+
+def _ca_passphrase(file: Path | None) -> bytes:
+    from synod.node.committee import check_mode
+    from synod.node.keystore import read_passphrase
+
+    if file is not None:
+        check_mode(file)
+    return read_passphrase(file, CA_PASSPHRASE_ENV)
+
+
+def run_ca(args: argparse.Namespace) -> int:
+    from synod.node.enrol import EnrolmentError, create_ca
+    from synod.node.keystore import KeystoreError
+
+    forbid_core_dumps()
+    try:
+        ca = create_ca(args.dir, _ca_passphrase(args.passphrase_file))
+    except (EnrolmentError, KeystoreError, OSError) as err:
+        print(f"synod committee ca: error: {err}", file=sys.stderr)
+        return 2
+    print(f"committee CA in {args.dir} ({ca!r}); keep it off the members' hosts")
+    return 0
+
+
+def run_assemble(args: argparse.Namespace) -> int:
+    from synod.consensus.committee import CommitteeError as LedgerCommitteeError
+    from synod.node.enrol import EnrolmentError, assemble, load_ca, read_request
+    from synod.node.keystore import KeystoreError
+
+    forbid_core_dumps()  # the CA key passes through this process
+    progress = Progress()
+    try:
+        operators: dict[str, bytes] = {}
+        for item in args.ledger_operator:
+            name, sep, key = item.partition("=")
+            raw = bytes.fromhex(key) if sep and len(key) == 64 else b""
+            if not raw or not name.isidentifier():
+                raise EnrolmentError(f"--ledger-operator {item!r}: expected NAME=<64 hex digits>")
+            operators[name] = raw
+        requests = [read_request(path) for path in args.requests]
+        ca = load_ca(args.ca, _ca_passphrase(args.passphrase_file))
+        bundle = assemble(
+            requests, args.threshold, ca, args.out, args.chain_id, operators, progress.step
+        )
+    except (EnrolmentError, KeystoreError, LedgerCommitteeError, ValueError, OSError) as err:
+        print(f"synod committee assemble: error: {err}", file=sys.stderr)
+        return 2
+    manifest = bundle.manifest
+    result = {
+        "bundle": str(args.out),
+        "threshold": manifest.threshold,
+        "members": [{"id": m.id, "endpoint": str(m.endpoint)} for m in manifest.members],
+        "ledger": bundle.ledger.chain_id if bundle.ledger else None,
+        "genesis": bundle.genesis,
+    }
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"bundle for {len(manifest.members)} members, threshold {manifest.threshold}: {args.out}")
+    print("copy it to every member's host and run `synod member install` there")
     return 0

@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         config_cmd,
         demo,
         keygen,
+        member,
         node,
         sim,
         transition_cmd,
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     client_cmd.add_parser(sub)
     transition_cmd.add_parser(sub)
     committee.add_parser(sub)
+    member.add_parser(sub)
     node.add_parser(sub)
     cluster.add_parser(sub)
     ceremony.add_parser(sub)

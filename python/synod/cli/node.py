@@ -44,13 +44,21 @@ def add_parser(sub: Any) -> None:
         metavar="URL",
         help="this member's view of the ledger (a SQLite path or a PostgreSQL URL): with it the "
         "member signs only withdrawals whose recorded template gives the message, and refuses "
-        "an operator's ad-hoc message; without it, only ad-hoc messages (synod sign)",
+        "an operator's ad-hoc message; without it, only ad-hoc messages (synod sign), and "
+        "only with --adhoc-signing",
     )
     run.add_argument(
         "--chains",
         type=Path,
         help="the signing view: per chain the public parameters that, with a template, give "
         "the signed message (default DIR/chains.json; re-read when it changes)",
+    )
+    run.add_argument(
+        "--adhoc-signing",
+        action="store_true",
+        help="DEVELOPMENT TOOL: without --ledger, sign the messages an admitted operator asks "
+        "for (synod sign); each such session is logged. Off by default: a member without "
+        "--ledger then signs nothing",
     )
     run.add_argument(
         "--test-fault",
@@ -140,6 +148,10 @@ def run_node_cmd(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"synod node run: error: {err}", file=sys.stderr)
         return 2
+    if args.adhoc_signing and args.ledger is not None:
+        print("synod node run: error: --adhoc-signing is for a member without --ledger",
+              file=sys.stderr)  # fmt: skip
+        return 2
     pid = running_pid(args.dir)
     if pid is not None:
         return _fail("run", RuntimeError(f"member in {args.dir} is already running (pid {pid})"))
@@ -175,6 +187,7 @@ def run_node_cmd(args: argparse.Namespace) -> int:
             fault=args.test_fault,
             primes=primes,
             pool_policy=policy,
+            adhoc_signing=args.adhoc_signing,
         )
     except KeystoreError as err:  # a share entry that does not parse
         return _fail("run", err)

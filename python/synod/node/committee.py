@@ -9,6 +9,8 @@ Layout written by `init_committee` (the CA key never enters a node directory)::
     DIR/node-<i>/cert.pem         member i's TLS certificate; ca.pem; manifest.json
     DIR/node-<i>/node.json        {"member_id": i}
     DIR/node-<i>/passphrase       DEVELOPMENT ONLY: the keystore passphrase, mode 0600
+    DIR/node-<i>/request.json     member i's enrolment request (public)
+    DIR/bundle/                   what every member installed (public: `synod.node.enrol`)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -29,10 +32,9 @@ from synod.node.keystore import (
     KdfParams,
     Keystore,
     KeystoreError,
-    SecretKind,
     atomic_write,
 )
-from synod.node.manifest import Endpoint, Manifest, ManifestError, Member
+from synod.node.manifest import Endpoint, Manifest, ManifestError
 from synod.node.pki import (
     CommitteeCA,
     PkiError,
@@ -41,7 +43,6 @@ from synod.node.pki import (
     fingerprint,
     identify,
     key_to_pem,
-    new_key,
 )
 from synod.protocols.envelope import Identity
 
@@ -63,10 +64,6 @@ def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
     atomic_write(path, data, mode)
 
 
-def _identity_bytes(identity: Identity) -> bytes:
-    return identity.sign_secret.private_bytes_raw() + identity.seal_secret.private_bytes_raw()
-
-
 def identity_from_bytes(member_id: int, raw: bytes) -> Identity:
     if len(raw) != 64:
         raise CommitteeError("identity key entry has the wrong length")
@@ -86,7 +83,12 @@ def init_committee(
     kdf: KdfParams = RFC9106_SECOND,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> Manifest:
-    """Create a development committee under `root` (which must be absent or empty)."""
+    """Create a development committee under `root` (which must be absent or empty), by the
+    steps of a committee set up across hosts (`synod.node.enrol`) run on one machine: each
+    member's keys and request, the assembly of the requests (the CA key in `root/ca`,
+    unencrypted: DEVELOPMENT ONLY), each member installing the bundle."""
+    from synod.node.enrol import assemble, init_member, init_operator, install_member
+
     if root.exists() and any(root.iterdir()):
         raise CommitteeError(f"{root} exists and is not empty")
     if not 1 <= threshold <= n:
@@ -101,43 +103,23 @@ def init_committee(
     _write(root / "ca" / "ca.pem", ca_pem)
     _write(root / "ca" / "ca.key.pem", key_to_pem(ca.key), 0o600)
 
-    op = root / "operator"
-    op.mkdir(mode=0o700)
-    op_key = new_key()
-    _write(op / "operator.pem", cert_to_pem(ca.issue_operator("operator", op_key.public_key())))
-    _write(op / "operator.key.pem", key_to_pem(op_key), 0o600)
-    _write(op / "ca.pem", ca_pem)
-
-    members: list[Member] = []
-    stores: list[tuple[int, Identity, bytes, bytes]] = []
+    requests: list[Any] = [init_operator(root / "operator", "operator")]
+    passphrases: dict[int, bytes] = {}
     for i in range(1, n + 1):
-        identity = Identity.generate(i)
-        tls_key = new_key()
-        cert = ca.issue_member(i, tls_key.public_key())
-        keys = identity.public
-        members.append(
-            Member(
-                i, Endpoint(host, base_port + i), keys.sign_key, keys.seal_key, fingerprint(cert)
-            )
-        )
-        stores.append((i, identity, key_to_pem(tls_key), cert_to_pem(cert)))
-    manifest = Manifest(0, threshold, fingerprint(ca.cert), tuple(members))
-    manifest_bytes = manifest.dumps().encode()
-    _write(root / MANIFEST, manifest_bytes)
-
-    for i, identity, tls_key_pem, cert_pem in stores:
-        progress(f"member {i}: keystore (Argon2id), TLS certificate, manifest")
+        progress(f"member {i}: keystore (Argon2id) and enrolment request")
+        passphrases[i] = secrets.token_urlsafe(24).encode()
         d = node_dir(root, i)
-        d.mkdir(mode=0o700)
-        passphrase = secrets.token_urlsafe(24).encode()
-        _write(d / DEV_PASSPHRASE, passphrase + b"\n", 0o600)
-        ks = Keystore.create(d / "keystore", i, passphrase, kdf)
-        ks.put(IDENTITY_KEY_ID, SecretKind.IDENTITY, manifest.epoch, _identity_bytes(identity))
-        ks.put(TLS_KEY_ID, SecretKind.TLS_KEY, manifest.epoch, tls_key_pem)
-        _write(d / "cert.pem", cert_pem)
-        _write(d / "ca.pem", ca_pem)
-        _write(d / MANIFEST, manifest_bytes)
-        _write(d / "node.json", json.dumps({"member_id": i}).encode() + b"\n")
+        requests.append(init_member(d, i, Endpoint(host, base_port + i), passphrases[i], kdf))
+        _write(d / DEV_PASSPHRASE, passphrases[i] + b"\n", 0o600)
+    bundle = root / "bundle"
+    manifest = assemble(requests, threshold, ca, bundle).manifest
+    _write(root / MANIFEST, manifest.dumps().encode())
+    operator_cert = (bundle / "operator-operator" / "operator.pem").read_bytes()
+    _write(root / "operator" / "operator.pem", operator_cert)
+    _write(root / "operator" / "ca.pem", ca_pem)
+    for i in range(1, n + 1):
+        progress(f"member {i}: installs its certificate and the manifest")
+        install_member(node_dir(root, i), bundle, passphrases[i])
     return manifest
 
 

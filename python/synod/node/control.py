@@ -15,6 +15,8 @@ takes the operator's PEM material (`ControlTLS.from_dir` reads ``DIR/operator/``
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import threading
 from collections import Counter
@@ -29,6 +31,7 @@ from synod.crypto import frost
 from synod.node.aux_info import AuxInfoCeremony, AuxInfoRefused
 from synod.node.keyring import UnknownKey
 from synod.node.manifest import Manifest
+from synod.node.operators import OperatorFile
 from synod.node.pki import (
     PkiError,
     Role,
@@ -42,6 +45,8 @@ from synod.node.results import SessionKind, SessionResult, SessionStatus
 from synod.node.runner import NodeRunner
 from synod.node.signer_node import SignerNode
 from synod.node.templates import SignContext
+
+log = logging.getLogger("synod.node.control")
 
 MAX_ID = 128  # key ids, withdrawal ids, ledger session ids
 MAX_SESSION_ID = 64
@@ -110,11 +115,14 @@ def _check_timeout(name: str, value: float, default: float) -> float:
 
 class OperatorOnly:
     """Admits a control call only from a client certificate of the committee CA that names
-    an operator (``synod-operator:<name>``); a member certificate, which TLS accepts on the
-    same port for the peer service, is refused. Refusals are counted by reason."""
+    an operator (``synod-operator:<name>``) and whose fingerprint the member's operators file
+    lists and has not revoked (`synod.node.operators`; with no readable file, nobody); a member
+    certificate, which TLS accepts on the same port for the peer service, is refused. Refusals
+    are counted by reason. `operators` None admits any operator the CA issued (tests only)."""
 
-    def __init__(self, ca_pem: bytes) -> None:
+    def __init__(self, ca_pem: bytes, operators: OperatorFile | None = None) -> None:
         self._ca = cert_from_pem(ca_pem)
+        self._operators = operators
         self._lock = threading.Lock()
         self._counters: Counter[str] = Counter()
 
@@ -133,6 +141,13 @@ class OperatorOnly:
             return self._count("bad_certificate")
         if who.role is not Role.OPERATOR:
             return self._count("not_an_operator")
+        if self._operators is not None:
+            listed = self._operators.current()
+            if listed is None:
+                return self._count("no_operator_list")
+            why = listed.admits(who.fingerprint)
+            if why is not None:
+                return self._count(why)
         return None
 
     def _count(self, reason: str) -> str:
@@ -267,7 +282,15 @@ class ControlServicer:
             self._abort(
                 context,
                 grpc.StatusCode.PERMISSION_DENIED,
-                "this member signs only withdrawals recorded in its ledger",
+                "this member signs only withdrawals recorded in its ledger "
+                "(ad-hoc signing is a development tool, off)",
+            )
+        if context_ is None:  # a development tool: every such session leaves a trace
+            log.warning(
+                "ad-hoc signing: key %s, session %s, message sha256 %s",
+                key_id,
+                sid.hex()[:16],
+                hashlib.sha256(message).hexdigest()[:16],
             )
         validator = self.runner.validator(context_, message)
 

@@ -37,6 +37,7 @@ from synod.node.grpc_transport import GrpcTransport, Limits, PeerState
 from synod.node.key_shares import KeystoreShares
 from synod.node.keystore import SecretKind, atomic_write
 from synod.node.metrics import node_registry
+from synod.node.operators import OPERATORS, OperatorFile
 from synod.node.presign_pool import PoolPolicy, PresignPool
 from synod.node.runner import NodeRunner, RunnerStopped
 from synod.node.signer_node import SignerNode
@@ -129,13 +130,15 @@ def run_node(
     fault: str | None = None,
     primes: ecdsa.Primes | None = None,
     pool_policy: PoolPolicy | None = None,
+    adhoc_signing: bool = False,
 ) -> int:
     """Run the member until SIGTERM/SIGINT; returns the exit status. With `metrics_port`,
     Prometheus metrics are served on 127.0.0.1 at that port (`synod.node.metrics`).
 
     With `template_check` (the member's view of the ledger) the member signs withdrawals
     whose recorded template gives the message, and no operator's ad-hoc message; without
-    one, only ad-hoc messages. `fault` names a test-only fault (`synod.node.faults`);
+    one, only ad-hoc messages and only with `adhoc_signing` (a development tool, off by
+    default: then the member signs nothing). `fault` names a test-only fault (`synod.node.faults`);
     `primes` (tests only) are the pregenerated primes an aux-info ceremony uses;
     `pool_policy` sizes the member's presignature pool (`synod.node.presign_pool`)."""
     clock = clock or WallClock()
@@ -171,15 +174,17 @@ def run_node(
 
     pool = PresignPool(node, store, pool_policy or PoolPolicy(), linked)
     # ECDSA only where this member has CGGMP aux info (each member's Paillier primes)
+    if template_check is None and adhoc_signing:
+        log.warning("DEVELOPMENT: this member signs operators' ad-hoc messages (--adhoc-signing)")
     runner = NodeRunner(
         node,
         clock,
         template_check,
         aux_info=shares.aux_info(),
-        operator_signing=template_check is None,
+        operator_signing=template_check is None and adhoc_signing,
         pool=pool,
     )
-    operator_only = OperatorOnly(material.tls.ca_pem)
+    operator_only = OperatorOnly(material.tls.ca_pem, OperatorFile(material.directory / OPERATORS))
     if primes is not None:
         log.warning("TEST-ONLY: pregenerated Paillier primes for the aux-info ceremony")
         aux = AuxInfoCeremony(runner, shares.store_aux_info, lambda: primes)
