@@ -8,6 +8,7 @@ python -m synod.bench --cluster            # signing latency of a 3-of-5 loopbac
 python -m synod.bench --worst-message      # what the worst peer message costs a receiver
 python -m synod.bench --consensus          # ledger through 4 CometBFT validators vs local
 python -m synod.bench --witness            # what witnessing adds: deposits, confirmations
+python -m synod.bench --member             # member run to ready; a cut member to caught up
 python -m synod.bench --peer-tsslib        # threshold ECDSA beside bnb-chain/tss-lib v2
 """
 
@@ -100,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         help="4 validators: latency a quorum of witnesses adds to a deposit and a confirmation",
     )
     p.add_argument("--witness-rounds", type=int, default=50, help="for --witness")
+    p.add_argument(
+        "--member",
+        action="store_true",
+        help="4 `synod member run` services: start to ready, and a cut member to caught up",
+    )
+    p.add_argument("--member-rounds", type=int, default=3, help="for --member")
+    p.add_argument("--member-cut", type=float, default=10.0, help="seconds cut, for --member")
     p.add_argument("--e2e", action="store_true", help="end-to-end withdrawals per minute")
     p.add_argument("--per-chain", type=int, default=20, help="withdrawals per chain for --e2e")
     p.add_argument("--api", action="store_true", help="submissions per second through the API")
@@ -214,6 +222,13 @@ def main(argv: list[str] | None = None) -> int:
         from synod.bench.e2e import e2e_table
 
         print(e2e_table(args.per_chain, progress))
+        return 0
+    if args.member:
+        from synod.bench.member import member_table
+
+        if args.member_rounds < 1 or not 0 < args.member_cut <= 600:
+            p.error("--member-rounds must be positive and --member-cut within (0, 600]")
+        print(member_table(args.member_rounds, args.member_cut, progress=progress))
         return 0
     if args.witness:
         from synod.bench.witness import witness_table

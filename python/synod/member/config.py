@@ -1,0 +1,162 @@
+"""A member's configuration file (TOML), every key checked; an error names the file, the key
+and the expected form.
+
+```toml
+[member]
+dir = "/var/lib/synod/member"      # the member directory (`synod member init` + `install`)
+passphrase_file = "/etc/synod/passphrase"   # optional: else $SYNOD_PASSPHRASE
+health = "127.0.0.1:9100"          # /healthz, /readyz and /metrics
+chains = "chains.json"             # optional: the signing view, relative to dir
+
+[ledger]
+mode = "replicated"                # or "solo": a chain of one validator in this process
+db = "ledger.db"                   # this member's replica: a path relative to dir, or a URL
+# replicated only:
+cometbft = "/usr/local/bin/cometbft"
+home = "cometbft"                  # the validator home, relative to dir
+abci = 26658                       # the ledger application's port on 127.0.0.1
+rpc = 26657                        # the validator's RPC port on 127.0.0.1
+```
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synod.node.manifest import Endpoint, ManifestError
+
+SOLO, REPLICATED = "solo", "replicated"
+MAX_CONFIG_BYTES = 1 << 20
+SECTIONS: dict[str, frozenset[str]] = {
+    "member": frozenset({"dir", "passphrase_file", "health", "chains"}),
+    "ledger": frozenset({"mode", "db", "cometbft", "home", "abci", "rpc"}),
+}
+
+
+class MemberConfigError(ValueError):
+    """``<file>: <section>.<key>: <what was expected>``."""
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    mode: str
+    db: str  # a URL (sqlite:///… or PostgreSQL)
+    cometbft: Path | None = None
+    home: Path | None = None
+    abci_port: int = 26658
+    rpc_port: int = 26657
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.rpc_port}"
+
+
+@dataclass(frozen=True)
+class MemberConfig:
+    path: Path
+    directory: Path
+    health: Endpoint
+    ledger: LedgerConfig
+    passphrase_file: Path | None = None
+    chains: Path | None = None
+
+
+class _Reader:
+    def __init__(self, path: Path, doc: dict[str, Any]) -> None:
+        self.path, self.doc = path, doc
+
+    def fail(self, key: str, expected: str) -> MemberConfigError:
+        return MemberConfigError(f"{self.path}: {key}: {expected}")
+
+    def section(self, name: str, required: bool = True) -> dict[str, Any]:
+        value = self.doc.get(name)
+        if value is None and not required:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(f"[{name}]", "a table is required")
+        unknown = sorted(set(value) - SECTIONS[name])
+        if unknown:
+            raise self.fail(
+                f"{name}.{unknown[0]}", f"unknown key (known: {sorted(SECTIONS[name])})"
+            )
+        return value
+
+    def text(
+        self, table: dict[str, Any], section: str, key: str, default: str | None = None
+    ) -> str:
+        value = table.get(key, default)
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(f"{section}.{key}", "a non-empty string is required")
+        return value
+
+    def port(self, table: dict[str, Any], section: str, key: str, default: int) -> int:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+            raise self.fail(f"{section}.{key}", "a port number 1..65535 is required")
+        return value
+
+    def path_in(self, base: Path, table: dict[str, Any], section: str, key: str) -> Path | None:
+        if key not in table:
+            return None
+        return base / self.text(table, section, key)
+
+
+def _db_url(base: Path, value: str) -> str:
+    if "://" in value or "=" in value.split(maxsplit=1)[0]:
+        return value  # a URL or a libpq keyword DSN
+    return f"sqlite:///{base / value}"
+
+
+def load_member_config(path: Path) -> MemberConfig:
+    """Parse and check `path`; relative paths inside are relative to the member directory
+    (which is itself relative to the file's directory)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise MemberConfigError(f"{path}: cannot read: {err.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise MemberConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise MemberConfigError(f"{path}: not TOML: {err}") from None
+    r = _Reader(path, doc)
+    unknown = sorted(set(doc) - set(SECTIONS))
+    if unknown:
+        raise r.fail(f"[{unknown[0]}]", f"unknown section (known: {sorted(SECTIONS)})")
+    member = r.section("member")
+    directory = (path.parent / r.text(member, "member", "dir")).resolve()
+    try:
+        health = Endpoint.parse(r.text(member, "member", "health", "127.0.0.1:9100"))
+    except ManifestError:
+        raise r.fail("member.health", "HOST:PORT is required") from None
+    ledger = r.section("ledger")
+    mode = r.text(ledger, "ledger", "mode")
+    if mode not in (SOLO, REPLICATED):
+        raise r.fail("ledger.mode", f"{SOLO!r} or {REPLICATED!r} is required")
+    db = _db_url(directory, r.text(ledger, "ledger", "db", "ledger.db"))
+    if mode == SOLO:
+        extra = sorted(set(ledger) & {"cometbft", "home", "abci", "rpc"})
+        if extra:
+            raise r.fail(f"ledger.{extra[0]}", "only for mode = 'replicated'")
+        ledger_config = LedgerConfig(SOLO, db)
+    else:
+        cometbft = Path(r.text(ledger, "ledger", "cometbft"))
+        home = directory / r.text(ledger, "ledger", "home", "cometbft")
+        abci = r.port(ledger, "ledger", "abci", 26658)
+        rpc = r.port(ledger, "ledger", "rpc", 26657)
+        if abci == rpc:
+            raise r.fail("ledger.rpc", "a port other than ledger.abci is required")
+        ledger_config = LedgerConfig(REPLICATED, db, cometbft, home, abci, rpc)
+    return MemberConfig(
+        path,
+        directory,
+        health,
+        ledger_config,
+        r.path_in(path.parent, member, "member", "passphrase_file"),
+        r.path_in(directory, member, "member", "chains"),
+    )

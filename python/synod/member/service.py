@@ -1,0 +1,283 @@
+"""One committee member as one service: `synod member run --config member.toml`.
+
+The composition root of a member. From one configuration file it checks the member's material
+(keystore, manifest, certificates: a wrong passphrase or a missing file ends the start with
+exit status 2), prepares the member's replica of the ledger, and runs, supervised
+(`synod.member.supervisor`):
+
+- the signer node (`synod node run`), which reads the replica as its ledger view and signs
+  only what it recorded;
+- on the replicated ledger, the ledger application over the replica and the member's CometBFT
+  validator (restarted with back-off when they exit; a missing binary, home or genesis is a
+  clear error at start). In solo mode the replica is ordered in-process (`SoloOrderer`) by
+  whoever writes through this member.
+
+It serves ``/healthz`` (the service runs), ``/readyz`` (ready only when the replica has caught
+up, the signer node has opened its keystore and is linked to at least t−1 peers) and
+``/metrics`` (readiness, each child's restarts, the replica's height and witness counts) on
+the configured address, and stops cleanly on SIGTERM or SIGINT with nothing left running.
+
+Not composed here yet: the runtime on every block (withdraw worker, deposit watchers, proof
+attester, transition worker, webhooks) and the API; see docs/DEPLOY.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from synod.consensus.app import MIGRATIONS
+from synod.consensus.client import CometRpc, RpcError
+from synod.consensus.committee import Committee, CommitteeError
+from synod.consensus.metrics import LedgerCollector
+from synod.member.config import REPLICATED, MemberConfig
+from synod.member.supervisor import ChildSpec, Supervisor
+from synod.node.committee import NodeMaterial
+from synod.node.enrol import LEDGER_COMMITTEE
+from synod.node.keystore import PASSPHRASE_ENV
+from synod.node.process import STATUS_FILE
+from synod.state.db import migrate, open_database
+
+log = logging.getLogger("synod.member")
+PID_FILE = "member.pid"
+POLL_S = 0.2
+STATUS_FRESH_S = 10.0  # the node rewrites status.json every second or so
+
+
+class MemberStartError(RuntimeError):
+    """The member cannot start as configured (one line, naming the file or key)."""
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    checks: dict[str, str]  # check -> "ok" or why not
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": "ready" if self.ready else "not ready", "checks": self.checks}
+
+
+class MemberService:
+    """`material` is the member's opened directory; `passphrase` goes to the signer node
+    through its environment, never its arguments."""
+
+    def __init__(
+        self,
+        config: MemberConfig,
+        material: NodeMaterial,
+        passphrase: bytes,
+        python: str = sys.executable,
+    ) -> None:
+        self.config = config
+        self.material = material
+        self._passphrase = passphrase
+        self.python = python
+        self.committee = self._check_ledger()
+        self.supervisor = Supervisor(self._children())
+        self._stop = threading.Event()
+        self._health: ThreadingHTTPServer | None = None
+        self._reader: Any = None
+
+    # ------------------------------------------------------------------ start-up checks
+    def _check_ledger(self) -> Committee | None:
+        ledger = self.config.ledger
+        if ledger.mode != REPLICATED:
+            return None
+        assert ledger.cometbft is not None and ledger.home is not None
+        if not (ledger.cometbft.is_file() and os.access(ledger.cometbft, os.X_OK)):
+            raise MemberStartError(
+                f"{self.config.path}: ledger.cometbft: no executable at {ledger.cometbft}"
+            )
+        for needed in ("config/genesis.json", "config/priv_validator_key.json"):
+            if not (ledger.home / needed).is_file():
+                raise MemberStartError(
+                    f"{self.config.path}: ledger.home: {ledger.home} has no {needed} "
+                    "(run `synod member init --cometbft` and `synod member install`)"
+                )
+        try:
+            return Committee.load(self.config.directory / LEDGER_COMMITTEE)
+        except (CommitteeError, OSError, ValueError) as err:
+            raise MemberStartError(
+                f"{self.config.directory / LEDGER_COMMITTEE}: {err} "
+                "(assemble with --chain-id and install the bundle)"
+            ) from None
+
+    def _children(self) -> list[ChildSpec]:
+        d, ledger = self.config.directory, self.config.ledger
+        env = {**os.environ, PASSPHRASE_ENV: self._passphrase.decode("utf-8")}
+        node = [self.python, "-m", "synod.cli.main", "node", "run", "--dir", str(d)]
+        node += ["--ledger", ledger.db]
+        if self.config.chains is not None:
+            node += ["--chains", str(self.config.chains)]
+        children = [ChildSpec("node", node, d / "node.log", env)]
+        if ledger.mode == REPLICATED:
+            assert ledger.cometbft is not None and ledger.home is not None
+            app = [self.python, "-m", "synod.consensus", "serve", "--db", ledger.db]
+            app += ["--committee", str(d / LEDGER_COMMITTEE), "--port", str(ledger.abci_port)]
+            quiet = {k: v for k, v in os.environ.items() if k != PASSPHRASE_ENV}
+            children.append(ChildSpec("app", app, d / "app.log", quiet))
+            validator = [str(ledger.cometbft), "node", "--home", str(ledger.home)]
+            validator += ["--proxy_app", f"tcp://127.0.0.1:{ledger.abci_port}"]
+            validator += ["--rpc.laddr", f"tcp://127.0.0.1:{ledger.rpc_port}"]
+            children.append(ChildSpec("cometbft", validator, d / "cometbft.log", quiet))
+        return children
+
+    def _prepare_replica(self) -> None:
+        """The replica's tables exist before anything reads them (the signer node's view)."""
+        db = open_database(self.config.ledger.db)
+        try:
+            migrate(db, MIGRATIONS, "consensus_schema_version")
+        finally:
+            db.close()
+        self._reader = open_database(self.config.ledger.db)
+
+    # ------------------------------------------------------------------ readiness
+    def readiness(self) -> Readiness:
+        checks = {"node": self._node_check(), "replica": self._replica_check()}
+        return Readiness(all(v == "ok" for v in checks.values()), checks)
+
+    def _node_check(self) -> str:
+        pid = self.supervisor.pids().get("node")
+        if pid is None:
+            return "the signer node is not running"
+        try:
+            status = json.loads((self.config.directory / STATUS_FILE).read_text())
+        except (OSError, ValueError):
+            return "the signer node has not published its status yet"
+        if status.get("pid") != pid or status.get("state") != "ready":
+            return "the signer node is starting (keystore and keys not loaded yet)"
+        if time.time() - float(status.get("updated", 0)) > STATUS_FRESH_S:
+            return "the signer node's status is stale"
+        linked = sum(1 for v in status.get("peers", {}).values() if v == "connected")
+        needed = self.material.manifest.threshold - 1
+        if linked < needed:
+            return f"linked to {linked} peers, needs at least {needed} (t-1)"
+        return "ok"
+
+    def _replica_check(self) -> str:
+        ledger = self.config.ledger
+        if ledger.mode != REPLICATED:
+            return "ok"  # solo: ordered here, never behind
+        try:
+            status = CometRpc(ledger.rpc_url, timeout_s=2.0).status()
+        except (RpcError, KeyError, TypeError, ValueError):
+            return "the validator does not answer"
+        if status.catching_up or status.height < 1:
+            return f"the replica is catching up (height {status.height})"
+        return "ok"
+
+    # ------------------------------------------------------------------ health endpoints
+    def registry(self) -> CollectorRegistry:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_MemberCollector(self))
+        if self._reader is not None:
+            registry.register(LedgerCollector(self._reader))
+        return registry
+
+    def _serve_health(self) -> ThreadingHTTPServer:
+        service = self
+        registry = self.registry()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/healthz":
+                    self._json(200, {"status": "ok", "member_id": service.material.member_id})
+                elif self.path == "/readyz":
+                    ready = service.readiness()
+                    self._json(200 if ready.ready else 503, ready.as_dict())
+                elif self.path == "/metrics":
+                    body = generate_latest(registry)
+                    self._send(200, body, CONTENT_TYPE_LATEST)
+                else:
+                    self._json(404, {"error": "not found"})
+
+            def _json(self, code: int, doc: dict[str, Any]) -> None:
+                self._send(code, json.dumps(doc).encode(), "application/json")
+
+            def _send(self, code: int, body: bytes, kind: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return  # probes every few seconds: not worth a log line each
+
+        endpoint = self.config.health
+        server = ThreadingHTTPServer((endpoint.host, endpoint.port), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
+        return server
+
+    # ------------------------------------------------------------------ run
+    def request_stop(self, signum: int = 0, _frame: FrameType | None = None) -> None:
+        if signum:
+            log.info("signal %d: stopping", signum)
+        self._stop.set()
+
+    def run(self) -> int:
+        """Until SIGTERM/SIGINT (or `request_stop`); returns the exit status."""
+        pid_file = self.config.directory / PID_FILE
+        previous = {s: signal.signal(s, self.request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._prepare_replica()
+            self._health = self._serve_health()
+            pid_file.write_text(f"{os.getpid()}\n")
+            self.supervisor.start()
+            log.info(
+                "member %d running: %s ledger, health on %s",
+                self.material.member_id,
+                self.config.ledger.mode,
+                self.config.health,
+            )
+            while not self._stop.wait(POLL_S):
+                self.supervisor.poll()
+        finally:
+            # the signer node first (it reads the replica), then the validator, then the app
+            killed = self.supervisor.stop(order=["node", "cometbft", "app"])
+            if killed:
+                log.warning("had to kill %s", ", ".join(killed))
+            if self._health is not None:
+                self._health.shutdown()
+                self._health.server_close()
+            if self._reader is not None:
+                self._reader.close()
+            pid_file.unlink(missing_ok=True)
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+        log.info("member %d stopped", self.material.member_id)
+        return 0
+
+
+class _MemberCollector(Collector):
+    def __init__(self, service: MemberService) -> None:
+        self.service = service
+
+    def collect(self) -> Any:
+        ready = GaugeMetricFamily("synod_member_ready", "1 when /readyz answers ready.")
+        ready.add_metric([], 1.0 if self.service.readiness().ready else 0.0)
+        yield ready
+        up = GaugeMetricFamily("synod_member_child_up", "1 while the child runs.", labels=["child"])
+        restarts = GaugeMetricFamily(
+            "synod_member_child_restarts", "Times the child was started again.", labels=["child"]
+        )
+        pids = self.service.supervisor.pids()
+        for name, count in self.service.supervisor.restarts().items():
+            up.add_metric([name], 1.0 if name in pids else 0.0)
+            restarts.add_metric([name], float(count))
+        yield up
+        yield restarts

@@ -1,0 +1,208 @@
+"""`synod member run`: one service per member, from one configuration file.
+
+Four members set up as across hosts (each one's keys and validator made in its own
+directory, the bundle assembled from the public requests), each started as one `synod member
+run` process: all become ready (replica caught up, keystore open, linked to t-1 peers), a
+killed validator is restarted by its member, the replicas agree by app hash, and SIGTERM
+stops a member with nothing it started left running. Bad configuration is one line naming
+the file and the key, exit status 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from synod.chains.localnode import binary_dir
+from synod.consensus.client import CometRpc
+from synod.consensus.localnet import free_ports
+from synod.member.local import LocalMember, Site, create_members, is_ready, start_member
+from tests.member.helpers import children_of, http, wait_for
+from tests.node.helpers import FAST_KDF
+
+pytestmark = pytest.mark.cometbft
+MEMBERS = (1, 2, 3, 4)
+DEADLINE_S = 120.0
+
+
+class Member:
+    def __init__(self, local: LocalMember) -> None:
+        self.local = local
+        self.member_id = local.member_id
+        self.directory, self.config = local.directory, local.config
+        self.health, self.rpc = local.site.health_port, local.site.rpc_port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = start_member(self.local)
+
+    def ready(self) -> bool:
+        return is_ready(self.local)
+
+    def metrics(self) -> str:
+        return http(f"{self.local.health_url}/metrics")[1].decode()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            for pid in children_of(self.proc.pid):
+                os.kill(pid, signal.SIGKILL)
+            self.proc.kill()
+            self.proc.wait()
+
+
+def loopback_sites(ids: tuple[int, ...]) -> list[Site]:
+    sites = []
+    for i in ids:
+        peer, p2p, rpc, abci, health = free_ports(5)
+        sites.append(Site(i, "127.0.0.1", peer, p2p, rpc, abci, health))
+    return sites
+
+
+@pytest.fixture(scope="module")
+def members(cometbft: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Member]]:
+    root = tmp_path_factory.mktemp("members")
+    local = create_members(
+        root, loopback_sites(MEMBERS), 3, cometbft, "synod-members", FAST_KDF, 300
+    )
+    out = [Member(m) for m in local]
+    for m in out:
+        m.start()
+    try:
+        yield out
+    finally:
+        for m in out:
+            m.stop()
+
+
+def test_one_member_on_a_solo_ledger_is_ready_and_stops_cleanly(tmp_path: Path) -> None:
+    """A committee of one on the solo ledger (the laptop's embedded default): no validator,
+    no peers to link to."""
+    (local,) = create_members(tmp_path, loopback_sites((1,)), 1, None, kdf=FAST_KDF)
+    member = Member(local)
+    member.start()
+    try:
+        wait_for(member.ready, "the solo member ready")
+        assert 'synod_member_child_up{child="node"} 1.0' in member.metrics()
+        assert member.proc is not None
+        started = children_of(member.proc.pid)
+        member.proc.send_signal(signal.SIGTERM)
+        assert member.proc.wait(timeout=60) == 0
+        wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in started), "children gone")
+    finally:
+        member.stop()
+
+
+def test_every_member_becomes_ready_and_the_replicas_agree(members: list[Member]) -> None:
+    wait_for(lambda: all(m.ready() for m in members), "every member ready")
+    status, body = http(f"http://127.0.0.1:{members[0].health}/readyz")
+    assert status == 200 and json.loads(body)["checks"] == {"node": "ok", "replica": "ok"}
+    assert http(f"http://127.0.0.1:{members[0].health}/healthz")[0] == 200
+    rpcs = [CometRpc(f"http://127.0.0.1:{m.rpc}") for m in members]
+    wait_for(lambda: all(r.status().height >= 4 for r in rpcs), "four blocks everywhere")
+    assert len({r.header_app_hash(4) for r in rpcs}) == 1
+    scraped = members[0].metrics()
+    assert "synod_member_ready 1.0" in scraped
+    assert 'synod_member_child_up{child="cometbft"} 1.0' in scraped
+    assert "synod_ledger_height" in scraped
+
+
+def test_a_killed_validator_is_started_again_by_its_member(members: list[Member]) -> None:
+    m = members[1]
+    assert m.proc is not None
+    validator = [
+        pid
+        for pid in children_of(m.proc.pid)
+        if b"cometbft" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    ]
+    assert len(validator) == 1
+    os.kill(validator[0], signal.SIGKILL)
+    wait_for(
+        lambda: 'synod_member_child_restarts{child="cometbft"} 1.0' in m.metrics(),
+        "the member restarting its validator",
+    )
+    wait_for(m.ready, "member 2 ready again")
+
+
+def test_sigterm_stops_a_member_and_everything_it_started(members: list[Member]) -> None:
+    m = members[3]
+    assert m.proc is not None
+    started = children_of(m.proc.pid)
+    assert len(started) >= 3  # signer node, ledger application, validator
+    m.proc.send_signal(signal.SIGTERM)
+    assert m.proc.wait(timeout=60) == 0
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in started), "children gone")
+    assert not (m.directory / "member.pid").exists()
+    others = members[:3]  # three of four: still a quorum, blocks go on
+    rpc = CometRpc(f"http://127.0.0.1:{others[0].rpc}")
+    height = rpc.status().height
+    wait_for(lambda: rpc.status().height > height + 2, "blocks without member 4")
+
+
+def synod(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "synod.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[member]\ndir = 'm'\n", "[ledger]: a table is required"),
+        ("[member]\ndir = 'm'\ncolour = 1\n[ledger]\nmode = 'solo'\n", "member.colour: unknown"),
+        ("[member]\ndir = 'm'\n[ledger]\nmode = 'paxos'\n", "ledger.mode: 'solo' or"),
+        ("[member]\ndir = 'm'\n[ledger]\nmode = 'solo'\nrpc = 1\n", "ledger.rpc: only for"),
+        (
+            "[member]\ndir = 'm'\n[ledger]\nmode = 'replicated'\ncometbft = '/x'\nrpc = 70000\n",
+            "ledger.rpc: a port number",
+        ),
+        ("[member\n", "not TOML"),
+    ],
+)
+def test_a_bad_configuration_is_one_line_naming_the_file_and_key(
+    tmp_path: Path, text: str, words: str
+) -> None:
+    config = tmp_path / "member.toml"
+    config.write_text(text)
+    done = synod("member", "run", "--config", str(config))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert str(config) in done.stderr and words in done.stderr
+
+
+def test_a_missing_validator_binary_or_wrong_passphrase_stops_the_start(
+    members: list[Member], tmp_path: Path
+) -> None:
+    m = members[0]
+    config = tmp_path / "member.toml"
+    text = m.config.read_text().replace('dir = "member"', f'dir = "{m.directory}"')
+    config.write_text(text.replace('passphrase_file = "passphrase"\n', ""))
+    done = synod("member", "run", "--config", str(config), env={"SYNOD_PASSPHRASE": "wrong"})
+    assert done.returncode == 2 and "already runs" in done.stderr  # member 1 is running
+    idle = members[3]  # stopped by the previous test
+    config.write_text(
+        idle.config.read_text()
+        .replace('dir = "member"', f'dir = "{idle.directory}"')
+        .replace('passphrase_file = "passphrase"\n', "")
+    )
+    done = synod("member", "run", "--config", str(config), env={"SYNOD_PASSPHRASE": "wrong"})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    secret = idle.directory.parent / "passphrase"
+    binary = str(binary_dir("SYNOD_COMETBFT_DIR", "cometbft.sh", "cometbft"))
+    config.write_text(
+        idle.config.read_text()
+        .replace('dir = "member"', f'dir = "{idle.directory}"')
+        .replace('passphrase_file = "passphrase"', f'passphrase_file = "{secret}"')
+        .replace(binary, "/nonexistent")
+    )
+    done = synod("member", "run", "--config", str(config))
+    assert done.returncode == 2 and "ledger.cometbft: no executable" in done.stderr, done.stderr
