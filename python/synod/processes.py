@@ -77,7 +77,8 @@ def terminate(pids: Mapping[K, int], timeout: float) -> list[K]:
     killed = []
     for key, pid in pids.items():
         if running(pid):
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it ended just now
+                os.kill(pid, signal.SIGKILL)
             killed.append(key)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -206,3 +207,14 @@ def test_a_missing_validator_binary_or_wrong_passphrase_stops_the_start(
     )
     done = synod("member", "run", "--config", str(config))
     assert done.returncode == 2 and "ledger.cometbft: no executable" in done.stderr, done.stderr
+
+
+def test_a_taken_health_address_stops_the_start_before_any_child(tmp_path: Path) -> None:
+    (local,) = create_members(tmp_path, loopback_sites((1,)), 1, None, kdf=FAST_KDF)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", local.site.health_port))
+        taken.listen()
+        done = synod("member", "run", "--config", str(local.config))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "member.health: cannot listen" in done.stderr
+    assert not (local.directory / "node.log").exists()  # no child was started

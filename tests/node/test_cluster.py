@@ -23,7 +23,7 @@ from synod.node.pki import (
     CommitteeCA,
     cert_from_pem,
     cert_to_pem,
-    fingerprint,
+    key_fingerprint,
     key_from_pem,
     key_to_pem,
     new_key,
@@ -250,7 +250,8 @@ def test_operators_are_admitted_by_fingerprint_and_revoked_without_a_restart(
         assert "unknown_operator" in refused.value.detail
     finally:
         client.close()
-    operator_fp = fingerprint(cert_from_pem((cluster / "operator" / "operator.pem").read_bytes()))
+    operator = cert_from_pem((cluster / "operator" / "operator.pem").read_bytes())
+    operator_fp = key_fingerprint(operator)
     done = synod_cmd(
         "member", "revoke-operator", "--dir", str(cluster / "node-3"), "--fingerprint", operator_fp
     )

@@ -22,6 +22,8 @@ from synod.node.enrol import (
     CA_KEY,
     EnrolmentError,
     MemberRequest,
+    OperatorRequest,
+    _csr,
     assemble,
     create_ca,
     init_member,
@@ -32,7 +34,8 @@ from synod.node.enrol import (
     read_request,
 )
 from synod.node.manifest import Endpoint
-from synod.node.pki import Role, cert_from_pem, identify
+from synod.node.operators import OPERATORS, OperatorList, OperatorListError
+from synod.node.pki import Role, cert_from_pem, fingerprint, identify, key_fingerprint, new_key
 from tests.node.helpers import FAST_KDF
 
 HOSTS = {1: "10.40.0.11", 2: "10.40.0.12", 3: "10.40.0.13", 4: "member-4.example.net"}
@@ -87,8 +90,9 @@ def test_assembled_from_public_requests_and_installed_on_each_host(
     op_cert = cert_from_pem((offline / "bundle" / "operator-alice" / "operator.pem").read_bytes())
     assert identify(op_cert, ca.cert).role is Role.OPERATOR
 
+    ca_fp = fingerprint(ca.cert)  # told to each member out of band
     for i, d in hosts.items():
-        install_member(d, offline / "bundle", f"pass {i}".encode())
+        install_member(d, offline / "bundle", f"pass {i}".encode(), ca_fp)
         install_member(d, offline / "bundle", f"pass {i}".encode())  # again: no change
         material = load_node(d, f"pass {i}".encode())
         assert material.member_id == i and material.manifest == bundle.manifest
@@ -103,22 +107,84 @@ def test_assembled_from_public_requests_and_installed_on_each_host(
 def test_a_request_for_someone_elses_tls_key_cannot_be_installed(
     tmp_path: Path, hosts: dict[int, Path]
 ) -> None:
-    """An assembler (or a man in the middle) that swaps member 2's CSR into member 1's request
-    issues a certificate member 1 cannot use: install refuses it, naming why."""
+    """A CSR copied from another request names someone else, so assembly refuses it; a CSR for
+    a key the member does not hold yields a certificate install refuses; so does a manifest
+    with other identity keys for the member."""
     requests = [read_request(d / "request.json") for d in hosts.values()]
     one, two = requests[0], requests[1]
     assert isinstance(one, MemberRequest) and isinstance(two, MemberRequest)
-    swapped = MemberRequest(one.member_id, one.endpoint, one.sign_key, one.seal_key, two.csr_pem)
     ca = create_ca(tmp_path / "ca", CA_PASSPHRASE)
-    assemble([swapped, *requests[1:]], 3, ca, tmp_path / "bundle")
+    ca_fp = fingerprint(ca.cert)
+    swapped = MemberRequest(one.member_id, one.endpoint, one.sign_key, one.seal_key, two.csr_pem)
+    with pytest.raises(EnrolmentError, match="must name 'synod member 1'"):
+        assemble([swapped, *requests[1:]], 3, ca, tmp_path / "bundle-0")
+    as_operator = OperatorRequest("mallory", two.csr_pem)  # member 2's key as an operator
+    with pytest.raises(EnrolmentError, match="must name 'synod operator mallory'"):
+        assemble([*requests, as_operator], 3, ca, tmp_path / "bundle-00")
+    foreign = MemberRequest(
+        one.member_id, one.endpoint, one.sign_key, one.seal_key, _csr(new_key(), "synod member 1")
+    )
+    assemble([foreign, *requests[1:]], 3, ca, tmp_path / "bundle")
     with pytest.raises(EnrolmentError, match="certificate is for another key"):
-        install_member(hosts[1], tmp_path / "bundle", b"pass 1")
-    # A bundle whose manifest carries other identity keys for the member is refused too.
+        install_member(hosts[1], tmp_path / "bundle", b"pass 1", ca_fp)
     other = tmp_path / "other-host"
     init_member(other, 1, Endpoint("10.40.0.99", 7101), b"x", FAST_KDF)
     assemble([read_request(other / "request.json"), *requests[1:]], 3, ca, tmp_path / "bundle-2")
     with pytest.raises(EnrolmentError, match="other identity keys"):
-        install_member(hosts[1], tmp_path / "bundle-2", b"pass 1")
+        install_member(hosts[1], tmp_path / "bundle-2", b"pass 1", ca_fp)
+
+
+def test_only_a_bundle_the_committee_ca_signed_is_installed(
+    tmp_path: Path, hosts: dict[int, Path]
+) -> None:
+    """Requests are public: anyone can assemble a bundle for them with a CA of their own, or
+    edit a genuine bundle on its way (a quorum of one in the ledger's committee). A member
+    installs only what the CA it was told of signed, and never changes CAs."""
+    requests = [read_request(d / "request.json") for d in hosts.values()]
+    ca = create_ca(tmp_path / "ca", CA_PASSPHRASE)
+    rogue = create_ca(tmp_path / "rogue-ca", b"rogue")
+    assemble(requests, 3, ca, tmp_path / "bundle", chain_id="synod-prod")
+    assemble(requests, 3, rogue, tmp_path / "rogue", chain_id="synod-prod")
+    with pytest.raises(EnrolmentError, match="fingerprint"):
+        install_member(hosts[1], tmp_path / "bundle", b"pass 1")  # trust must come first
+    with pytest.raises(EnrolmentError, match="is not the committee CA"):
+        install_member(hosts[1], tmp_path / "rogue", b"pass 1", fingerprint(ca.cert))
+    edited = tmp_path / "edited"
+    shutil.copytree(tmp_path / "bundle", edited)
+    doc = json.loads((edited / "ledger-committee.json").read_text())
+    doc["quorum"] = 1  # one member's word would credit a deposit
+    (edited / "ledger-committee.json").write_text(json.dumps(doc))
+    with pytest.raises(EnrolmentError, match="not signed by the committee CA"):
+        install_member(hosts[1], edited, b"pass 1", fingerprint(ca.cert))
+    assert not (hosts[1] / "manifest.json").exists()  # nothing written by a refused install
+    install_member(hosts[1], tmp_path / "bundle", b"pass 1", fingerprint(ca.cert))
+    with pytest.raises(EnrolmentError, match="already trusts another committee CA"):
+        install_member(hosts[1], tmp_path / "rogue", b"pass 1", fingerprint(rogue.cert))
+    with pytest.raises(EnrolmentError, match="is not the committee CA"):
+        install_member(hosts[1], tmp_path / "rogue", b"pass 1")
+
+
+def test_a_revoked_operator_stays_revoked_when_its_certificate_is_issued_again(
+    tmp_path: Path, hosts: dict[int, Path]
+) -> None:
+    requests = [read_request(d / "request.json") for d in hosts.values()]
+    alice = init_operator(tmp_path / "alice", "alice")
+    ca = create_ca(tmp_path / "ca", CA_PASSPHRASE)
+    assemble([*requests, alice], 3, ca, tmp_path / "b1")
+    assemble([*requests, alice], 3, ca, tmp_path / "b2")  # re-assembled: a new certificate
+    first, second = (
+        cert_from_pem((tmp_path / b / "operator-alice" / "operator.pem").read_bytes())
+        for b in ("b1", "b2")
+    )
+    assert fingerprint(first) != fingerprint(second)
+    install_member(hosts[1], tmp_path / "b1", b"pass 1", fingerprint(ca.cert))
+    path = hosts[1] / OPERATORS
+    OperatorList.load(path).revoke(key_fingerprint(first)).save(path)
+    install_member(hosts[1], tmp_path / "b2", b"pass 1")
+    assert OperatorList.load(path).admits(key_fingerprint(second)) == "revoked_operator"
+    for bad in (b'{"version":1,"operators":5}', b'{"version":1,"revoked":"x"}', b"[]"):
+        with pytest.raises(OperatorListError):
+            OperatorList.parse(bad, "operators.json")
 
 
 @pytest.mark.parametrize(
@@ -132,6 +198,23 @@ def test_a_request_for_someone_elses_tls_key_cannot_be_installed(
         (lambda d: d.update(role="admin"), "not an enrolment request"),
         (lambda d: d.update(version=2), "not an enrolment request"),
         (lambda d: d.update(validator={"node_id": "x"}), "node_id must be 40"),
+        (
+            lambda d: d.update(
+                validator={"node_id": "a" * 40, "p2p": "h:1", "pub_key": "eA==", "address": "A"}
+            ),
+            "pub_key must be 32 bytes",
+        ),
+        (
+            lambda d: d.update(
+                validator={
+                    "node_id": "a" * 40,
+                    "p2p": "h:1",
+                    "pub_key": "A" * 43 + "=",
+                    "address": "AB",
+                }
+            ),
+            "address is not the address of pub_key",
+        ),
     ],
 )
 def test_a_malformed_request_is_refused_with_its_field_named(
@@ -197,10 +280,11 @@ def test_validators_made_on_their_hosts_form_one_ledger_from_the_assembled_genes
     requests = [read_request(d / "request.json") for d in dirs.values()]
     ca = create_ca(tmp_path / "ca", CA_PASSPHRASE)
     bundle = assemble(requests, 3, ca, tmp_path / "bundle", chain_id="synod-across-hosts")
+    ca_fp = fingerprint(ca.cert)
     assert bundle.genesis and secret_bytes(tmp_path / "bundle") == []
     members = []
     for i, d in dirs.items():
-        install_member(d, tmp_path / "bundle", b"pw")
+        install_member(d, tmp_path / "bundle", b"pw", ca_fp)
         home = d / "cometbft"
         config = home / "config" / "config.toml"
         peers = 'persistent_peers = "'
@@ -250,16 +334,20 @@ def test_the_cli_steps_exit_2_with_one_line_on_bad_input(tmp_path: Path) -> None
     done = synod("committee", "assemble", "--ca", str(tmp_path / "ca"), "-t", "2",
                  "--out", str(tmp_path / "b"), "--json", *reqs)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["members"][1] == {"id": 2, "endpoint": "10.1.0.2:7100"}
+    assembled = json.loads(done.stdout)
+    assert assembled["members"][1] == {"id": 2, "endpoint": "10.1.0.2:7100"}
     for i in (1, 2):
         done = synod("member", "install", "--dir", str(tmp_path / f"m{i}"),
-                     "--bundle", str(tmp_path / "b"))  # fmt: skip
+                     "--bundle", str(tmp_path / "b"),
+                     "--ca-fingerprint", assembled["ca_fingerprint"])  # fmt: skip
         assert done.returncode == 0, done.stderr
     for bad, words in (
         (("member", "init", "--dir", str(tmp_path / "m3"), "--id", "3", "--address", "nope"),
          "host:port"),
         (("member", "install", "--dir", str(tmp_path / "m1"), "--bundle", str(tmp_path / "x")),
-         "cannot read manifest"),
+         "no manifest.json"),
+        (("member", "install", "--dir", str(tmp_path / "nope"), "--bundle", str(tmp_path / "b")),
+         "not a member directory"),
         (("committee", "assemble", "--ca", str(tmp_path / "ca"), "-t", "2", "--out",
           str(tmp_path / "b2"), str(tmp_path / "m1" / "keystore")), "not an enrolment request"),
     ):  # fmt: skip

@@ -178,7 +178,11 @@ def run_ca(args: argparse.Namespace) -> int:
     except (EnrolmentError, KeystoreError, OSError) as err:
         print(f"synod committee ca: error: {err}", file=sys.stderr)
         return 2
-    print(f"committee CA in {args.dir} ({ca!r}); keep it off the members' hosts")
+    from synod.node.pki import fingerprint
+
+    print(f"committee CA in {args.dir}; keep it off the members' hosts")
+    print(f"CA fingerprint (tell each member out of band, for `member install "
+          f"--ca-fingerprint`): {fingerprint(ca.cert)}")  # fmt: skip
     return 0
 
 
@@ -211,11 +215,13 @@ def run_assemble(args: argparse.Namespace) -> int:
         "threshold": manifest.threshold,
         "members": [{"id": m.id, "endpoint": str(m.endpoint)} for m in manifest.members],
         "ledger": bundle.ledger.chain_id if bundle.ledger else None,
+        "ca_fingerprint": manifest.ca_fingerprint,
         "genesis": bundle.genesis,
     }
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"bundle for {len(manifest.members)} members, threshold {manifest.threshold}: {args.out}")
-    print("copy it to every member's host and run `synod member install` there")
+    print("copy it to every member's host and run `synod member install --ca-fingerprint "
+          f"{manifest.ca_fingerprint}` there")  # fmt: skip
     return 0

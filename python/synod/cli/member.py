@@ -60,14 +60,22 @@ def add_parser(sub: Any) -> None:
     install = actions.add_parser(
         "install",
         help="install the committee's bundle in this member's directory",
-        description="Check that the bundle's manifest names this member with the keys in its "
-        "keystore and that its certificate is for this member's TLS key, then copy the "
+        description="Check that the committee CA signed the whole bundle (the CA given by "
+        "--ca-fingerprint, or the one installed before), that its manifest names this member "
+        "with the keys in its keystore and that its certificate is for this member's TLS "
+        "key, that its ledger committee and genesis are exactly the members', then copy the "
         "manifest, the CA certificate, the member's certificate, the ledger's committee file "
         "and (with a validator) the CometBFT genesis and peers into DIR. Installing the same "
         "bundle again changes nothing.",
     )
     install.add_argument("--dir", required=True, type=Path, help="the member directory")
     install.add_argument("--bundle", required=True, type=Path, help="the assembled bundle")
+    install.add_argument(
+        "--ca-fingerprint",
+        help="SHA-256 of the committee CA's certificate, learned out of band (from the "
+        "assembler, not from the bundle); needed the first time, after which the member "
+        "only accepts bundles signed by that CA",
+    )
     install.add_argument(
         "--passphrase-file", type=Path, help=f"keystore passphrase file (else ${PASSPHRASE_ENV})"
     )
@@ -81,7 +89,13 @@ def add_parser(sub: Any) -> None:
         "keeps it revoked.",
     )
     revoke.add_argument("--dir", required=True, type=Path, help="the member directory")
-    revoke.add_argument("--fingerprint", required=True, help="64 hex digits (SHA-256 of DER)")
+    revoke.add_argument(
+        "--fingerprint",
+        required=True,
+        help="the operator's key fingerprint as operators.json lists it (SHA-256 of the "
+        "certificate's SubjectPublicKeyInfo DER, 64 hex digits): every certificate for that "
+        "key is refused",
+    )
     revoke.set_defaults(run=run_revoke)
 
     op = sub.add_parser("operator", help="an operator's control-service key and request")
@@ -136,12 +150,15 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_install(args: argparse.Namespace) -> int:
+    from synod.node.committee import CommitteeError
     from synod.node.enrol import EnrolmentError, install_member
     from synod.node.keystore import KeystoreError
 
     try:
-        manifest = install_member(args.dir, args.bundle, _passphrase(args.passphrase_file))
-    except (EnrolmentError, KeystoreError, OSError) as err:
+        manifest = install_member(
+            args.dir, args.bundle, _passphrase(args.passphrase_file), args.ca_fingerprint
+        )
+    except (EnrolmentError, CommitteeError, KeystoreError, OSError) as err:
         return _fail("member install", err)
     print(
         f"installed: committee of {len(manifest.members)}, threshold {manifest.threshold}, "
@@ -178,13 +195,13 @@ def run_revoke(args: argparse.Namespace) -> int:
 
 def run_member(args: argparse.Namespace) -> int:
     import logging
-    import os
 
+    from synod.cli.node import current_passphrase
     from synod.member.config import MemberConfigError, load_member_config
     from synod.member.service import PID_FILE, MemberService, MemberStartError
-    from synod.node.committee import CommitteeError, dev_passphrase_path, load_node
-    from synod.node.keystore import KeystoreError, read_passphrase
-    from synod.processes import pid_alive
+    from synod.node.committee import CommitteeError, load_node
+    from synod.node.keystore import KeystoreError
+    from synod.node.process import running_pid
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -194,18 +211,16 @@ def run_member(args: argparse.Namespace) -> int:
     forbid_core_dumps()  # before the passphrase is read
     try:
         config = load_member_config(args.config)
-        try:
-            running = int((config.directory / PID_FILE).read_text().strip())
-        except (OSError, ValueError):
-            running = 0
-        if running and pid_alive(running):
+        running = running_pid(config.directory, PID_FILE, (b"member", b"run"))
+        if running is not None:
             raise MemberStartError(f"a member already runs in {config.directory} (pid {running})")
-        file = config.passphrase_file
-        if file is None and PASSPHRASE_ENV not in os.environ:
-            file = dev_passphrase_path(config.directory)  # development committees only
-        passphrase = _passphrase(file) if file is not None else read_passphrase(None)
-        material = load_node(config.directory, passphrase)
-        service = MemberService(config, material, passphrase)
+        passphrase, dev = current_passphrase(config.directory, config.passphrase_file)
+        if dev is not None:
+            logging.getLogger("synod.member").warning(
+                "DEVELOPMENT: keystore passphrase read from %s", dev
+            )
+        service = MemberService(config, load_node(config.directory, passphrase), passphrase)
+        service.start()
     except (MemberConfigError, MemberStartError, CommitteeError, KeystoreError, OSError) as err:
         return _fail("member run", err)
     return service.run()

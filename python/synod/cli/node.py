@@ -42,7 +42,8 @@ def add_parser(sub: Any) -> None:
     run.add_argument(
         "--ledger",
         metavar="URL",
-        help="this member's view of the ledger (a SQLite path or a PostgreSQL URL): with it the "
+        help="this member's view of the ledger (a SQLite path or a PostgreSQL URL, or env:NAME "
+        "for the environment variable that holds it): with it the "
         "member signs only withdrawals whose recorded template gives the message, and refuses "
         "an operator's ad-hoc message; without it, only ad-hoc messages (synod sign), and "
         "only with --adhoc-signing",
@@ -131,6 +132,7 @@ def run_node_cmd(args: argparse.Namespace) -> int:
     from synod.node.committee import CommitteeError, load_node, read_member_id
     from synod.node.keystore import KeystoreError
     from synod.node.process import run_node, running_pid
+    from synod.state.db import resolve_url
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -170,7 +172,9 @@ def run_node_cmd(args: argparse.Namespace) -> int:
         print("synod node run: error: --chains needs --ledger", file=sys.stderr)
         return 2
     try:
-        check = None if args.ledger is None else _template_check(args.ledger, args.chains, args.dir)
+        check = None
+        if args.ledger is not None:
+            check = _template_check(resolve_url(args.ledger), args.chains, args.dir)
     except (OSError, ValueError) as err:
         return _fail("run", RuntimeError(f"--ledger: {err}"))
     primes = None

@@ -17,7 +17,7 @@ from synod.consensus.app import LedgerApp
 from synod.consensus.committee import Committee, CommitteeError
 from synod.consensus.metrics import ledger_registry
 from synod.state.audit import AuditLog
-from synod.state.db import open_database
+from synod.state.db import open_database, resolve_url
 from synod.state.machine import Ledger
 
 
@@ -25,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m synod.consensus")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the ledger application over ABCI")
-    serve.add_argument("--db", required=True, help="sqlite:///path or a PostgreSQL DSN")
+    serve.add_argument(
+        "--db",
+        required=True,
+        help="sqlite:///path or a PostgreSQL DSN, or env:NAME for the variable that holds it",
+    )
     serve.add_argument("--committee", required=True, help="the committee file (JSON)")
     serve.add_argument(
         "--config",
@@ -51,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
         print("error: --metrics-port must be within 1..65535", file=sys.stderr)
+        return 2
+    try:
+        args.db = resolve_url(args.db)
+    except ValueError as err:
+        print(f"error: --db: {err}", file=sys.stderr)
         return 2
     if args.db.startswith("sqlite:///:memory:") or args.db == ":memory:":
         print("error: the ledger needs a durable store, not :memory:", file=sys.stderr)

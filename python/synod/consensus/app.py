@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import sys
 import threading
 from collections import OrderedDict
@@ -143,6 +144,9 @@ class Outcome:
         return h.digest()
 
 
+_REFUSAL = re.compile(r"ledger refused: ([a-z_]+): ")
+
+
 def _data(**fields: Any) -> bytes:
     return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
@@ -226,9 +230,15 @@ class LedgerApp:
         if self.reader.query("SELECT 1 FROM applied_tx WHERE tx_id = ?", (tx_id,)):
             return Outcome(Code.DUPLICATE, f"{tx_id} already applied")
         if needs_attestation(tx):
-            rows = self.reader.query("SELECT status FROM attested WHERE tx_id = ?", (tx_id,))
+            rows = self.reader.query(
+                "SELECT status, outcome FROM attested WHERE tx_id = ?", (tx_id,)
+            )
             if rows and rows[0][0] != AttestStatus.PENDING:
-                return Outcome(Code.REJECTED, f"{tx_id} already decided: {rows[0][0]}")
+                # a fact the ledger refused at its quorum: the same reason again (a watcher
+                # that sends it once more learns it was a duplicate deposit, say)
+                refused = _REFUSAL.search(str(rows[0][1] or ""))
+                data = _data(rejected=refused.group(1)) if refused else b""
+                return Outcome(Code.REJECTED, f"{tx_id} already decided: {rows[0][0]}", data)
             if self._attested(self.reader, tx_id, stx.member):
                 return Outcome(Code.DUPLICATE, f"{stx.signer} already vouched for {tx_id}")
         return Outcome(Code.OK)

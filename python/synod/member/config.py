@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from synod.node.manifest import Endpoint, ManifestError
+from synod.state.db import is_dsn
 
 SOLO, REPLICATED = "solo", "replicated"
 MAX_CONFIG_BYTES = 1 << 20
@@ -105,7 +106,7 @@ class _Reader:
 
 
 def _db_url(base: Path, value: str) -> str:
-    if "://" in value or "=" in value.split(maxsplit=1)[0]:
+    if is_dsn(value):
         return value  # a URL or a libpq keyword DSN
     return f"sqlite:///{base / value}"
 

@@ -24,6 +24,7 @@ from synod.member.config import REPLICATED, SOLO
 from synod.node.enrol import assemble, create_ca, init_member, install_member
 from synod.node.keystore import RFC9106_SECOND, KdfParams, atomic_write
 from synod.node.manifest import Endpoint
+from synod.node.pki import fingerprint
 
 PASSPHRASE = "passphrase"
 CONFIG = "member.toml"
@@ -105,7 +106,7 @@ def create_members(
     shared_host = len({site.host for site in sites}) < len(sites)
     out = []
     for site, home, passphrase, _ in made:
-        install_member(home / "member", bundle, passphrase)
+        install_member(home / "member", bundle, passphrase, fingerprint(ca.cert))
         if cometbft is not None:
             _tune_validator(home / "member" / "cometbft", shared_host, timeout_commit_ms)
         config = home / CONFIG

@@ -47,7 +47,7 @@ from synod.member.config import REPLICATED, MemberConfig
 from synod.member.supervisor import ChildSpec, Supervisor
 from synod.node.committee import NodeMaterial
 from synod.node.enrol import LEDGER_COMMITTEE
-from synod.node.keystore import PASSPHRASE_ENV
+from synod.node.keystore import PASSPHRASE_ENV, atomic_write
 from synod.node.process import STATUS_FILE
 from synod.state.db import migrate, open_database
 
@@ -55,6 +55,12 @@ log = logging.getLogger("synod.member")
 PID_FILE = "member.pid"
 POLL_S = 0.2
 STATUS_FRESH_S = 10.0  # the node rewrites status.json every second or so
+STALL_S = 30.0  # no new block for this long: the replica is not current (CometBFT makes
+# empty blocks, so a live chain moves every few seconds)
+READY_CACHE_S = 1.0
+HEALTH_TIMEOUT_S = 5.0
+HEALTH_CONNECTIONS = 16
+LEDGER_ENV = "SYNOD_LEDGER_DB"
 
 
 class MemberStartError(RuntimeError):
@@ -71,8 +77,9 @@ class Readiness:
 
 
 class MemberService:
-    """`material` is the member's opened directory; `passphrase` goes to the signer node
-    through its environment, never its arguments."""
+    """`material` is the member's directory, opened once to check it (the service keeps only
+    its id and the threshold, no key); `passphrase` and the replica's URL go to the children
+    through their environment, never their arguments."""
 
     def __init__(
         self,
@@ -82,14 +89,19 @@ class MemberService:
         python: str = sys.executable,
     ) -> None:
         self.config = config
-        self.material = material
-        self._passphrase = passphrase
+        self.member_id = material.member_id
+        self.threshold = material.manifest.threshold
+        if b"\0" in passphrase:
+            raise MemberStartError("the keystore passphrase holds a NUL byte")
         self.python = python
         self.committee = self._check_ledger()
-        self.supervisor = Supervisor(self._children())
+        self.supervisor = Supervisor(self._children(passphrase))
         self._stop = threading.Event()
         self._health: ThreadingHTTPServer | None = None
         self._reader: Any = None
+        self._ready_lock = threading.Lock()
+        self._ready: tuple[float, Readiness] | None = None
+        self._height: tuple[int, float] = (-1, time.monotonic())  # last height, when it moved
 
     # ------------------------------------------------------------------ start-up checks
     def _check_ledger(self) -> Committee | None:
@@ -115,20 +127,22 @@ class MemberService:
                 "(assemble with --chain-id and install the bundle)"
             ) from None
 
-    def _children(self) -> list[ChildSpec]:
+    def _children(self, passphrase: bytes) -> list[ChildSpec]:
         d, ledger = self.config.directory, self.config.ledger
-        env = {**os.environ, PASSPHRASE_ENV: self._passphrase.decode("utf-8")}
+        base = {k: v for k, v in os.environb.items() if k != PASSPHRASE_ENV.encode()}
+        base[LEDGER_ENV.encode()] = ledger.db.encode()  # a password in it stays off `ps`
+        env = {**base, PASSPHRASE_ENV.encode(): passphrase}
         node = [self.python, "-m", "synod.cli.main", "node", "run", "--dir", str(d)]
-        node += ["--ledger", ledger.db]
+        node += ["--ledger", f"env:{LEDGER_ENV}"]
         if self.config.chains is not None:
             node += ["--chains", str(self.config.chains)]
         children = [ChildSpec("node", node, d / "node.log", env)]
         if ledger.mode == REPLICATED:
             assert ledger.cometbft is not None and ledger.home is not None
-            app = [self.python, "-m", "synod.consensus", "serve", "--db", ledger.db]
+            app = [self.python, "-m", "synod.consensus", "serve", "--db", f"env:{LEDGER_ENV}"]
             app += ["--committee", str(d / LEDGER_COMMITTEE), "--port", str(ledger.abci_port)]
-            quiet = {k: v for k, v in os.environ.items() if k != PASSPHRASE_ENV}
-            children.append(ChildSpec("app", app, d / "app.log", quiet))
+            children.append(ChildSpec("app", app, d / "app.log", base))
+            quiet = {k: v for k, v in base.items() if k != LEDGER_ENV.encode()}
             validator = [str(ledger.cometbft), "node", "--home", str(ledger.home)]
             validator += ["--proxy_app", f"tcp://127.0.0.1:{ledger.abci_port}"]
             validator += ["--rpc.laddr", f"tcp://127.0.0.1:{ledger.rpc_port}"]
@@ -146,8 +160,13 @@ class MemberService:
 
     # ------------------------------------------------------------------ readiness
     def readiness(self) -> Readiness:
-        checks = {"node": self._node_check(), "replica": self._replica_check()}
-        return Readiness(all(v == "ok" for v in checks.values()), checks)
+        """The checks, at most once a second whoever asks (probes, scrapes)."""
+        with self._ready_lock:
+            now = time.monotonic()
+            if self._ready is None or now - self._ready[0] >= READY_CACHE_S:
+                checks = {"node": self._node_check(), "replica": self._replica_check()}
+                self._ready = (now, Readiness(all(v == "ok" for v in checks.values()), checks))
+            return self._ready[1]
 
     def _node_check(self) -> str:
         pid = self.supervisor.pids().get("node")
@@ -162,7 +181,7 @@ class MemberService:
         if time.time() - float(status.get("updated", 0)) > STATUS_FRESH_S:
             return "the signer node's status is stale"
         linked = sum(1 for v in status.get("peers", {}).values() if v == "connected")
-        needed = self.material.manifest.threshold - 1
+        needed = self.threshold - 1
         if linked < needed:
             return f"linked to {linked} peers, needs at least {needed} (t-1)"
         return "ok"
@@ -177,6 +196,11 @@ class MemberService:
             return "the validator does not answer"
         if status.catching_up or status.height < 1:
             return f"the replica is catching up (height {status.height})"
+        now = time.monotonic()
+        if status.height != self._height[0]:
+            self._height = (status.height, now)
+        elif now - self._height[1] > STALL_S:  # a halted chain: its replica is not current
+            return f"no new block for {now - self._height[1]:.0f} s (height {status.height})"
         return "ok"
 
     # ------------------------------------------------------------------ health endpoints
@@ -192,9 +216,11 @@ class MemberService:
         registry = self.registry()
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = HEALTH_TIMEOUT_S  # a client that sends nothing is dropped
+
             def do_GET(self) -> None:
                 if self.path == "/healthz":
-                    self._json(200, {"status": "ok", "member_id": service.material.member_id})
+                    self._json(200, {"status": "ok", "member_id": service.member_id})
                 elif self.path == "/readyz":
                     ready = service.readiness()
                     self._json(200 if ready.ready else 503, ready.as_dict())
@@ -218,8 +244,7 @@ class MemberService:
                 return  # probes every few seconds: not worth a log line each
 
         endpoint = self.config.health
-        server = ThreadingHTTPServer((endpoint.host, endpoint.port), Handler)
-        server.daemon_threads = True
+        server = _BoundedServer((endpoint.host, endpoint.port), Handler)
         threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
         return server
 
@@ -229,38 +254,81 @@ class MemberService:
             log.info("signal %d: stopping", signum)
         self._stop.set()
 
+    def start(self) -> None:
+        """Open the replica and the health endpoint; `MemberStartError` if either cannot be
+        (the store unreachable, the address taken), before any child is started."""
+        try:
+            self._prepare_replica()
+        except Exception as err:  # any store's error: one line, exit status 2
+            raise MemberStartError(
+                f"{self.config.path}: ledger.db: cannot open the replica: {type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}"
+            ) from None
+        try:
+            self._health = self._serve_health()
+        except OSError as err:
+            self._reader.close()
+            raise MemberStartError(
+                f"{self.config.path}: member.health: cannot listen on {self.config.health}: "
+                f"{err.strerror}"
+            ) from None
+
     def run(self) -> int:
-        """Until SIGTERM/SIGINT (or `request_stop`); returns the exit status."""
+        """After `start`, until SIGTERM/SIGINT (or `request_stop`); returns the exit status."""
         pid_file = self.config.directory / PID_FILE
         previous = {s: signal.signal(s, self.request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
-            self._prepare_replica()
-            self._health = self._serve_health()
-            pid_file.write_text(f"{os.getpid()}\n")
+            atomic_write(pid_file, f"{os.getpid()}\n".encode(), 0o644)
             self.supervisor.start()
             log.info(
                 "member %d running: %s ledger, health on %s",
-                self.material.member_id,
+                self.member_id,
                 self.config.ledger.mode,
                 self.config.health,
             )
             while not self._stop.wait(POLL_S):
                 self.supervisor.poll()
         finally:
+            if self._health is not None:  # no probe reads the children while they stop
+                self._health.shutdown()
+                self._health.server_close()
             # the signer node first (it reads the replica), then the validator, then the app
             killed = self.supervisor.stop(order=["node", "cometbft", "app"])
             if killed:
                 log.warning("had to kill %s", ", ".join(killed))
-            if self._health is not None:
-                self._health.shutdown()
-                self._health.server_close()
             if self._reader is not None:
                 self._reader.close()
             pid_file.unlink(missing_ok=True)
             for sig, old in previous.items():
                 signal.signal(sig, old)
-        log.info("member %d stopped", self.material.member_id)
+        log.info("member %d stopped", self.member_id)
         return 0
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, at most `HEALTH_CONNECTIONS` at once: more are closed."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: Any) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(HEALTH_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _MemberCollector(Collector):

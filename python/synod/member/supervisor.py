@@ -3,9 +3,10 @@
 Each child (the signer node, the ledger application, the CometBFT validator) is started with
 its output in its own log file and dies with the member (PR_SET_PDEATHSIG). A child that exits
 is started again after a back-off that doubles from `initial_backoff_s` up to `max_backoff_s`,
-and returns to the initial value once a run lasted `stable_s`; its restarts are counted.
-`stop` sends SIGTERM to every child at once and SIGKILL to whichever still runs after the
-timeout, so nothing is left running.
+and returns to the initial value once a run lasted `stable_s`; its restarts are counted (a
+start that fails, say a binary replaced during an upgrade, is logged and tried again after the
+next back-off). `stop` ends the children one after another in the order given, each with
+SIGTERM and SIGKILL if it still runs after the timeout, so nothing is left running.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class ChildSpec:
     name: str
     argv: list[str]
     log: Path
-    env: Mapping[str, str] | None = field(default=None, repr=False)  # may carry a passphrase
+    env: Mapping[bytes, bytes] | None = field(default=None, repr=False)  # may hold a passphrase
 
 
 @dataclass
@@ -106,7 +107,14 @@ class Supervisor:
                 child.backoff_s = min(child.backoff_s * 2, self.max_backoff_s)
             if now >= child.next_start:
                 child.restarts += 1
-                self._start(child)
+                try:
+                    self._start(child)
+                except (OSError, ValueError, subprocess.SubprocessError) as err:
+                    child.started_at = now  # failed at once: wait out the next back-off
+                    child.next_start = now + child.backoff_s
+                    child.backoff_s = min(child.backoff_s * 2, self.max_backoff_s)
+                    log.error("%s could not be started again: %s", name, err)
+                    continue
                 restarted.append(name)
         return restarted
 

@@ -119,7 +119,7 @@ def init_committee(
     _write(root / "operator" / "ca.pem", ca_pem)
     for i in range(1, n + 1):
         progress(f"member {i}: installs its certificate and the manifest")
-        install_member(node_dir(root, i), bundle, passphrases[i])
+        install_member(node_dir(root, i), bundle, passphrases[i], fingerprint(ca.cert))
     return manifest
 
 

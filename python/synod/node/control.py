@@ -37,6 +37,7 @@ from synod.node.pki import (
     Role,
     cert_from_pem,
     identify,
+    key_fingerprint,
     member_dns_name,
     peer_certificate,
 )
@@ -145,7 +146,7 @@ class OperatorOnly:
             listed = self._operators.current()
             if listed is None:
                 return self._count("no_operator_list")
-            why = listed.admits(who.fingerprint)
+            why = listed.admits(key_fingerprint(cert))
             if why is not None:
                 return self._count(why)
         return None

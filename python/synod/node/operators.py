@@ -1,14 +1,15 @@
-"""Which operator certificates a member's control service admits: by fingerprint, with
-revocation.
+"""Which operator certificates a member's control service admits: by key, with revocation.
 
 A certificate the committee CA issued is not enough: the member admits an operator only when
-its certificate's SHA-256 fingerprint is in the member's ``operators.json`` and not revoked
-there. `synod committee assemble` lists the operator certificates it issued; `synod member
-install` merges that list into the member's (keeping what the member revoked);
+the SHA-256 of its certificate's public key (SubjectPublicKeyInfo DER: the same for every
+certificate ever issued for that key, so a re-issued certificate stays revoked) is in the
+member's ``operators.json`` and not revoked there. `synod committee assemble` lists the
+operator certificates it issued; `synod member install` merges that list into the member's
+(keeping what the member revoked);
 `synod member revoke-operator` revokes one on the member's host, effective on the next call
 without a restart. A missing or unreadable list admits nobody (fail closed)::
 
-    {"version": 1, "operators": [{"name": "alice", "fingerprint": "<sha256 hex>"}],
+    {"version": 1, "operators": [{"name": "alice", "key_sha256": "<sha256 hex>"}],
      "revoked": ["<sha256 hex>", ...]}
 """
 
@@ -52,14 +53,14 @@ class OperatorList:
 
     def revoke(self, fingerprint: str) -> OperatorList:
         if not _FP.fullmatch(fingerprint):
-            raise OperatorListError("a fingerprint is 64 lowercase hex digits (SHA-256)")
+            raise OperatorListError("a key fingerprint is 64 lowercase hex digits (SHA-256)")
         return OperatorList(dict(self.allowed), self.revoked | {fingerprint})
 
     def dumps(self) -> str:
         doc = {
             "version": VERSION,
             "operators": [
-                {"name": name, "fingerprint": fp} for fp, name in sorted(self.allowed.items())
+                {"name": name, "key_sha256": fp} for fp, name in sorted(self.allowed.items())
             ],
             "revoked": sorted(self.revoked),
         }
@@ -75,26 +76,33 @@ class OperatorList:
                 raw = fh.read(MAX_BYTES + 1)
         except OSError as err:
             raise OperatorListError(f"cannot read {path}: {err.strerror}") from None
+        return cls.parse(raw, str(path))
+
+    @classmethod
+    def parse(cls, raw: bytes, where: str) -> OperatorList:
         if len(raw) > MAX_BYTES:
-            raise OperatorListError(f"{path}: larger than {MAX_BYTES} bytes")
+            raise OperatorListError(f"{where}: larger than {MAX_BYTES} bytes")
         try:
             doc = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            raise OperatorListError(f"{path}: not JSON") from None
+            raise OperatorListError(f"{where}: not JSON") from None
         if not isinstance(doc, dict) or doc.get("version") != VERSION:
-            raise OperatorListError(f"{path}: not an operators file (version {VERSION})")
+            raise OperatorListError(f"{where}: not an operators file (version {VERSION})")
+        entries = doc.get("operators") or []
+        if not isinstance(entries, list):
+            raise OperatorListError(f"{where}: operators must be a list")
         allowed: dict[str, str] = {}
-        for i, entry in enumerate(doc.get("operators") or []):
-            fp = entry.get("fingerprint") if isinstance(entry, dict) else None
+        for i, entry in enumerate(entries):
+            fp = entry.get("key_sha256") if isinstance(entry, dict) else None
             name = entry.get("name") if isinstance(entry, dict) else None
             if not isinstance(fp, str) or not _FP.fullmatch(fp) or not isinstance(name, str):
-                raise OperatorListError(f"{path}: operators[{i}] needs a name and a fingerprint")
+                raise OperatorListError(f"{where}: operators[{i}] needs a name and a key_sha256")
             allowed[fp] = name
         revoked = doc.get("revoked") or []
         if not isinstance(revoked, list) or not all(
             isinstance(fp, str) and _FP.fullmatch(fp) for fp in revoked
         ):
-            raise OperatorListError(f"{path}: revoked must be a list of fingerprints")
+            raise OperatorListError(f"{where}: revoked must be a list of key fingerprints")
         return cls(allowed, frozenset(revoked))
 
 

@@ -58,6 +58,20 @@ def fingerprint(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
+def public_key_fingerprint(key: Any) -> str:
+    """SHA-256 of a public key's SubjectPublicKeyInfo DER: the same for every certificate ever
+    issued for that key (a certificate's own fingerprint changes with its serial number)."""
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+def key_fingerprint(cert: x509.Certificate) -> str:
+    """`public_key_fingerprint` of the key a certificate is for."""
+    return public_key_fingerprint(cert.public_key())
+
+
 def new_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 

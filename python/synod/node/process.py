@@ -93,10 +93,13 @@ class _Stop:
         self.requested = True
 
 
-def running_pid(directory: Path) -> int | None:
-    """The pid of the member process running in `directory`, if any."""
+def running_pid(
+    directory: Path, pid_file: str = PID_FILE, command: tuple[bytes, ...] = (b"node", b"run")
+) -> int | None:
+    """The pid in `directory/pid_file` if that process runs and its command line holds the
+    words of `command` (a pid reused by another program after a crash is not it)."""
     try:
-        pid = int((directory / PID_FILE).read_text().strip())
+        pid = int((directory / pid_file).read_text().strip())
     except (OSError, ValueError):
         return None
     if not pid_alive(pid):
@@ -105,7 +108,7 @@ def running_pid(directory: Path) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return pid
-    return pid if b"node" in cmdline and b"run" in cmdline else None
+    return pid if all(word in cmdline for word in command) else None
 
 
 class WallClock:

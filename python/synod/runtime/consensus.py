@@ -43,7 +43,12 @@ class WriteBack(Protocol):
 
 
 class JournaledConsensus:
-    """`orderer` orders what this member submits; `ledger` is the replica it writes to."""
+    """`orderer` orders what this member submits; `ledger` is the replica it writes to.
+    `DRAIN_INLINE`: a new write-back behind journaled ones drains the journal at once (an
+    in-process orderer); a replica's drains from its runner's loop instead, so a hanging node
+    never holds up the caller for every write-back."""
+
+    DRAIN_INLINE = True
 
     def __init__(self, ledger: Ledger, orderer: Consensus, journal: Journal) -> None:
         self.ledger = ledger
@@ -56,7 +61,7 @@ class JournaledConsensus:
         or the refusal (`Rejected`). Behind journaled write-backs a new one waits its turn."""
         if self.paused or len(self.journal):
             self.journal.append(tx)  # keep order behind anything already waiting
-            if not self.paused:
+            if not self.paused and self.DRAIN_INLINE:
                 self.resume()
             return None
         try:

@@ -36,6 +36,8 @@ class ReplicaConsensus(JournaledConsensus):
     """The write path over a replica: reads are the member's ledger, writes go through its
     node (`ReplicatedConsensus`), and `observe` pauses it when the chain halts."""
 
+    DRAIN_INLINE = False  # `ReplicaRunner.run_once` drains the journal
+
     def __init__(
         self,
         ledger: Ledger,

@@ -7,6 +7,7 @@ recorded in ``schema_version``, so every store can be upgraded in place.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -326,12 +327,33 @@ _LIBPQ_KEYWORDS = frozenset(
 )
 
 
+ENV_PREFIX = "env:"
+
+
+def resolve_url(value: str) -> str:
+    """A store URL as given on a command line: ``env:NAME`` names the environment variable
+    that holds it (so a password in a PostgreSQL URL never shows in a process list)."""
+    if not value.startswith(ENV_PREFIX):
+        return value
+    name = value[len(ENV_PREFIX) :]
+    url = os.environ.get(name)
+    if not url:
+        raise ValueError(f"the environment variable {name} (from {value!r}) is not set")
+    return url
+
+
+def is_dsn(value: str) -> bool:
+    """Whether `value` names a server store (a PostgreSQL URL or a libpq keyword DSN) or a
+    ``sqlite:`` URL, rather than a plain path."""
+    first = value.split(maxsplit=1)[0] if value.strip() else ""
+    keyword_dsn = "=" in first and first.split("=", 1)[0] in _LIBPQ_KEYWORDS
+    return value.startswith(("postgresql://", "postgres://", "sqlite:")) or keyword_dsn
+
+
 def open_database(url: str) -> SqliteDatabase | PostgresDatabase:
     """``sqlite:///path/to.db`` (or a plain path), ``postgresql://...`` or a libpq keyword DSN
     (``host=... dbname=...``)."""
-    first = url.split(maxsplit=1)[0] if url.strip() else ""
-    keyword_dsn = "=" in first and first.split("=", 1)[0] in _LIBPQ_KEYWORDS
-    if url.startswith(("postgresql://", "postgres://")) or keyword_dsn:
+    if is_dsn(url) and not url.startswith("sqlite:"):
         return PostgresDatabase(url)
     path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
     return SqliteDatabase(path)
