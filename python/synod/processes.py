@@ -7,10 +7,11 @@ import ctypes
 import logging
 import os
 import resource
+import shutil
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 K = TypeVar("K")
@@ -21,9 +22,21 @@ PR_SET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 3, 4  # <linux/prctl.h>
 
 
 def die_with_parent() -> None:
-    """`preexec_fn` for a child process: SIGTERM when the process that started it dies."""
+    """`preexec_fn` for a child process: SIGTERM when the process that started it dies. Prefer
+    `tied_to_me`: a preexec function runs Python in the forked child, which gRPC's fork
+    handlers can abort once its threads run in the parent."""
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def tied_to_me(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:
+    """(argv, preexec_fn) for a child that gets SIGTERM when this process dies: through
+    util-linux's ``setpriv --pdeathsig`` when it is installed (nothing runs in the forked child,
+    so the fork is safe beside gRPC's threads), else through `die_with_parent`."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None and sys.platform == "linux":
+        return [setpriv, "--pdeathsig", "TERM", "--", *argv], None
+    return argv, die_with_parent
 
 
 def forbid_core_dumps() -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from synod.processes import die_with_parent
+from synod.processes import tied_to_me
 
 REPO = Path(__file__).resolve().parents[3]
 BUILD_TIMEOUT_S = 900
@@ -56,9 +56,8 @@ def launch(
     of raising `not_yet`. A node that exits or stays unready raises `unavailable`."""
     name = Path(args[0]).name
     log = (home / "stdout.log").open("wb")
-    proc = subprocess.Popen(
-        args, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent
-    )
+    argv, preexec = tied_to_me(args)
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=preexec)
     log.close()
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:

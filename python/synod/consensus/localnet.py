@@ -27,7 +27,7 @@ from typing import Any
 from synod.consensus.client import CometRpc, RpcError
 from synod.consensus.committee import Committee
 from synod.consensus.signed import MAX_TX_BYTES
-from synod.processes import pid_alive, terminate
+from synod.processes import die_with_parent, pid_alive, terminate, tied_to_me
 
 
 def free_ports(n: int) -> list[int]:
@@ -78,7 +78,9 @@ class Member:
 
 
 class LocalNet:
-    """`preexec` runs in each child before exec (e.g. to have it die with its parent)."""
+    """`preexec` runs in each child before exec; `synod.processes.die_with_parent` ties the
+    children to this process, through ``setpriv`` when installed (`tied_to_me`: nothing then
+    runs in the forked child, which gRPC's threads make unsafe)."""
 
     def __init__(
         self,
@@ -200,14 +202,20 @@ class LocalNet:
     def member(self, member_id: int) -> Member:
         return next(m for m in self.members if m.member_id == member_id)
 
+    def _spawn(self, argv: list[str], log: Any, detach: bool) -> subprocess.Popen[bytes]:
+        if detach:
+            return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # fmt: skip
+        preexec = self.preexec
+        if preexec is die_with_parent:
+            argv, preexec = tied_to_me(argv)
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec)
+
     def start(self, member_id: int, detach: bool = False) -> None:
         m = self.member(member_id)
         self.stop(member_id)
-        spawn: dict[str, Any] = (
-            {"start_new_session": True} if detach else {"preexec_fn": self.preexec}
-        )
         app_log = open(m.home / "app.log", "ab")  # noqa: SIM115 - owned by the process
-        m.procs["app"] = subprocess.Popen(
+        m.procs["app"] = self._spawn(
             [
                 sys.executable,
                 "-m",
@@ -220,18 +228,14 @@ class LocalNet:
                 "--port",
                 str(m.app_port),
             ],
-            stdout=app_log,
-            stderr=subprocess.STDOUT,
-            **spawn,
+            app_log,
+            detach,
         )
         app_log.close()
         self._wait_listening(m.app_port, m.procs["app"])
         node_log = open(m.home / "cometbft.log", "ab")  # noqa: SIM115
-        m.procs["node"] = subprocess.Popen(
-            [self.binary, "node", "--home", str(m.home)],
-            stdout=node_log,
-            stderr=subprocess.STDOUT,
-            **spawn,
+        m.procs["node"] = self._spawn(
+            [self.binary, "node", "--home", str(m.home)], node_log, detach
         )
         node_log.close()
         if detach:

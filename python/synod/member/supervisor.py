@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from synod.processes import die_with_parent, terminate
+from synod.processes import terminate, tied_to_me
 
 log = logging.getLogger("synod.member.supervisor")
 
@@ -65,13 +65,14 @@ class Supervisor:
         spec = child.spec
         spec.log.parent.mkdir(parents=True, exist_ok=True)
         with open(spec.log, "ab") as out:
+            argv, preexec = tied_to_me(spec.argv)
             child.proc = subprocess.Popen(
-                spec.argv,
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=dict(spec.env) if spec.env is not None else None,
-                preexec_fn=die_with_parent,
+                preexec_fn=preexec,
                 close_fds=True,
             )
         child.started_at = self.clock()
