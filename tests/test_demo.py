@@ -46,7 +46,7 @@ def test_demo_refuses_a_config_it_does_not_run(
 
 
 def test_transition_demo_hands_over_between_batches(tmp_path: Path) -> None:
-    from synod.demo.transition import run_transition_demo
+    from synod.sim.transition_demo import run_transition_demo
 
     report = run_transition_demo(tmp_path, per_batch=1)
     assert report.all_confirmed

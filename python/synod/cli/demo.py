@@ -155,7 +155,7 @@ def _short(txid: str | None) -> str:
 
 
 def _run_transition(args: argparse.Namespace) -> int:
-    from synod.demo.transition import run_transition_demo
+    from synod.sim.transition_demo import run_transition_demo
 
     if not 1 <= args.per_chain <= 20:
         print("synod demo: error: --per-chain must be between 1 and 20", file=sys.stderr)
