@@ -1,13 +1,17 @@
 """Settings for every test: hypothesis keeps its database of failing examples in the user's
-cache, outside the checkout, and prints a failing example's reproduction blob."""
+cache, outside the checkout, and prints a failing example's reproduction blob. The `cometbft`
+fixture is the validator binary for the tests that make validators of their own."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 from hypothesis.database import DirectoryBasedExampleDatabase
+
+from synod.chains.localnode import NodeUnavailable, binary_dir
 
 
 def _cache_root() -> Path:
@@ -24,3 +28,14 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile("synod")
+
+
+@pytest.fixture(scope="module")
+def cometbft() -> Path:
+    """$SYNOD_COMETBFT_DIR, else built once by scripts/cometbft.sh (about two minutes)."""
+    try:
+        return binary_dir("SYNOD_COMETBFT_DIR", "cometbft.sh", "cometbft") / "cometbft"
+    except NodeUnavailable as err:
+        if os.environ.get("SYNOD_REQUIRE_COMETBFT") == "1":
+            pytest.fail(f"SYNOD_REQUIRE_COMETBFT=1 but no cometbft: {err}")
+        pytest.skip(f"cometbft unavailable: {err}")

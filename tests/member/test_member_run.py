@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from synod.consensus.localnet import free_ports
 from synod.member.local import LocalMember, Site, create_members, is_ready, start_member
 from tests.member.helpers import children_of, http, wait_for
 from tests.node.helpers import FAST_KDF
+from tests.node.test_node_cli import synod_cmd
 
 pytestmark = pytest.mark.cometbft
 MEMBERS = (1, 2, 3, 4)
@@ -145,17 +145,6 @@ def test_sigterm_stops_a_member_and_everything_it_started(members: list[Member])
     wait_for(lambda: rpc.status().height > height + 2, "blocks without member 4")
 
 
-def synod(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "synod.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize(
     ("text", "words"),
     [
@@ -175,7 +164,7 @@ def test_a_bad_configuration_is_one_line_naming_the_file_and_key(
 ) -> None:
     config = tmp_path / "member.toml"
     config.write_text(text)
-    done = synod("member", "run", "--config", str(config))
+    done = synod_cmd("member", "run", "--config", str(config))
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert str(config) in done.stderr and words in done.stderr
 
@@ -187,7 +176,7 @@ def test_a_missing_validator_binary_or_wrong_passphrase_stops_the_start(
     config = tmp_path / "member.toml"
     text = m.config.read_text().replace('dir = "member"', f'dir = "{m.directory}"')
     config.write_text(text.replace('passphrase_file = "passphrase"\n', ""))
-    done = synod("member", "run", "--config", str(config), env={"SYNOD_PASSPHRASE": "wrong"})
+    done = synod_cmd("member", "run", "--config", str(config), env={"SYNOD_PASSPHRASE": "wrong"})
     assert done.returncode == 2 and "already runs" in done.stderr  # member 1 is running
     idle = members[3]  # stopped by the previous test
     config.write_text(
@@ -195,7 +184,7 @@ def test_a_missing_validator_binary_or_wrong_passphrase_stops_the_start(
         .replace('dir = "member"', f'dir = "{idle.directory}"')
         .replace('passphrase_file = "passphrase"\n', "")
     )
-    done = synod("member", "run", "--config", str(config), env={"SYNOD_PASSPHRASE": "wrong"})
+    done = synod_cmd("member", "run", "--config", str(config), env={"SYNOD_PASSPHRASE": "wrong"})
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     secret = idle.directory.parent / "passphrase"
     binary = str(binary_dir("SYNOD_COMETBFT_DIR", "cometbft.sh", "cometbft"))
@@ -205,7 +194,7 @@ def test_a_missing_validator_binary_or_wrong_passphrase_stops_the_start(
         .replace('passphrase_file = "passphrase"', f'passphrase_file = "{secret}"')
         .replace(binary, "/nonexistent")
     )
-    done = synod("member", "run", "--config", str(config))
+    done = synod_cmd("member", "run", "--config", str(config))
     assert done.returncode == 2 and "ledger.cometbft: no executable" in done.stderr, done.stderr
 
 
@@ -214,7 +203,7 @@ def test_a_taken_health_address_stops_the_start_before_any_child(tmp_path: Path)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", local.site.health_port))
         taken.listen()
-        done = synod("member", "run", "--config", str(local.config))
+        done = synod_cmd("member", "run", "--config", str(local.config))
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "member.health: cannot listen" in done.stderr
     assert not (local.directory / "node.log").exists()  # no child was started

@@ -5,16 +5,13 @@ No private key is ever in a file that leaves the host that made it."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from synod.chains.localnode import NodeUnavailable, binary_dir
 from synod.consensus.localnet import LocalNet, free_ports, set_toml
 from synod.consensus.localnet import Member as NetMember
 from synod.node.committee import load_node
@@ -37,6 +34,7 @@ from synod.node.manifest import Endpoint
 from synod.node.operators import OPERATORS, OperatorList, OperatorListError
 from synod.node.pki import Role, cert_from_pem, fingerprint, identify, key_fingerprint, new_key
 from tests.node.helpers import FAST_KDF
+from tests.node.test_node_cli import synod_cmd
 
 HOSTS = {1: "10.40.0.11", 2: "10.40.0.12", 3: "10.40.0.13", 4: "member-4.example.net"}
 CA_PASSPHRASE = b"offline ca passphrase"
@@ -246,17 +244,6 @@ def test_a_tampered_csr_signature_and_oversized_or_duplicate_requests_are_refuse
         init_member(hosts[1], 1, Endpoint("10.40.0.11", 7101), b"x", FAST_KDF)
 
 
-@pytest.fixture(scope="module")
-def cometbft() -> Path:
-    """$SYNOD_COMETBFT_DIR, else built once by scripts/cometbft.sh (about two minutes)."""
-    try:
-        return binary_dir("SYNOD_COMETBFT_DIR", "cometbft.sh", "cometbft") / "cometbft"
-    except NodeUnavailable as err:
-        if os.environ.get("SYNOD_REQUIRE_COMETBFT") == "1":
-            pytest.fail(f"SYNOD_REQUIRE_COMETBFT=1 but no cometbft: {err}")
-        pytest.skip(f"cometbft unavailable: {err}")
-
-
 @pytest.mark.cometbft
 def test_validators_made_on_their_hosts_form_one_ledger_from_the_assembled_genesis(
     tmp_path: Path, cometbft: Path
@@ -313,17 +300,10 @@ def test_validators_made_on_their_hosts_form_one_ledger_from_the_assembled_genes
 
 
 def test_the_cli_steps_exit_2_with_one_line_on_bad_input(tmp_path: Path) -> None:
-    env = {**os.environ, "SYNOD_PASSPHRASE": "member pass", "SYNOD_CA_PASSPHRASE": "ca pass"}
+    env = {"SYNOD_PASSPHRASE": "member pass", "SYNOD_CA_PASSPHRASE": "ca pass"}
 
     def synod(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "synod.cli.main", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
+        return synod_cmd(*args, env=env)
 
     for i in (1, 2):
         done = synod("member", "init", "--dir", str(tmp_path / f"m{i}"), "--id", str(i),
@@ -354,10 +334,7 @@ def test_the_cli_steps_exit_2_with_one_line_on_bad_input(tmp_path: Path) -> None
         done = synod(*bad)
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
         assert words in done.stderr
-    wrong = {**env, "SYNOD_CA_PASSPHRASE": "not it"}
-    done = subprocess.run(
-        [sys.executable, "-m", "synod.cli.main", "committee", "assemble", "--ca",
-         str(tmp_path / "ca"), "-t", "2", "--out", str(tmp_path / "b3"), *reqs],
-        capture_output=True, text=True, env=wrong, timeout=120, check=False,
-    )  # fmt: skip
+    done = synod_cmd("committee", "assemble", "--ca", str(tmp_path / "ca"), "-t", "2",
+                     "--out", str(tmp_path / "b3"), *reqs,
+                     env={**env, "SYNOD_CA_PASSPHRASE": "not it"})  # fmt: skip
     assert done.returncode == 2 and "wrong passphrase" in done.stderr

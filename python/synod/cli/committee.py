@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from synod.cli.node import passphrase_from
 from synod.cli.progress import Progress
 from synod.processes import forbid_core_dumps
 
@@ -159,22 +160,13 @@ def run_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ca_passphrase(file: Path | None) -> bytes:
-    from synod.node.committee import check_mode
-    from synod.node.keystore import read_passphrase
-
-    if file is not None:
-        check_mode(file)
-    return read_passphrase(file, CA_PASSPHRASE_ENV)
-
-
 def run_ca(args: argparse.Namespace) -> int:
     from synod.node.enrol import EnrolmentError, create_ca
     from synod.node.keystore import KeystoreError
 
     forbid_core_dumps()
     try:
-        ca = create_ca(args.dir, _ca_passphrase(args.passphrase_file))
+        ca = create_ca(args.dir, passphrase_from(args.passphrase_file, CA_PASSPHRASE_ENV))
     except (EnrolmentError, KeystoreError, OSError) as err:
         print(f"synod committee ca: error: {err}", file=sys.stderr)
         return 2
@@ -202,7 +194,7 @@ def run_assemble(args: argparse.Namespace) -> int:
                 raise EnrolmentError(f"--ledger-operator {item!r}: expected NAME=<64 hex digits>")
             operators[name] = raw
         requests = [read_request(path) for path in args.requests]
-        ca = load_ca(args.ca, _ca_passphrase(args.passphrase_file))
+        ca = load_ca(args.ca, passphrase_from(args.passphrase_file, CA_PASSPHRASE_ENV))
         bundle = assemble(
             requests, args.threshold, ca, args.out, args.chain_id, operators, progress.step
         )

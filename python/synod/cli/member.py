@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from synod.cli.node import passphrase_from
 from synod.node.keystore import PASSPHRASE_ENV
 from synod.processes import forbid_core_dumps
 
@@ -117,15 +118,6 @@ def _fail(command: str, err: Exception | str) -> int:
     return 2
 
 
-def _passphrase(file: Path | None) -> bytes:
-    from synod.node.committee import check_mode
-    from synod.node.keystore import read_passphrase
-
-    if file is not None:
-        check_mode(file)
-    return read_passphrase(file)
-
-
 def run_init(args: argparse.Namespace) -> int:
     from synod.node.enrol import EnrolmentError, init_member
     from synod.node.keystore import KeystoreError
@@ -135,7 +127,7 @@ def run_init(args: argparse.Namespace) -> int:
     try:
         address = Endpoint.parse(args.address)
         p2p = Endpoint.parse(args.p2p) if args.p2p else None
-        passphrase = _passphrase(args.passphrase_file)
+        passphrase = passphrase_from(args.passphrase_file)
         request = init_member(
             args.dir, args.id, address, passphrase, cometbft=args.cometbft, p2p=p2p
         )
@@ -156,7 +148,7 @@ def run_install(args: argparse.Namespace) -> int:
 
     try:
         manifest = install_member(
-            args.dir, args.bundle, _passphrase(args.passphrase_file), args.ca_fingerprint
+            args.dir, args.bundle, passphrase_from(args.passphrase_file), args.ca_fingerprint
         )
     except (EnrolmentError, CommitteeError, KeystoreError, OSError) as err:
         return _fail("member install", err)
@@ -196,18 +188,14 @@ def run_revoke(args: argparse.Namespace) -> int:
 def run_member(args: argparse.Namespace) -> int:
     import logging
 
-    from synod.cli.node import current_passphrase
+    from synod.cli.node import configure_logging, current_passphrase
     from synod.member.config import MemberConfigError, load_member_config
     from synod.member.service import PID_FILE, MemberService, MemberStartError
     from synod.node.committee import CommitteeError, load_node
     from synod.node.keystore import KeystoreError
     from synod.node.process import running_pid
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.verbose)
     forbid_core_dumps()  # before the passphrase is read
     try:
         config = load_member_config(args.config)

@@ -104,23 +104,37 @@ def add_parser(sub: Any) -> None:
     pw.set_defaults(run=run_passwd)
 
 
-def current_passphrase(directory: Path, file: Path | None) -> tuple[bytes, Path | None]:
-    """The passphrase and, when it came from the development file, that file's path."""
-    import os
-
-    from synod.node.committee import check_mode, dev_passphrase_path
+def passphrase_from(file: Path | None, env: str = PASSPHRASE_ENV) -> bytes:
+    """A passphrase from `file` (refused when others may read it), else the variable `env`."""
+    from synod.node.committee import check_mode
     from synod.node.keystore import read_passphrase
 
     if file is not None:
         check_mode(file)
-        return read_passphrase(file), None
-    if PASSPHRASE_ENV in os.environ:
-        return read_passphrase(None, PASSPHRASE_ENV), None
+    return read_passphrase(file, env)
+
+
+def current_passphrase(directory: Path, file: Path | None) -> tuple[bytes, Path | None]:
+    """The passphrase and, when it came from the development file, that file's path."""
+    import os
+
+    from synod.node.committee import dev_passphrase_path
+
+    if file is not None or PASSPHRASE_ENV in os.environ:
+        return passphrase_from(file), None
     dev = dev_passphrase_path(directory)
     if dev is None:
-        return read_passphrase(None, PASSPHRASE_ENV), None  # the "no passphrase" error
-    check_mode(dev)
-    return read_passphrase(dev), dev
+        return passphrase_from(None), None  # the "no passphrase" error
+    return passphrase_from(dev), dev
+
+
+def configure_logging(verbose: bool) -> None:
+    """A long-running command's logs: stderr, with time, level and logger."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
 
 def _fail(command: str, err: Exception) -> int:
@@ -134,11 +148,7 @@ def run_node_cmd(args: argparse.Namespace) -> int:
     from synod.node.process import run_node, running_pid
     from synod.state.db import resolve_url
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.verbose)
     if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
         print("synod node run: error: --metrics-port must be within 1..65535", file=sys.stderr)
         return 2

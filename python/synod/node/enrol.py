@@ -450,9 +450,9 @@ def assemble(
     operators = [r for r in requests if isinstance(r, OperatorRequest)]
     if not members:
         raise EnrolmentError("no member requests")
-    tls_keys = [public_key_fingerprint(r.tls_public_key()) for r in members] + [
-        public_key_fingerprint(r.public_key()) for r in operators
-    ]
+    member_keys = {r.member_id: r.tls_public_key() for r in members}  # each CSR checked once
+    operator_keys = {r.name: r.public_key() for r in operators}
+    tls_keys = [public_key_fingerprint(k) for k in [*member_keys.values(), *operator_keys.values()]]
     _unique("id", [r.member_id for r in members])
     _unique("endpoint", [str(r.endpoint) for r in members])
     _unique("sign_key", [r.sign_key for r in members])
@@ -482,7 +482,7 @@ def assemble(
     manifest_members = []
     for r in members:
         progress(f"member {r.member_id}: certificate for {r.endpoint}")
-        cert = ca.issue_member(r.member_id, r.tls_public_key())
+        cert = ca.issue_member(r.member_id, member_keys[r.member_id])
         files[f"member-{r.member_id}/cert.pem"] = cert_to_pem(cert)
         files[f"member-{r.member_id}/{REQUEST}"] = _json(r.to_json())  # what its peers dial
         manifest_members.append(
@@ -496,7 +496,7 @@ def assemble(
     admitted: dict[str, str] = {}
     for op in operators:
         progress(f"operator {op.name}: control-service certificate")
-        cert = ca.issue_operator(op.name, op.public_key())
+        cert = ca.issue_operator(op.name, operator_keys[op.name])
         files[f"operator-{op.name}/operator.pem"] = cert_to_pem(cert)
         admitted[key_fingerprint(cert)] = op.name
     files[OPERATORS] = OperatorList(admitted).dumps().encode()  # whom control services admit
