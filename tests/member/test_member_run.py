@@ -145,6 +145,9 @@ def test_sigterm_stops_a_member_and_everything_it_started(members: list[Member])
     wait_for(lambda: rpc.status().height > height + 2, "blocks without member 4")
 
 
+REPLICATED = "[member]\ndir = 'm'\n[ledger]\nmode = 'replicated'\ncometbft = '/x'\n"
+
+
 @pytest.mark.parametrize(
     ("text", "words"),
     [
@@ -157,6 +160,21 @@ def test_sigterm_stops_a_member_and_everything_it_started(members: list[Member])
             "ledger.rpc: a port number",
         ),
         ("[member\n", "not TOML"),
+        (
+            "[member]\ndir = 'm'\n[ledger]\nmode = 'solo'\n[chains.btc]\nkey = 'k'\n",
+            "[chains]: the runtime runs on the replicated ledger",
+        ),
+        (REPLICATED + "[chains.doge]\nkey = 'k'\n", "chains.doge: unknown key"),
+        (REPLICATED + "[chains.btc]\nkey = 'k'\nrpc = 'ftp://x'\n", "chains.btc.rpc: an http"),
+        (REPLICATED + "[chains.btc]\nrpc = 'http://x'\n", "chains.btc.key: a non-empty"),
+        (
+            REPLICATED + "[chains.btc]\nkey = 'k'\nrpc = 'http://x'\nnetwork = 'moon'\n",
+            "chains.btc.network: one of mainnet",
+        ),
+        (
+            REPLICATED + "[chains.btc]\nkey = 'k'\nrpc = 'http://x'\nconfirmations = 0\n",
+            "chains.btc.confirmations: an integer of at least 1",
+        ),
     ],
 )
 def test_a_bad_configuration_is_one_line_naming_the_file_and_key(

@@ -223,6 +223,15 @@ def test_control_service_admits_only_the_operator_certificate(cluster: Path) -> 
         lambda: counters(cluster, 3, "transport").get("control_refused_not_an_operator", 0) >= 1,
         "member 3 counting the refused member certificate",
     )
+    # Its own certificate is the member's runtime: member 1's node admits it, and tells it the
+    # public side of its keys (none yet here).
+    own = ControlClient(str(manifest.member(1).endpoint), ControlTLS.own(one.tls, 1), timeout=30)
+    try:
+        status = own.status()
+        assert status["member_id"] == 1
+        assert set(status["keys"]) == set(status["key_ids"])
+    finally:
+        own.close()
 
 
 def test_operators_are_admitted_by_fingerprint_and_revoked_without_a_restart(

@@ -127,9 +127,13 @@ def run_dkg(c: Committee, key_id: str, scheme: str, threshold: int) -> bytes:
 
 
 def test_dkg_status_and_refusals_over_the_control_service(committee: Committee) -> None:
-    run_dkg(committee, "btc-key", "bip340", 3)
+    group = run_dkg(committee, "btc-key", "bip340", 3)
     status = committee.clients[2].status()
     assert status["member_id"] == 2 and status["key_ids"] == ["btc-key"]
+    public = status["keys"]["btc-key"]  # the public side, as the member's runtime reads it
+    assert (public.scheme, public.public_key) == ("bip340", group)
+    assert public.output_key is not None and len(public.output_key) == 32
+    assert public.verifying_key == public.output_key
     client = committee.clients[1]
     with pytest.raises(ControlError, match=r"INVALID_ARGUMENT.*threshold"):
         client.start_dkg("k2", b"s" * 32, "bip340", [1, 2, 3], 1)

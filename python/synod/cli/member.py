@@ -21,7 +21,9 @@ from synod.processes import forbid_core_dumps
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("member", help="set up this host's committee member", description=__doc__)
     actions = p.add_subparsers(
-        dest="member_command", required=True, metavar="{init,install,run,revoke-operator}"
+        dest="member_command",
+        required=True,
+        metavar="{init,install,run,revoke-operator}",  # runtime: run's child
     )
     run = actions.add_parser(
         "run",
@@ -36,6 +38,15 @@ def add_parser(sub: Any) -> None:
     run.add_argument("--config", required=True, type=Path, help="the member's TOML file")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(run=run_member)
+    runtime = actions.add_parser(
+        "runtime",
+        description="The member's runtime (withdraw worker, deposit watchers, proof attester) "
+        "on its replica: `member run` starts it as a child when the configuration names "
+        "chains. The keystore passphrase comes in $SYNOD_PASSPHRASE.",
+    )
+    runtime.add_argument("--config", required=True, type=Path, help="the member's TOML file")
+    runtime.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    runtime.set_defaults(run=run_runtime)
     init = actions.add_parser(
         "init",
         help="make this member's keys and its enrolment request",
@@ -212,3 +223,38 @@ def run_member(args: argparse.Namespace) -> int:
     except (MemberConfigError, MemberStartError, CommitteeError, KeystoreError, OSError) as err:
         return _fail("member run", err)
     return service.run()
+
+
+def run_runtime(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from synod.cli.node import configure_logging
+    from synod.consensus.committee import CommitteeError as LedgerCommitteeError
+    from synod.member.config import MemberConfigError, load_member_config
+    from synod.member.runtime import MemberRuntime, RuntimeStartError
+    from synod.node.committee import CommitteeError, load_node
+    from synod.node.keystore import KeystoreError
+
+    configure_logging(args.verbose)
+    forbid_core_dumps()
+    try:
+        config = load_member_config(args.config)
+        runtime = MemberRuntime(config, load_node(config.directory, passphrase_from(None)))
+    except (
+        MemberConfigError,
+        RuntimeStartError,
+        CommitteeError,
+        LedgerCommitteeError,
+        KeystoreError,
+        OSError,
+    ) as err:
+        return _fail("member runtime", err)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: stop.set())
+    try:
+        runtime.run(stop)
+    finally:
+        runtime.close()
+    return 0

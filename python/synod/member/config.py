@@ -16,13 +16,21 @@ cometbft = "/usr/local/bin/cometbft"
 home = "cometbft"                  # the validator home, relative to dir
 abci = 26658                       # the ledger application's port on 127.0.0.1
 rpc = 26657                        # the validator's RPC port on 127.0.0.1
+
+[chains.btc]                       # the runtime's chains (replicated ledger; Bitcoin for now)
+key = "btc-key"                    # the committee key's id (its DKG's key id)
+rpc = "https://user:password@10.0.0.1:18334"   # the chain node's RPC, or "env:NAME"
+cafile = "btcd-rpc.cert"           # optional: the node's TLS certificate, relative to dir
+network = "regtest"                # mainnet, testnet, signet or regtest
+confirmations = 6                  # optional: else synod's default for the chain
+from_height = 0                    # optional: where the deposit watcher starts
 ```
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +42,10 @@ MAX_CONFIG_BYTES = 1 << 20
 SECTIONS: dict[str, frozenset[str]] = {
     "member": frozenset({"dir", "passphrase_file", "health", "chains"}),
     "ledger": frozenset({"mode", "db", "cometbft", "home", "abci", "rpc"}),
+    "chains": frozenset({"btc"}),  # the chains the member's runtime can serve so far
 }
+CHAIN_KEYS = frozenset({"key", "rpc", "cafile", "network", "confirmations", "from_height"})
+NETWORKS = ("mainnet", "testnet", "signet", "regtest")
 
 
 class MemberConfigError(ValueError):
@@ -56,13 +67,27 @@ class LedgerConfig:
 
 
 @dataclass(frozen=True)
+class ChainConfig:
+    """One chain the member's runtime serves: its withdrawals and its deposits."""
+
+    chain: str
+    key_id: str
+    rpc: str = field(repr=False)  # may carry the node's credentials
+    network: str
+    cafile: Path | None = None
+    confirmations: int | None = None
+    from_height: int = 0
+
+
+@dataclass(frozen=True)
 class MemberConfig:
     path: Path
     directory: Path
     health: Endpoint
     ledger: LedgerConfig
     passphrase_file: Path | None = None
-    chains: Path | None = None
+    chains: Path | None = None  # the signing view the signer node reads
+    runtime: tuple[ChainConfig, ...] = ()
 
 
 class _Reader:
@@ -98,6 +123,16 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
             raise self.fail(f"{section}.{key}", "a port number 1..65535 is required")
         return value
+
+    def count(
+        self, table: dict[str, Any], section: str, key: str, default: int | None, least: int
+    ) -> int | None:
+        value = table.get(key, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise self.fail(f"{section}.{key}", f"an integer of at least {least} is required")
+        return int(value)
 
     def path_in(self, base: Path, table: dict[str, Any], section: str, key: str) -> Path | None:
         if key not in table:
@@ -153,6 +188,7 @@ def load_member_config(path: Path) -> MemberConfig:
         if abci == rpc:
             raise r.fail("ledger.rpc", "a port other than ledger.abci is required")
         ledger_config = LedgerConfig(REPLICATED, db, cometbft, home, abci, rpc)
+    runtime = _chains(r, directory, ledger_config)
     return MemberConfig(
         path,
         directory,
@@ -160,4 +196,37 @@ def load_member_config(path: Path) -> MemberConfig:
         ledger_config,
         r.path_in(path.parent, member, "member", "passphrase_file"),
         r.path_in(directory, member, "member", "chains"),
+        runtime,
     )
+
+
+def _chains(r: _Reader, directory: Path, ledger: LedgerConfig) -> tuple[ChainConfig, ...]:
+    chains = r.section("chains", required=False)
+    if chains and ledger.mode != REPLICATED:
+        raise r.fail("[chains]", "the runtime runs on the replicated ledger (mode = 'replicated')")
+    out = []
+    for chain, table in sorted(chains.items()):
+        where = f"chains.{chain}"
+        if not isinstance(table, dict):
+            raise r.fail(f"[{where}]", "a table is required")
+        unknown = sorted(set(table) - CHAIN_KEYS)
+        if unknown:
+            raise r.fail(f"{where}.{unknown[0]}", f"unknown key (known: {sorted(CHAIN_KEYS)})")
+        network = r.text(table, where, "network", "mainnet")
+        if network not in NETWORKS:
+            raise r.fail(f"{where}.network", f"one of {', '.join(NETWORKS)} is required")
+        rpc = r.text(table, where, "rpc")
+        if not rpc.startswith(("http://", "https://", "env:")):
+            raise r.fail(f"{where}.rpc", "an http:// or https:// URL, or env:NAME, is required")
+        out.append(
+            ChainConfig(
+                chain,
+                r.text(table, where, "key"),
+                rpc,
+                network,
+                r.path_in(directory, table, where, "cafile"),
+                r.count(table, where, "confirmations", None, 1),
+                r.count(table, where, "from_height", 0, 0) or 0,
+            )
+        )
+    return tuple(out)

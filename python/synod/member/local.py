@@ -4,7 +4,9 @@
 its own host, at the address its `Site` gives: loopback, or a network namespace's address),
 creates a committee CA, assembles the bundle from the public requests only, installs it in
 every member and writes each member's `member.toml`. DEVELOPMENT ONLY: each member's keystore
-passphrase sits in a file beside its directory (mode 0600), and so does the CA's.
+passphrase sits in a file beside its directory (mode 0600), and so does the CA's. The
+committee's operator (`root/operator`: its key, certificate and the CA certificate, as
+`ControlTLS.from_dir` reads them) can call every member's control service.
 """
 
 from __future__ import annotations
@@ -15,19 +17,32 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from synod.chains.signing_view import write as write_signing_view
 from synod.consensus.localnet import set_toml
 from synod.member.config import REPLICATED, SOLO
-from synod.node.enrol import assemble, create_ca, init_member, install_member
+from synod.node.enrol import (
+    CA_CERT,
+    MemberRequest,
+    OperatorRequest,
+    assemble,
+    create_ca,
+    init_member,
+    init_operator,
+    install_member,
+)
 from synod.node.keystore import RFC9106_SECOND, KdfParams, atomic_write
 from synod.node.manifest import Endpoint
 from synod.node.pki import fingerprint
 
 PASSPHRASE = "passphrase"
 CONFIG = "member.toml"
+OPERATOR = "ops"  # the development committee's operator
+SIGNING_VIEW = "chains.json"
 
 
 @dataclass(frozen=True)
@@ -77,9 +92,15 @@ def create_members(
     chain_id: str = "synod-local",
     kdf: KdfParams = RFC9106_SECOND,
     timeout_commit_ms: int | None = None,
+    ledger_operators: dict[str, bytes] | None = None,
+    extra_config: Callable[[Site], str] = lambda site: "",
+    signing_view: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[LocalMember]:
     """Members under `root/host-<i>`; with `cometbft`, each with a validator and the
-    replicated ledger, else one member on a solo ledger (`sites` must then be one)."""
+    replicated ledger, else one member on a solo ledger (`sites` must then be one).
+    `ledger_operators` are the ledger's request-signing keys (name -> raw Ed25519 public
+    key); `extra_config` is appended to each member's `member.toml` (e.g. its chains);
+    `signing_view` is each member's signing view (`synod.chains.signing_view`)."""
     if cometbft is None and len(sites) != 1:
         raise ValueError("a solo ledger has one member: give cometbft for a committee")
     root.mkdir(parents=True, exist_ok=True)
@@ -99,10 +120,15 @@ def create_members(
             p2p=p2p,
         )
         made.append((site, home, passphrase, request))
+    operator = init_operator(root / "operator", OPERATOR)
     (root / "ca").mkdir(mode=0o700)
     ca = create_ca(root / "ca", _secret(root / "ca" / PASSPHRASE))
     bundle = root / "bundle"
-    assemble([r for *_, r in made], threshold, ca, bundle, chain_id if cometbft else None)
+    requests: list[MemberRequest | OperatorRequest] = [r for *_, r in made]
+    requests.append(operator)
+    assemble(requests, threshold, ca, bundle, chain_id if cometbft else None, ledger_operators)
+    for name in (CA_CERT, f"operator-{OPERATOR}/operator.pem"):
+        (root / "operator" / Path(name).name).write_bytes((bundle / name).read_bytes())
     shared_host = len({site.host for site in sites}) < len(sites)
     out = []
     for site, home, passphrase, _ in made:
@@ -110,7 +136,9 @@ def create_members(
         if cometbft is not None:
             _tune_validator(home / "member" / "cometbft", shared_host, timeout_commit_ms)
         config = home / CONFIG
-        config.write_text(_config(site, cometbft))
+        if signing_view is not None:
+            write_signing_view(home / "member" / SIGNING_VIEW, signing_view)
+        config.write_text(_config(site, cometbft, signing_view is not None) + extra_config(site))
         out.append(LocalMember(site, home, config))
     return out
 
@@ -125,12 +153,13 @@ def _tune_validator(home: Path, shared_host: bool, timeout_commit_ms: int | None
     path.write_text(text)
 
 
-def _config(site: Site, cometbft: Path | None) -> str:
+def _config(site: Site, cometbft: Path | None, signing_view: bool) -> str:
     lines = [
         "[member]",
         'dir = "member"',
         f'passphrase_file = "{PASSPHRASE}"',
         f'health = "{site.host}:{site.health_port}"',
+        *([f'chains = "{SIGNING_VIEW}"'] if signing_view else []),
         "",
         "[ledger]",
         f'mode = "{REPLICATED if cometbft is not None else SOLO}"',

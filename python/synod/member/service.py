@@ -17,8 +17,11 @@ up, the signer node has opened its keystore and is linked to at least t−1 peer
 ``/metrics`` (readiness, each child's restarts, the replica's height and witness counts) on
 the configured address, and stops cleanly on SIGTERM or SIGINT with nothing left running.
 
-Not composed here yet: the runtime on every block (withdraw worker, deposit watchers, proof
-attester, transition worker, webhooks) and the API; see docs/DEPLOY.md.
+- when the configuration names chains (``[chains.<chain>]``), the member's runtime
+  (`synod.member.runtime`: withdraw worker, deposit watchers and proof attester on every
+  block of the replica, signing through this member's own node).
+
+Not composed here yet: the transition worker, webhooks and the API; see docs/DEPLOY.md.
 """
 
 from __future__ import annotations
@@ -137,6 +140,10 @@ class MemberService:
         if self.config.chains is not None:
             node += ["--chains", str(self.config.chains)]
         children = [ChildSpec("node", node, d / "node.log", env)]
+        if self.config.runtime:  # the chains it serves: the runtime on every block
+            runtime = [self.python, "-m", "synod.cli.main", "member", "runtime"]
+            runtime += ["--config", str(self.config.path)]
+            children.append(ChildSpec("runtime", runtime, d / "runtime.log", env))
         if ledger.mode == REPLICATED:
             assert ledger.cometbft is not None and ledger.home is not None
             app = [self.python, "-m", "synod.consensus", "serve", "--db", f"env:{LEDGER_ENV}"]
@@ -292,8 +299,9 @@ class MemberService:
             if self._health is not None:  # no probe reads the children while they stop
                 self._health.shutdown()
                 self._health.server_close()
-            # the signer node first (it reads the replica), then the validator, then the app
-            killed = self.supervisor.stop(order=["node", "cometbft", "app"])
+            # the runtime first (it asks the node), the signer node (it reads the replica),
+            # then the validator, then the app
+            killed = self.supervisor.stop(order=["runtime", "node", "cometbft", "app"])
             if killed:
                 log.warning("had to kill %s", ", ".join(killed))
             if self._reader is not None:

@@ -29,7 +29,8 @@ from cryptography import x509
 
 from synod.crypto import frost
 from synod.node.aux_info import AuxInfoCeremony, AuxInfoRefused
-from synod.node.keyring import UnknownKey
+from synod.node.grpc_transport import TlsMaterial
+from synod.node.keyring import PublicKey, UnknownKey
 from synod.node.manifest import Manifest
 from synod.node.operators import OperatorFile
 from synod.node.pki import (
@@ -60,6 +61,7 @@ MAX_WAIT_S = 30.0  # GetResult's wait_s
 MAX_WAITERS = 2
 
 SCHEMES = {"bip340": pb.BIP340, "ed25519": pb.ED25519, "ecdsa": pb.ECDSA}
+_SCHEME_NAMES = {v: k for k, v in SCHEMES.items()}
 _SUITES = {pb.BIP340: frost.Ciphersuite.SECP256K1_TR, pb.ED25519: frost.Ciphersuite.ED25519}
 _STATUS = {
     SessionStatus.RUNNING: pb.RUNNING,
@@ -118,12 +120,20 @@ class OperatorOnly:
     """Admits a control call only from a client certificate of the committee CA that names
     an operator (``synod-operator:<name>``) and whose fingerprint the member's operators file
     lists and has not revoked (`synod.node.operators`; with no readable file, nobody); a member
-    certificate, which TLS accepts on the same port for the peer service, is refused. Refusals
-    are counted by reason. `operators` None admits any operator the CA issued (tests only)."""
+    certificate, which TLS accepts on the same port for the peer service, is refused, except
+    this member's own (`own_cert_pem`: the member's runtime, which holds the same keystore as
+    the node, asks its own node to sign what the replica recorded). Refusals are counted by
+    reason. `operators` None admits any operator the CA issued (tests only)."""
 
-    def __init__(self, ca_pem: bytes, operators: OperatorFile | None = None) -> None:
+    def __init__(
+        self,
+        ca_pem: bytes,
+        operators: OperatorFile | None = None,
+        own_cert_pem: bytes | None = None,
+    ) -> None:
         self._ca = cert_from_pem(ca_pem)
         self._operators = operators
+        self._own = None if own_cert_pem is None else key_fingerprint(cert_from_pem(own_cert_pem))
         self._lock = threading.Lock()
         self._counters: Counter[str] = Counter()
 
@@ -141,6 +151,8 @@ class OperatorOnly:
         except PkiError:
             return self._count("bad_certificate")
         if who.role is not Role.OPERATOR:
+            if self._own is not None and key_fingerprint(cert) == self._own:
+                return None  # this member's own runtime
             return self._count("not_an_operator")
         if self._operators is not None:
             listed = self._operators.current()
@@ -201,6 +213,15 @@ class ControlServicer:
                 running_sessions=running,
                 drops=drops,
                 aux_info=self.runner.aux_info is not None,
+                keys=[
+                    pb.KeyInfo(
+                        key_id=k.key_id,
+                        scheme=SCHEMES[k.scheme],
+                        public_key=k.public_key,
+                        output_key=k.output_key or b"",
+                    )
+                    for k in node.keys.public_keys()
+                ],
             )
 
         return self.runner.call(read)
@@ -454,6 +475,11 @@ class ControlTLS:
         except OSError as err:
             raise ControlError("NO_OPERATOR", f"{err.filename}: {err.strerror}") from None
 
+    @classmethod
+    def own(cls, tls: TlsMaterial, member_id: int) -> ControlTLS:
+        """A member calling its own node (its runtime): the member's own certificate and key."""
+        return cls(tls.ca_pem, tls.cert_pem, tls.key_pem, member_dns_name(member_id))
+
     def credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(
             root_certificates=self.root_certificates,
@@ -522,6 +548,16 @@ class ControlClient:
             "running_sessions": reply.running_sessions,
             "drops": {c.name: c.count for c in reply.drops},
             "aux_info": reply.aux_info,
+            "keys": {
+                k.key_id: PublicKey(
+                    k.key_id,
+                    _SCHEME_NAMES[k.scheme],
+                    bytes(k.public_key),
+                    bytes(k.output_key) or None,
+                )
+                for k in reply.keys
+                if k.scheme in _SCHEME_NAMES
+            },
         }
 
     def start_dkg(

@@ -11,6 +11,30 @@ from typing import Protocol
 from synod.crypto import ecdsa, frost
 
 
+def output_key(public: frost.PublicKeyPackage) -> bytes | None:
+    """The key a Taproot key-path spend signs for (BIP340 keys only)."""
+    if public.suite is not frost.Ciphersuite.SECP256K1_TR:
+        return None
+    return public.group_public_key(frost.KEY_PATH)
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """The public side of a key this node holds a share of."""
+
+    key_id: str
+    scheme: str  # "bip340", "ed25519" or "ecdsa"
+    public_key: bytes
+    output_key: bytes | None = None  # BIP340: the x-only key the chain sees
+
+    @property
+    def verifying_key(self) -> bytes:
+        return self.output_key or self.public_key
+
+
+_SCHEMES = {frost.Ciphersuite.SECP256K1_TR: "bip340", frost.Ciphersuite.ED25519: "ed25519"}
+
+
 class UnknownKey(KeyError):
     """No share of that key on this node."""
 
@@ -77,6 +101,23 @@ class KeyRing:
 
     def key_ids(self) -> list[str]:
         return sorted({*self.frost_keys, *self.ecdsa_keys})
+
+    def public_keys(self) -> list[PublicKey]:
+        """Every key's public side, by key id (nothing secret)."""
+        out = [
+            PublicKey(
+                key_id,
+                _SCHEMES[share.public.suite],
+                share.public.verifying_key(),
+                output_key(share.public),
+            )
+            for key_id, share in self.frost_keys.items()
+        ]
+        out += [
+            PublicKey(key_id, "ecdsa", share.public_key)
+            for key_id, share in self.ecdsa_keys.items()
+        ]
+        return sorted(out, key=lambda k: k.key_id)
 
     def __repr__(self) -> str:  # key ids only, never a share
         return f"KeyRing({self.key_ids()})"

@@ -187,7 +187,9 @@ def run_node(
         operator_signing=template_check is None and adhoc_signing,
         pool=pool,
     )
-    operator_only = OperatorOnly(material.tls.ca_pem, OperatorFile(material.directory / OPERATORS))
+    operator_only = OperatorOnly(
+        material.tls.ca_pem, OperatorFile(material.directory / OPERATORS), material.tls.cert_pem
+    )
     if primes is not None:
         log.warning("TEST-ONLY: pregenerated Paillier primes for the aux-info ceremony")
         aux = AuxInfoCeremony(runner, shares.store_aux_info, lambda: primes)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from synod.crypto import ecdsa, frost
-from synod.node.keyring import KeyRing
+from synod.node.keyring import KeyRing, output_key
 from synod.node.results import SessionKind, SessionResult, SessionStatus
 from synod.node.roast_driver import AggregatorTurns
 from synod.node.sessions import SessionFactory
@@ -50,13 +50,6 @@ def ecdsa_members(share: ecdsa.KeyShare, committee: Sequence[int] | None = None)
 def cggmp_eid(label: bytes, session_id: bytes) -> bytes:
     """The crate's execution id for one CGGMP run: bound to the session and the protocol."""
     return hashlib.sha256(b"synod/cggmp/" + label + b"/" + session_id).digest()
-
-
-def _output_key(public: frost.PublicKeyPackage) -> bytes | None:
-    """The key a Taproot key-path spend signs for (BIP340 keys only)."""
-    if public.suite is not frost.Ciphersuite.SECP256K1_TR:
-        return None
-    return public.group_public_key(frost.KEY_PATH)
 
 
 class SignerNode:
@@ -457,7 +450,7 @@ class SignerNode:
             public: frost.PublicKeyPackage = data["public_key_package"]
             self.keys.add_frost(result.key_id, data["key_package"], public)
             result.public_key = public.verifying_key()
-            result.output_key = _output_key(public)
+            result.output_key = output_key(public)
             result.finish(SessionStatus.DONE, now)
         elif result.kind is SessionKind.RESHARE:
             self._fold_reshare(result, event)
@@ -481,7 +474,7 @@ class SignerNode:
             assert session.key_package is not None and session.public_key_package is not None
             self.keys.add_frost(str(result.output), session.key_package, session.public_key_package)
             result.public_key = session.public_key_package.verifying_key()
-            result.output_key = _output_key(session.public_key_package)
+            result.output_key = output_key(session.public_key_package)
         elif event.name == "retire_old_share" and not session.is_new:
             self.keys.remove_frost(result.key_id)
         elif event.name == "complaint":

@@ -24,39 +24,41 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esynod/node/proto/control.proto\x12\nsynod.node\"\x0f\n\rStatusRequest\"&\n\x07\x43ounter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"\x90\x01\n\x0bStatusReply\x12\x11\n\tmember_id\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0f\n\x07key_ids\x18\x03 \x03(\t\x12\x18\n\x10running_sessions\x18\x04 \x01(\r\x12\"\n\x05\x64rops\x18\x05 \x03(\x0b\x32\x13.synod.node.Counter\x12\x10\n\x08\x61ux_info\x18\x06 \x01(\x08\"\x95\x01\n\x0fStartDkgRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\x0c\x12\"\n\x06scheme\x18\x03 \x01(\x0e\x32\x12.synod.node.Scheme\x12\x14\n\x0cparticipants\x18\x04 \x03(\r\x12\x11\n\tthreshold\x18\x05 \x01(\r\x12\x11\n\ttimeout_s\x18\x06 \x01(\x01\"\xda\x01\n\x10StartSignRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\x0c\x12\"\n\x06scheme\x18\x03 \x01(\x0e\x32\x12.synod.node.Scheme\x12\x0f\n\x07message\x18\x04 \x01(\x0c\x12\x13\n\x0bwithdraw_id\x18\x05 \x01(\t\x12\x16\n\x0eledger_session\x18\x06 \x01(\t\x12\x13\n\x0binput_index\x18\x07 \x01(\r\x12\x18\n\x10rotate_timeout_s\x18\x08 \x01(\x01\x12\x11\n\ttimeout_s\x18\t \x01(\x01\"\x0c\n\nStartReply\"+\n\x15PrepareAuxInfoRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\"+\n\x13PrepareAuxInfoReply\x12\x14\n\x0cprimes_ready\x18\x01 \x01(\x08\"R\n\x13StartAuxInfoRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x14\n\x0cparticipants\x18\x02 \x03(\r\x12\x11\n\ttimeout_s\x18\x03 \x01(\x01\"6\n\x10GetResultRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x0e\n\x06wait_s\x18\x02 \x01(\x01\"\x84\x02\n\rSessionResult\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12)\n\x06status\x18\x04 \x01(\x0e\x32\x19.synod.node.SessionStatus\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x12\n\npublic_key\x18\x06 \x01(\x0c\x12\x0f\n\x07signers\x18\x07 \x03(\r\x12\x10\n\x08\x63ulprits\x18\x08 \x03(\r\x12\x14\n\x0csub_sessions\x18\t \x01(\r\x12\x12\n\naggregator\x18\n \x01(\r\x12\x0e\n\x06reason\x18\x0b \x01(\t\x12\x12\n\noutput_key\x18\x0c \x01(\x0c*D\n\x06Scheme\x12\x16\n\x12SCHEME_UNSPECIFIED\x10\x00\x12\n\n\x06\x42IP340\x10\x01\x12\x0b\n\x07\x45\x44\x32\x35\x35\x31\x39\x10\x02\x12\t\n\x05\x45\x43\x44SA\x10\x03*J\n\rSessionStatus\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07RUNNING\x10\x01\x12\x08\n\x04\x44ONE\x10\x02\x12\n\n\x06\x46\x41ILED\x10\x03\x32\xb0\x03\n\x07\x43ontrol\x12<\n\x06Status\x12\x19.synod.node.StatusRequest\x1a\x17.synod.node.StatusReply\x12?\n\x08StartDkg\x12\x1b.synod.node.StartDkgRequest\x1a\x16.synod.node.StartReply\x12\x41\n\tStartSign\x12\x1c.synod.node.StartSignRequest\x1a\x16.synod.node.StartReply\x12\x44\n\tGetResult\x12\x1c.synod.node.GetResultRequest\x1a\x19.synod.node.SessionResult\x12T\n\x0ePrepareAuxInfo\x12!.synod.node.PrepareAuxInfoRequest\x1a\x1f.synod.node.PrepareAuxInfoReply\x12G\n\x0cStartAuxInfo\x12\x1f.synod.node.StartAuxInfoRequest\x1a\x16.synod.node.StartReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esynod/node/proto/control.proto\x12\nsynod.node\"\x0f\n\rStatusRequest\"&\n\x07\x43ounter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"\xb3\x01\n\x0bStatusReply\x12\x11\n\tmember_id\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0f\n\x07key_ids\x18\x03 \x03(\t\x12\x18\n\x10running_sessions\x18\x04 \x01(\r\x12\"\n\x05\x64rops\x18\x05 \x03(\x0b\x32\x13.synod.node.Counter\x12\x10\n\x08\x61ux_info\x18\x06 \x01(\x08\x12!\n\x04keys\x18\x07 \x03(\x0b\x32\x13.synod.node.KeyInfo\"e\n\x07KeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\"\n\x06scheme\x18\x02 \x01(\x0e\x32\x12.synod.node.Scheme\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x12\n\noutput_key\x18\x04 \x01(\x0c\"\x95\x01\n\x0fStartDkgRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\x0c\x12\"\n\x06scheme\x18\x03 \x01(\x0e\x32\x12.synod.node.Scheme\x12\x14\n\x0cparticipants\x18\x04 \x03(\r\x12\x11\n\tthreshold\x18\x05 \x01(\r\x12\x11\n\ttimeout_s\x18\x06 \x01(\x01\"\xda\x01\n\x10StartSignRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\x0c\x12\"\n\x06scheme\x18\x03 \x01(\x0e\x32\x12.synod.node.Scheme\x12\x0f\n\x07message\x18\x04 \x01(\x0c\x12\x13\n\x0bwithdraw_id\x18\x05 \x01(\t\x12\x16\n\x0eledger_session\x18\x06 \x01(\t\x12\x13\n\x0binput_index\x18\x07 \x01(\r\x12\x18\n\x10rotate_timeout_s\x18\x08 \x01(\x01\x12\x11\n\ttimeout_s\x18\t \x01(\x01\"\x0c\n\nStartReply\"+\n\x15PrepareAuxInfoRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\"+\n\x13PrepareAuxInfoReply\x12\x14\n\x0cprimes_ready\x18\x01 \x01(\x08\"R\n\x13StartAuxInfoRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x14\n\x0cparticipants\x18\x02 \x03(\r\x12\x11\n\ttimeout_s\x18\x03 \x01(\x01\"6\n\x10GetResultRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x0e\n\x06wait_s\x18\x02 \x01(\x01\"\x84\x02\n\rSessionResult\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12)\n\x06status\x18\x04 \x01(\x0e\x32\x19.synod.node.SessionStatus\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x12\n\npublic_key\x18\x06 \x01(\x0c\x12\x0f\n\x07signers\x18\x07 \x03(\r\x12\x10\n\x08\x63ulprits\x18\x08 \x03(\r\x12\x14\n\x0csub_sessions\x18\t \x01(\r\x12\x12\n\naggregator\x18\n \x01(\r\x12\x0e\n\x06reason\x18\x0b \x01(\t\x12\x12\n\noutput_key\x18\x0c \x01(\x0c*D\n\x06Scheme\x12\x16\n\x12SCHEME_UNSPECIFIED\x10\x00\x12\n\n\x06\x42IP340\x10\x01\x12\x0b\n\x07\x45\x44\x32\x35\x35\x31\x39\x10\x02\x12\t\n\x05\x45\x43\x44SA\x10\x03*J\n\rSessionStatus\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07RUNNING\x10\x01\x12\x08\n\x04\x44ONE\x10\x02\x12\n\n\x06\x46\x41ILED\x10\x03\x32\xb0\x03\n\x07\x43ontrol\x12<\n\x06Status\x12\x19.synod.node.StatusRequest\x1a\x17.synod.node.StatusReply\x12?\n\x08StartDkg\x12\x1b.synod.node.StartDkgRequest\x1a\x16.synod.node.StartReply\x12\x41\n\tStartSign\x12\x1c.synod.node.StartSignRequest\x1a\x16.synod.node.StartReply\x12\x44\n\tGetResult\x12\x1c.synod.node.GetResultRequest\x1a\x19.synod.node.SessionResult\x12T\n\x0ePrepareAuxInfo\x12!.synod.node.PrepareAuxInfoRequest\x1a\x1f.synod.node.PrepareAuxInfoReply\x12G\n\x0cStartAuxInfo\x12\x1f.synod.node.StartAuxInfoRequest\x1a\x16.synod.node.StartReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'synod.node.proto.control_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SCHEME']._serialized_start=1130
-  _globals['_SCHEME']._serialized_end=1198
-  _globals['_SESSIONSTATUS']._serialized_start=1200
-  _globals['_SESSIONSTATUS']._serialized_end=1274
+  _globals['_SCHEME']._serialized_start=1268
+  _globals['_SCHEME']._serialized_end=1336
+  _globals['_SESSIONSTATUS']._serialized_start=1338
+  _globals['_SESSIONSTATUS']._serialized_end=1412
   _globals['_STATUSREQUEST']._serialized_start=46
   _globals['_STATUSREQUEST']._serialized_end=61
   _globals['_COUNTER']._serialized_start=63
   _globals['_COUNTER']._serialized_end=101
   _globals['_STATUSREPLY']._serialized_start=104
-  _globals['_STATUSREPLY']._serialized_end=248
-  _globals['_STARTDKGREQUEST']._serialized_start=251
-  _globals['_STARTDKGREQUEST']._serialized_end=400
-  _globals['_STARTSIGNREQUEST']._serialized_start=403
-  _globals['_STARTSIGNREQUEST']._serialized_end=621
-  _globals['_STARTREPLY']._serialized_start=623
-  _globals['_STARTREPLY']._serialized_end=635
-  _globals['_PREPAREAUXINFOREQUEST']._serialized_start=637
-  _globals['_PREPAREAUXINFOREQUEST']._serialized_end=680
-  _globals['_PREPAREAUXINFOREPLY']._serialized_start=682
-  _globals['_PREPAREAUXINFOREPLY']._serialized_end=725
-  _globals['_STARTAUXINFOREQUEST']._serialized_start=727
-  _globals['_STARTAUXINFOREQUEST']._serialized_end=809
-  _globals['_GETRESULTREQUEST']._serialized_start=811
-  _globals['_GETRESULTREQUEST']._serialized_end=865
-  _globals['_SESSIONRESULT']._serialized_start=868
-  _globals['_SESSIONRESULT']._serialized_end=1128
-  _globals['_CONTROL']._serialized_start=1277
-  _globals['_CONTROL']._serialized_end=1709
+  _globals['_STATUSREPLY']._serialized_end=283
+  _globals['_KEYINFO']._serialized_start=285
+  _globals['_KEYINFO']._serialized_end=386
+  _globals['_STARTDKGREQUEST']._serialized_start=389
+  _globals['_STARTDKGREQUEST']._serialized_end=538
+  _globals['_STARTSIGNREQUEST']._serialized_start=541
+  _globals['_STARTSIGNREQUEST']._serialized_end=759
+  _globals['_STARTREPLY']._serialized_start=761
+  _globals['_STARTREPLY']._serialized_end=773
+  _globals['_PREPAREAUXINFOREQUEST']._serialized_start=775
+  _globals['_PREPAREAUXINFOREQUEST']._serialized_end=818
+  _globals['_PREPAREAUXINFOREPLY']._serialized_start=820
+  _globals['_PREPAREAUXINFOREPLY']._serialized_end=863
+  _globals['_STARTAUXINFOREQUEST']._serialized_start=865
+  _globals['_STARTAUXINFOREQUEST']._serialized_end=947
+  _globals['_GETRESULTREQUEST']._serialized_start=949
+  _globals['_GETRESULTREQUEST']._serialized_end=1003
+  _globals['_SESSIONRESULT']._serialized_start=1006
+  _globals['_SESSIONRESULT']._serialized_end=1266
+  _globals['_CONTROL']._serialized_start=1415
+  _globals['_CONTROL']._serialized_end=1847
 # @@protoc_insertion_point(module_scope)

@@ -42,20 +42,34 @@ class Counter(_message.Message):
     def __init__(self, name: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class StatusReply(_message.Message):
-    __slots__ = ("member_id", "epoch", "key_ids", "running_sessions", "drops", "aux_info")
+    __slots__ = ("member_id", "epoch", "key_ids", "running_sessions", "drops", "aux_info", "keys")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     KEY_IDS_FIELD_NUMBER: _ClassVar[int]
     RUNNING_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     DROPS_FIELD_NUMBER: _ClassVar[int]
     AUX_INFO_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
     member_id: int
     epoch: int
     key_ids: _containers.RepeatedScalarFieldContainer[str]
     running_sessions: int
     drops: _containers.RepeatedCompositeFieldContainer[Counter]
     aux_info: bool
-    def __init__(self, member_id: _Optional[int] = ..., epoch: _Optional[int] = ..., key_ids: _Optional[_Iterable[str]] = ..., running_sessions: _Optional[int] = ..., drops: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., aux_info: _Optional[bool] = ...) -> None: ...
+    keys: _containers.RepeatedCompositeFieldContainer[KeyInfo]
+    def __init__(self, member_id: _Optional[int] = ..., epoch: _Optional[int] = ..., key_ids: _Optional[_Iterable[str]] = ..., running_sessions: _Optional[int] = ..., drops: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., aux_info: _Optional[bool] = ..., keys: _Optional[_Iterable[_Union[KeyInfo, _Mapping]]] = ...) -> None: ...
+
+class KeyInfo(_message.Message):
+    __slots__ = ("key_id", "scheme", "public_key", "output_key")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SCHEME_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_KEY_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    scheme: Scheme
+    public_key: bytes
+    output_key: bytes
+    def __init__(self, key_id: _Optional[str] = ..., scheme: _Optional[_Union[Scheme, str]] = ..., public_key: _Optional[bytes] = ..., output_key: _Optional[bytes] = ...) -> None: ...
 
 class StartDkgRequest(_message.Message):
     __slots__ = ("key_id", "session_id", "scheme", "participants", "threshold", "timeout_s")

@@ -1,0 +1,285 @@
+"""Withdrawals paid by members on their own hosts: four `synod member run`, each in its own
+network namespace, each running its runtime (withdraw worker, deposit watcher, proof attester)
+on its own replica and signing through its own node; btcd (regtest) on the hosts' bridge,
+reached over TLS. The committee's coinbases are credited when a quorum of the members' watchers
+report them; withdrawal requests go in through member 2's validator, signed with the ledger's
+operator key. One member's link is cut in the middle of the batch: the batch completes and every
+recipient is paid exactly once; the link restored, the member catches up, its replica's app
+hash equals the others', and it takes part in the next signing session.
+
+Needs root, cometbft and btcd (skipped with the reason otherwise; CI requires them)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import coincurve
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from synod.bench.netns import Hosts, unavailable
+from synod.chains.bitcoin.address import Network, p2tr_address
+from synod.chains.bitcoin.devnode import TAPROOT_ACTIVE_HEIGHT, BtcdUnavailable, DevNode, start_btcd
+from synod.chains.localnode import free_port
+from synod.consensus.committee import raw_public
+from synod.member.local import LocalMember, Site, app_hashes, create_members, is_ready, start_member
+from synod.node.ceremony import GroupKey, run_dkg
+from synod.node.control import ControlClient, ControlError, ControlTLS
+from synod.node.manifest import Manifest
+from synod.node.results import SessionResult, SessionStatus
+from synod.node.templates import signing_session_id
+from tests.member.helpers import children_of, wait_for
+from tests.node.helpers import FAST_KDF
+
+pytestmark = pytest.mark.cometbft
+MEMBERS = (1, 2, 3, 4)
+ENTRY, CUT = 2, 4  # requests go in through member 2; member 4's link is cut mid-batch
+CHAIN_ID = "synod-runtime-hosts"
+FIRST_DEPOSIT = TAPROOT_ACTIVE_HEIGHT - 101  # the watchers start here: three matured coinbases
+
+
+@dataclass
+class World:
+    hosts: Hosts
+    members: list[LocalMember]
+    btcd: DevNode
+    key: GroupKey
+    operator: Ed25519PrivateKey
+    clients: dict[int, ControlClient]
+
+
+def _required(name: str, reason: str) -> None:
+    if os.environ.get(f"SYNOD_REQUIRE_{name}") == "1":
+        pytest.fail(f"SYNOD_REQUIRE_{name}=1 but {reason}")
+    pytest.skip(reason)
+
+
+def _chains(btcd_url: str, cafile: Path) -> str:
+    return (
+        "\n[chains.btc]\n"
+        'key = "btc-key"\n'
+        f'rpc = "{btcd_url}"\n'
+        f'cafile = "{cafile}"\n'
+        'network = "regtest"\n'
+        "confirmations = 1\n"
+        f"from_height = {FIRST_DEPOSIT}\n"
+    )
+
+
+def _rows(member: LocalMember, sql: str) -> list[tuple[object, ...]]:
+    """A read-only query of the member's replica (absent tables: nothing yet)."""
+    path = member.directory / "ledger.db"
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return db.execute(sql).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        db.close()
+
+
+def _statuses(member: LocalMember) -> dict[str, str]:
+    return {str(r): str(s) for r, s in _rows(member, "SELECT request_id, status FROM withdrawals")}
+
+
+@pytest.fixture(scope="module")
+def world(cometbft: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    why = unavailable()
+    if why is not None:
+        _required("NETNS", why)
+    root = tmp_path_factory.mktemp("runtime-hosts")
+    hosts = Hosts(len(MEMBERS))
+    procs: list[subprocess.Popen[bytes]] = []
+    clients: dict[int, ControlClient] = {}
+    btcd: DevNode | None = None
+    try:
+        # btcd on the bridge, where every host reaches it; it starts once the committee's key
+        # exists (it mines to it), so its address, port and password are chosen now.
+        gateway, port, password = f"10.{hosts.net}.0.1", free_port(), os.urandom(12).hex()
+        btcd_home = root / "btcd"
+        operator = Ed25519PrivateKey.generate()
+        members = create_members(
+            root / "hosts",
+            [Site(i, hosts.address(i)) for i in MEMBERS],
+            3,
+            cometbft,
+            CHAIN_ID,
+            FAST_KDF,
+            ledger_operators={"api": raw_public(operator)},
+            extra_config=lambda _site: _chains(
+                f"https://synod:{password}@{gateway}:{port}", btcd_home / "rpc.cert"
+            ),
+            signing_view={"btc": {"network": "regtest"}},
+        )
+        procs = [start_member(m, lambda argv, i=m.member_id: hosts.argv(i, argv)) for m in members]
+        wait_for(lambda: all(is_ready(m) for m in members), "every member ready", 180)
+        manifest = Manifest.load(members[0].directory / "manifest.json")
+        clients = {
+            m.id: ControlClient(
+                str(m.endpoint), ControlTLS.from_dir(root / "hosts" / "operator", m.id), 30.0
+            )
+            for m in manifest.members
+        }
+        key = run_dkg(clients, "btc-key", "bip340", 3, 120.0)
+        address = p2tr_address(key.verifying_key, Network.REGTEST)
+        try:
+            btcd = start_btcd(address, btcd_home, host=gateway, port=port, password=password)
+        except BtcdUnavailable as err:
+            _required("BTCD", f"btcd unavailable: {err}")
+        btcd.mine(TAPROOT_ACTIVE_HEIGHT)
+        yield World(hosts, members, btcd, key, operator, clients)
+    finally:
+        for client in clients.values():
+            client.close()
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                for pid in children_of(proc.pid):
+                    os.kill(pid, signal.SIGKILL)
+                proc.kill()
+                proc.wait()
+        if btcd is not None:
+            btcd.stop()
+        hosts.close()
+
+
+SUBMIT = """
+import os, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from synod.consensus.client import CometRpc, ReplicatedConsensus
+from synod.state.transactions import WithdrawRequest
+key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(os.environ["SYNOD_TEST_OPERATOR"]))
+ledger = ReplicatedConsensus(CometRpc(sys.argv[1]), "operator:api", key, sys.argv[2])
+for spec in sys.argv[3:]:
+    request_id, to, amount = spec.split(",")
+    ledger.submit(WithdrawRequest(request_id, "btc", "BTC", to, int(amount)))
+"""
+
+
+def submit(world: World, requests: list[tuple[str, str, int]]) -> None:
+    """The withdrawal requests, signed with the ledger's operator key, into member 2's
+    validator (its RPC listens on its own host's loopback: sent from inside that host)."""
+    member = world.members[ENTRY - 1]
+    rpc = f"http://127.0.0.1:{member.site.rpc_port}"
+    raw = world.operator.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    specs = [f"{r},{to},{amount}" for r, to, amount in requests]
+    subprocess.run(
+        world.hosts.argv(ENTRY, [sys.executable, "-c", SUBMIT, rpc, CHAIN_ID, *specs]),
+        check=True,
+        env={**os.environ, "SYNOD_TEST_OPERATOR": raw.hex()},
+        timeout=60,
+    )
+
+
+class Miner:
+    """A block every half second while a test waits for confirmations."""
+
+    def __init__(self, btcd: DevNode) -> None:
+        self.btcd, self.stop = btcd, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.5):
+            self.btcd.mine(1)
+
+    def __enter__(self) -> Miner:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def received(btcd: DevNode, address: str, since: int) -> list[tuple[str, int]]:
+    """Every output paying `address` in the blocks from `since` (txid, satoshis)."""
+    out = []
+    for height in range(since, btcd.rpc.get_block_count() + 1):
+        block = btcd.rpc.get_block(btcd.rpc.get_block_hash(height), 2)
+        for tx in block.get("rawtx") or block["tx"]:
+            for vout in tx["vout"]:
+                spk = vout.get("scriptPubKey", {})
+                if address in (spk.get("addresses") or [spk.get("address")]):
+                    out.append((tx["txid"], round(vout["value"] * 10**8)))
+    return out
+
+
+def _recipient() -> str:
+    return p2tr_address(coincurve.PrivateKey().public_key.format()[1:], Network.REGTEST)
+
+
+def test_members_pay_once_through_a_cut_and_the_cut_member_signs_again(world: World) -> None:
+    members, cut = world.members, world.members[CUT - 1]
+    others = [m for m in members if m is not cut]
+    # The committee's matured coinbases: credited on every replica by a quorum of watchers.
+    wait_for(
+        lambda: all(len(_rows(m, "SELECT * FROM utxos")) >= 3 for m in members),
+        "three deposits credited on every replica",
+        180,
+    )
+    since = world.btcd.rpc.get_block_count() + 1
+    batch = [(f"w{i}", _recipient(), 10_000_000 * (i + 1)) for i in range(3)]
+    with Miner(world.btcd):
+        submit(world, batch)
+        wait_for(
+            lambda: any(s != "QUEUED" for s in _statuses(members[0]).values()),
+            "the batch under way",
+            120,
+        )
+        world.hosts.cut(CUT)  # in the middle of the batch
+        at_cut = _statuses(members[0])
+        assert list(at_cut.values()).count("CONFIRMED") < len(batch), at_cut
+        try:
+            wait_for(
+                lambda: all(_statuses(m) == {r: "CONFIRMED" for r, _, _ in batch} for m in others),
+                "the batch confirmed on the three connected replicas",
+                300,
+            )
+        finally:
+            world.hosts.restore(CUT)
+    for request_id, to, amount in batch:
+        assert [sats for _, sats in received(world.btcd, to, since)] == [amount], request_id
+
+    # The cut member catches up; its replica agrees with the others' by app hash.
+    target = max(max(app_hashes(m)) for m in others)
+    wait_for(lambda: max(app_hashes(cut), default=0) >= target, "the cut member catching up", 180)
+    assert len({app_hashes(m)[target] for m in members}) == 1
+    wait_for(lambda: is_ready(cut), "the restored member ready again", 120)
+
+    # The next session: the restored member takes part and sees it through.
+    late = ("w-next", _recipient(), 5_000_000)
+    with Miner(world.btcd):
+        submit(world, [late])
+        wait_for(
+            lambda: all(_statuses(m).get("w-next") == "CONFIRMED" for m in members),
+            "the next withdrawal confirmed on every replica",
+            300,
+        )
+    rows = _rows(cut, "SELECT session_id FROM withdrawals WHERE request_id = 'w-next'")
+    session = str(rows[0][0])
+    results: list[SessionResult] = []
+
+    def ask() -> bool:  # the operator's channel to it was reset by the cut: it reconnects
+        try:
+            results.append(world.clients[CUT].get_result(signing_session_id(session, 0)))
+        except ControlError:
+            return False
+        return True
+
+    wait_for(ask, "the restored member's answer")
+    assert results[-1].status is SessionStatus.DONE, results[-1].reason
+    assert [sats for _, sats in received(world.btcd, late[1], since)] == [late[2]]
