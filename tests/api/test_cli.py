@@ -77,3 +77,36 @@ def test_cli_over_the_api(
     tampered.close()
     code, _, err = run(capsys, "audit", "verify", "--db", db)
     assert code == 1 and "row 4 does not match" in err
+
+
+def test_api_run_over_a_replica_refuses_half_the_flags_and_a_bad_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Serving a member's replica needs all four of its flags, an http(s) validator URL and
+    the operator's key file kept private; each refusal is one line and exit status 2, before
+    anything is opened."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from synod.consensus.committee import operator_key_pem
+
+    key = tmp_path / "operator.pem"
+    key.write_bytes(operator_key_pem(Ed25519PrivateKey.generate()))
+    key.chmod(0o600)
+    base = ["api", "run", "--db", str(tmp_path / "api.db"), "--metrics-listen", "off"]
+    full = ["--replica", str(tmp_path / "replica.db"), "--ledger-rpc", "http://127.0.0.1:1"]
+    full += ["--chain-id", "c", "--operator-key", str(key)]
+    cases = [
+        (full[:2], "a replica needs --ledger-rpc, --chain-id, --operator-key too"),
+        ([*full[:2], "--ledger-rpc", "ftp://x", *full[4:]], "--ledger-rpc must be an http"),
+    ]
+    for extra, words in cases:
+        code, _, err = run(capsys, *base, *extra)
+        assert code == 2 and words in err and err.count("\n") == 1, err
+    key.chmod(0o644)
+    code, _, err = run(capsys, *base, *full)
+    assert code == 2 and "readable by others" in err and err.count("\n") == 1, err
+    key.chmod(0o600)
+    key.write_text("not a key")
+    code, _, err = run(capsys, *base, *full)
+    assert code == 2 and "not an unencrypted Ed25519 private key" in err, err
+    assert not (tmp_path / "api.db").exists()  # refused before any store was opened

@@ -17,12 +17,15 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from synod.api.auth import Role, TokenStore
 from synod.chains.localnode import binary_dir
 from synod.consensus.client import CometRpc
 from synod.consensus.localnet import free_ports
 from synod.member.local import LocalMember, Site, create_members, is_ready, start_member
+from synod.state.db import open_database
 from tests.member.helpers import children_of, http, wait_for
 from tests.node.helpers import FAST_KDF
 from tests.node.test_node_cli import synod_cmd
@@ -84,12 +87,28 @@ def members(cometbft: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def test_one_member_on_a_solo_ledger_is_ready_and_stops_cleanly(tmp_path: Path) -> None:
     """A committee of one on the solo ledger (the laptop's embedded default): no validator,
     no peers to link to."""
-    (local,) = create_members(tmp_path, loopback_sites((1,)), 1, None, kdf=FAST_KDF)
+    (api_port,) = free_ports(1)
+    (local,) = create_members(
+        tmp_path,
+        loopback_sites((1,)),
+        1,
+        None,
+        kdf=FAST_KDF,
+        extra_config=lambda _site: f"\n[api]\nlisten = '127.0.0.1:{api_port}'\n",
+    )
+    store = open_database(f"sqlite:///{local.directory / 'ledger.db'}")
+    token, _ = TokenStore(store).create(Role.VIEWER, "test")  # solo: the ledger's own store
+    store.close()
     member = Member(local)
     member.start()
     try:
         wait_for(member.ready, "the solo member ready")
         assert 'synod_member_child_up{child="node"} 1.0' in member.metrics()
+        # Its API, the solo ledger's one writer, answers and says which block it read.
+        url = f"http://127.0.0.1:{api_port}/v1/balances"
+        wait_for(lambda: http(f"http://127.0.0.1:{api_port}/healthz")[0] == 200, "the API up")
+        answer = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert answer.status_code == 200 and "synod-ledger-height" in answer.headers
         assert member.proc is not None
         started = children_of(member.proc.pid)
         member.proc.send_signal(signal.SIGTERM)
@@ -175,6 +194,17 @@ REPLICATED = "[member]\ndir = 'm'\n[ledger]\nmode = 'replicated'\ncometbft = '/x
             REPLICATED + "[chains.btc]\nkey = 'k'\nrpc = 'http://x'\nconfirmations = 0\n",
             "chains.btc.confirmations: an integer of at least 1",
         ),
+        (REPLICATED + "[api]\nlisten = '127.0.0.1:8080'\n", "api.operator_key: the ledger"),
+        (
+            REPLICATED + "[api]\nlisten = '127.0.0.1:8080'\noperator_key = 'k'\ndb = 'ledger.db'\n",
+            "api.db: a store other than the replica",
+        ),
+        (REPLICATED + "[api]\nlisten = '127.0.0.1:9100'\n", "api.listen: an address other"),
+        (
+            "[member]\ndir = 'm'\n[ledger]\nmode = 'solo'\n[api]\nlisten = 'h:1'\ndb = 'a'\n",
+            "api.db: only for mode = 'replicated'",
+        ),
+        ("[member]\ndir = 'm'\n[ledger]\nmode = 'solo'\n[api]\nlisten = 'x'\n", "HOST:PORT"),
     ],
 )
 def test_a_bad_configuration_is_one_line_naming_the_file_and_key(

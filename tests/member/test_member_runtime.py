@@ -2,10 +2,12 @@
 network namespace, each running its runtime (withdraw worker, deposit watcher, proof attester)
 on its own replica and signing through its own node; btcd (regtest) on the hosts' bridge,
 reached over TLS. The committee's coinbases are credited when a quorum of the members' watchers
-report them; withdrawal requests go in through member 2's validator, signed with the ledger's
-operator key. One member's link is cut in the middle of the batch: the batch completes and every
-recipient is paid exactly once; the link restored, the member catches up, its replica's app
-hash equals the others', and it takes part in the next signing session.
+report them; withdrawals go in through member 2's REST API (a view over its replica that signs
+each request with its own ledger operator key and sends it to member 2's validator); a retry
+through member 3's API is the same withdrawal, deduplicated by the ledger. One member's link is
+cut in the middle of the batch: the batch completes and every recipient is paid exactly once;
+the link restored, the member catches up, its replica's app hash equals the others', and it
+takes part in the next signing session.
 
 Needs root, cometbft and btcd (skipped with the reason otherwise; CI requires them)."""
 
@@ -15,34 +17,38 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import coincurve
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from synod.api.auth import Role, TokenStore
 from synod.bench.netns import Hosts, unavailable
 from synod.chains.bitcoin.address import Network, p2tr_address
 from synod.chains.bitcoin.devnode import TAPROOT_ACTIVE_HEIGHT, BtcdUnavailable, DevNode, start_btcd
 from synod.chains.localnode import free_port
-from synod.consensus.committee import raw_public
+from synod.consensus.committee import operator_key_pem, raw_public
 from synod.member.local import LocalMember, Site, app_hashes, create_members, is_ready, start_member
 from synod.node.ceremony import GroupKey, run_dkg
 from synod.node.control import ControlClient, ControlError, ControlTLS
+from synod.node.keystore import atomic_write
 from synod.node.manifest import Manifest
 from synod.node.results import SessionResult, SessionStatus
 from synod.node.templates import signing_session_id
+from synod.state.db import open_database
 from tests.member.helpers import children_of, wait_for
 from tests.node.helpers import FAST_KDF
 
 pytestmark = pytest.mark.cometbft
 MEMBERS = (1, 2, 3, 4)
-ENTRY, CUT = 2, 4  # requests go in through member 2; member 4's link is cut mid-batch
+API_PORT = 8080
+ENTRY, RETRY, CUT = 2, 3, 4  # requests go in through member 2 (a retry through member 3);
+# member 4's link is cut mid-batch
 CHAIN_ID = "synod-runtime-hosts"
 FIRST_DEPOSIT = TAPROOT_ACTIVE_HEIGHT - 101  # the watchers start here: three matured coinbases
 
@@ -53,7 +59,7 @@ class World:
     members: list[LocalMember]
     btcd: DevNode
     key: GroupKey
-    operator: Ed25519PrivateKey
+    tokens: dict[int, str]  # an operator token of members 2's and 3's APIs
     clients: dict[int, ControlClient]
 
 
@@ -61,6 +67,16 @@ def _required(name: str, reason: str) -> None:
     if os.environ.get(f"SYNOD_REQUIRE_{name}") == "1":
         pytest.fail(f"SYNOD_REQUIRE_{name}=1 but {reason}")
     pytest.skip(reason)
+
+
+def _api(site: Site, keys: Path) -> str:
+    return (
+        "\n[api]\n"
+        f'listen = "{site.host}:{API_PORT}"\n'
+        'db = "api.db"\n'
+        f'operator_key = "{keys / f"api-{site.member_id}.pem"}"\n'
+        f'operator = "api{site.member_id}"\n'
+    )
 
 
 def _chains(btcd_url: str, cafile: Path) -> str:
@@ -108,7 +124,14 @@ def world(cometbft: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         # exists (it mines to it), so its address, port and password are chosen now.
         gateway, port, password = f"10.{hosts.net}.0.1", free_port(), os.urandom(12).hex()
         btcd_home = root / "btcd"
-        operator = Ed25519PrivateKey.generate()
+        # Each member's API signs requests with a ledger operator key of its own.
+        keys = root / "keys"
+        keys.mkdir(mode=0o700)
+        operators = {}
+        for i in MEMBERS:
+            key = Ed25519PrivateKey.generate()
+            atomic_write(keys / f"api-{i}.pem", operator_key_pem(key), 0o600)
+            operators[f"api{i}"] = raw_public(key)
         members = create_members(
             root / "hosts",
             [Site(i, hosts.address(i)) for i in MEMBERS],
@@ -116,12 +139,18 @@ def world(cometbft: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             cometbft,
             CHAIN_ID,
             FAST_KDF,
-            ledger_operators={"api": raw_public(operator)},
-            extra_config=lambda _site: _chains(
-                f"https://synod:{password}@{gateway}:{port}", btcd_home / "rpc.cert"
+            ledger_operators=operators,
+            extra_config=lambda site: (
+                _api(site, keys)
+                + _chains(f"https://synod:{password}@{gateway}:{port}", btcd_home / "rpc.cert")
             ),
             signing_view={"btc": {"network": "regtest"}},
         )
+        tokens = {}
+        for m in (ENTRY, RETRY):
+            api_db = open_database(f"sqlite:///{members[m - 1].directory / 'api.db'}")
+            tokens[m], _ = TokenStore(api_db).create(Role.OPERATOR, "test")  # before it starts
+            api_db.close()
         procs = [start_member(m, lambda argv, i=m.member_id: hosts.argv(i, argv)) for m in members]
         wait_for(lambda: all(is_ready(m) for m in members), "every member ready", 180)
         manifest = Manifest.load(members[0].directory / "manifest.json")
@@ -138,7 +167,7 @@ def world(cometbft: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         except BtcdUnavailable as err:
             _required("BTCD", f"btcd unavailable: {err}")
         btcd.mine(TAPROOT_ACTIVE_HEIGHT)
-        yield World(hosts, members, btcd, key, operator, clients)
+        yield World(hosts, members, btcd, key, tokens, clients)
     finally:
         for client in clients.values():
             client.close()
@@ -157,32 +186,35 @@ def world(cometbft: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         hosts.close()
 
 
-SUBMIT = """
-import os, sys
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from synod.consensus.client import CometRpc, ReplicatedConsensus
-from synod.state.transactions import WithdrawRequest
-key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(os.environ["SYNOD_TEST_OPERATOR"]))
-ledger = ReplicatedConsensus(CometRpc(sys.argv[1]), "operator:api", key, sys.argv[2])
-for spec in sys.argv[3:]:
-    request_id, to, amount = spec.split(",")
-    ledger.submit(WithdrawRequest(request_id, "btc", "BTC", to, int(amount)))
-"""
-
-
-def submit(world: World, requests: list[tuple[str, str, int]]) -> None:
-    """The withdrawal requests, signed with the ledger's operator key, into member 2's
-    validator (its RPC listens on its own host's loopback: sent from inside that host)."""
-    member = world.members[ENTRY - 1]
-    rpc = f"http://127.0.0.1:{member.site.rpc_port}"
-    raw = world.operator.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    specs = [f"{r},{to},{amount}" for r, to, amount in requests]
-    subprocess.run(
-        world.hosts.argv(ENTRY, [sys.executable, "-c", SUBMIT, rpc, CHAIN_ID, *specs]),
-        check=True,
-        env={**os.environ, "SYNOD_TEST_OPERATOR": raw.hex()},
-        timeout=60,
-    )
+def submit(world: World, requests: list[tuple[str, str, int]], entry: int = ENTRY) -> list[int]:
+    """The withdrawal requests through member `entry`'s API, from outside its host; the
+    statuses (202 while a request waits for its block, 201 once `?wait=` saw it in one, 409
+    for an `external_id` the ledger already holds)."""
+    member = world.members[entry - 1]
+    url = f"http://{member.site.host}:{API_PORT}/v1/withdrawals"
+    statuses = []
+    for request_id, to, amount in requests:
+        answer = httpx.post(
+            url,
+            params={"wait": 20},
+            json={
+                "chain": "btc",
+                "asset": "BTC",
+                "destination": to,
+                "amount": str(amount),
+                "external_id": request_id,
+            },
+            headers={
+                "Authorization": f"Bearer {world.tokens[entry]}",
+                "Idempotency-Key": request_id,
+            },
+            timeout=60,
+        )
+        assert answer.status_code in (201, 202, 409), answer.text
+        if answer.status_code != 409:
+            assert int(answer.headers["synod-ledger-height"]) > 0
+        statuses.append(answer.status_code)
+    return statuses
 
 
 class Miner:
@@ -234,7 +266,7 @@ def test_members_pay_once_through_a_cut_and_the_cut_member_signs_again(world: Wo
     since = world.btcd.rpc.get_block_count() + 1
     batch = [(f"w{i}", _recipient(), 10_000_000 * (i + 1)) for i in range(3)]
     with Miner(world.btcd):
-        submit(world, batch)
+        assert 201 in submit(world, batch)  # `?wait=` saw them in a block
         wait_for(
             lambda: any(s != "QUEUED" for s in _statuses(members[0]).values()),
             "the batch under way",
@@ -253,6 +285,11 @@ def test_members_pay_once_through_a_cut_and_the_cut_member_signs_again(world: Wo
             world.hosts.restore(CUT)
     for request_id, to, amount in batch:
         assert [sats for _, sats in received(world.btcd, to, since)] == [amount], request_id
+    # A client retrying through another member's API: the ledger refuses a second request with
+    # the same external id, so it stays one withdrawal, paid once.
+    submit(world, batch[:1], RETRY)
+    rows = _rows(members[0], "SELECT COUNT(*) FROM withdrawals WHERE request_id = 'w0'")
+    assert rows == [(1,)]
 
     # The cut member catches up; its replica agrees with the others' by app hash.
     target = max(max(app_hashes(m)) for m in others)

@@ -9,6 +9,7 @@ ledger transaction, its audit row and its idempotency record in one database tra
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
@@ -59,6 +60,8 @@ from synod.state.transactions import Cancel, WithdrawRequest
 log = structlog.get_logger("synod.api")
 
 MAX_IDEMPOTENCY_KEY = 255
+MAX_WAIT_S = 30.0  # the longest a submission may wait for its block (`?wait=`)
+WAIT_POLL_S = 0.1
 PROBES = frozenset({"/healthz", "/readyz"})  # never rate-limited: orchestrators poll them
 
 
@@ -210,8 +213,8 @@ def create_app(
     the auth model) plug in.
     """
     settings = settings or ApiSettings()
-    ledger = consensus.ledger
-    db = ledger.db
+    ledger = consensus.ledger  # the solo ledger, or a member's replica (read only)
+    db = tokens.db  # the API's own store: the solo ledger's, or one beside the replica
     nodes: NodeView = node or LedgerNodeView(ledger)
     limiter = RateLimiter(settings.rate_per_second, settings.burst, clock=limiter_clock)
     clients = RateLimiter(
@@ -285,6 +288,8 @@ def create_app(
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                if scope["path"].startswith("/v1/"):  # which block the reads reflect
+                    message = {**message, "headers": [*message.get("headers", []), height()]}
                 state = scope.get("state", {})
                 principal: ApiToken | None = state.get("principal")
                 if principal is not None and not state.get("audited"):
@@ -298,6 +303,14 @@ def create_app(
             API_REQUESTS.labels(scope["method"], template, str(status)).observe(
                 time.perf_counter() - start
             )
+
+    def height() -> tuple[bytes, bytes]:
+        """The last block of the ledger the API reads (0 before the first)."""
+        try:
+            rows = ledger.db.query("SELECT MAX(height) FROM block_hashes")
+        except Exception:  # a store without the chain's tables: no block yet
+            rows = []
+        return b"synod-ledger-height", str(rows[0][0] if rows and rows[0][0] else 0).encode()
 
     def admit(request: Request) -> Response | None:
         """Authenticate the bearer token once, for the role checks (`request.state.token`).
@@ -400,10 +413,17 @@ def create_app(
         idempotency_key: Annotated[
             str | None, Header(alias="Idempotency-Key", max_length=MAX_IDEMPOTENCY_KEY)
         ] = None,
+        wait: Annotated[
+            float,
+            Query(ge=0, le=MAX_WAIT_S, description="seconds to wait for the ledger's block"),
+        ] = 0.0,
     ) -> Response:
-        """Queues a withdrawal as a `WithdrawRequest` ledger transaction. Retrying with the same
-        `Idempotency-Key` and body returns the original response; the same key with another
-        body is a 409, and so is an `external_id` used before."""
+        """Queues a withdrawal as a `WithdrawRequest` ledger transaction: 201 with the
+        withdrawal once the ledger applied it, 202 with its id while it waits for a block (on
+        the replicated ledger; `?wait=` seconds, at most 30, waits for the block). Retrying
+        with the same `Idempotency-Key` and body returns the original response; the same key
+        with another body is a 409, and so is an `external_id` used before (through any
+        member's API: the ledger refuses a second request with the same `external_id`)."""
         digest = _body_hash(body)
         replay = _replay(principal, idempotency_key, digest)
         if replay is not None:
@@ -462,7 +482,23 @@ def create_app(
             raise Problem(ProblemType.REJECTED, str(err)) from None
         if response.status_code < 300:
             log.info("withdrawal submitted", withdraw_id=wid, chain=chain, asset=asset)
+        if response.status_code == 202 and wait > 0:
+            applied = await _applied(wid, time.monotonic() + wait)
+            if applied is not None:
+                return JSONResponse(
+                    applied, status_code=201, headers={"Location": f"/v1/withdrawals/{wid}"}
+                )
         return response
+
+    async def _applied(wid: str, deadline: float) -> dict[str, Any] | None:
+        """The withdrawal once the ledger holds it, or None at `deadline`."""
+        while True:
+            try:
+                return withdrawal_view(ledger.withdrawal(wid), ledger, nodes)
+            except E.UnknownWithdrawal:
+                if time.monotonic() >= deadline:
+                    return None
+            await asyncio.sleep(WAIT_POLL_S)
 
     def _replay(principal: ApiToken, key: str | None, digest: str) -> Response | None:
         """The stored response of an earlier request with this Idempotency-Key, if any."""

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from synod.state.db import PostgresDatabase, SqliteDatabase
+from synod.state.db import PostgresDatabase, SqliteDatabase, migrate
 
 TOKEN_PREFIX = "synod_"
 MAX_TOKEN_LENGTH = 128
@@ -53,14 +53,46 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+API_MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        # The API's own tables: its tokens, its idempotency records and (in a database of its
+        # own, beside a member's replica) the audit trail of its calls. The ledger's replicas
+        # never carry them.
+        """
+        CREATE TABLE IF NOT EXISTS api_tokens (
+            token_hash TEXT PRIMARY KEY, token_id TEXT NOT NULL UNIQUE, role TEXT NOT NULL,
+            name TEXT NOT NULL, created_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0
+        );
+        CREATE TABLE IF NOT EXISTS api_idempotency (
+            token_id TEXT NOT NULL, idem_key TEXT NOT NULL, body_hash TEXT NOT NULL,
+            status BIGINT NOT NULL, response TEXT NOT NULL, created_at BIGINT NOT NULL,
+            PRIMARY KEY (token_id, idem_key)
+        );
+        CREATE TABLE IF NOT EXISTS audit_log (
+            seq BIGINT PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL,
+            action TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )
+        """,
+    ),
+]
+
+
+def prepare_api_store(db: SqliteDatabase | PostgresDatabase) -> None:
+    """The API's tables in `db` (its own database, or the solo ledger's)."""
+    migrate(db, API_MIGRATIONS, "api_schema_version")
+
+
 class TokenStore:
-    """Tokens in the store's `api_tokens` table."""
+    """Tokens in the store's `api_tokens` table (made here when missing)."""
 
     def __init__(
         self, db: SqliteDatabase | PostgresDatabase, clock: Callable[[], float] = time.time
     ) -> None:
         self.db = db
         self.clock = clock
+        prepare_api_store(db)
 
     def create(self, role: Role, name: str) -> tuple[str, ApiToken]:
         """A new token: (the secret, shown only now; its record)."""

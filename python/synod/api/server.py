@@ -10,7 +10,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -18,16 +18,18 @@ from typing import NoReturn
 
 import structlog
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from prometheus_client import make_asgi_app
 
 from synod import logs
 from synod.api.app import ApiSettings, create_app, metrics_registry
-from synod.api.auth import TokenStore
+from synod.api.auth import TokenStore, prepare_api_store
 from synod.api.providers import NodeView
 from synod.api.webhooks import webhook_router
 from synod.config import SynodConfig, is_loopback, parse_listen
-from synod.runtime.consensus import SoloConsensus
+from synod.consensus.client import CometRpc, ReplicatedConsensus
+from synod.runtime.consensus import JournaledConsensus, SoloConsensus
 from synod.runtime.journal import Journal
 from synod.runtime.webhooks import Webhooks
 from synod.state.audit import AuditAction, AuditLog
@@ -49,34 +51,70 @@ def default_journal(db: SqliteDatabase | PostgresDatabase) -> Path:
     return Path("synod-api.journal")
 
 
+@dataclass(frozen=True)
+class ReplicaLink:
+    """The API as a view over a member's replica of the replicated ledger: reads from
+    `replica` (the member's ledger database, which its ledger application writes), requests
+    signed with the ledger operator key `operator_key` as ``operator:<operator>`` and sent to
+    the member's validator at `rpc`."""
+
+    replica: str
+    rpc: str
+    chain_id: str
+    operator: str
+    operator_key: Ed25519PrivateKey = field(repr=False)
+
+
 @dataclass
 class Engine:
-    """What one API process holds open."""
+    """What one API process holds open: its own store `db` (tokens, idempotency records, the
+    audit of its calls, webhook subscriptions) and the ledger it serves, which is `db` itself
+    on the solo orderer, or a member's replica (`replica`)."""
 
     url: str
     db: SqliteDatabase | PostgresDatabase
-    consensus: SoloConsensus
+    consensus: JournaledConsensus
     tokens: TokenStore
     audit: AuditLog
     webhooks: Webhooks  # subscriptions, on `db`; deliveries run on a connection of their own
+    replica: SqliteDatabase | PostgresDatabase | None = None
+    replica_url: str | None = None
 
     def close(self) -> None:
         self.webhooks.close()
         self.consensus.journal.close()
+        if self.replica is not None:
+            self.replica.close()
         self.db.close()
 
 
-def open_engine(url: str, config: SynodConfig, journal: Path | None = None) -> Engine:
+def open_engine(
+    url: str, config: SynodConfig, journal: Path | None = None, link: ReplicaLink | None = None
+) -> Engine:
     db = open_database(url)
+    replica = None if link is None else open_database(link.replica)
     try:
-        webhooks = Webhooks.from_config(db, config)  # `WebhookKeyError` without its key
+        prepare_api_store(db)
+        # `WebhookKeyError` without its key; on a replica, the events come from it
+        webhooks = Webhooks.from_config(db, config, replica)
     except BaseException:
         db.close()
+        if replica is not None:
+            replica.close()
         raise
     audit = AuditLog(db)
-    ledger = Ledger.from_config(db, config.chains, config.withdraw, config.transition)
-    consensus = SoloConsensus(ledger, Journal(journal or default_journal(db)), audit)
-    return Engine(url, db, consensus, TokenStore(db), audit, webhooks)
+    journal_file = Journal(journal or default_journal(db))
+    if link is None or replica is None:
+        ledger = Ledger.from_config(db, config.chains, config.withdraw, config.transition)
+        consensus: JournaledConsensus = SoloConsensus(ledger, journal_file, audit)
+        return Engine(url, db, consensus, TokenStore(db), audit, webhooks)
+    ledger = Ledger.from_config(replica, config.chains, config.withdraw, config.transition)
+    orderer = ReplicatedConsensus(
+        CometRpc(link.rpc, timeout_s=10.0), f"operator:{link.operator}", link.operator_key,
+        link.chain_id,
+    )  # fmt: skip
+    consensus = JournaledConsensus(ledger, orderer, journal_file)  # journaled: the next drains
+    return Engine(url, db, consensus, TokenStore(db), audit, webhooks, replica, link.replica)
 
 
 def build_app(engine: Engine, settings: ApiSettings, node: NodeView | None = None) -> FastAPI:
@@ -99,7 +137,8 @@ def webhook_delivery(engine: Engine, poll_interval_s: float = WEBHOOK_POLL_S) ->
     workers beside it), for the span of the block; on the way out it is told to stop (each
     worker finishes at most the attempt under way), joined, and its connection closed."""
     db = open_database(engine.url)
-    deliverer = Webhooks(db, engine.webhooks.policy, box=engine.webhooks.store.box)
+    ledger = None if engine.replica_url is None else open_database(engine.replica_url)
+    deliverer = Webhooks(db, engine.webhooks.policy, box=engine.webhooks.store.box, ledger=ledger)
     stop = threading.Event()
     thread = threading.Thread(
         target=deliverer.run, args=(stop, poll_interval_s), name="synod-webhooks", daemon=True
@@ -112,6 +151,8 @@ def webhook_delivery(engine: Engine, poll_interval_s: float = WEBHOOK_POLL_S) ->
         thread.join()
         deliverer.close()
         db.close()
+        if ledger is not None:
+            ledger.close()
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:

@@ -16,7 +16,7 @@ from synod.config import SynodConfig, load_config
 
 def _store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="F", help="JSON configuration file merged over the default")
-    p.add_argument("--db", metavar="URL", help="store: SQLite path or PostgreSQL DSN")
+    p.add_argument("--db", metavar="URL", help="store: SQLite path or PostgreSQL DSN (or env:NAME)")
 
 
 def add_parser(sub: Any) -> None:
@@ -61,6 +61,22 @@ def add_parser(sub: Any) -> None:
         "--metrics-allow-remote",
         action="store_true",
         help="let --metrics-listen bind an address that is not loopback",
+    )
+    replica = run.add_argument_group(
+        "a member's replica",
+        "Serve the replicated ledger as a view over a member's replica: reads from --replica "
+        "(the member's ledger database), requests signed with the ledger operator key and "
+        "sent to the member's validator; --db is then the API's own store (tokens, "
+        "idempotency, the audit of its calls, webhooks). All four or none.",
+    )
+    replica.add_argument("--replica", metavar="URL", help="the member's replica (or env:NAME)")
+    replica.add_argument("--ledger-rpc", metavar="URL", help="the member's validator RPC")
+    replica.add_argument("--chain-id", help="the ledger's chain id")
+    replica.add_argument(
+        "--operator-key", metavar="FILE", help="the ledger operator's key (PKCS#8 PEM, 0600)"
+    )
+    replica.add_argument(
+        "--operator", default="api", help="its name in the ledger's committee file"
     )
     run.add_argument("--journal", metavar="PATH", help="consensus journal file")
     run.add_argument("--node-id", default="api", help="name in logs and the audit trail")
@@ -108,9 +124,12 @@ def add_parser(sub: Any) -> None:
 
 
 def _url(args: argparse.Namespace) -> str:
+    """The store: --db (``env:NAME`` reads it from the environment, so a password in it stays
+    off the process list), else the configuration's."""
     from synod.api.server import store_url
+    from synod.state.db import resolve_url
 
-    return str(args.db) if args.db else store_url(load_config(args.config))
+    return resolve_url(str(args.db)) if args.db else store_url(load_config(args.config))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -144,10 +163,17 @@ def _run(args: argparse.Namespace) -> int:
         client_rate_per_second=args.client_rate,
         client_burst=args.client_burst,
     )
+    try:
+        link = _replica_link(args)
+        url = _url(args)
+    except ValueError as err:
+        print(f"synod api run: error: {err}", file=sys.stderr)
+        return 2
     with ExitStack() as stack:
         if metrics is not None:
             stack.enter_context(metrics)
-        engine = open_engine(_url(args), config, Path(args.journal) if args.journal else None)
+        journal = Path(args.journal) if args.journal else None
+        engine = open_engine(url, config, journal, link)
         stack.callback(engine.close)
         node = (
             FileNodeView(engine.consensus.ledger, path=Path(args.node_view))
@@ -158,6 +184,41 @@ def _run(args: argparse.Namespace) -> int:
             engine, settings, args.host, args.port, node=node, node_id=args.node_id, metrics=metrics
         )
     return 0
+
+
+def _replica_link(args: argparse.Namespace) -> Any:
+    """The member's replica the API serves, or None for the solo ledger in --db;
+    ValueError (`CommitteeError` is one) for half of the flags or an unreadable key."""
+    from pathlib import Path
+
+    from synod.api.server import ReplicaLink
+    from synod.consensus.committee import read_operator_key
+    from synod.node.committee import check_mode
+    from synod.node.keystore import KeystoreError
+    from synod.state.db import resolve_url
+
+    given = {
+        "--replica": args.replica,
+        "--ledger-rpc": args.ledger_rpc,
+        "--chain-id": args.chain_id,
+        "--operator-key": args.operator_key,
+    }
+    if not any(given.values()):
+        return None
+    missing = [flag for flag, value in given.items() if not value]
+    if missing:
+        raise ValueError(f"a replica needs {', '.join(missing)} too")
+    if not args.ledger_rpc.startswith(("http://", "https://")):
+        raise ValueError("--ledger-rpc must be an http:// or https:// URL")
+    key_file = Path(args.operator_key)
+    try:
+        check_mode(key_file)
+    except (KeystoreError, OSError) as err:
+        raise ValueError(f"--operator-key: {err}") from None
+    key = read_operator_key(key_file)
+    return ReplicaLink(
+        resolve_url(args.replica), args.ledger_rpc, args.chain_id, args.operator, key
+    )
 
 
 def _metrics_listener(args: argparse.Namespace, config: SynodConfig) -> socket.socket | None:

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+)
 
 MEMBER, OPERATOR = "member", "operator"
 ATTEST = "attest"
@@ -56,6 +62,31 @@ def raw_public(key: Ed25519PrivateKey) -> bytes:
 
 class CommitteeError(ValueError):
     """A committee file that is not well formed."""
+
+
+MAX_KEY_FILE = 4096
+
+
+def operator_key_pem(key: Ed25519PrivateKey) -> bytes:
+    """A ledger operator's request-signing key as its file holds it (PKCS#8 PEM; the file is
+    the operator's secret: mode 0600)."""
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+
+def read_operator_key(path: Path) -> Ed25519PrivateKey:
+    """The key `operator_key_pem` wrote; `CommitteeError` naming the file otherwise."""
+    try:
+        with open(path, "rb") as fh:
+            pem = fh.read(MAX_KEY_FILE + 1)
+    except OSError as err:
+        raise CommitteeError(f"{path}: cannot read: {err.strerror}") from None
+    try:
+        key = load_pem_private_key(pem, None) if len(pem) <= MAX_KEY_FILE else None
+    except (ValueError, TypeError):
+        key = None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise CommitteeError(f"{path}: not an unencrypted Ed25519 private key (PKCS#8 PEM)")
+    return key
 
 
 def _key(value: Any, where: str) -> bytes:

@@ -17,6 +17,12 @@ home = "cometbft"                  # the validator home, relative to dir
 abci = 26658                       # the ledger application's port on 127.0.0.1
 rpc = 26657                        # the validator's RPC port on 127.0.0.1
 
+[api]                              # optional: the REST API over this member's replica
+listen = "10.0.0.11:8080"          # where clients reach it
+db = "api.db"                      # the API's own store (tokens, idempotency, its audit)
+operator_key = "ledger-operator.key.pem"   # signs requests (the ledger's operator; 0600)
+operator = "api"                   # that key's name in the ledger's committee file
+
 [chains.btc]                       # the runtime's chains (replicated ledger; Bitcoin for now)
 key = "btc-key"                    # the committee key's id (its DKG's key id)
 rpc = "https://user:password@10.0.0.1:18334"   # the chain node's RPC, or "env:NAME"
@@ -43,6 +49,7 @@ SECTIONS: dict[str, frozenset[str]] = {
     "member": frozenset({"dir", "passphrase_file", "health", "chains"}),
     "ledger": frozenset({"mode", "db", "cometbft", "home", "abci", "rpc"}),
     "chains": frozenset({"btc"}),  # the chains the member's runtime can serve so far
+    "api": frozenset({"listen", "db", "operator_key", "operator"}),
 }
 CHAIN_KEYS = frozenset({"key", "rpc", "cafile", "network", "confirmations", "from_height"})
 NETWORKS = ("mainnet", "testnet", "signet", "regtest")
@@ -80,6 +87,16 @@ class ChainConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    """The REST API as a view over the member's replica (`synod api run --replica`)."""
+
+    listen: Endpoint
+    db: str  # the API's own store: a URL
+    operator_key: Path | None  # replicated: the ledger operator's request-signing key
+    operator: str = "api"
+
+
+@dataclass(frozen=True)
 class MemberConfig:
     path: Path
     directory: Path
@@ -88,6 +105,7 @@ class MemberConfig:
     passphrase_file: Path | None = None
     chains: Path | None = None  # the signing view the signer node reads
     runtime: tuple[ChainConfig, ...] = ()
+    api: ApiConfig | None = None
 
 
 class _Reader:
@@ -197,7 +215,33 @@ def load_member_config(path: Path) -> MemberConfig:
         r.path_in(path.parent, member, "member", "passphrase_file"),
         r.path_in(directory, member, "member", "chains"),
         runtime,
+        _api(r, directory, ledger_config, health),
     )
+
+
+def _api(r: _Reader, directory: Path, ledger: LedgerConfig, health: Endpoint) -> ApiConfig | None:
+    table = r.section("api", required=False)
+    if not table:
+        return None
+    try:
+        listen = Endpoint.parse(r.text(table, "api", "listen"))
+    except ManifestError:
+        raise r.fail("api.listen", "HOST:PORT is required") from None
+    if listen == health:
+        raise r.fail("api.listen", "an address other than member.health is required")
+    key = r.path_in(directory, table, "api", "operator_key")
+    if ledger.mode == REPLICATED and key is None:
+        raise r.fail("api.operator_key", "the ledger operator's key file is required")
+    if ledger.mode != REPLICATED and key is not None:
+        raise r.fail("api.operator_key", "only for mode = 'replicated' (solo signs in-process)")
+    if ledger.mode != REPLICATED:  # the API is the solo ledger's one writer, in its store
+        if "db" in table:
+            raise r.fail("api.db", "only for mode = 'replicated' (solo: the ledger's store)")
+        return ApiConfig(listen, ledger.db, None, r.text(table, "api", "operator", "api"))
+    db = _db_url(directory, r.text(table, "api", "db", "api.db"))
+    if db == ledger.db:
+        raise r.fail("api.db", "a store other than the replica (ledger.db) is required")
+    return ApiConfig(listen, db, key, r.text(table, "api", "operator", "api"))
 
 
 def _chains(r: _Reader, directory: Path, ledger: LedgerConfig) -> tuple[ChainConfig, ...]:

@@ -21,7 +21,11 @@ the configured address, and stops cleanly on SIGTERM or SIGINT with nothing left
   (`synod.member.runtime`: withdraw worker, deposit watchers and proof attester on every
   block of the replica, signing through this member's own node).
 
-Not composed here yet: the transition worker, webhooks and the API; see docs/DEPLOY.md.
+- with ``[api]``, the REST API (`synod api run`): on the replicated ledger a view over the
+  replica with a store of its own, sending requests to this member's validator signed with
+  the ledger operator's key; solo, the one writer of the member's ledger.
+
+Not composed here yet: the transition worker; see docs/DEPLOY.md.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ READY_CACHE_S = 1.0
 HEALTH_TIMEOUT_S = 5.0
 HEALTH_CONNECTIONS = 16
 LEDGER_ENV = "SYNOD_LEDGER_DB"
+API_ENV = "SYNOD_API_DB"
 
 
 class MemberStartError(RuntimeError):
@@ -144,6 +149,8 @@ class MemberService:
             runtime = [self.python, "-m", "synod.cli.main", "member", "runtime"]
             runtime += ["--config", str(self.config.path)]
             children.append(ChildSpec("runtime", runtime, d / "runtime.log", env))
+        if self.config.api is not None:
+            children.append(self._api_child(base))
         if ledger.mode == REPLICATED:
             assert ledger.cometbft is not None and ledger.home is not None
             app = [self.python, "-m", "synod.consensus", "serve", "--db", f"env:{LEDGER_ENV}"]
@@ -155,6 +162,25 @@ class MemberService:
             validator += ["--rpc.laddr", f"tcp://127.0.0.1:{ledger.rpc_port}"]
             children.append(ChildSpec("cometbft", validator, d / "cometbft.log", quiet))
         return children
+
+    def _api_child(self, base: dict[bytes, bytes]) -> ChildSpec:
+        """`synod api run` over this member's replica (or, solo, its one writer)."""
+        api, d, ledger = self.config.api, self.config.directory, self.config.ledger
+        assert api is not None
+        argv = [self.python, "-m", "synod.cli.main", "api", "run", "--db", f"env:{API_ENV}"]
+        argv += ["--host", api.listen.host, "--port", str(api.listen.port)]
+        argv += ["--metrics-listen", "off", "--journal", str(d / "api-journal.db")]
+        argv += ["--node-id", f"api-{self.member_id}", "--btc-network", self._btc_network()]
+        if ledger.mode == REPLICATED:
+            assert self.committee is not None and api.operator_key is not None
+            argv += ["--replica", f"env:{LEDGER_ENV}", "--ledger-rpc", ledger.rpc_url]
+            argv += ["--chain-id", self.committee.chain_id, "--operator", api.operator]
+            argv += ["--operator-key", str(api.operator_key)]
+        return ChildSpec("api", argv, d / "api.log", {**base, API_ENV.encode(): api.db.encode()})
+
+    def _btc_network(self) -> str:
+        chains = {c.chain: c for c in self.config.runtime}
+        return chains["btc"].network if "btc" in chains else "mainnet"
 
     def _prepare_replica(self) -> None:
         """The replica's tables exist before anything reads them (the signer node's view)."""
@@ -299,9 +325,10 @@ class MemberService:
             if self._health is not None:  # no probe reads the children while they stop
                 self._health.shutdown()
                 self._health.server_close()
-            # the runtime first (it asks the node), the signer node (it reads the replica),
-            # then the validator, then the app
-            killed = self.supervisor.stop(order=["runtime", "node", "cometbft", "app"])
+            # the API and the runtime first (they write through the validator, and the
+            # runtime asks the node), the signer node (it reads the replica), then the
+            # validator, then the app
+            killed = self.supervisor.stop(order=["api", "runtime", "node", "cometbft", "app"])
             if killed:
                 log.warning("had to kill %s", ", ".join(killed))
             if self._reader is not None:

@@ -155,18 +155,15 @@ def init_validators(root: Path, cometbft: Path, timeout_commit_ms: int = 500) ->
     """Beside the committee in `root`: one CometBFT validator per member with the ledger
     application over the member's own replica, one genesis for all; the ledger's committee
     is the manifest's identity keys, plus a development operator key for user requests."""
-    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from synod.consensus.committee import operator_key_pem
     from synod.node.keystore import atomic_write
 
     manifest = Manifest.load(root / "manifest.json")
     directory = manifest.directory()
     operator = Ed25519PrivateKey.generate()
-    pem = operator.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    atomic_write(root / "operator" / LEDGER_OPERATOR_KEY, pem, 0o600)
+    atomic_write(root / "operator" / LEDGER_OPERATOR_KEY, operator_key_pem(operator), 0o600)
     public = raw_public(operator)
     committee = LedgerCommittee(
         LEDGER_CHAIN_ID, {m: directory[m].sign_key for m in manifest.ids}, {"api": public}

@@ -189,9 +189,11 @@ class Webhooks:
         transport: httpx.BaseTransport | None = None,
         box: SecretBox | None = None,
         resolve: Resolver = system_resolver,
+        ledger: SqliteDatabase | PostgresDatabase | None = None,
     ) -> None:
         self.policy = policy or Policy()
-        self.store = WebhookStore(db, box or SecretBox(load_secret_key(default_key_file(db))))
+        box = box or SecretBox(load_secret_key(default_key_file(db)))
+        self.store = WebhookStore(db, box, ledger)  # events from `ledger` (default: `db`)
         self.clock = clock
         self.destinations = Destinations(self.policy.allow_networks, resolve)
         self.client = httpx.Client(
@@ -204,12 +206,18 @@ class Webhooks:
         self._pool = ThreadPoolExecutor(self.policy.workers, thread_name_prefix="synod-webhook")
 
     @classmethod
-    def from_config(cls, db: SqliteDatabase | PostgresDatabase, cfg: SynodConfig) -> Webhooks:
+    def from_config(
+        cls,
+        db: SqliteDatabase | PostgresDatabase,
+        cfg: SynodConfig,
+        ledger: SqliteDatabase | PostgresDatabase | None = None,
+    ) -> Webhooks:
         """The service as configured: its policy, and the secret key from `SYNOD_WEBHOOK_KEY`,
-        `webhooks.secretKeyFile` or the default file beside the store."""
+        `webhooks.secretKeyFile` or the default file beside the store; events from `ledger`
+        (default: `db`)."""
         file = cfg.webhooks.secret_key_file
         key = load_secret_key(Path(file) if file else default_key_file(db))
-        return cls(db, Policy.from_config(cfg.webhooks), box=SecretBox(key))
+        return cls(db, Policy.from_config(cfg.webhooks), box=SecretBox(key), ledger=ledger)
 
     def close(self) -> None:
         """Wait for the jobs under way (each ends after at most one attempt once the loop's

@@ -93,15 +93,6 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX applied_tx_kind ON applied_tx (kind, seq);
         ALTER TABLE withdrawals ADD COLUMN requested_at BIGINT NOT NULL DEFAULT 0;
         CREATE INDEX withdrawals_requested ON withdrawals (requested_at, seq);
-        CREATE TABLE api_tokens (
-            token_hash TEXT PRIMARY KEY, token_id TEXT NOT NULL UNIQUE, role TEXT NOT NULL,
-            name TEXT NOT NULL, created_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0
-        );
-        CREATE TABLE api_idempotency (
-            token_id TEXT NOT NULL, idem_key TEXT NOT NULL, body_hash TEXT NOT NULL,
-            status BIGINT NOT NULL, response TEXT NOT NULL, created_at BIGINT NOT NULL,
-            PRIMARY KEY (token_id, idem_key)
-        );
         CREATE TABLE audit_log (
             seq BIGINT PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL,
             action TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL,

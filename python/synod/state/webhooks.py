@@ -212,11 +212,18 @@ def _kinds(kinds: Iterable[str]) -> tuple[EventKind, ...]:
 
 
 class WebhookStore:
-    """The tables, over the ledger's database (the outbox reads its `applied_tx`)."""
+    """The tables, in `db`; the outbox reads the ledger's `applied_tx` from `ledger` (a
+    member's replica beside the API's own store), by default `db` itself (the solo ledger)."""
 
-    def __init__(self, db: SqliteDatabase | PostgresDatabase, box: SecretBox) -> None:
+    def __init__(
+        self,
+        db: SqliteDatabase | PostgresDatabase,
+        box: SecretBox,
+        ledger: SqliteDatabase | PostgresDatabase | None = None,
+    ) -> None:
         self.db = db
         self.box = box
+        self.ledger = ledger or db
         migrate(db, WEBHOOK_MIGRATIONS, "webhook_schema_version")
         self.seal_plaintext()
 
@@ -243,7 +250,7 @@ class WebhookStore:
             raise SubscriptionError("a webhook secret is 16 to 256 characters")
         sub_id = "sub_" + secrets.token_hex(8)
         with self.db.transaction():
-            last = self.db.query("SELECT COALESCE(MAX(seq), 0) FROM applied_tx")[0][0]
+            last = self.ledger.query("SELECT COALESCE(MAX(seq), 0) FROM applied_tx")[0][0]
             self.db.execute(
                 "INSERT INTO webhook_subscriptions (sub_id, url, secret, sealed, kinds, active, "
                 "after_seq) VALUES (?, ?, '', ?, ?, 1, ?)",
@@ -292,7 +299,7 @@ class WebhookStore:
         with self.db.transaction():
             rows = self.db.query("SELECT seq FROM webhook_cursor WHERE name = 'outbox'")
             cursor = int(rows[0][0]) if rows else 0
-            txs = self.db.query(
+            txs = self.ledger.query(
                 "SELECT seq, tx_id, kind, body, result FROM applied_tx WHERE seq > ? "
                 "ORDER BY seq LIMIT ?",
                 (cursor, batch),
