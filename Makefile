@@ -11,11 +11,13 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/rust/target
 
 # The whole pipeline on local engines: btcd (built from the Go module proxy on first use),
 # in-process EVMs and the Solana runtime; a 3-of-5 committee of member processes, one stopped
-# and one lying. First on one local ledger with the REST API, then on the replicated ledger
-# (a CometBFT validator per member, CometBFT built from the Go module proxy on first use).
+# and one lying, on one local ledger with the REST API. Then five `synod member run`
+# processes (each its signer node, its replica behind its own CometBFT validator, its runtime
+# and its API; CometBFT built from the Go module proxy on first use) pay Bitcoin withdrawals
+# submitted through one member's API, again with one member stopped and one lying.
 demo: build
 	$(BIN)/synod demo
-	$(BIN)/synod demo --replicated
+	$(BIN)/synod demo --members
 
 test: build lint typecheck clippy pytest
 

@@ -77,3 +77,27 @@ def test_demo_on_the_replicated_ledger(tmp_path: Path) -> None:
     assert report.replicas is not None and report.replicas.startswith("4 replicas")
     for member in (1, 2, 3, 5):  # each signer node read its own replica
         assert (tmp_path / f"replica-{member}.db").is_file()
+
+
+@pytest.mark.cometbft
+def test_demo_on_member_run_processes(tmp_path: Path) -> None:
+    """`synod demo --members`: five `synod member run` processes; withdrawals through member
+    2's API paid once on btcd by the members' runtimes, member 4 stopped, member 5 lying (only
+    ever named, and only from a report whose signature is the one the chain accepted), the
+    four running replicas agreeing by app hash."""
+    from synod.chains.localnode import NodeUnavailable
+    from synod.demo.members import run_member_demo
+
+    try:
+        report = run_member_demo(tmp_path, count=2)
+    except NodeUnavailable as err:
+        for name in ("COMETBFT", "BTCD"):
+            if os.environ.get(f"SYNOD_REQUIRE_{name}") == "1":
+                pytest.fail(f"SYNOD_REQUIRE_{name}=1 but {err}")
+        pytest.skip(str(err))
+    assert report.all_confirmed, report.rows
+    assert [r["received"] for r in report.rows] == [10_000_000, 20_000_000]
+    assert set(report.culprits) <= {5}, "an honest or merely silent member was blamed"
+    assert report.replicas is not None and report.replicas.startswith("4 replicas agree")
+    liar = json.loads((tmp_path / "members" / "host-5" / "member" / "status.json").read_text())
+    assert liar["fault"] == "invalid-shares"

@@ -44,6 +44,12 @@ def add_parser(sub: Any) -> None:
         "withdrawals are submitted with the operator key, without the REST API",
     )
     p.add_argument(
+        "--members",
+        action="store_true",
+        help="instead: five `synod member run` processes (signer node, replica and validator, "
+        "runtime and API each) pay Bitcoin withdrawals submitted through member 2's API",
+    )
+    p.add_argument(
         "--transition",
         action="store_true",
         help="instead: a committee handover (3-of-5 -> 4-of-7) between two withdrawal batches",
@@ -57,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.transition:
         return _run_transition(args)
+    if args.members:
+        return _run_members(args)
     if not 1 <= args.per_chain <= 20:
         print("synod demo: error: --per-chain must be between 1 and 20", file=sys.stderr)
         return 2
@@ -152,6 +160,34 @@ def _short(txid: str | None) -> str:
     if not txid:
         return "-"
     return txid if len(txid) <= 20 else f"{txid[:10]}…{txid[-6:]}"
+
+
+def _run_members(args: argparse.Namespace) -> int:
+    from synod.chains.localnode import NodeUnavailable
+    from synod.demo.members import run_member_demo
+
+    if not 1 <= args.per_chain <= 20:
+        print("synod demo: error: --per-chain must be between 1 and 20", file=sys.stderr)
+        return 2
+    progress = Progress()
+    try:
+        if args.workdir is not None:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+            report = run_member_demo(args.workdir, args.per_chain, progress.step)
+        else:
+            with tempfile.TemporaryDirectory(prefix="synod-demo-") as tmp:
+                report = run_member_demo(Path(tmp), args.per_chain, progress.step)
+    except NodeUnavailable as err:
+        print(f"synod demo: error: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"rows": report.rows, "unavailable": report.unavailable,
+                          "all_confirmed": report.all_confirmed, "culprits": report.culprits,
+                          "replicas": report.replicas, "elapsed_s": report.elapsed_s}))  # fmt: skip
+    else:
+        _table(report)
+        print(f"replicated ledger: {report.replicas}")
+    return 0 if report.all_confirmed else 1
 
 
 def _run_transition(args: argparse.Namespace) -> int:

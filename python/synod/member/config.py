@@ -7,6 +7,7 @@ dir = "/var/lib/synod/member"      # the member directory (`synod member init` +
 passphrase_file = "/etc/synod/passphrase"   # optional: else $SYNOD_PASSPHRASE
 health = "127.0.0.1:9100"          # /healthz, /readyz and /metrics
 chains = "chains.json"             # optional: the signing view, relative to dir
+# test_fault = "invalid-shares"    # TEST ONLY: the signer node misbehaves on purpose
 
 [ledger]
 mode = "replicated"                # or "solo": a chain of one validator in this process
@@ -40,13 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synod.node.faults import TEST_FAULTS
 from synod.node.manifest import Endpoint, ManifestError
 from synod.state.db import is_dsn
 
 SOLO, REPLICATED = "solo", "replicated"
 MAX_CONFIG_BYTES = 1 << 20
 SECTIONS: dict[str, frozenset[str]] = {
-    "member": frozenset({"dir", "passphrase_file", "health", "chains"}),
+    "member": frozenset({"dir", "passphrase_file", "health", "chains", "test_fault"}),
     "ledger": frozenset({"mode", "db", "cometbft", "home", "abci", "rpc"}),
     "chains": frozenset({"btc"}),  # the chains the member's runtime can serve so far
     "api": frozenset({"listen", "db", "operator_key", "operator"}),
@@ -106,6 +108,7 @@ class MemberConfig:
     chains: Path | None = None  # the signing view the signer node reads
     runtime: tuple[ChainConfig, ...] = ()
     api: ApiConfig | None = None
+    test_fault: str | None = None  # TEST ONLY (`synod node run --test-fault`)
 
 
 class _Reader:
@@ -216,7 +219,17 @@ def load_member_config(path: Path) -> MemberConfig:
         r.path_in(directory, member, "member", "chains"),
         runtime,
         _api(r, directory, ledger_config, health),
+        _test_fault(r, member),
     )
+
+
+def _test_fault(r: _Reader, member: dict[str, Any]) -> str | None:
+    if "test_fault" not in member:
+        return None
+    fault = r.text(member, "member", "test_fault")
+    if fault not in TEST_FAULTS:
+        raise r.fail("member.test_fault", f"one of {', '.join(TEST_FAULTS)} (TEST ONLY)")
+    return fault
 
 
 def _api(r: _Reader, directory: Path, ledger: LedgerConfig, health: Endpoint) -> ApiConfig | None:

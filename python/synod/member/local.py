@@ -95,12 +95,14 @@ def create_members(
     ledger_operators: dict[str, bytes] | None = None,
     extra_config: Callable[[Site], str] = lambda site: "",
     signing_view: Mapping[str, Mapping[str, Any]] | None = None,
+    test_faults: Mapping[int, str] | None = None,
 ) -> list[LocalMember]:
     """Members under `root/host-<i>`; with `cometbft`, each with a validator and the
     replicated ledger, else one member on a solo ledger (`sites` must then be one).
     `ledger_operators` are the ledger's request-signing keys (name -> raw Ed25519 public
     key); `extra_config` is appended to each member's `member.toml` (e.g. its chains);
-    `signing_view` is each member's signing view (`synod.chains.signing_view`)."""
+    `signing_view` is each member's signing view (`synod.chains.signing_view`);
+    `test_faults` makes members misbehave on purpose (TEST ONLY: member id -> fault)."""
     if cometbft is None and len(sites) != 1:
         raise ValueError("a solo ledger has one member: give cometbft for a committee")
     root.mkdir(parents=True, exist_ok=True)
@@ -138,7 +140,9 @@ def create_members(
         config = home / CONFIG
         if signing_view is not None:
             write_signing_view(home / "member" / SIGNING_VIEW, signing_view)
-        config.write_text(_config(site, cometbft, signing_view is not None) + extra_config(site))
+        fault = (test_faults or {}).get(site.member_id)
+        text = _config(site, cometbft, signing_view is not None, fault) + extra_config(site)
+        config.write_text(text)
         out.append(LocalMember(site, home, config))
     return out
 
@@ -153,13 +157,14 @@ def _tune_validator(home: Path, shared_host: bool, timeout_commit_ms: int | None
     path.write_text(text)
 
 
-def _config(site: Site, cometbft: Path | None, signing_view: bool) -> str:
+def _config(site: Site, cometbft: Path | None, signing_view: bool, fault: str | None) -> str:
     lines = [
         "[member]",
         'dir = "member"',
         f'passphrase_file = "{PASSPHRASE}"',
         f'health = "{site.host}:{site.health_port}"',
         *([f'chains = "{SIGNING_VIEW}"'] if signing_view else []),
+        *([f'test_fault = "{fault}"'] if fault else []),
         "",
         "[ledger]",
         f'mode = "{REPLICATED if cometbft is not None else SOLO}"',

@@ -144,6 +144,8 @@ class MemberService:
         node += ["--ledger", f"env:{LEDGER_ENV}"]
         if self.config.chains is not None:
             node += ["--chains", str(self.config.chains)]
+        if self.config.test_fault is not None:  # the node logs it loudly, and says so in status
+            node += ["--test-fault", self.config.test_fault]
         children = [ChildSpec("node", node, d / "node.log", env)]
         if self.config.runtime:  # the chains it serves: the runtime on every block
             runtime = [self.python, "-m", "synod.cli.main", "member", "runtime"]
