@@ -255,3 +255,23 @@ def test_a_taken_health_address_stops_the_start_before_any_child(tmp_path: Path)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "member.health: cannot listen" in done.stderr
     assert not (local.directory / "node.log").exists()  # no child was started
+
+
+def test_a_ledger_operator_key_is_made_private_and_its_public_half_printed(
+    tmp_path: Path,
+) -> None:
+    """`synod operator ledger-key`: the key file is 0600 and reads back as the key whose
+    public half is printed for `committee assemble --ledger-operator`; a bad name or an
+    existing file is one error line, exit status 2."""
+    from synod.consensus.committee import raw_public, read_operator_key
+
+    out = tmp_path / "api1.pem"
+    done = synod_cmd("operator", "ledger-key", "--out", str(out), "--name", "api1")
+    assert done.returncode == 0, done.stderr
+    name, hexkey = done.stdout.strip().split("=")
+    assert name == "api1" and os.stat(out).st_mode & 0o777 == 0o600
+    assert raw_public(read_operator_key(out)).hex() == hexkey
+    again = synod_cmd("operator", "ledger-key", "--out", str(out), "--name", "api1")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    bad = synod_cmd("operator", "ledger-key", "--out", str(tmp_path / "x"), "--name", "a-b")
+    assert bad.returncode == 2 and "identifier" in bad.stderr and bad.stderr.count("\n") == 1

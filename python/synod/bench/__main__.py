@@ -9,6 +9,7 @@ python -m synod.bench --worst-message      # what the worst peer message costs a
 python -m synod.bench --consensus          # ledger through 4 CometBFT validators vs local
 python -m synod.bench --witness            # what witnessing adds: deposits, confirmations
 python -m synod.bench --member             # member run to ready; a cut member to caught up
+python -m synod.bench --e2e-members        # btc through the API of 5 member run services vs solo
 python -m synod.bench --peer-tsslib        # threshold ECDSA beside bnb-chain/tss-lib v2
 """
 
@@ -110,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--member-cut", type=float, default=10.0, help="seconds cut, for --member")
     p.add_argument("--e2e", action="store_true", help="end-to-end withdrawals per minute")
     p.add_argument("--per-chain", type=int, default=20, help="withdrawals per chain for --e2e")
+    p.add_argument(
+        "--e2e-members",
+        action="store_true",
+        help="Bitcoin withdrawals through the API of 5 `synod member run` services (replicated) "
+        "beside the solo orderer: per minute, p50/p99 submitted to confirmed (--per-chain)",
+    )
     p.add_argument("--api", action="store_true", help="submissions per second through the API")
     p.add_argument("--api-requests", type=int, default=20_000, help="submissions for --api")
     p.add_argument("--api-duration", type=float, default=30.0, help="seconds at most for --api")
@@ -222,6 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         from synod.bench.e2e import e2e_table
 
         print(e2e_table(args.per_chain, progress))
+        return 0
+    if args.e2e_members:
+        from synod.bench.e2e import e2e_members_table
+
+        print(e2e_members_table(args.per_chain, progress))
         return 0
     if args.member:
         from synod.bench.member import member_table

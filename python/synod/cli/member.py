@@ -111,7 +111,9 @@ def add_parser(sub: Any) -> None:
     revoke.set_defaults(run=run_revoke)
 
     op = sub.add_parser("operator", help="an operator's control-service key and request")
-    op_actions = op.add_subparsers(dest="operator_command", required=True, metavar="{init}")
+    op_actions = op.add_subparsers(
+        dest="operator_command", required=True, metavar="{init,ledger-key}"
+    )
     op_init = op_actions.add_parser(
         "init",
         help="make an operator key and its enrolment request",
@@ -122,6 +124,16 @@ def add_parser(sub: Any) -> None:
     op_init.add_argument("--dir", required=True, type=Path, help="the operator directory")
     op_init.add_argument("--name", required=True, help="lowercase letters, digits and '-'")
     op_init.set_defaults(run=run_operator_init)
+    ledger_key = op_actions.add_parser(
+        "ledger-key",
+        help="make a ledger operator key (what a member's API signs requests with)",
+        description="Create FILE (an Ed25519 key, PKCS#8 PEM, mode 0600; it stays on the host "
+        "of the API that uses it, named by `[api] operator_key`) and print NAME=<public key "
+        "hex> for `synod committee assemble --ledger-operator`.",
+    )
+    ledger_key.add_argument("--out", required=True, type=Path, help="the key file to create")
+    ledger_key.add_argument("--name", required=True, help="its name in the ledger's committee")
+    ledger_key.set_defaults(run=run_ledger_key)
 
 
 def _fail(command: str, err: Exception | str) -> int:
@@ -179,6 +191,27 @@ def run_operator_init(args: argparse.Namespace) -> int:
         return _fail("operator init", err)
     print(f"operator {args.name}: key in {args.dir}/operator.key.pem (stays here)")
     print(f"send {args.dir}/request.json to the committee's assembler (it is public)")
+    return 0
+
+
+def run_ledger_key(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from synod.consensus.committee import operator_key_pem, raw_public
+    from synod.node.keystore import atomic_write
+
+    if not (args.name.isascii() and args.name.isidentifier() and len(args.name) <= 32):
+        return _fail("operator ledger-key", f"--name {args.name[:40]!r}: an identifier is needed")
+    if args.out.exists():
+        return _fail("operator ledger-key", f"{args.out} already exists")
+    key = Ed25519PrivateKey.generate()
+    try:
+        atomic_write(args.out, operator_key_pem(key), 0o600)
+    except OSError as err:
+        return _fail("operator ledger-key", f"{args.out}: {err.strerror}")
+    print(f"{args.name}={raw_public(key).hex()}")
+    print(f"key in {args.out} (stays on this host); pass the line above to `synod committee "
+          "assemble --ledger-operator`", file=sys.stderr)  # fmt: skip
     return 0
 
 

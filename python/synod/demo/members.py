@@ -63,6 +63,7 @@ CHAIN_ID = "synod-demo-members"
 KEY_ID = "btc-key"
 READY_S, DEADLINE_S = 240.0, 600.0
 MINE_EVERY_S = 0.5
+TIMEOUT_PROPOSE_MS = 1000  # loopback: the stopped member's turn to propose costs this, not 3 s
 Progress = Callable[[str], None]
 
 
@@ -108,12 +109,15 @@ def run_member_demo(
     btcd_bin = btcd_dir()
     report = MembersReport()
     btc_port, btc_password = free_ports(1)[0], os.urandom(12).hex()
-    with _committee(workdir, cometbft, btc_port, btc_password, progress) as committee:
-        key = run_dkg(committee.clients, KEY_ID, "bip340", THRESHOLD, 120.0)
-        address = p2tr_address(key.verifying_key, Network.REGTEST)
-        progress(f"btc: BIP340 DKG among the five members; committee address {address}")
-        node = start_btcd(address, workdir / "btcd", btcd_bin, port=btc_port, password=btc_password)
-        try:
+    node: DevNode | None = None
+    try:
+        with _committee(workdir, cometbft, btc_port, btc_password, progress) as committee:
+            key = run_dkg(committee.clients, KEY_ID, "bip340", THRESHOLD, 120.0)
+            address = p2tr_address(key.verifying_key, Network.REGTEST)
+            progress(f"btc: BIP340 DKG among the five members; committee address {address}")
+            node = start_btcd(
+                address, workdir / "btcd", btcd_bin, port=btc_port, password=btc_password
+            )
             node.mine(TAPROOT_ACTIVE_HEIGHT)  # Taproot active; the first coinbases matured
             progress("btc: btcd (regtest) mining to the committee; the members' watchers credit")
             _wait(lambda: _available(committee) > 0, "the deposits credited by a quorum", 180)
@@ -121,15 +125,19 @@ def run_member_demo(
             committee.clients.pop(STOPPED).close()
             progress(f"member {STOPPED} stopped: the committee signs without it")
             processing = time.perf_counter()
+            confirmed_at: dict[str, float] = {}
             with _miner(node):
                 ids = _submit(committee, count, progress)
-                _wait(lambda: _all_confirmed(committee, ids), "every withdrawal confirmed")
+                _wait(lambda: _all_confirmed(committee, ids, confirmed_at), "all confirmed")
             report.processing_s = time.perf_counter() - processing
             report.rows = [_row(committee, node, wid) for wid in ids]
+            for row, wid in zip(report.rows, ids, strict=True):
+                row["latency_s"] = confirmed_at[wid] - ids[wid]
             named = {c for r in report.rows for c in r["culprits"]}
             report.culprits = sorted(named)
             report.replicas = _agreement([m for m in committee.members if m.member_id != STOPPED])
-        finally:
+    finally:  # after the members: their watchers would only find it gone
+        if node is not None:
             node.stop()
     report.elapsed_s = time.perf_counter() - started
     return report
@@ -174,6 +182,7 @@ def _committee(
         cometbft,
         CHAIN_ID,
         timeout_commit_ms=200,
+        timeout_propose_ms=TIMEOUT_PROPOSE_MS,
         ledger_operators=operators,
         extra_config=extra,
         signing_view={"btc": {"network": "regtest"}},
@@ -263,10 +272,12 @@ def _available(committee: _Committee) -> int:
     return sum(int(i["available"]) for i in items if i["chain"] == "btc")
 
 
-def _submit(committee: _Committee, count: int, progress: Progress) -> list[str]:
-    ids = []
+def _submit(committee: _Committee, count: int, progress: Progress) -> dict[str, float]:
+    """Withdrawal id -> when it was submitted."""
+    ids = {}
     for i in range(count):
         to = p2tr_address(coincurve.PrivateKey().public_key.format()[1:], Network.REGTEST)
+        sent = time.perf_counter()
         answer = httpx.post(
             committee.api(ENTRY) + "/v1/withdrawals",
             params={"wait": 20},
@@ -285,7 +296,7 @@ def _submit(committee: _Committee, count: int, progress: Progress) -> list[str]:
         )
         if answer.status_code not in (201, 202):
             raise RuntimeError(f"member {ENTRY}'s API refused a withdrawal: {answer.text}")
-        ids.append(answer.json()["id"])
+        ids[answer.json()["id"]] = sent
     progress(
         f"{count} withdrawals in through member {ENTRY}'s API; each member's runtime drives "
         "them on its own replica"
@@ -293,11 +304,18 @@ def _submit(committee: _Committee, count: int, progress: Progress) -> list[str]:
     return ids
 
 
-def _all_confirmed(committee: _Committee, ids: list[str]) -> bool:
-    try:
-        return all(_get(committee, f"/v1/withdrawals/{w}")["state"] == "CONFIRMED" for w in ids)
-    except httpx.HTTPError:
-        return False
+def _all_confirmed(committee: _Committee, ids: dict[str, float], seen: dict[str, float]) -> bool:
+    """Whether the API shows every one confirmed; `seen` keeps when each first was."""
+    for wid in ids:
+        if wid in seen:
+            continue
+        try:
+            state = _get(committee, f"/v1/withdrawals/{wid}")["state"]
+        except httpx.HTTPError:
+            return False
+        if state == "CONFIRMED":
+            seen[wid] = time.perf_counter()
+    return len(seen) == len(ids)
 
 
 # ----------------------------------------------------------------------------- the report

@@ -493,7 +493,13 @@ def _run(
         else:
             backend = ReplicatedLedger(workdir, root, cometbft, stack, progress, die_with_parent)
         ledger, consensus = backend.ledger, backend.consensus
-        submit = submit or backend.submit
+        inner = submit or backend.submit
+        submitted: dict[str, float] = {}  # request id -> when it was submitted
+
+        def submit(tx: WithdrawRequest) -> object:
+            submitted[tx.request_id] = time.perf_counter()
+            return inner(tx)
+
         stack.callback(_cleanup, setups)
         committee = start_committee(root, backend.member_view, workdir, stack, progress, cfg)
         if "btc" in chains:
@@ -539,6 +545,7 @@ def _run(
             f"member {STOPPED} stopped, member {LYING} sends invalid shares"
         )
         processing_started = time.perf_counter()
+        confirmed_at: dict[str, float] = {}
         deadline = processing_started + DEADLINE_S
         done = 0
         while done < total and time.perf_counter() < deadline:
@@ -546,7 +553,10 @@ def _run(
             acted = backend.step(worker, adapters)
             for s in setups:
                 s.after_pass(ledger)
-            now_done = len(ledger.withdrawals(CONFIRMED))
+            confirmed = ledger.withdrawals(CONFIRMED)
+            for w in confirmed:
+                confirmed_at.setdefault(w.request_id, time.perf_counter())
+            now_done = len(confirmed)
             if now_done != done:
                 progress(f"{now_done}/{total} confirmed")
             done = now_done
@@ -574,6 +584,12 @@ def _run(
                     "culprits": sorted({c for f in mine for c in f.culprits}),
                     "received": setup.paid(w) if setup.paid and w.txid else None,
                     "amount_base_units": w.amount,
+                    # from its submission, or from when the worker started if that was later
+                    # (the demo queues every request while it sets the chains up)
+                    "latency_s": confirmed_at[w.request_id]
+                    - max(submitted.get(w.request_id, 0.0), processing_started)
+                    if w.request_id in confirmed_at
+                    else None,
                 }
             )
     report.elapsed_s = time.perf_counter() - started

@@ -92,6 +92,7 @@ def create_members(
     chain_id: str = "synod-local",
     kdf: KdfParams = RFC9106_SECOND,
     timeout_commit_ms: int | None = None,
+    timeout_propose_ms: int | None = None,
     ledger_operators: dict[str, bytes] | None = None,
     extra_config: Callable[[Site], str] = lambda site: "",
     signing_view: Mapping[str, Mapping[str, Any]] | None = None,
@@ -136,7 +137,9 @@ def create_members(
     for site, home, passphrase, _ in made:
         install_member(home / "member", bundle, passphrase, fingerprint(ca.cert))
         if cometbft is not None:
-            _tune_validator(home / "member" / "cometbft", shared_host, timeout_commit_ms)
+            _tune_validator(
+                home / "member" / "cometbft", shared_host, timeout_commit_ms, timeout_propose_ms
+            )
         config = home / CONFIG
         if signing_view is not None:
             write_signing_view(home / "member" / SIGNING_VIEW, signing_view)
@@ -147,13 +150,19 @@ def create_members(
     return out
 
 
-def _tune_validator(home: Path, shared_host: bool, timeout_commit_ms: int | None) -> None:
+def _tune_validator(
+    home: Path, shared_host: bool, timeout_commit_ms: int | None, timeout_propose_ms: int | None
+) -> None:
+    """Loopback tuning: a stopped validator's turn to propose costs `timeout_propose` (3 s
+    by default, sized for real networks) before the others move to the next round."""
     path = home / "config" / "config.toml"
     text = path.read_text()
     if shared_host:  # several members behind one address: CometBFT must accept that
         text = set_toml(text, "p2p", "allow_duplicate_ip", "true")
     if timeout_commit_ms is not None:
         text = set_toml(text, "consensus", "timeout_commit", f'"{timeout_commit_ms}ms"')
+    if timeout_propose_ms is not None:
+        text = set_toml(text, "consensus", "timeout_propose", f'"{timeout_propose_ms}ms"')
     path.write_text(text)
 
 

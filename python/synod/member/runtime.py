@@ -51,6 +51,9 @@ from synod.state.watch_store import WatchStore
 
 log = logging.getLogger("synod.member.runtime")
 WAKE_S = 0.25  # between wake-ups (CometBFT makes a block every second or so)
+HALT_AFTER_S = 10.0  # no block for this long: consensus halted, journal the write-backs. A
+# stopped validator's turn to propose already costs CometBFT's timeout_propose (3 s) plus a
+# round, which is no halt: pausing then would hold every write-back until the next block.
 KEY_WAIT_LOG_S = 30.0
 JOURNAL, WATCH = "journal.db", "watch.db"
 
@@ -135,6 +138,7 @@ class MemberRuntime:
                 committee.chain_id,
             ),
             self.journal,
+            halt_after_s=HALT_AFTER_S,
         )
         n, t = len(material.manifest.members), material.manifest.threshold
         self._turn = self.synod.timeouts.aggregator_turn_s(n, t)
