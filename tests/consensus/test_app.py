@@ -178,3 +178,21 @@ def test_requeue_without_proof_needs_no_quorum(new_app: AppFactory) -> None:
     run(app, *to_failed("r1"))
     assert run(app, [by_member(1, Requeue(w, "retry"))]) == [[Code.OK]]
     assert Ledger(app.reader).withdrawal(w).status == QUEUED  # same template, nothing moved
+
+
+def test_check_tx_refuses_a_request_whose_external_id_the_ledger_holds(
+    new_app: AppFactory,
+) -> None:
+    """A retry of a withdrawal request through another member's API is a new transaction (its
+    timestamp differs) with the same request id: CheckTx refuses it as the state machine's
+    `duplicate_request`, so the API that sent it can say 409 at once (the block would refuse
+    it too)."""
+    app, _ = new_app()
+    first = WithdrawRequest("ext-1", "eth", "ETH", ETH_TO, 10**17, 1000)
+    assert run(app, [by_operator(first)]) == [[Code.OK]]
+    retry = WithdrawRequest("ext-1", "eth", "ETH", ETH_TO, 10**17, 2000)
+    refused = app.check_tx(by_operator(retry))
+    assert refused.code == Code.REJECTED and "duplicate_request" in refused.log
+    assert json.loads(refused.data) == {"rejected": "duplicate_request"}
+    other = WithdrawRequest("ext-2", "eth", "ETH", ETH_TO, 10**17, 2000)
+    assert app.check_tx(by_operator(other)).code == Code.OK

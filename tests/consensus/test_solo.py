@@ -115,7 +115,7 @@ def test_a_replica_fed_the_same_blocks_reaches_the_same_app_hash(
         for tx in (
             DEPOSIT,
             WithdrawRequest("r1", "eth", "ETH", ETH_TO, 10**17),
-            WithdrawRequest("r1", "eth", "ETH", ETH_TO, 10**16),  # refused: still a block
+            Reserve(withdraw_id("nothing")),  # refused when applied: still a block
             Reserve(withdraw_id("r1")),
         )
     ]

@@ -2,17 +2,19 @@
 network namespace, each running its runtime (withdraw worker, deposit watcher, proof attester)
 on its own replica and signing through its own node; btcd (regtest) on the hosts' bridge,
 reached over TLS. The committee's coinbases are credited when a quorum of the members' watchers
-report them; withdrawals go in through member 2's REST API (a view over its replica that signs
-each request with its own ledger operator key and sends it to member 2's validator); a retry
-through member 3's API is the same withdrawal, deduplicated by the ledger. One member's link is
-cut in the middle of the batch: the batch completes and every recipient is paid exactly once;
-the link restored, the member catches up, its replica's app hash equals the others', and it
-takes part in the next signing session.
+report them; member 1's runtime also reports, alone, deposits that never happened, which no
+replica ever credits. Withdrawals go in through member 2's REST API (a view over its replica
+that signs each request with its own ledger operator key and sends it to member 2's
+validator); a retry through member 3's API is the same withdrawal, deduplicated by the ledger.
+One member's link is cut in the middle of the batch: the batch completes and every recipient is
+paid exactly once; the link restored, the member catches up, its replica's app hash equals the
+others', and it takes part in the next signing session.
 
 Needs root, cometbft and btcd (skipped with the reason otherwise; CI requires them)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -43,10 +45,12 @@ from synod.node.templates import signing_session_id
 from synod.state.db import open_database
 from tests.member.helpers import children_of, wait_for
 from tests.node.helpers import FAST_KDF
+from tests.node.test_node_cli import synod_cmd
 
 pytestmark = pytest.mark.cometbft
 MEMBERS = (1, 2, 3, 4)
 API_PORT = 8080
+LIAR = 1  # its runtime reports a deposit that never happened beside every real one
 ENTRY, RETRY, CUT = 2, 3, 4  # requests go in through member 2 (a retry through member 3);
 # member 4's link is cut mid-batch
 CHAIN_ID = "synod-runtime-hosts"
@@ -145,6 +149,7 @@ def world(cometbft: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 + _chains(f"https://synod:{password}@{gateway}:{port}", btcd_home / "rpc.cert")
             ),
             signing_view={"btc": {"network": "regtest"}},
+            test_faults={LIAR: "fake-deposits"},
         )
         tokens = {}
         for m in (ENTRY, RETRY):
@@ -250,6 +255,20 @@ def received(btcd: DevNode, address: str, since: int) -> list[tuple[str, int]]:
     return out
 
 
+def _metrics(member: LocalMember) -> str:
+    try:
+        return httpx.get(f"{member.health_url}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return ""
+
+
+def _pending(member: LocalMember) -> float:
+    for line in _metrics(member).splitlines():
+        if line.startswith('synod_ledger_witnessed{status="pending"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def _recipient() -> str:
     return p2tr_address(coincurve.PrivateKey().public_key.format()[1:], Network.REGTEST)
 
@@ -263,6 +282,12 @@ def test_members_pay_once_through_a_cut_and_the_cut_member_signs_again(world: Wo
         "three deposits credited on every replica",
         180,
     )
+    # Member 1's runtime also reports a deposit in every block that never happened: alone, it
+    # is a pending report the ledger never acts on, on any replica.
+    wait_for(lambda: _pending(members[0]) >= 1, "member 1's lone reports pending")
+    for m in members:
+        assert _rows(m, f"SELECT * FROM utxos WHERE outpoint LIKE '{'0' * 64}:%'") == []
+        assert _rows(m, "SELECT * FROM lots WHERE lot_id LIKE '%" + "0" * 64 + "%'") == []
     since = world.btcd.rpc.get_block_count() + 1
     batch = [(f"w{i}", _recipient(), 10_000_000 * (i + 1)) for i in range(3)]
     with Miner(world.btcd):
@@ -285,11 +310,22 @@ def test_members_pay_once_through_a_cut_and_the_cut_member_signs_again(world: Wo
             world.hosts.restore(CUT)
     for request_id, to, amount in batch:
         assert [sats for _, sats in received(world.btcd, to, since)] == [amount], request_id
-    # A client retrying through another member's API: the ledger refuses a second request with
-    # the same external id, so it stays one withdrawal, paid once.
-    submit(world, batch[:1], RETRY)
+    # A client retrying with the CLI through another member's API: the ledger refuses a second
+    # request with the same external id, so it stays one withdrawal, paid once.
+    api3 = f"http://{members[RETRY - 1].site.host}:{API_PORT}"
+    env = {"SYNOD_API_TOKEN": world.tokens[RETRY]}
+    request_id, to, amount = batch[0]
+    retry = synod_cmd(
+        "withdraw", "create", "--api", api3, "--chain", "btc", "--asset", "BTC", "--to", to,
+        "--amount", str(amount), "--external-id", request_id, env=env,
+    )  # fmt: skip
+    assert retry.returncode == 2 and "already used" in retry.stderr, retry.stderr
     rows = _rows(members[0], "SELECT COUNT(*) FROM withdrawals WHERE request_id = 'w0'")
     assert rows == [(1,)]
+    listed = synod_cmd("withdraw", "list", "--api", api3, "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    states = {w["external_id"]: w["state"] for w in json.loads(listed.stdout)["items"]}
+    assert states == {r: "CONFIRMED" for r, _, _ in batch}  # member 3's replica, via its API
 
     # The cut member catches up; its replica agrees with the others' by app hash.
     target = max(max(app_hashes(m)) for m in others)

@@ -443,9 +443,17 @@ def create_app(
             if again is not None:
                 return again
             receipt = consensus.submit(tx)
-            if receipt is None:  # consensus paused: journaled, applied on resume
-                status, payload = 202, {"id": wid, "external_id": body.external_id}
-                payload["state"] = "PENDING"
+            if receipt is None:  # for a later block (a replica), or journaled while paused
+                status = 202
+                payload: dict[str, Any] = {
+                    "id": wid,
+                    "external_id": body.external_id,
+                    "chain": chain,
+                    "asset": asset,
+                    "destination": destination,
+                    "amount": str(amount),
+                    "state": "PENDING",
+                }
             else:
                 status = 201
                 payload = withdrawal_view(ledger.withdrawal(wid), ledger, nodes)

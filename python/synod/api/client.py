@@ -23,6 +23,7 @@ class ApiError(Exception):
 
 class ApiClient:
     def __init__(self, base_url: str, token: str, timeout: float = 10.0) -> None:
+        self.timeout = timeout
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}"},
@@ -50,7 +51,10 @@ class ApiClient:
         amount: str,
         external_id: str,
         idempotency_key: str | None = None,
+        wait: float = 0.0,
     ) -> dict[str, Any]:
+        """The withdrawal (201), or while it waits for its block `state` PENDING (202);
+        `wait` seconds (at most 30) lets the API wait for the block first."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         body = {
             "chain": chain,
@@ -59,7 +63,11 @@ class ApiClient:
             "amount": amount,
             "external_id": external_id,
         }
-        result: dict[str, Any] = self._call("POST", "/v1/withdrawals", json=body, headers=headers)
+        params = {"wait": wait} if wait > 0 else {}
+        result: dict[str, Any] = self._call(
+            "POST", "/v1/withdrawals", json=body, headers=headers, params=params,
+            timeout=self.timeout + wait,
+        )  # fmt: skip
         return result
 
     def withdrawal(self, withdrawal_id: str) -> dict[str, Any]:

@@ -39,6 +39,13 @@ def add_parser(sub: Any) -> None:
     create.add_argument("--amount", required=True, help="decimal string of base units")
     create.add_argument("--external-id", required=True)
     create.add_argument("--idempotency-key")
+    create.add_argument(
+        "--wait",
+        type=float,
+        default=10.0,
+        help="seconds the API may wait for the ledger's block (at most 30; 0: answer at once, "
+        "PENDING on a replicated ledger)",
+    )
     create.set_defaults(run=_cmd(_create))
     get = actions.add_parser("get", help="one withdrawal with its history")
     _common(get)
@@ -124,8 +131,9 @@ def _webhooks_parser(sub: Any) -> None:
 
 def _create(client: Any, a: argparse.Namespace) -> Any:
     return client.create_withdrawal(
-        a.chain, a.asset, a.destination, a.amount, a.external_id, a.idempotency_key
-    )
+        a.chain, a.asset, a.destination, a.amount, a.external_id, a.idempotency_key,
+        min(max(a.wait, 0.0), 30.0),
+    )  # fmt: skip
 
 
 def _list(client: Any, a: argparse.Namespace) -> Any:

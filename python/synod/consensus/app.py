@@ -62,6 +62,7 @@ from synod.state.transactions import (
     Requeue,
     Strike,
     Tx,
+    WithdrawRequest,
     parse_tx,
 )
 
@@ -229,6 +230,15 @@ class LedgerApp:
         tx_id = tx.tx_id
         if self.reader.query("SELECT 1 FROM applied_tx WHERE tx_id = ?", (tx_id,)):
             return Outcome(Code.DUPLICATE, f"{tx_id} already applied")
+        if isinstance(tx, WithdrawRequest) and self.reader.query(
+            "SELECT 1 FROM withdrawals WHERE request_id = ?", (tx.request_id,)
+        ):  # the block would refuse it too: say so now, to whichever member's API sent it
+            reason = E.DuplicateRequest.reason
+            return Outcome(
+                Code.REJECTED,
+                f"{reason}: request {tx.request_id!r} already queued",
+                _data(rejected=reason),
+            )
         if needs_attestation(tx):
             rows = self.reader.query(
                 "SELECT status, outcome FROM attested WHERE tx_id = ?", (tx_id,)

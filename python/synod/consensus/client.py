@@ -77,10 +77,10 @@ class CometRpc:
             int(info["latest_block_height"]), info["latest_app_hash"], bool(info["catching_up"])
         )
 
-    def broadcast_tx_sync(self, raw: bytes) -> tuple[int, str, str]:
-        """(CheckTx code, log, tx hash)."""
+    def broadcast_tx_sync(self, raw: bytes) -> tuple[int, str, bytes]:
+        """(CheckTx code, log, data): the application's answer to the transaction."""
         r = self.call("broadcast_tx_sync", tx=base64.b64encode(raw).decode())
-        return int(r["code"]), str(r.get("log", "")), str(r["hash"])
+        return int(r["code"]), str(r.get("log", "")), base64.b64decode(r.get("data") or "")
 
     def query(self, path: str, data: bytes = b"") -> Any:
         """An application query (`synod.consensus.abci.server` paths), decoded from JSON."""
@@ -108,7 +108,7 @@ class ReplicatedConsensus:
         """Into the mempool (None), or the refusal: `Unauthorized` / `MalformedTransaction` /
         `Rejected`. Already applied is not an error: the write-back is idempotent."""
         try:
-            code, log, _ = self.rpc.broadcast_tx_sync(self.signed(tx).encode())
+            code, log, data = self.rpc.broadcast_tx_sync(self.signed(tx).encode())
         except RpcError as err:
             if "already exists in cache" in str(err):
                 return None  # these very bytes were submitted before
@@ -119,4 +119,10 @@ class ReplicatedConsensus:
             raise Unauthorized(log)
         if code == Code.MALFORMED:
             raise E.MalformedTransaction(log)
+        try:
+            reason = json.loads(data).get("rejected") if data else None
+        except (ValueError, AttributeError):
+            reason = None
+        if isinstance(reason, str):  # the state machine's own refusal, as its exception
+            raise E.rejection(reason, log)
         raise E.Rejected(log or f"refused with code {code}")

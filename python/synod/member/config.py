@@ -7,7 +7,8 @@ dir = "/var/lib/synod/member"      # the member directory (`synod member init` +
 passphrase_file = "/etc/synod/passphrase"   # optional: else $SYNOD_PASSPHRASE
 health = "127.0.0.1:9100"          # /healthz, /readyz and /metrics
 chains = "chains.json"             # optional: the signing view, relative to dir
-# test_fault = "invalid-shares"    # TEST ONLY: the signer node misbehaves on purpose
+# test_fault = "invalid-shares"    # TEST ONLY: the signer node (invalid-shares) or the
+#                                  # runtime (fake-deposits) misbehaves on purpose
 
 [ledger]
 mode = "replicated"                # or "solo": a chain of one validator in this process
@@ -46,6 +47,7 @@ from synod.node.manifest import Endpoint, ManifestError
 from synod.state.db import is_dsn
 
 SOLO, REPLICATED = "solo", "replicated"
+RUNTIME_FAULTS = ("fake-deposits",)  # TEST ONLY: `synod.member.runtime`
 MAX_CONFIG_BYTES = 1 << 20
 SECTIONS: dict[str, frozenset[str]] = {
     "member": frozenset({"dir", "passphrase_file", "health", "chains", "test_fault"}),
@@ -108,7 +110,7 @@ class MemberConfig:
     chains: Path | None = None  # the signing view the signer node reads
     runtime: tuple[ChainConfig, ...] = ()
     api: ApiConfig | None = None
-    test_fault: str | None = None  # TEST ONLY (`synod node run --test-fault`)
+    test_fault: str | None = None  # TEST ONLY: a node's or a runtime's fault
 
 
 class _Reader:
@@ -227,8 +229,9 @@ def _test_fault(r: _Reader, member: dict[str, Any]) -> str | None:
     if "test_fault" not in member:
         return None
     fault = r.text(member, "member", "test_fault")
-    if fault not in TEST_FAULTS:
-        raise r.fail("member.test_fault", f"one of {', '.join(TEST_FAULTS)} (TEST ONLY)")
+    known = (*TEST_FAULTS, *RUNTIME_FAULTS)
+    if fault not in known:
+        raise r.fail("member.test_fault", f"one of {', '.join(known)} (TEST ONLY)")
     return fault
 
 

@@ -43,7 +43,7 @@ from synod.runtime.interfaces import ChainAdapter, Signer
 from synod.runtime.journal import Journal
 from synod.runtime.node_signer import NodeSigner
 from synod.runtime.replica import ReplicaConsensus, ReplicaRunner
-from synod.runtime.watchers.base import BlockSource, DepositWatcher, WatcherLoop
+from synod.runtime.watchers.base import Block, BlockSource, Deposit, DepositWatcher, WatcherLoop
 from synod.runtime.worker import WithdrawWorker, WorkerPolicy
 from synod.state.db import SqliteDatabase, open_database
 from synod.state.machine import Ledger
@@ -105,6 +105,29 @@ def bitcoin_parts(
 
 
 BUILDERS = {"btc": bitcoin_parts}
+
+# TEST ONLY faults of a member's runtime (``[member] test_fault``, `config.RUNTIME_FAULTS`), to
+# show that the ledger acts on no single member's word: ``fake-deposits`` reports, beside each
+# block's real deposits, one that never happened (an outpoint of an all-zero txid).
+
+
+class FakeDeposits:
+    """TEST ONLY: `source` with a deposit that does not exist added to every block."""
+
+    def __init__(self, source: BlockSource) -> None:
+        self.source = source
+        self.chain = source.chain
+
+    def tip(self) -> int:
+        return self.source.tip()
+
+    def block_hash(self, height: int) -> str | None:
+        return self.source.block_hash(height)
+
+    def block(self, height: int) -> Block:
+        block = self.source.block(height)
+        fake = Deposit(self.chain, "BTC", 21 * 10**14, f"{'0' * 64}:{height}", height)
+        return replace(block, deposits=(*block.deposits, fake))
 
 
 class MemberRuntime:
@@ -183,9 +206,13 @@ class MemberRuntime:
             self.adapters[chain.chain] = parts.adapter
             self.signers[chain.chain] = parts.signer
             confirmations = self.policy.confirmations[chain.chain]
+            deposits = parts.deposits
+            if self.config.test_fault == "fake-deposits":
+                log.warning("TEST ONLY: %s: reporting deposits that never happened", chain.chain)
+                deposits = FakeDeposits(deposits)
             self.watchers.append(
                 DepositWatcher(
-                    parts.deposits, self.consensus, self.watch, confirmations, chain.from_height
+                    deposits, self.consensus, self.watch, confirmations, chain.from_height
                 )
             )
             log.info("%s: serving key %s", chain.chain, chain.key_id)

@@ -54,6 +54,7 @@ from synod.member.config import REPLICATED, MemberConfig
 from synod.member.supervisor import ChildSpec, Supervisor
 from synod.node.committee import NodeMaterial
 from synod.node.enrol import LEDGER_COMMITTEE
+from synod.node.faults import TEST_FAULTS
 from synod.node.keystore import PASSPHRASE_ENV, atomic_write
 from synod.node.process import STATUS_FILE
 from synod.state.db import migrate, open_database
@@ -144,8 +145,8 @@ class MemberService:
         node += ["--ledger", f"env:{LEDGER_ENV}"]
         if self.config.chains is not None:
             node += ["--chains", str(self.config.chains)]
-        if self.config.test_fault is not None:  # the node logs it loudly, and says so in status
-            node += ["--test-fault", self.config.test_fault]
+        if self.config.test_fault in TEST_FAULTS:  # the node logs it loudly, and its status
+            node += ["--test-fault", str(self.config.test_fault)]  # shows it
         children = [ChildSpec("node", node, d / "node.log", env)]
         if self.config.runtime:  # the chains it serves: the runtime on every block
             runtime = [self.python, "-m", "synod.cli.main", "member", "runtime"]
