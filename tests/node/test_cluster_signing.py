@@ -6,6 +6,7 @@ wait polls with a generous overall deadline."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -110,6 +111,21 @@ def test_bip340_dkg_and_signature_verified_by_libsecp256k1(
     assert coincurve.PublicKeyXOnly(output).verify(sig, message)
     assert len(signed["signers"]) == T and set(signed["signers"]) <= set(MEMBERS)
     assert signed["culprits"] == [] and signed["sub_sessions"] >= 1
+    # ad-hoc signing is a development tool: every member recorded the session, who asked
+    # and the message's hash, in its own hash-chained audit trail before it started
+    digest = hashlib.sha256(message).hexdigest()
+    for i in MEMBERS:
+        trail = node_dir(cluster, i) / "audit.db"
+        verified = synod_cmd("audit", "verify", "--db", str(trail), "--json")
+        assert verified.returncode == 0 and json.loads(verified.stdout)["ok"], verified.stderr
+        db = sqlite3.connect(f"file:{trail}?mode=ro", uri=True)
+        rows = db.execute("SELECT actor, detail FROM audit_log WHERE action = 'adhoc_sign'")
+        found = [(a, json.loads(d)) for a, d in rows.fetchall()]
+        db.close()
+        assert any(
+            actor.startswith("operator:") and d["sha256"] == digest and d["key_id"] == key["key_id"]
+            for actor, d in found
+        ), found
     # each member keeps its own share, encrypted in its own keystore, nowhere else
     for i in MEMBERS:
         ks = Keystore.open(node_dir(cluster, i) / "keystore", _passphrase(cluster, i))

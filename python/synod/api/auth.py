@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from synod.state.audit import prepare_audit
 from synod.state.db import PostgresDatabase, SqliteDatabase, migrate
 
 TOKEN_PREFIX = "synod_"
@@ -56,9 +57,8 @@ def token_hash(token: str) -> str:
 API_MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
-        # The API's own tables: its tokens, its idempotency records and (in a database of its
-        # own, beside a member's replica) the audit trail of its calls. The ledger's replicas
-        # never carry them.
+        # The API's own tables: its tokens and its idempotency records (the audit trail of its
+        # calls: `prepare_audit`). The ledger's replicas never carry them.
         """
         CREATE TABLE IF NOT EXISTS api_tokens (
             token_hash TEXT PRIMARY KEY, token_id TEXT NOT NULL UNIQUE, role TEXT NOT NULL,
@@ -68,11 +68,6 @@ API_MIGRATIONS: list[tuple[int, str]] = [
             token_id TEXT NOT NULL, idem_key TEXT NOT NULL, body_hash TEXT NOT NULL,
             status BIGINT NOT NULL, response TEXT NOT NULL, created_at BIGINT NOT NULL,
             PRIMARY KEY (token_id, idem_key)
-        );
-        CREATE TABLE IF NOT EXISTS audit_log (
-            seq BIGINT PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL,
-            action TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL,
-            hash TEXT NOT NULL
         )
         """,
     ),
@@ -80,8 +75,10 @@ API_MIGRATIONS: list[tuple[int, str]] = [
 
 
 def prepare_api_store(db: SqliteDatabase | PostgresDatabase) -> None:
-    """The API's tables in `db` (its own database, or the solo ledger's)."""
+    """The API's tables and the audit table in `db` (its own database, or the solo
+    ledger's)."""
     migrate(db, API_MIGRATIONS, "api_schema_version")
+    prepare_audit(db)
 
 
 class TokenStore:

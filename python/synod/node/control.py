@@ -20,6 +20,7 @@ import logging
 import math
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -81,6 +82,10 @@ METHODS: dict[str, tuple[Any, Any]] = {
     "PrepareAuxInfo": (pb.PrepareAuxInfoRequest, pb.PrepareAuxInfoReply),
     "StartAuxInfo": (pb.StartAuxInfoRequest, pb.StartReply),
 }
+
+
+AdhocRecorder = Callable[[str, dict[str, str]], None]
+"""(caller, detail) -> an audit row for an ad-hoc signing session, or an exception."""
 
 
 class BadRequest(ValueError):
@@ -168,6 +173,17 @@ class OperatorOnly:
             self._counters[f"control_refused_{reason}"] += 1
         return reason
 
+    def caller(self, cert: x509.Certificate | None) -> str:
+        """Who an admitted caller is, for the audit trail: ``operator:<name>`` or
+        ``member:<id>`` (this member's own runtime)."""
+        if cert is None:
+            return "unknown"
+        try:
+            who = identify(cert, self._ca)
+        except PkiError:
+            return "unknown"
+        return f"{who.role.value}:{who.name}"
+
 
 class ControlServicer:
     def __init__(
@@ -175,15 +191,31 @@ class ControlServicer:
         runner: NodeRunner,
         authorize: OperatorOnly | None = None,
         aux: AuxInfoCeremony | None = None,
+        record_adhoc: AdhocRecorder | None = None,
     ) -> None:
         self.runner = runner
         self.authorize = authorize
         self.aux = aux
+        self.record_adhoc = record_adhoc
         self._waiters = threading.BoundedSemaphore(MAX_WAITERS)
 
     def _abort(self, context: Any, code: grpc.StatusCode, detail: str) -> NoReturn:
         context.abort(code, detail)
         raise AssertionError("unreachable")  # context.abort raises
+
+    def _audit_adhoc(self, context: Any, detail: dict[str, str]) -> None:
+        """An ad-hoc session's row in the member's audit trail, before it starts: a session
+        that cannot be recorded does not run."""
+        if self.record_adhoc is None:
+            return
+        caller = "unknown"
+        if self.authorize is not None:
+            caller = self.authorize.caller(peer_certificate(context.auth_context()))
+        try:
+            self.record_adhoc(caller, detail)
+        except Exception as err:  # the store's failure: refuse rather than sign unrecorded
+            log.error("cannot audit an ad-hoc signing session: %s", type(err).__name__)
+            self._abort(context, grpc.StatusCode.UNAVAILABLE, "cannot record the session")
 
     def _admit(self, context: Any) -> None:
         if self.authorize is None:  # loopback tests over an insecure channel
@@ -308,12 +340,14 @@ class ControlServicer:
                 "(ad-hoc signing is a development tool, off)",
             )
         if context_ is None:  # a development tool: every such session leaves a trace
+            digest = hashlib.sha256(message).hexdigest()
             log.warning(
                 "ad-hoc signing: key %s, session %s, message sha256 %s",
                 key_id,
                 sid.hex()[:16],
-                hashlib.sha256(message).hexdigest()[:16],
+                digest[:16],
             )
+            self._audit_adhoc(context, {"key_id": key_id, "session": sid.hex(), "sha256": digest})
         validator = self.runner.validator(context_, message)
 
         def begin(node: SignerNode, now: float) -> str | None:
@@ -423,11 +457,12 @@ def add_control_service(
     runner: NodeRunner,
     authorize: OperatorOnly | None = None,
     aux: AuxInfoCeremony | None = None,
+    record_adhoc: AdhocRecorder | None = None,
 ) -> ControlServicer:
     """Serve `synod.node.Control` for `runner` on `server` (the caller owns the server);
     with `authorize`, only operator certificates are admitted; `aux` runs this member's
     part of an aux-info ceremony (without it, one is refused)."""
-    servicer = ControlServicer(runner, authorize, aux)
+    servicer = ControlServicer(runner, authorize, aux, record_adhoc)
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
             getattr(servicer, name),

@@ -20,6 +20,7 @@ import os
 import queue
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from prometheus_client import start_http_server
 from synod.crypto import ecdsa
 from synod.node.aux_info import AuxInfoCeremony
 from synod.node.committee import NodeMaterial
-from synod.node.control import OperatorOnly, add_control_service
+from synod.node.control import AdhocRecorder, OperatorOnly, add_control_service
 from synod.node.faults import fault_factory
 from synod.node.grpc_transport import GrpcTransport, Limits, PeerState
 from synod.node.key_shares import KeystoreShares
@@ -44,6 +45,8 @@ from synod.node.signer_node import SignerNode
 from synod.node.templates import TemplateCheck
 from synod.node.transport import Clock
 from synod.processes import pid_alive
+from synod.state.audit import AuditAction, AuditLog, prepare_audit
+from synod.state.db import SqliteDatabase
 from synod.state.session_store import SessionStore
 
 log = logging.getLogger("synod.node.process")
@@ -196,8 +199,10 @@ def run_node(
     else:
         aux = AuxInfoCeremony(runner, shares.store_aux_info)
 
+    record_adhoc = _adhoc_audit(material.directory) if runner.operator_signing else None
+
     def serve_control(server: Any) -> None:
-        add_control_service(server, runner, operator_only, aux)
+        add_control_service(server, runner, operator_only, aux, record_adhoc)
 
     transport.add_service(serve_control)
     me = material.manifest.member(material.member_id)
@@ -265,3 +270,22 @@ def _refresh(
     with contextlib.suppress(RunnerStopped, TimeoutError, queue.Full):
         status.router, status.presignatures = runner.call(read, timeout=0.5)
     return status
+
+
+ADHOC_AUDIT = "audit.db"  # in the member directory: the trail of its ad-hoc signing sessions
+
+
+def _adhoc_audit(directory: Path) -> AdhocRecorder:
+    """A member with ad-hoc signing on (a development tool) records every such session, who
+    asked and the message's hash, in its own hash-chained audit trail (`synod audit verify
+    --db DIR/audit.db`) before it starts."""
+    db = SqliteDatabase(directory / ADHOC_AUDIT)
+    prepare_audit(db)
+    trail = AuditLog(db)
+    lock = threading.Lock()  # control calls arrive on several threads
+
+    def record(caller: str, detail: dict[str, str]) -> None:
+        with lock:
+            trail.append(caller, AuditAction.ADHOC_SIGN, detail)
+
+    return record

@@ -20,12 +20,33 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from synod.state.db import PostgresDatabase, SqliteDatabase
+from synod.state.db import PostgresDatabase, SqliteDatabase, migrate
 
 GENESIS_HASH = "0" * 64
 """The `prev_hash` of the first row."""
 MAX_DETAIL = 4096
 """Bytes of JSON detail kept per row: callers describe, they do not dump."""
+
+
+AUDIT_MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        # The ledger's own migrations make the same table in a ledger store; a store that is
+        # no ledger (the API's beside a replica, a signer node's) gets it here.
+        """
+        CREATE TABLE IF NOT EXISTS audit_log (
+            seq BIGINT PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL,
+            action TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )
+        """,
+    ),
+]
+
+
+def prepare_audit(db: SqliteDatabase | PostgresDatabase) -> None:
+    """The audit table in `db`, when it is not there yet."""
+    migrate(db, AUDIT_MIGRATIONS, "audit_schema_version")
 
 
 class AuditAction(enum.StrEnum):
@@ -35,6 +56,7 @@ class AuditAction(enum.StrEnum):
     KEY_EVENT = "key_event"  # DKG, refresh, reshare
     NODE_START = "node_start"
     NODE_STOP = "node_stop"
+    ADHOC_SIGN = "adhoc_sign"  # a development member signed an operator's ad-hoc message
 
 
 @dataclass(frozen=True)
