@@ -31,9 +31,22 @@ def test_a_tied_child_dies_with_its_sigkilled_starter() -> None:
     child = int(pid_text)
     assert no_preexec == str(tied_to_me(["x"])[1] is None)  # setpriv where installed
     assert Path(f"/proc/{child}").exists()
+    # setpriv asks for the signal, then becomes `sleep`: kill the starter only once it has
+    # (killed before, the request is never made: a window of microseconds, wide under load)
+    end = time.monotonic() + 30
+    while _comm(child) != "sleep" and time.monotonic() < end:
+        time.sleep(0.01)
+    assert _comm(child) == "sleep"
     starter.kill()
     starter.wait()
     end = time.monotonic() + 10
     while time.monotonic() < end and Path(f"/proc/{child}").exists() and running(child):
         time.sleep(0.05)
     assert not Path(f"/proc/{child}").exists() or not running(child)
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
