@@ -80,7 +80,11 @@ class CometRpc:
     def broadcast_tx_sync(self, raw: bytes) -> tuple[int, str, bytes]:
         """(CheckTx code, log, data): the application's answer to the transaction."""
         r = self.call("broadcast_tx_sync", tx=base64.b64encode(raw).decode())
-        return int(r["code"]), str(r.get("log", "")), base64.b64decode(r.get("data") or "")
+        try:  # CometBFT writes these bytes as hex (HexBytes)
+            data = bytes.fromhex(str(r.get("data") or ""))
+        except ValueError:
+            data = b""
+        return int(r["code"]), str(r.get("log", "")), data
 
     def query(self, path: str, data: bytes = b"") -> Any:
         """An application query (`synod.consensus.abci.server` paths), decoded from JSON."""

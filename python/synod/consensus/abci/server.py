@@ -181,7 +181,9 @@ class AbciHandlers:
 
     def _check_tx(self, r: pb.RequestCheckTx) -> pb.Response:
         outcome = self.app.check_tx(bytes(r.tx))
-        return pb.Response(check_tx=pb.ResponseCheckTx(code=int(outcome.code), log=outcome.log))
+        return pb.Response(
+            check_tx=pb.ResponseCheckTx(code=int(outcome.code), log=outcome.log, data=outcome.data)
+        )
 
     def _prepare(self, r: pb.RequestPrepareProposal) -> pb.Response:
         txs = self.app.prepare_proposal([bytes(t) for t in r.txs], int(r.max_tx_bytes))
