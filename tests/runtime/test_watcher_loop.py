@@ -3,9 +3,11 @@ being credited, and the failing watcher catches up once its node answers again."
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
+import pytest
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
 from solders.message import Message
@@ -78,5 +80,43 @@ def test_one_failing_watcher_does_not_stop_the_others(tmp_path: Path) -> None:
     flaky.down = False
     assert loop.run_once() == 1
     assert ledger.balance("sol", "SOL")["deposited"] == 3 * 10**9
+    consensus.journal.close()
+    ledger.db.close()
+
+
+class Down:
+    """A source whose node never answers."""
+
+    chain = "sol"
+
+    def tip(self) -> int:
+        raise ConnectionError("node unreachable")
+
+    def block(self, height: int) -> Block:
+        raise AssertionError("never asked")
+
+    def block_hash(self, height: int) -> str | None:
+        raise AssertionError("never asked")
+
+
+def test_a_node_down_for_long_is_one_traceback_then_a_line_per_interval(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger = Ledger(SqliteDatabase(tmp_path / "ledger.db"))
+    consensus = SoloConsensus(ledger, Journal(tmp_path / "journal.db"))
+    now = [0.0]
+    watcher = DepositWatcher(Down(), consensus, WatchStore(ledger.db), 1, name="sol-down")
+    loop = WatcherLoop([watcher], poll_interval_s=0.0, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="synod.runtime.watchers"):
+        for _ in range(100):  # 25 s of passes four times a second
+            loop.run_once()
+            now[0] += 0.25
+        assert [r.exc_info is not None for r in caplog.records] == [True]  # one traceback
+        for _ in range(40):  # 10 s more: past the interval, one line with the count
+            loop.run_once()
+            now[0] += 0.25
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and "still failing" in lines[1] and "ConnectionError" in lines[1]
+    assert loop.failures == {"sol-down": 140}
     consensus.journal.close()
     ledger.db.close()

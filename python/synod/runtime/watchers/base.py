@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -188,17 +189,31 @@ class DepositWatcher:
         self.store.rewind(self.name, fork)
 
 
+REPEAT_LOG_S = 30.0  # the same failure of one watcher is logged again after this long
+
+
 class WatcherLoop:
     """Runs every watcher each pass, then sleeps the poll interval (woken early by `wake`);
-    `from_config` takes ``runtime.pollIntervalMs``."""
+    `from_config` takes ``runtime.pollIntervalMs``. A watcher that fails is logged with its
+    traceback once; while it keeps failing the same way, one line every `REPEAT_LOG_S` says
+    how many passes failed (a chain node down for an hour is not 14,400 tracebacks), and its
+    recovery is logged. `failures` counts the passes failed per watcher."""
 
     @classmethod
     def from_config(cls, watchers: Sequence[DepositWatcher], cfg: SynodConfig) -> WatcherLoop:
         return cls(watchers, cfg.runtime.poll_interval_s)
 
-    def __init__(self, watchers: Sequence[DepositWatcher], poll_interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        watchers: Sequence[DepositWatcher],
+        poll_interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.watchers = list(watchers)
         self.poll_interval_s = poll_interval_s
+        self.clock = clock
+        self.failures: dict[str, int] = {}
+        self._failing: dict[str, tuple[str, float, int]] = {}  # name -> (what, logged, since)
         self._wake = threading.Event()
 
     def wake(self) -> None:
@@ -210,9 +225,26 @@ class WatcherLoop:
         for watcher in self.watchers:
             try:
                 credited += watcher.step()
-            except Exception:  # one chain's node down must not stop the others
-                log.exception("%s: watcher pass failed; retrying next pass", watcher.name)
+            except Exception as err:  # one chain's node down must not stop the others
+                self._failed(watcher.name, err)
+            else:
+                if self._failing.pop(watcher.name, None) is not None:
+                    log.info("%s: watcher passes succeed again", watcher.name)
         return credited
+
+    def _failed(self, name: str, err: Exception) -> None:
+        self.failures[name] = self.failures.get(name, 0) + 1
+        what, now = f"{type(err).__name__}: {err}", self.clock()
+        last = self._failing.get(name)
+        if last is None or last[0] != what:
+            log.exception("%s: watcher pass failed; retrying next pass", name)
+            self._failing[name] = (what, now, 0)
+        elif now - last[1] >= REPEAT_LOG_S:
+            repeats = last[2] + 1
+            log.warning("%s: still failing (%d more passes): %s", name, repeats, what)
+            self._failing[name] = (what, now, 0)
+        else:
+            self._failing[name] = (what, last[1], last[2] + 1)
 
     def run(self, stop: threading.Event, max_passes: int | None = None) -> None:
         passes = 0
