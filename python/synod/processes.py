@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TypeVar
 
 K = TypeVar("K")
@@ -96,3 +97,22 @@ def terminate(pids: Mapping[K, int], timeout: float) -> list[K]:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
     return killed
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live descendant of `pid` (from /proc; empty where there is none)."""
+    parents: dict[int, int] = {}
+    proc = Path("/proc")
+    for entry in proc.iterdir() if proc.is_dir() else ():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found

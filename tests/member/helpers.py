@@ -6,7 +6,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
+
+from synod.processes import descendants
 
 DEADLINE_S = 120.0
 
@@ -30,19 +31,4 @@ def wait_for(check: Callable[[], object], what: str, deadline_s: float = DEADLIN
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def children_of(pid: int) -> set[int]:
-    """Every live descendant of `pid` (from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {p for p, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
+children_of = descendants  # every live descendant of a pid

@@ -8,8 +8,6 @@ reason otherwise; CI sets SYNOD_REQUIRE_NETNS=1 and requires it)."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +21,9 @@ from synod.member.local import (
     create_members,
     is_ready,
     start_member,
+    stop_members,
 )
-from tests.member.helpers import children_of, wait_for
+from tests.member.helpers import wait_for
 from tests.node.helpers import FAST_KDF
 
 pytestmark = pytest.mark.cometbft
@@ -61,16 +60,7 @@ def members(
     try:
         yield local
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                for pid in children_of(proc.pid):
-                    os.kill(pid, signal.SIGKILL)
-                proc.kill()
-                proc.wait()
+        stop_members(procs)
 
 
 def test_members_on_their_own_hosts_become_ready(members: list[LocalMember]) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import threading
@@ -35,7 +34,15 @@ from synod.chains.bitcoin.address import Network, p2tr_address
 from synod.chains.bitcoin.devnode import TAPROOT_ACTIVE_HEIGHT, BtcdUnavailable, DevNode, start_btcd
 from synod.chains.localnode import free_port
 from synod.consensus.committee import operator_key_pem, raw_public
-from synod.member.local import LocalMember, Site, app_hashes, create_members, is_ready, start_member
+from synod.member.local import (
+    LocalMember,
+    Site,
+    app_hashes,
+    create_members,
+    is_ready,
+    start_member,
+    stop_members,
+)
 from synod.node.ceremony import GroupKey, run_dkg
 from synod.node.control import ControlClient, ControlError, ControlTLS
 from synod.node.keystore import atomic_write
@@ -43,7 +50,7 @@ from synod.node.manifest import Manifest
 from synod.node.results import SessionResult, SessionStatus
 from synod.node.templates import signing_session_id
 from synod.state.db import open_database
-from tests.member.helpers import children_of, wait_for
+from tests.member.helpers import wait_for
 from tests.node.helpers import FAST_KDF
 from tests.node.test_node_cli import synod_cmd
 
@@ -176,16 +183,7 @@ def world(cometbft: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     finally:
         for client in clients.values():
             client.close()
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                for pid in children_of(proc.pid):
-                    os.kill(pid, signal.SIGKILL)
-                proc.kill()
-                proc.wait()
+        stop_members(procs)
         if btcd is not None:
             btcd.stop()
         hosts.close()

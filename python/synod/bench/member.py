@@ -11,9 +11,7 @@ app hash. Without root the members share loopback and the cut is not measured.
 
 from __future__ import annotations
 
-import signal
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,6 +27,7 @@ from synod.member.local import (
     create_members,
     is_ready,
     start_member,
+    stop_members,
 )
 
 Progress = Callable[[str], None]
@@ -48,18 +47,6 @@ def _until(check: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S)
             raise TimeoutError(f"{what}: not within {deadline_s:g} s")
         time.sleep(0.05)
     return time.monotonic() - start
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _inside(hosts: Hosts | None, member_id: int) -> Callable[[list[str]], list[str]]:
@@ -108,7 +95,7 @@ def _one_run(
                  "link came back")  # fmt: skip
         return [ready[i] for i in MEMBERS], caught_up
     finally:
-        _stop(procs)
+        stop_members(procs)
 
 
 def member_table(rounds: int = 3, cut_s: float = 10.0, progress: Progress = print) -> str:

@@ -8,6 +8,7 @@ import json
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,16 +99,10 @@ def run(args: argparse.Namespace) -> int:
 
     api = None if args.replicated else DemoApi(args.api_port, hold)
     try:
-        if args.workdir is not None:
-            args.workdir.mkdir(parents=True, exist_ok=True)
+        with _workdir(args) as workdir:
             report = run_demo(
-                args.workdir, args.per_chain, progress.step, api=api, replicated=args.replicated
+                workdir, args.per_chain, progress.step, api=api, replicated=args.replicated
             )
-        else:
-            with tempfile.TemporaryDirectory(prefix="synod-demo-") as tmp:
-                report = run_demo(
-                    Path(tmp), args.per_chain, progress.step, api=api, replicated=args.replicated
-                )
     except NodeUnavailable as err:
         print(f"synod demo: error: {err}", file=sys.stderr)
         return 1
@@ -120,6 +115,17 @@ def run(args: argparse.Namespace) -> int:
             _table(report)
             print(f"replicated ledger: {report.replicas}")
     return 0 if report.all_confirmed else 1
+
+
+@contextlib.contextmanager
+def _workdir(args: argparse.Namespace) -> Iterator[Path]:
+    """--workdir (kept), else a temporary directory removed after the run."""
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        yield args.workdir
+        return
+    with tempfile.TemporaryDirectory(prefix="synod-demo-") as tmp:
+        yield Path(tmp)
 
 
 def _table(report: Any) -> None:
@@ -171,12 +177,8 @@ def _run_members(args: argparse.Namespace) -> int:
         return 2
     progress = Progress()
     try:
-        if args.workdir is not None:
-            args.workdir.mkdir(parents=True, exist_ok=True)
-            report = run_member_demo(args.workdir, args.per_chain, progress.step)
-        else:
-            with tempfile.TemporaryDirectory(prefix="synod-demo-") as tmp:
-                report = run_member_demo(Path(tmp), args.per_chain, progress.step)
+        with _workdir(args) as workdir:
+            report = run_member_demo(workdir, args.per_chain, progress.step)
     except NodeUnavailable as err:
         print(f"synod demo: error: {err}", file=sys.stderr)
         return 1
@@ -197,12 +199,8 @@ def _run_transition(args: argparse.Namespace) -> int:
         print("synod demo: error: --per-chain must be between 1 and 20", file=sys.stderr)
         return 2
     progress = Progress()
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        report = run_transition_demo(args.workdir, args.per_chain, progress.step)
-    else:
-        with tempfile.TemporaryDirectory(prefix="synod-demo-") as tmp:
-            report = run_transition_demo(Path(tmp), args.per_chain, progress.step)
+    with _workdir(args) as workdir:
+        report = run_transition_demo(workdir, args.per_chain, progress.step)
     if args.json:
         print(
             json.dumps(

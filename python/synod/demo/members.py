@@ -20,7 +20,6 @@ run inside the demo's process, which the members' runtimes cannot reach.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -47,6 +46,7 @@ from synod.member.local import (
     create_members,
     is_ready,
     start_member,
+    stop_members,
 )
 from synod.node.ceremony import run_dkg
 from synod.node.control import ControlClient, ControlError, ControlTLS
@@ -121,7 +121,7 @@ def run_member_demo(
             node.mine(TAPROOT_ACTIVE_HEIGHT)  # Taproot active; the first coinbases matured
             progress("btc: btcd (regtest) mining to the committee; the members' watchers credit")
             _wait(lambda: _available(committee) > 0, "the deposits credited by a quorum", 180)
-            _stop(committee.procs.pop(STOPPED))
+            stop_members([committee.procs.pop(STOPPED)])
             committee.clients.pop(STOPPED).close()
             progress(f"member {STOPPED} stopped: the committee signs without it")
             processing = time.perf_counter()
@@ -210,19 +210,7 @@ def _committee(
     finally:
         for client in clients.values():
             client.close()
-        for proc in procs.values():
-            _stop(proc)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM a `member run` (it stops everything it started), SIGKILL after a minute."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        stop_members(list(procs.values()))
 
 
 def _wait(check: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:

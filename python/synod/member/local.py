@@ -11,7 +11,10 @@ committee's operator (`root/operator`: its key, certificate and the CA certifica
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -38,6 +41,7 @@ from synod.node.enrol import (
 from synod.node.keystore import RFC9106_SECOND, KdfParams, atomic_write
 from synod.node.manifest import Endpoint
 from synod.node.pki import fingerprint
+from synod.processes import descendants
 
 PASSPHRASE = "passphrase"
 CONFIG = "member.toml"
@@ -197,6 +201,23 @@ def start_member(
     argv = [sys.executable, "-m", "synod.cli.main", "member", "run", "--config", str(member.config)]
     with open(member.home / "member.log", "ab") as log:
         return subprocess.Popen(wrap(argv), stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_members(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float = 60.0) -> None:
+    """SIGTERM every `synod member run` at once (each stops what it started); one still
+    running after `timeout_s` is SIGKILLed with everything under it."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            for pid in descendants(proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.kill()
+            proc.wait()
 
 
 def is_ready(member: LocalMember, timeout_s: float = 5.0) -> bool:
